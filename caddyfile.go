@@ -1,0 +1,463 @@
+package olla
+
+import (
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
+
+	"github.com/caddy-olla/olla/balancer"
+	"github.com/caddy-olla/olla/profiles"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("olla", parseCaddyfile)
+	// olla answers its own paths and passes the rest on, so it sits just
+	// before reverse_proxy: a plain site block needs no `order` option.
+	httpcaddyfile.RegisterDirectiveOrder("olla", httpcaddyfile.Before, "reverse_proxy")
+}
+
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	handler := new(Handler)
+	err := handler.UnmarshalCaddyfile(h.Dispenser)
+	return handler, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	olla {
+//		engine           sherpa|olla
+//		profile          auto|streaming|standard
+//		load_balancer    priority|round-robin|least-connections
+//		internal         on|off
+//		endpoint <name> {
+//			url              <url>
+//			type             <backend type>
+//			priority         <n>
+//			model_url        <path|url>
+//			health_check_url <path|url>
+//			check_interval   <duration>
+//			check_timeout    <duration>
+//			max_connections  <n>
+//			forward_client_auth
+//			auth bearer <token> | header <name> <value> | basic <user> <pass>
+//			headers {
+//				<name> <value>
+//			}
+//			tls {
+//				ca <pem file>
+//				insecure_skip_verify
+//			}
+//			model_filter {
+//				include <glob>...
+//				exclude <glob>...
+//			}
+//		}
+//		aliases {
+//			<alias> <model>...
+//		}
+//		retry {
+//			max_attempts <n>
+//		}
+//		request_limits {
+//			max_body_size <size>
+//		}
+//		model_registry {
+//			routing_strategy  strict|optimistic|discovery
+//			fallback_behavior compatible_only|all|none
+//			discovery_timeout <duration>
+//			discovery_refresh_on_miss
+//		}
+//		model_discovery {
+//			interval <duration>
+//			timeout  <duration>
+//		}
+//	}
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.Errf("olla takes no arguments on its first line, got %q; put settings in its block", d.Val())
+	}
+	seen := map[string]bool{}
+	once := func(name string) error {
+		if seen[name] {
+			return d.Errf("%s is already set in this olla block", name)
+		}
+		seen[name] = true
+		return nil
+	}
+	for d.NextBlock(0) {
+		sub := d.Val()
+		switch sub {
+		case "engine", "profile", "load_balancer", "internal":
+			if err := once(sub); err != nil {
+				return err
+			}
+			val, err := oneArg(d)
+			if err != nil {
+				return err
+			}
+			switch sub {
+			case "engine":
+				if val != "sherpa" && val != "olla" {
+					return d.Errf("unknown engine %q: expected sherpa or olla", val)
+				}
+				h.Engine = val
+			case "profile":
+				if val != "auto" && val != "streaming" && val != "standard" {
+					return d.Errf("unknown profile %q: expected auto, streaming or standard", val)
+				}
+				h.Profile = val
+			case "load_balancer":
+				if _, err := balancer.New(val); err != nil {
+					return d.Errf("%v", err)
+				}
+				h.LoadBalancer = val
+			case "internal":
+				if val != "on" && val != "off" {
+					return d.Errf("internal must be on or off, got %q", val)
+				}
+				h.Internal = val
+			}
+		case "endpoint":
+			ep, err := parseEndpoint(d)
+			if err != nil {
+				return err
+			}
+			for _, prev := range h.Endpoints {
+				if prev.Name == ep.Name {
+					return d.Errf("endpoint %q is already declared in this olla block", ep.Name)
+				}
+			}
+			h.Endpoints = append(h.Endpoints, ep)
+		case "aliases":
+			if err := once(sub); err != nil {
+				return err
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			h.Aliases = map[string][]string{}
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				name := d.Val()
+				targets := d.RemainingArgs()
+				if len(targets) == 0 {
+					return d.Errf("alias %q needs at least one target model: %s <model>...", name, name)
+				}
+				if _, dup := h.Aliases[name]; dup {
+					return d.Errf("alias %q is already defined", name)
+				}
+				h.Aliases[name] = targets
+			}
+		case "retry":
+			if err := once(sub); err != nil {
+				return err
+			}
+			h.Retry = &Retry{}
+			if err := parseBlock(d, map[string]func() error{
+				"max_attempts": func() error { return intArg(d, &h.Retry.MaxAttempts, 1) },
+			}); err != nil {
+				return err
+			}
+		case "request_limits":
+			if err := once(sub); err != nil {
+				return err
+			}
+			h.RequestLimits = &RequestLimits{}
+			if err := parseBlock(d, map[string]func() error{
+				"max_body_size": func() error { return sizeArg(d, &h.RequestLimits.MaxBodySize) },
+			}); err != nil {
+				return err
+			}
+		case "model_registry":
+			if err := once(sub); err != nil {
+				return err
+			}
+			mr := &ModelRegistry{}
+			h.ModelRegistry = mr
+			if err := parseBlock(d, map[string]func() error{
+				"routing_strategy": func() error {
+					return enumArg(d, &mr.RoutingStrategy, strategyStrict, strategyOptimistic, strategyDiscovery)
+				},
+				"fallback_behavior": func() error {
+					return enumArg(d, &mr.FallbackBehavior, fallbackCompatible, fallbackAll, fallbackNone)
+				},
+				"discovery_timeout":         func() error { return durationArg(d, &mr.DiscoveryTimeout) },
+				"discovery_refresh_on_miss": func() error { return flagArg(d, &mr.DiscoveryRefreshOnMiss) },
+			}); err != nil {
+				return err
+			}
+		case "model_discovery":
+			if err := once(sub); err != nil {
+				return err
+			}
+			md := &ModelDiscovery{}
+			h.ModelDiscovery = md
+			if err := parseBlock(d, map[string]func() error{
+				"interval": func() error { return durationArg(d, &md.Interval) },
+				"timeout":  func() error { return durationArg(d, &md.Timeout) },
+			}); err != nil {
+				return err
+			}
+		default:
+			return d.Errf("unrecognized olla subdirective %q: expected engine, profile, load_balancer, internal, endpoint, aliases, retry, request_limits, model_registry or model_discovery", sub)
+		}
+	}
+	if len(h.Endpoints) == 0 {
+		return d.Err("olla needs at least one endpoint: endpoint <name> { url <url> type <type> }")
+	}
+	return nil
+}
+
+// parseEndpoint reads `endpoint <name> { ... }`.
+func parseEndpoint(d *caddyfile.Dispenser) (*Endpoint, error) {
+	if !d.NextArg() {
+		return nil, d.Err("endpoint needs a name: endpoint <name> { url <url> type <type> }")
+	}
+	ep := &Endpoint{Name: d.Val()}
+	if d.NextArg() {
+		return nil, d.Errf("endpoint %q: unexpected %q after the name; put settings in its block", ep.Name, d.Val())
+	}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		sub := d.Val()
+		if seen[sub] {
+			return nil, d.Errf("endpoint %q: %s is already set", ep.Name, sub)
+		}
+		seen[sub] = true
+		var err error
+		switch sub {
+		case "url":
+			if err = stringArg(d, &ep.URL); err == nil && !strings.Contains(ep.URL, "{") {
+				_, err = parseEndpointURL(ep.URL)
+				if err != nil {
+					err = d.Errf("endpoint %q: %v", ep.Name, err)
+				}
+			}
+		case "type":
+			if err = stringArg(d, &ep.Type); err == nil {
+				if _, ok := profiles.Lookup(ep.Type); !ok {
+					err = d.Errf("endpoint %q: unknown type %q: expected one of %s", ep.Name, ep.Type, strings.Join(profiles.Types(), ", "))
+				}
+			}
+		case "priority":
+			var p int
+			if err = intArg(d, &p, 0); err == nil {
+				ep.Priority = &p
+			}
+		case "model_url":
+			err = stringArg(d, &ep.ModelURL)
+		case "health_check_url":
+			err = stringArg(d, &ep.HealthCheckURL)
+		case "check_interval":
+			err = durationArg(d, &ep.CheckInterval)
+		case "check_timeout":
+			err = durationArg(d, &ep.CheckTimeout)
+		case "max_connections":
+			err = intArg(d, &ep.MaxConnections, 0)
+		case "forward_client_auth":
+			err = flagArg(d, &ep.ForwardClientAuth)
+		case "auth":
+			ep.Auth, err = parseAuth(d)
+		case "headers":
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			ep.Headers = map[string]string{}
+			for n := d.Nesting(); d.NextBlock(n); {
+				name := d.Val()
+				var value string
+				if !d.NextArg() {
+					return nil, d.Errf("header %s needs a value", name)
+				}
+				value = d.Val()
+				if d.NextArg() {
+					return nil, d.Errf("header %s takes one value; quote values with spaces", name)
+				}
+				ep.Headers[name] = value
+			}
+		case "tls":
+			ep.TLS = &EndpointTLS{}
+			err = parseBlock(d, map[string]func() error{
+				"ca":                   func() error { return stringArg(d, &ep.TLS.CA) },
+				"insecure_skip_verify": func() error { return flagArg(d, &ep.TLS.InsecureSkipVerify) },
+			})
+		case "model_filter":
+			ep.ModelFilter = &ModelFilter{}
+			err = parseBlock(d, map[string]func() error{
+				"include": func() error { return listArg(d, &ep.ModelFilter.Include) },
+				"exclude": func() error { return listArg(d, &ep.ModelFilter.Exclude) },
+			})
+		default:
+			return nil, d.Errf("endpoint %q: unrecognized subdirective %q: expected url, type, priority, model_url, health_check_url, check_interval, check_timeout, max_connections, forward_client_auth, auth, headers, tls or model_filter", ep.Name, sub)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if ep.URL == "" {
+		return nil, d.Errf("endpoint %q: url is required", ep.Name)
+	}
+	if ep.Type == "" {
+		return nil, d.Errf("endpoint %q: type is required (one of %s)", ep.Name, strings.Join(profiles.Types(), ", "))
+	}
+	return ep, nil
+}
+
+// parseAuth reads `auth bearer <token> | header <name> <value> | basic <user> <pass>`.
+func parseAuth(d *caddyfile.Dispenser) (*EndpointAuth, error) {
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return nil, d.Err("auth needs a kind: auth bearer <token> | header <name> <value> | basic <user> <pass>")
+	}
+	a := &EndpointAuth{Type: args[0]}
+	switch {
+	case a.Type == "bearer" && len(args) == 2:
+		a.Token = args[1]
+	case a.Type == "header" && len(args) == 3:
+		a.Header, a.Value = args[1], args[2]
+	case a.Type == "basic" && len(args) == 3:
+		a.Username, a.Password = args[1], args[2]
+	case a.Type == "bearer":
+		return nil, d.Err("auth bearer takes one value: auth bearer <token>")
+	case a.Type == "header":
+		return nil, d.Err("auth header takes a name and a value: auth header <name> <value>")
+	case a.Type == "basic":
+		return nil, d.Err("auth basic takes a user and a password: auth basic <user> <pass>")
+	default:
+		return nil, d.Errf("unknown auth kind %q: expected bearer, header or basic", a.Type)
+	}
+	return a, nil
+}
+
+// parseBlock reads a block of single-use subdirectives.
+func parseBlock(d *caddyfile.Dispenser, subs map[string]func() error) error {
+	block := d.Val()
+	if d.NextArg() {
+		return d.Errf("%s takes no arguments before its block, got %q", block, d.Val())
+	}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		name := d.Val()
+		fn, ok := subs[name]
+		if !ok {
+			known := make([]string, 0, len(subs))
+			for k := range subs {
+				known = append(known, k)
+			}
+			sortStrings(known)
+			return d.Errf("unrecognized %s subdirective %q: expected %s", block, name, strings.Join(known, ", "))
+		}
+		if seen[name] {
+			return d.Errf("%s %s is already set", block, name)
+		}
+		seen[name] = true
+		if err := fn(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func oneArg(d *caddyfile.Dispenser) (string, error) {
+	name := d.Val()
+	if !d.NextArg() {
+		return "", d.Errf("%s needs a value", name)
+	}
+	v := d.Val()
+	if d.NextArg() {
+		return "", d.Errf("%s takes one value, got another: %q", name, d.Val())
+	}
+	return v, nil
+}
+
+func stringArg(d *caddyfile.Dispenser, dst *string) error {
+	v, err := oneArg(d)
+	*dst = v
+	return err
+}
+
+func enumArg(d *caddyfile.Dispenser, dst *string, allowed ...string) error {
+	name := d.Val()
+	v, err := oneArg(d)
+	if err != nil {
+		return err
+	}
+	for _, a := range allowed {
+		if v == a {
+			*dst = v
+			return nil
+		}
+	}
+	return d.Errf("%s: unknown value %q: expected %s", name, v, strings.Join(allowed, ", "))
+}
+
+func intArg(d *caddyfile.Dispenser, dst *int, minimum int) error {
+	name := d.Val()
+	v, err := oneArg(d)
+	if err != nil {
+		return err
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < minimum {
+		return d.Errf("%s: %q is not a whole number of at least %d", name, v, minimum)
+	}
+	*dst = n
+	return nil
+}
+
+func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+	name := d.Val()
+	v, err := oneArg(d)
+	if err != nil {
+		return err
+	}
+	dur, err := caddy.ParseDuration(v)
+	if err != nil || dur <= 0 {
+		return d.Errf("%s: %q is not a positive duration (e.g. 5s, 2m)", name, v)
+	}
+	*dst = caddy.Duration(dur)
+	return nil
+}
+
+func sizeArg(d *caddyfile.Dispenser, dst *int64) error {
+	name := d.Val()
+	v, err := oneArg(d)
+	if err != nil {
+		return err
+	}
+	n, err := humanize.ParseBytes(v)
+	if err != nil || n == 0 || n > 1<<40 {
+		return d.Errf("%s: %q is not a size (e.g. 100MiB, 4KB)", name, v)
+	}
+	*dst = int64(n)
+	return nil
+}
+
+func flagArg(d *caddyfile.Dispenser, dst *bool) error {
+	name := d.Val()
+	if d.NextArg() {
+		return d.Errf("%s is a flag and takes no value, got %q", name, d.Val())
+	}
+	*dst = true
+	return nil
+}
+
+func listArg(d *caddyfile.Dispenser, dst *[]string) error {
+	name := d.Val()
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return d.Errf("%s needs at least one pattern", name)
+	}
+	*dst = append(*dst, args...)
+	return nil
+}
+
+var _ caddyfile.Unmarshaler = (*Handler)(nil)
+
+func sortStrings(s []string) { sort.Strings(s) }

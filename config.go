@@ -1,0 +1,112 @@
+package olla
+
+import (
+	"github.com/caddyserver/caddy/v2"
+)
+
+// Endpoint is one backend LLM server, as configured.
+type Endpoint struct {
+	// Name identifies the endpoint in headers, logs and status. Together with
+	// URL and Type it is the endpoint's identity: identical declarations in
+	// several sites share one state across the config and across reloads.
+	Name string `json:"name"`
+	// URL is the server's base URL. A path is a base path joined in front of
+	// every API path (https://host/api + /v1/models). Placeholders such as
+	// {env.KEY} are allowed. URL userinfo is rejected: use auth.
+	URL string `json:"url"`
+	// Type is the backend type: ollama, lm-studio, vllm, sglang, llamacpp,
+	// lemonade, lmdeploy, litellm or openai-compatible (aliases such as
+	// lmstudio and openai are accepted).
+	Type string `json:"type"`
+	// Priority orders endpoints for the priority balancer: higher first.
+	// Default 100.
+	Priority *int `json:"priority,omitempty"`
+	// ModelURL overrides the profile's model-list path (or an absolute URL).
+	ModelURL string `json:"model_url,omitempty"`
+	// HealthCheckURL overrides the profile's health path (or an absolute URL).
+	HealthCheckURL string `json:"health_check_url,omitempty"`
+	// CheckInterval is how often the endpoint is probed. Default 5s.
+	CheckInterval caddy.Duration `json:"check_interval,omitempty"`
+	// CheckTimeout bounds one probe. Default 2s; must be below CheckInterval.
+	CheckTimeout caddy.Duration `json:"check_timeout,omitempty"`
+	// Auth is the credential sent to this endpoint (requests, probes and
+	// discovery). It is never logged or shown.
+	Auth *EndpointAuth `json:"auth,omitempty"`
+	// Headers are added to every request sent to this endpoint.
+	Headers map[string]string `json:"headers,omitempty"`
+	// TLS configures https endpoints.
+	TLS *EndpointTLS `json:"tls,omitempty"`
+	// ModelFilter narrows the discovered models (a paid API lists hundreds).
+	ModelFilter *ModelFilter `json:"model_filter,omitempty"`
+	// MaxConnections caps connections to this endpoint (0 = no cap).
+	MaxConnections int `json:"max_connections,omitempty"`
+	// ForwardClientAuth lets the client's Authorization, Cookie and
+	// X-Api-Key headers through to this endpoint. Off by default.
+	ForwardClientAuth bool `json:"forward_client_auth,omitempty"`
+}
+
+// EndpointAuth is an endpoint's credential. Values may be placeholders.
+type EndpointAuth struct {
+	// Type is bearer, header or basic.
+	Type string `json:"type"`
+	// Token is the bearer token.
+	Token string `json:"token,omitempty"`
+	// Header and Value form a custom header credential (e.g. X-Api-Key).
+	Header string `json:"header,omitempty"`
+	Value  string `json:"value,omitempty"`
+	// Username and Password form basic auth.
+	Username string `json:"username,omitempty"`
+	Password string `json:"password,omitempty"`
+}
+
+// EndpointTLS configures TLS to an https endpoint.
+type EndpointTLS struct {
+	// CA is a PEM file of certificate authorities to trust for this endpoint.
+	CA string `json:"ca,omitempty"`
+	// InsecureSkipVerify turns off certificate verification. Testing only.
+	InsecureSkipVerify bool `json:"insecure_skip_verify,omitempty"`
+}
+
+// ModelFilter keeps or drops discovered models by glob (`*` and `?`,
+// case-insensitive). Exclude wins over include; an empty include keeps all.
+type ModelFilter struct {
+	Include []string `json:"include,omitempty"`
+	Exclude []string `json:"exclude,omitempty"`
+}
+
+// Retry bounds failover.
+type Retry struct {
+	// MaxAttempts is how many endpoints one request may try. Default 3.
+	MaxAttempts int `json:"max_attempts,omitempty"`
+}
+
+// RequestLimits bounds what a client may send.
+type RequestLimits struct {
+	// MaxBodySize is the largest request body accepted (default 100 MiB).
+	MaxBodySize int64 `json:"max_body_size,omitempty"`
+	// MaxHeaderSize is the largest request header block accepted (default
+	// 1 MiB).
+	MaxHeaderSize int64 `json:"max_header_size,omitempty"`
+}
+
+// ModelRegistry is how requests are routed by model.
+type ModelRegistry struct {
+	// RoutingStrategy is strict (default), optimistic or discovery.
+	RoutingStrategy string `json:"routing_strategy,omitempty"`
+	// FallbackBehavior is what optimistic and discovery do when no candidate
+	// has the model: compatible_only (default), all or none.
+	FallbackBehavior string `json:"fallback_behavior,omitempty"`
+	// DiscoveryTimeout bounds the discovery strategy's refresh on a miss.
+	DiscoveryTimeout caddy.Duration `json:"discovery_timeout,omitempty"`
+	// DiscoveryRefreshOnMiss makes the discovery strategy rediscover the
+	// candidates' models once before it rejects a request.
+	DiscoveryRefreshOnMiss bool `json:"discovery_refresh_on_miss,omitempty"`
+}
+
+// ModelDiscovery controls how often model lists are refreshed.
+type ModelDiscovery struct {
+	// Interval between model-list refreshes of a healthy endpoint. Default 5m.
+	Interval caddy.Duration `json:"interval,omitempty"`
+	// Timeout bounds one model-list request. Default 30s.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+}

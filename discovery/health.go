@@ -1,0 +1,183 @@
+// Package discovery finds out, continuously and cheaply, which endpoints are
+// up and which models they serve: health probes and their classification,
+// backoff, the per-endpoint circuit breaker, model-list fetching and the
+// unified catalogue. It holds no Caddy types and starts no goroutines; the
+// olla app owns the loops.
+package discovery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// Status is an endpoint's health.
+type Status string
+
+// Endpoint statuses, as the standalone proxy names them.
+const (
+	StatusUnknown     Status = "unknown"      // not probed yet
+	StatusHealthy     Status = "healthy"      // answered 2xx in time
+	StatusBusy        Status = "busy"         // answered, but slowly
+	StatusOffline     Status = "offline"      // no answer: refused, reset, timed out
+	StatusUnhealthy   Status = "unhealthy"    // answered with an error status or garbage
+	StatusRateLimited Status = "rate_limited" // answered 429
+	StatusConfigError Status = "config_error" // answered 401/403: our credentials are wrong
+)
+
+// Routable reports whether requests may be sent to an endpoint in status s.
+func (s Status) Routable() bool { return s == StatusHealthy || s == StatusBusy }
+
+// BusyLatency is the probe latency above which a healthy answer counts as busy.
+const BusyLatency = 10 * time.Second
+
+// ProbeResult is the outcome of one health probe.
+type ProbeResult struct {
+	Status     Status
+	Reason     string // one line, for status pages and logs
+	Latency    time.Duration
+	RetryAfter time.Duration // from a 429
+}
+
+// Probe sends one health check: GET url with the endpoint's headers, bounded
+// by timeout. It never returns an error: every failure is a status and a
+// reason.
+func Probe(ctx context.Context, client *http.Client, url string, header http.Header, timeout time.Duration) ProbeResult {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return ProbeResult{Status: StatusUnhealthy, Reason: "bad health URL: " + err.Error()}
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	req.Header.Set("User-Agent", "olla-caddy-health")
+	req.Header.Set("Accept", "application/json, text/plain, */*")
+	start := time.Now()
+	res, err := client.Do(req)
+	latency := time.Since(start)
+	if err != nil {
+		return ProbeResult{Status: StatusOffline, Reason: TransportReason(err, timeout), Latency: latency}
+	}
+	defer res.Body.Close()
+	// read a little so the connection can be reused, and so a truncated or
+	// hanging body shows up as a failure rather than a pass
+	_, rerr := io.Copy(io.Discard, io.LimitReader(res.Body, 64<<10))
+	latency = time.Since(start)
+	r := Classify(res.StatusCode, latency)
+	if r.Status == StatusRateLimited {
+		r.RetryAfter = parseRetryAfter(res.Header.Get("Retry-After"))
+	}
+	if rerr != nil && r.Status.Routable() {
+		return ProbeResult{Status: StatusUnhealthy, Reason: "health answer cut off: " + shortErr(rerr), Latency: latency}
+	}
+	return r
+}
+
+// Classify turns a probe's status code and latency into a status.
+func Classify(code int, latency time.Duration) ProbeResult {
+	r := ProbeResult{Latency: latency}
+	switch {
+	case code >= 200 && code < 300:
+		r.Status, r.Reason = StatusHealthy, fmt.Sprintf("answered %d in %s", code, latency.Round(time.Millisecond))
+		if latency > BusyLatency {
+			r.Status, r.Reason = StatusBusy, fmt.Sprintf("answered %d but took %s", code, latency.Round(time.Millisecond))
+		}
+	case code == http.StatusUnauthorized || code == http.StatusForbidden:
+		r.Status, r.Reason = StatusConfigError, fmt.Sprintf("health check answered %d: check the endpoint's auth", code)
+	case code == http.StatusTooManyRequests:
+		r.Status, r.Reason = StatusRateLimited, "health check answered 429: the endpoint is rate limiting us"
+	default:
+		r.Status, r.Reason = StatusUnhealthy, fmt.Sprintf("health check answered %d", code)
+	}
+	return r
+}
+
+// TransportReason explains a failed request in one line, without URLs that
+// might carry credentials.
+func TransportReason(err error, timeout time.Duration) string {
+	var ne net.Error
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()):
+		return fmt.Sprintf("no answer within %s", timeout)
+	case strings.Contains(err.Error(), "connection refused"):
+		return "connection refused: is the server running?"
+	case strings.Contains(err.Error(), "connection reset"):
+		return "connection reset by the server"
+	case strings.Contains(err.Error(), "no such host"):
+		return "host not found"
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		return "server closed the connection without answering"
+	}
+	return shortErr(err)
+}
+
+// shortErr drops the "Get "url":" prefix net/http puts on errors.
+func shortErr(err error) string {
+	var ue interface{ Unwrap() error }
+	if errors.As(err, &ue) {
+		if inner := ue.Unwrap(); inner != nil {
+			if _, isURLErr := err.(interface{ Timeout() bool }); isURLErr {
+				return inner.Error()
+			}
+		}
+	}
+	s := err.Error()
+	if i := strings.Index(s, "\": "); i >= 0 && strings.HasPrefix(s, "Get \"") {
+		return s[i+3:]
+	}
+	return s
+}
+
+func parseRetryAfter(v string) time.Duration {
+	if v == "" {
+		return 30 * time.Second
+	}
+	var secs int
+	if _, err := fmt.Sscanf(strings.TrimSpace(v), "%d", &secs); err == nil && secs >= 0 {
+		return time.Duration(secs) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		if d := time.Until(t); d > 0 {
+			return d
+		}
+	}
+	return 30 * time.Second
+}
+
+// Backoff is the delay before the next probe after `failures` consecutive
+// failed probes: the interval doubling from the second failure, capped at
+// 4 × interval and at 60 s, with ±10 % jitter so hundreds of endpoints do not
+// probe in lock-step.
+func Backoff(interval time.Duration, failures int) time.Duration {
+	d := interval
+	for i := 1; i < failures && d < 4*interval; i++ {
+		d *= 2
+	}
+	if d > 4*interval {
+		d = 4 * interval
+	}
+	if d > 60*time.Second {
+		d = 60 * time.Second
+	}
+	return Jitter(d)
+}
+
+// Jitter spreads d by ±10 %.
+func Jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return d
+	}
+	spread := int64(d) / 10
+	if spread == 0 {
+		return d
+	}
+	return d + time.Duration(rand.Int64N(2*spread+1)-spread)
+}

@@ -1,0 +1,2 @@
+// Package olla is the Olla LLM load balancer as a Caddy module.
+package olla

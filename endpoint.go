@@ -1,0 +1,290 @@
+package olla
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-olla/olla/profiles"
+)
+
+// Endpoint defaults.
+const (
+	defaultPriority      = 100
+	defaultCheckInterval = 5 * time.Second
+	defaultCheckTimeout  = 2 * time.Second
+)
+
+// endpointSettings is an Endpoint with placeholders resolved and defaults
+// filled: what the running proxy uses. It is immutable once built; a reload
+// swaps in a new one.
+type endpointSettings struct {
+	name          string
+	typ           string
+	profile       *profiles.Profile
+	url           *url.URL
+	displayURL    string // scheme://host/path, no userinfo, query or fragment
+	healthURL     string
+	modelsURL     string
+	priority      int
+	checkInterval time.Duration
+	checkTimeout  time.Duration
+	header        http.Header // configured headers, then auth (auth wins)
+	secretHeaders []string    // header names that carry credentials
+	filter        profiles.ModelFilter
+	forwardAuth   bool
+	transportKey  string // settings that need a new transport when changed
+	tlsConfig     *tls.Config
+	maxConns      int
+
+	discoveryInterval time.Duration
+	discoveryTimeout  time.Duration
+}
+
+// identity is what makes two declarations the same endpoint.
+func (s *endpointSettings) identity() string {
+	return s.name + "\x00" + s.url.String() + "\x00" + s.typ
+}
+
+// resolve validates an Endpoint and builds its settings. repl resolves
+// placeholders; a placeholder that resolves to nothing is an error.
+func (e *Endpoint) resolve(repl *caddy.Replacer) (*endpointSettings, error) {
+	if e.Name == "" {
+		return nil, fmt.Errorf("endpoint without a name")
+	}
+	errf := func(format string, args ...any) error {
+		return fmt.Errorf("endpoint %q: "+format, append([]any{e.Name}, args...)...)
+	}
+	expand := func(field, v string) (string, error) {
+		out, err := repl.ReplaceOrErr(v, true, true)
+		if err != nil {
+			return "", errf("%s: %v (is the environment variable set?)", field, err)
+		}
+		return out, nil
+	}
+
+	s := &endpointSettings{name: e.Name, priority: defaultPriority, checkInterval: defaultCheckInterval,
+		checkTimeout: defaultCheckTimeout, discoveryInterval: defaultDiscoveryInterval, discoveryTimeout: defaultDiscoveryTimeout}
+	if e.Type == "" {
+		return nil, errf("type is required (one of %s)", strings.Join(profiles.Types(), ", "))
+	}
+	p, ok := profiles.Lookup(e.Type)
+	if !ok {
+		return nil, errf("unknown type %q: expected one of %s", e.Type, strings.Join(profiles.Types(), ", "))
+	}
+	s.profile, s.typ = p, p.Name
+
+	raw, err := expand("url", e.URL)
+	if err != nil {
+		return nil, err
+	}
+	u, err := parseEndpointURL(raw)
+	if err != nil {
+		return nil, errf("%v", err)
+	}
+	s.url = u
+	s.displayURL = (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
+
+	if e.Priority != nil {
+		if *e.Priority < 0 {
+			return nil, errf("priority must be 0 or more, got %d", *e.Priority)
+		}
+		s.priority = *e.Priority
+	}
+	if e.CheckInterval != 0 {
+		s.checkInterval = time.Duration(e.CheckInterval)
+	}
+	if e.CheckTimeout != 0 {
+		s.checkTimeout = time.Duration(e.CheckTimeout)
+	}
+	if s.checkInterval < 100*time.Millisecond {
+		return nil, errf("check_interval %s is too short (at least 100ms)", s.checkInterval)
+	}
+	if s.checkTimeout <= 0 || s.checkTimeout >= s.checkInterval {
+		if e.CheckTimeout == 0 && s.checkInterval <= s.checkTimeout {
+			s.checkTimeout = s.checkInterval / 2 // only the interval was set, and it is short
+		} else {
+			return nil, errf("check_timeout %s must be shorter than check_interval %s", s.checkTimeout, s.checkInterval)
+		}
+	}
+	if s.healthURL, err = endpointSubURL(u, e.HealthCheckURL, p.HealthPath); err != nil {
+		return nil, errf("health_check_url: %v", err)
+	}
+	if s.modelsURL, err = endpointSubURL(u, e.ModelURL, p.ModelsPath); err != nil {
+		return nil, errf("model_url: %v", err)
+	}
+
+	s.header = make(http.Header)
+	names := make([]string, 0, len(e.Headers))
+	for k := range e.Headers {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		v, err := expand("header "+k, e.Headers[k])
+		if err != nil {
+			return nil, err
+		}
+		s.header.Set(k, v)
+		if isCredentialHeader(k) {
+			s.secretHeaders = append(s.secretHeaders, http.CanonicalHeaderKey(k))
+		}
+	}
+	if e.Auth != nil {
+		name, value, err := e.Auth.header(expand)
+		if err != nil {
+			return nil, errf("auth: %v", err)
+		}
+		s.header.Set(name, value)
+		s.secretHeaders = append(s.secretHeaders, http.CanonicalHeaderKey(name))
+	}
+	if e.ModelFilter != nil {
+		s.filter = profiles.ModelFilter{Include: e.ModelFilter.Include, Exclude: e.ModelFilter.Exclude}
+	}
+	s.forwardAuth = e.ForwardClientAuth
+	if e.MaxConnections < 0 {
+		return nil, errf("max_connections must be 0 (no cap) or more")
+	}
+	s.maxConns = e.MaxConnections
+
+	if e.TLS != nil {
+		if u.Scheme != "https" {
+			return nil, errf("tls is set but the URL is not https")
+		}
+		tc := &tls.Config{InsecureSkipVerify: e.TLS.InsecureSkipVerify} //nolint:gosec // the user asked for it
+		if e.TLS.CA != "" {
+			pem, err := os.ReadFile(e.TLS.CA)
+			if err != nil {
+				return nil, errf("tls ca: %v", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, errf("tls ca %s: no PEM certificates found", e.TLS.CA)
+			}
+			tc.RootCAs = pool
+		}
+		s.tlsConfig = tc
+		s.transportKey = fmt.Sprintf("tls ca=%s insecure=%t", e.TLS.CA, e.TLS.InsecureSkipVerify)
+	}
+	s.transportKey += fmt.Sprintf(" max_conns=%d", s.maxConns)
+	return s, nil
+}
+
+// header turns the auth block into the one header it sends.
+func (a *EndpointAuth) header(expand func(field, v string) (string, error)) (string, string, error) {
+	switch a.Type {
+	case "bearer":
+		tok, err := expand("auth bearer", a.Token)
+		if err != nil {
+			return "", "", err
+		}
+		if tok == "" {
+			return "", "", fmt.Errorf("bearer token is empty")
+		}
+		return "Authorization", "Bearer " + tok, nil
+	case "header":
+		if a.Header == "" {
+			return "", "", fmt.Errorf("header auth needs a header name")
+		}
+		v, err := expand("auth header", a.Value)
+		if err != nil {
+			return "", "", err
+		}
+		if v == "" {
+			return "", "", fmt.Errorf("header %s value is empty", a.Header)
+		}
+		return a.Header, v, nil
+	case "basic":
+		user, err := expand("auth basic user", a.Username)
+		if err != nil {
+			return "", "", err
+		}
+		pass, err := expand("auth basic password", a.Password)
+		if err != nil {
+			return "", "", err
+		}
+		if user == "" {
+			return "", "", fmt.Errorf("basic auth user is empty")
+		}
+		return "Authorization", "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass)), nil
+	}
+	return "", "", fmt.Errorf("unknown auth type %q: expected bearer, header or basic", a.Type)
+}
+
+func isCredentialHeader(name string) bool {
+	switch http.CanonicalHeaderKey(name) {
+	case "Authorization", "Proxy-Authorization", "X-Api-Key", "X-Auth-Token", "Api-Key", "Cookie":
+		return true
+	}
+	return strings.Contains(strings.ToLower(name), "key") || strings.Contains(strings.ToLower(name), "token")
+}
+
+// parseEndpointURL accepts http and https URLs with a host, an optional base
+// path, and no userinfo, query or fragment.
+func parseEndpointURL(raw string) (*url.URL, error) {
+	if raw == "" {
+		return nil, fmt.Errorf("url is required")
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("url %q: %v", redactURL(raw), err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("url %q: scheme must be http or https", redactURL(raw))
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("url %q: no host", redactURL(raw))
+	}
+	if u.User != nil {
+		return nil, fmt.Errorf("url %q: credentials in the URL are not allowed; use `auth basic <user> <pass>` instead", redactURL(raw))
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("url %q: a query or fragment is not allowed", redactURL(raw))
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/")
+	u.RawPath = ""
+	return u, nil
+}
+
+// redactURL hides userinfo so an error message never carries a password.
+func redactURL(raw string) string {
+	if i := strings.Index(raw, "://"); i >= 0 {
+		rest := raw[i+3:]
+		if at := strings.LastIndex(rest, "@"); at >= 0 && !strings.Contains(rest[:at], "/") {
+			return raw[:i+3] + "REDACTED@" + rest[at+1:]
+		}
+	}
+	return raw
+}
+
+// endpointSubURL resolves a health or model path: an absolute URL is used
+// as is, a path is joined to the endpoint's base URL, empty takes the
+// profile's default.
+func endpointSubURL(base *url.URL, override, def string) (string, error) {
+	p := override
+	if p == "" {
+		p = def
+	}
+	if strings.HasPrefix(p, "http://") || strings.HasPrefix(p, "https://") {
+		u, err := parseEndpointURL(p)
+		if err != nil {
+			return "", err
+		}
+		return u.String(), nil
+	}
+	if !strings.HasPrefix(p, "/") {
+		return "", fmt.Errorf("%q must be a path starting with / or an absolute URL", p)
+	}
+	u := *base
+	u.Path = strings.TrimSuffix(base.Path, "/") + p
+	return u.String(), nil
+}

@@ -1,0 +1,247 @@
+// Package olla is the fast engine: a proxy loop of our own on net/http, with
+// each endpoint's pooled transport, pooled read buffers, a flush per read for
+// token streams, failover before the first byte, and a per-read idle timeout.
+package olla
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/caddy-olla/olla/engines"
+)
+
+// DefaultBufferSize is the read buffer per response in flight. Token streams
+// arrive in reads of a few hundred bytes, so a thousand streams holding 64 KiB
+// each would pin 64 MiB for nothing; 16 KiB still moves large JSON bodies in
+// few reads.
+const DefaultBufferSize = 16 << 10
+
+// ErrNoCandidate is returned when the Plan offered no endpoint at all.
+var ErrNoCandidate = errors.New("no endpoint to try")
+
+// Engine is the Olla engine. It holds no per-endpoint state: transports live
+// in the endpoints' pooled state, so they survive config reloads.
+type Engine struct {
+	buffers sync.Pool
+}
+
+// New returns an engine whose read buffers are bufferSize bytes (0 = default).
+func New(bufferSize int) *Engine {
+	if bufferSize <= 0 {
+		bufferSize = DefaultBufferSize
+	}
+	e := &Engine{}
+	e.buffers.New = func() any {
+		b := make([]byte, bufferSize)
+		return &b
+	}
+	return e
+}
+
+// Serve implements engines.Engine.
+func (e *Engine) Serve(w http.ResponseWriter, r *http.Request, plan *engines.Plan) error {
+	var lastErr error = ErrNoCandidate
+	for attempt := 0; attempt < plan.MaxAttempts; attempt++ {
+		t, ok := plan.Picker.Next()
+		if !ok {
+			break
+		}
+		res, latency, err := e.roundTrip(r, plan, t)
+		if err != nil {
+			plan.Picker.Done(t, engines.Outcome{Err: err})
+			if r.Context().Err() != nil {
+				return nil // the client left; nothing to answer
+			}
+			lastErr = fmt.Errorf("endpoint %s: %w", t.Name(), err)
+			continue
+		}
+		if engines.RetryableStatus(res.StatusCode) && attempt+1 < plan.MaxAttempts && plan.Picker.Remaining() {
+			retryAfter := engines.ParseRetryAfter(res.Header.Get("Retry-After"), time.Now())
+			drainAndClose(res.Body)
+			plan.Picker.Done(t, engines.Outcome{Status: res.StatusCode, RetryAfter: retryAfter, HeaderLatency: latency})
+			lastErr = fmt.Errorf("endpoint %s answered %d", t.Name(), res.StatusCode)
+			continue
+		}
+		e.respond(w, r, plan, t, res, latency)
+		return nil
+	}
+	return lastErr
+}
+
+// roundTrip sends one attempt to t.
+func (e *Engine) roundTrip(r *http.Request, plan *engines.Plan, t engines.Target) (*http.Response, time.Duration, error) {
+	u := engines.UpstreamURL(t.BaseURL(), plan.Path, plan.RawQuery)
+	payload := plan.BodyOf(t)
+	var body io.Reader
+	if payload != nil {
+		body = bytes.NewReader(payload)
+	}
+	out, err := http.NewRequestWithContext(r.Context(), r.Method, u.String(), body)
+	if err != nil {
+		return nil, 0, err
+	}
+	out.Header = r.Header.Clone()
+	engines.PrepareOutboundHeader(out.Header, t, plan.RequestID)
+	setForwarded(out.Header, r)
+	if payload == nil {
+		out.Body = nil
+		out.ContentLength = 0
+	}
+	sent := time.Now()
+	res, err := t.Transport().RoundTrip(out)
+	return res, time.Since(sent), err
+}
+
+// setForwarded adds the X-Forwarded-* headers a backend may log.
+func setForwarded(h http.Header, r *http.Request) {
+	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		if prior := h.Get("X-Forwarded-For"); prior != "" {
+			ip = prior + ", " + ip
+		}
+		h.Set("X-Forwarded-For", ip)
+	}
+	proto := "http"
+	if r.TLS != nil {
+		proto = "https"
+	}
+	h.Set("X-Forwarded-Proto", proto)
+	h.Set("X-Forwarded-Host", r.Host)
+}
+
+// respond writes the backend's answer to the client. Past this point a
+// failure can only end the response, never replay it.
+func (e *Engine) respond(w http.ResponseWriter, r *http.Request, plan *engines.Plan, t engines.Target, res *http.Response, latency time.Duration) {
+	out := engines.Outcome{Status: res.StatusCode, HeaderLatency: latency,
+		RetryAfter: engines.ParseRetryAfter(res.Header.Get("Retry-After"), time.Now())}
+	engines.StripHopByHop(res.Header)
+	engines.DecorateResponse(res.Header, t, plan.Start)
+	if plan.OnResponse != nil {
+		plan.OnResponse(t, res.Header)
+	}
+	stream := engines.IsStream(res.Header, res.ContentLength)
+	flush := engines.ShouldFlush(plan.Flush, res.Header, res.ContentLength)
+
+	hdr := w.Header()
+	for k, vv := range res.Header {
+		hdr[k] = append(hdr[k], vv...)
+	}
+	backendTrailers := len(res.Trailer)
+	if stream || backendTrailers > 0 {
+		for k := range res.Trailer {
+			hdr.Add("Trailer", k)
+		}
+		if stream {
+			hdr.Add("Trailer", engines.TotalTimeTrailer)
+		}
+	}
+	w.WriteHeader(res.StatusCode)
+	rc := http.NewResponseController(w)
+	if flush {
+		_ = rc.Flush() // headers now: clients see the stream open at once
+	}
+
+	firstByte, n, err := e.copyBody(w, rc, res.Body, flush, plan.StreamIdleTimeout)
+	res.Body.Close()
+	out.Bytes, out.Err = n, err
+	if plan.OnStreamEnd != nil {
+		plan.OnStreamEnd(t, firstByte, n, err)
+	}
+	plan.Picker.Done(t, out)
+
+	if err != nil {
+		if errors.Is(err, errClientWrite) || r.Context().Err() != nil {
+			return // the client went away; nothing more to say
+		}
+		// The backend broke mid-stream. Ending the handler normally would
+		// write a clean terminating chunk and make a truncated stream look
+		// complete, so abort the connection, as net/http's proxy does.
+		_ = rc.Flush()
+		panic(http.ErrAbortHandler)
+	}
+	for k, vv := range res.Trailer {
+		if _, announced := hdr["Trailer"]; announced {
+			hdr[k] = vv
+		} else {
+			hdr[http.TrailerPrefix+k] = vv
+		}
+	}
+	if stream {
+		hdr.Set(engines.TotalTimeTrailer, strconv.FormatInt(time.Since(plan.Start).Milliseconds(), 10)+"ms")
+	}
+}
+
+var (
+	errClientWrite = errors.New("writing to client failed")
+	errStreamIdle  = errors.New("backend sent nothing within stream_idle_timeout")
+)
+
+// copyBody moves the body through a pooled buffer, flushing each read when
+// asked. An idle timer closes the body if the backend goes quiet, which ends
+// the blocked read.
+func (e *Engine) copyBody(w io.Writer, rc *http.ResponseController, body io.ReadCloser, flush bool, idle time.Duration) (time.Time, int64, error) {
+	bp := e.buffers.Get().(*[]byte)
+	defer e.buffers.Put(bp)
+	buf := *bp
+
+	var timer *time.Timer
+	var idled bool
+	var mu sync.Mutex
+	if idle > 0 {
+		timer = time.AfterFunc(idle, func() {
+			mu.Lock()
+			idled = true
+			mu.Unlock()
+			body.Close()
+		})
+		defer timer.Stop()
+	}
+
+	var first time.Time
+	var total int64
+	for {
+		n, rerr := body.Read(buf)
+		if timer != nil {
+			timer.Reset(idle)
+		}
+		if n > 0 {
+			if total == 0 {
+				first = time.Now()
+			}
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return first, total, errClientWrite
+			}
+			total += int64(n)
+			if flush {
+				if ferr := rc.Flush(); ferr != nil {
+					return first, total, errClientWrite
+				}
+			}
+		}
+		if rerr == io.EOF {
+			return first, total, nil
+		}
+		if rerr != nil {
+			mu.Lock()
+			wasIdle := idled
+			mu.Unlock()
+			if wasIdle {
+				return first, total, errStreamIdle
+			}
+			return first, total, rerr
+		}
+	}
+}
+
+func drainAndClose(body io.ReadCloser) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(body, 4<<10))
+	body.Close()
+}
+
+var _ engines.Engine = (*Engine)(nil)

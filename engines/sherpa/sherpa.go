@@ -1,0 +1,321 @@
+// Package sherpa is the simple engine: Caddy's own reverse_proxy handler,
+// embedded and driven through its public seams, so it inherits Caddy's
+// hardened proxy core (header hygiene, 1xx, trailers, flushing, 499s).
+//
+// The seams, and the traps each one avoids (all checked against v2.11.9):
+//   - upstreams: a dynamic source returns, per attempt, one fresh Upstream for
+//     the candidate the Plan's Picker chose; reverse_proxy writes into the
+//     Upstreams it is given, so they are never shared between requests.
+//   - dial address: each endpoint gets a synthetic dial address; the
+//     RoundTripper maps it back to the endpoint's real scheme, host, base path,
+//     headers and auth, so two endpoints on one host stay apart.
+//   - retries: failover-worthy failures (no response, or 429/502/503 while
+//     another candidate is left) are returned as reverseproxy.DialError, which
+//     reverse_proxy retries for any method; the body is replayed from the
+//     Plan's buffer on every attempt, so request_buffers is not needed.
+//   - in-flight counts are released per attempt, when that attempt's
+//     response body is closed.
+//   - Cleanup of the embedded handler is ours to call.
+package sherpa
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+
+	"github.com/caddy-olla/olla/engines"
+)
+
+// Engine proxies through an embedded reverse_proxy handler.
+type Engine struct {
+	rp    *reverseproxy.Handler
+	dials sync.Map // engines.Target -> dial address (string)
+	addrs sync.Map // dial address -> engines.Target
+	next  atomic.Int64
+}
+
+// New provisions the embedded reverse_proxy. maxAttempts bounds the tries per
+// request (at least 1).
+func New(ctx caddy.Context, maxAttempts int) (*Engine, error) {
+	if maxAttempts < 1 {
+		maxAttempts = 1
+	}
+	e := &Engine{}
+	e.rp = &reverseproxy.Handler{
+		DynamicUpstreams: upstreamSource{e},
+		Transport:        roundTripper{e},
+		LoadBalancing: &reverseproxy.LoadBalancing{
+			SelectionPolicy: firstSelector{},
+			Retries:         maxAttempts - 1,
+		},
+		// Flushing follows reverse_proxy's own rules (SSE and unknown
+		// length flush at once); the profile is applied by flushWriter.
+		FlushInterval: 0,
+	}
+	if err := e.rp.Provision(ctx); err != nil {
+		return nil, fmt.Errorf("provisioning embedded reverse_proxy: %w", err)
+	}
+	return e, nil
+}
+
+// Cleanup releases the embedded handler's resources. Requests in flight keep
+// working: it only closes upgraded connections, which we never make.
+func (e *Engine) Cleanup() error {
+	if e == nil || e.rp == nil {
+		return nil
+	}
+	return e.rp.Cleanup()
+}
+
+type ctxKey struct{}
+
+// request is one client request's state, shared by the seams through the
+// request context. reverse_proxy runs attempts one after another, so only
+// one attempt is open at a time.
+type request struct {
+	plan    *engines.Plan
+	current engines.Target
+	open    bool // an attempt was started and not yet Done
+	wrote   bool // a response was handed to reverse_proxy for writing
+	lastErr error
+}
+
+func (q *request) done(t engines.Target, out engines.Outcome) {
+	if !q.open {
+		return
+	}
+	q.open = false
+	q.plan.Picker.Done(t, out)
+}
+
+// Serve implements engines.Engine.
+func (e *Engine) Serve(w http.ResponseWriter, r *http.Request, plan *engines.Plan) error {
+	q := &request{plan: plan}
+	defer func() {
+		// an attempt the proxy loop never completed (it panicked, or a
+		// dial-info step failed) still ends its in-flight count
+		if q.open {
+			q.done(q.current, engines.Outcome{Err: errors.New("attempt abandoned")})
+		}
+	}()
+	r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, q))
+	fw := &flushWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, policy: plan.Flush}
+	err := e.rp.ServeHTTP(fw, r, caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil }))
+	if err == nil || fw.wroteHeader {
+		return nil
+	}
+	if q.lastErr != nil {
+		return q.lastErr
+	}
+	return err
+}
+
+func (e *Engine) dialFor(t engines.Target) string {
+	if d, ok := e.dials.Load(t); ok {
+		return d.(string)
+	}
+	d := "olla-endpoint-" + strconv.FormatInt(e.next.Add(1), 10) + ".invalid:80"
+	actual, loaded := e.dials.LoadOrStore(t, d)
+	if !loaded {
+		e.addrs.Store(d, t)
+	}
+	return actual.(string)
+}
+
+// upstreamSource asks the Picker for the next candidate on every attempt.
+type upstreamSource struct{ e *Engine }
+
+func (s upstreamSource) GetUpstreams(r *http.Request) ([]*reverseproxy.Upstream, error) {
+	q, _ := r.Context().Value(ctxKey{}).(*request)
+	if q == nil {
+		return nil, nil
+	}
+	t, ok := q.plan.Picker.Next()
+	if !ok {
+		return nil, nil
+	}
+	q.current, q.open = t, true
+	// a fresh Upstream per call: reverse_proxy writes into it
+	return []*reverseproxy.Upstream{{Dial: s.e.dialFor(t)}}, nil
+}
+
+// firstSelector takes the one upstream the source offered.
+type firstSelector struct{}
+
+func (firstSelector) Select(pool reverseproxy.UpstreamPool, _ *http.Request, _ http.ResponseWriter) *reverseproxy.Upstream {
+	if len(pool) == 0 {
+		return nil
+	}
+	return pool[0]
+}
+
+// roundTripper resolves the synthetic dial address to the endpoint and sends
+// the attempt over the endpoint's own transport.
+type roundTripper struct{ e *Engine }
+
+func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
+	q, _ := req.Context().Value(ctxKey{}).(*request)
+	if q == nil {
+		return nil, errors.New("olla sherpa: request without a plan")
+	}
+	t := q.current
+	if v, ok := rt.e.addrs.Load(req.URL.Host); ok {
+		t = v.(engines.Target)
+	}
+	if t == nil {
+		return nil, fmt.Errorf("olla sherpa: unknown upstream %q", req.URL.Host)
+	}
+	plan := q.plan
+
+	out := req.Clone(req.Context())
+	out.URL = engines.UpstreamURL(t.BaseURL(), plan.Path, plan.RawQuery)
+	out.Host = out.URL.Host
+	engines.PrepareOutboundHeader(out.Header, t, plan.RequestID)
+	if payload := plan.BodyOf(t); payload != nil {
+		out.Body = io.NopCloser(bytes.NewReader(payload))
+		out.ContentLength = int64(len(payload))
+		out.Header.Del("Transfer-Encoding")
+	} else {
+		out.Body = nil
+		out.ContentLength = 0
+	}
+
+	sent := time.Now()
+	res, err := t.Transport().RoundTrip(out)
+	if err != nil {
+		q.done(t, engines.Outcome{Err: err})
+		if req.Context().Err() != nil {
+			return nil, err // the client left: no failover, no blame
+		}
+		q.lastErr = fmt.Errorf("endpoint %s: %w", t.Name(), err)
+		return nil, reverseproxy.NewDialError(q.lastErr)
+	}
+	latency := time.Since(sent)
+	if engines.RetryableStatus(res.StatusCode) && q.plan.Picker.Remaining() {
+		retryAfter := engines.ParseRetryAfter(res.Header.Get("Retry-After"), time.Now())
+		_, _ = io.Copy(io.Discard, io.LimitReader(res.Body, 4<<10))
+		res.Body.Close()
+		q.done(t, engines.Outcome{Status: res.StatusCode, RetryAfter: retryAfter, HeaderLatency: latency})
+		q.lastErr = fmt.Errorf("endpoint %s answered %d", t.Name(), res.StatusCode)
+		return nil, reverseproxy.NewDialError(q.lastErr)
+	}
+
+	engines.DecorateResponse(res.Header, t, plan.Start)
+	if plan.OnResponse != nil {
+		plan.OnResponse(t, res.Header)
+	}
+	stream := engines.IsStream(res.Header, res.ContentLength)
+	if stream {
+		if res.Trailer == nil {
+			res.Trailer = make(http.Header, 1)
+		}
+		res.Trailer[engines.TotalTimeTrailer] = nil
+	}
+	res.Body = &trackedBody{
+		ReadCloser: res.Body, q: q, t: t, res: res, stream: stream,
+		outcome: engines.Outcome{Status: res.StatusCode, HeaderLatency: latency,
+			RetryAfter: engines.ParseRetryAfter(res.Header.Get("Retry-After"), time.Now())},
+	}
+	q.wrote = true
+	return res, nil
+}
+
+// trackedBody ends the attempt when reverse_proxy closes the body (it always
+// does, also before it aborts a broken stream), and fills the total-time
+// trailer.
+type trackedBody struct {
+	io.ReadCloser
+	q         *request
+	t         engines.Target
+	res       *http.Response
+	stream    bool
+	outcome   engines.Outcome
+	firstByte time.Time
+	readErr   error
+	closed    bool
+}
+
+func (b *trackedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if n > 0 {
+		if b.outcome.Bytes == 0 {
+			b.firstByte = time.Now()
+		}
+		b.outcome.Bytes += int64(n)
+	}
+	if err != nil && err != io.EOF {
+		b.readErr = err
+	}
+	return n, err
+}
+
+func (b *trackedBody) Close() error {
+	err := b.ReadCloser.Close()
+	if b.closed {
+		return err
+	}
+	b.closed = true
+	plan := b.q.plan
+	if b.stream {
+		b.res.Trailer.Set(engines.TotalTimeTrailer, strconv.FormatInt(time.Since(plan.Start).Milliseconds(), 10)+"ms")
+	}
+	b.outcome.Err = b.readErr
+	if plan.OnStreamEnd != nil {
+		plan.OnStreamEnd(b.t, b.firstByte, b.outcome.Bytes, b.readErr)
+	}
+	b.q.done(b.t, b.outcome)
+	return err
+}
+
+// flushWriter records whether a response was started and applies the
+// `profile` to reverse_proxy's flushes: http.ResponseController calls
+// FlushError before it unwraps, so `standard` can swallow them.
+type flushWriter struct {
+	*caddyhttp.ResponseWriterWrapper
+	policy      engines.FlushPolicy
+	wroteHeader bool
+}
+
+func (w *flushWriter) WriteHeader(code int) {
+	if code >= 200 || code == http.StatusSwitchingProtocols {
+		w.wroteHeader = true
+	}
+	w.ResponseWriterWrapper.WriteHeader(code)
+}
+
+func (w *flushWriter) Write(p []byte) (int, error) {
+	w.wroteHeader = true
+	n, err := w.ResponseWriterWrapper.Write(p)
+	if err == nil && w.policy == engines.FlushAlways {
+		err = http.NewResponseController(w.ResponseWriterWrapper).Flush()
+	}
+	return n, err
+}
+
+func (w *flushWriter) FlushError() error {
+	if w.policy == engines.FlushNever {
+		return nil
+	}
+	return http.NewResponseController(w.ResponseWriterWrapper).Flush()
+}
+
+// Unwrap lets http.ResponseController reach the server's writer.
+func (w *flushWriter) Unwrap() http.ResponseWriter { return w.ResponseWriterWrapper }
+
+var (
+	_ engines.Engine              = (*Engine)(nil)
+	_ reverseproxy.UpstreamSource = upstreamSource{}
+	_ reverseproxy.Selector       = firstSelector{}
+	_ http.RoundTripper           = roundTripper{}
+)

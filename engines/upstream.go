@@ -1,0 +1,161 @@
+package engines
+
+import (
+	"net/http"
+	"net/url"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// UpstreamURL joins an endpoint's base URL with the request's API path:
+// https://host/api + /v1/chat/completions = https://host/api/v1/chat/completions.
+// Dot segments are cleaned so a client cannot climb above the base path.
+func UpstreamURL(base *url.URL, apiPath, rawQuery string) *url.URL {
+	u := &url.URL{Scheme: base.Scheme, Host: base.Host, RawQuery: rawQuery}
+	cleaned := cleanPath(apiPath)
+	basePath := strings.TrimSuffix(base.Path, "/")
+	u.Path = basePath + cleaned
+	return u
+}
+
+// cleanPath removes dot segments (also percent-encoded ones, which url.Parse
+// already decoded into Path) and keeps a trailing slash the client sent.
+func cleanPath(p string) string {
+	if p == "" {
+		return "/"
+	}
+	if !strings.Contains(p, "/.") && !strings.Contains(p, "//") {
+		if p[0] != '/' {
+			return "/" + p
+		}
+		return p
+	}
+	c := path.Clean("/" + p)
+	if strings.HasSuffix(p, "/") && c != "/" {
+		c += "/"
+	}
+	return c
+}
+
+// hopHeaders are the hop-by-hop headers of RFC 9110 §7.6.1, never forwarded.
+var hopHeaders = []string{
+	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+// clientCredentialHeaders are stripped unless the endpoint forwards them:
+// a client's key for the proxy is not the backend's business.
+var clientCredentialHeaders = []string{"Authorization", "Cookie", "X-Api-Key", "X-Auth-Token"}
+
+// StripHopByHop removes hop-by-hop headers, including any named in Connection.
+func StripHopByHop(h http.Header) {
+	for _, f := range h.Values("Connection") {
+		for _, name := range strings.Split(f, ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				h.Del(name)
+			}
+		}
+	}
+	for _, name := range hopHeaders {
+		h.Del(name)
+	}
+}
+
+// PrepareOutboundHeader turns the client's headers into the upstream's, in
+// place: hop-by-hop and (unless allowed) credential headers go, X-Olla-*
+// headers the client sent are dropped, the request ID goes up as
+// X-Request-ID, and the endpoint's own headers and auth are set last so they
+// win.
+func PrepareOutboundHeader(h http.Header, t Target, requestID string) {
+	StripHopByHop(h)
+	if !t.ForwardsClientCredentials() {
+		for _, name := range clientCredentialHeaders {
+			h.Del(name)
+		}
+	}
+	StripOllaHeaders(h)
+	if requestID != "" {
+		h.Set("X-Request-Id", requestID)
+	}
+	t.ApplyHeaders(h)
+}
+
+// StripOllaHeaders removes every X-Olla-* header: they are ours to set,
+// never a client's or a backend's.
+func StripOllaHeaders(h http.Header) {
+	for name := range h {
+		if len(name) > 7 && strings.EqualFold(name[:7], "X-Olla-") {
+			delete(h, name)
+		}
+	}
+}
+
+// DecorateResponse puts the endpoint's headers on a response about to be
+// written: X-Olla-Endpoint, X-Olla-Backend-Type and X-Olla-Response-Time (time
+// from the handler's start to the backend's headers). Backend-sent X-Olla-*
+// headers and credentials are removed first.
+func DecorateResponse(h http.Header, t Target, start time.Time) {
+	StripOllaHeaders(h)
+	h.Del("Set-Cookie")
+	h.Del("Authorization")
+	h.Del("Proxy-Authorization")
+	h.Del("X-Api-Key")
+	h.Set("X-Olla-Endpoint", t.Name())
+	h.Set("X-Olla-Backend-Type", t.Type())
+	h.Set("X-Olla-Response-Time", strconv.FormatInt(time.Since(start).Milliseconds(), 10)+"ms")
+}
+
+// TotalTimeTrailer is announced on streamed responses and set when the
+// stream ends.
+const TotalTimeTrailer = "X-Olla-Total-Time"
+
+// IsStream reports whether a response is a token stream: SSE, NDJSON or a
+// body of unknown length.
+func IsStream(h http.Header, contentLength int64) bool {
+	ct := h.Get("Content-Type")
+	if strings.HasPrefix(ct, "text/event-stream") || strings.HasPrefix(ct, "application/x-ndjson") ||
+		strings.HasPrefix(ct, "application/stream+json") || strings.HasPrefix(ct, "application/json-seq") {
+		return true
+	}
+	return contentLength < 0
+}
+
+// ShouldFlush decides whether each body read is flushed to the client at once.
+func ShouldFlush(p FlushPolicy, h http.Header, contentLength int64) bool {
+	switch p {
+	case FlushAlways:
+		return true
+	case FlushNever:
+		return false
+	default:
+		return IsStream(h, contentLength)
+	}
+}
+
+// RetryableStatus reports whether a backend answer means "try another
+// endpoint": it is busy (429, 503) or a gateway in front of it failed (502).
+func RetryableStatus(code int) bool {
+	return code == http.StatusTooManyRequests || code == http.StatusBadGateway || code == http.StatusServiceUnavailable
+}
+
+// ParseRetryAfter reads a Retry-After header in seconds or as an HTTP date.
+// It returns 0 when absent or malformed.
+func ParseRetryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
+		if secs < 0 {
+			return 0
+		}
+		return time.Duration(secs) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		if d := t.Sub(now); d > 0 {
+			return d
+		}
+	}
+	return 0
+}

@@ -1,0 +1,360 @@
+package olla
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/caddy-olla/olla/balancer"
+	"github.com/caddy-olla/olla/engines"
+	ollaengine "github.com/caddy-olla/olla/engines/olla"
+	"github.com/caddy-olla/olla/engines/sherpa"
+	"github.com/caddy-olla/olla/profiles"
+)
+
+// Handler defaults.
+const (
+	defaultMaxBodySize = 100 << 20
+	defaultMaxAttempts = 3
+)
+
+// Handler is `http.handlers.olla`: it answers everything under /olla/ and
+// /internal/ (and /version) and passes any other path to the next handler.
+//
+// A request on /olla/<provider>/<api path> is routed to an endpoint of that
+// provider's type that serves the requested model, chosen by the load
+// balancer, and proxied by the engine; /olla/openai/ spans every
+// OpenAI-compatible type and /olla/proxy/ every type that serves the API
+// path. Errors are answered in the format of the API the path speaks.
+type Handler struct {
+	// Engine is sherpa (Caddy's reverse_proxy inside) or olla (our own
+	// streaming loop). Default olla.
+	Engine string `json:"engine,omitempty"`
+	// Profile is auto (default: stream SSE/NDJSON, buffer small JSON),
+	// streaming (flush every write) or standard (buffer).
+	Profile string `json:"profile,omitempty"`
+	// LoadBalancer is priority (default), round-robin or least-connections.
+	LoadBalancer string `json:"load_balancer,omitempty"`
+	// Endpoints are the backends, in order.
+	Endpoints []*Endpoint `json:"endpoints,omitempty"`
+	// Aliases maps a model name clients use to the names endpoints know, in
+	// order of preference.
+	Aliases map[string][]string `json:"aliases,omitempty"`
+	// Retry bounds failover before the first byte.
+	Retry *Retry `json:"retry,omitempty"`
+	// RequestLimits bounds request bodies and headers.
+	RequestLimits *RequestLimits `json:"request_limits,omitempty"`
+	// ModelRegistry sets the model routing strategy.
+	ModelRegistry *ModelRegistry `json:"model_registry,omitempty"`
+	// ModelDiscovery sets how often model lists are refreshed.
+	ModelDiscovery *ModelDiscovery `json:"model_discovery,omitempty"`
+	// Internal turns the /internal/ routes and /version off when "off".
+	Internal string `json:"internal,omitempty"`
+
+	app         *App
+	logger      *zap.Logger
+	states      []*endpointState // config order
+	settings    []*endpointSettings
+	balancer    balancer.Balancer
+	engine      engines.Engine
+	sherpa      *sherpa.Engine
+	flush       engines.FlushPolicy
+	maxAttempts int
+	maxBody     int64
+	internalOff bool
+	strategy    routingStrategy
+}
+
+// CaddyModule returns the Caddy module information.
+func (*Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{ID: "http.handlers.olla", New: func() caddy.Module { return new(Handler) }}
+}
+
+// Provision resolves the endpoints, registers them with the olla app (which
+// takes a reference on each one's pooled state) and builds the engine.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	appMod, err := ctx.App("olla")
+	if err != nil {
+		return fmt.Errorf("loading olla app: %w", err)
+	}
+	h.app = appMod.(*App)
+
+	if h.LoadBalancer == "" {
+		h.LoadBalancer = balancer.Priority
+	}
+	if h.balancer, err = balancer.New(h.LoadBalancer); err != nil {
+		return err
+	}
+	switch h.Profile {
+	case "", "auto":
+		h.flush = engines.FlushAuto
+	case "streaming":
+		h.flush = engines.FlushAlways
+	case "standard":
+		h.flush = engines.FlushNever
+	default:
+		return fmt.Errorf("unknown profile %q: expected auto, streaming or standard", h.Profile)
+	}
+	switch h.Internal {
+	case "", "on":
+	case "off":
+		h.internalOff = true
+	default:
+		return fmt.Errorf("internal must be on or off, got %q", h.Internal)
+	}
+	h.maxAttempts = defaultMaxAttempts
+	if h.Retry != nil && h.Retry.MaxAttempts != 0 {
+		if h.Retry.MaxAttempts < 1 {
+			return fmt.Errorf("retry max_attempts must be 1 or more, got %d", h.Retry.MaxAttempts)
+		}
+		h.maxAttempts = h.Retry.MaxAttempts
+	}
+	h.maxBody = defaultMaxBodySize
+	if h.RequestLimits != nil && h.RequestLimits.MaxBodySize != 0 {
+		if h.RequestLimits.MaxBodySize < 0 {
+			return fmt.Errorf("request_limits max_body_size must be positive")
+		}
+		h.maxBody = h.RequestLimits.MaxBodySize
+	}
+	if h.strategy, err = newRoutingStrategy(h.ModelRegistry); err != nil {
+		return err
+	}
+	discoveryInterval, discoveryTimeout := defaultDiscoveryInterval, defaultDiscoveryTimeout
+	if md := h.ModelDiscovery; md != nil {
+		if md.Interval != 0 {
+			discoveryInterval = time.Duration(md.Interval)
+		}
+		if md.Timeout != 0 {
+			discoveryTimeout = time.Duration(md.Timeout)
+		}
+	}
+	if err := h.validateAliases(); err != nil {
+		return err
+	}
+
+	if len(h.Endpoints) == 0 {
+		return fmt.Errorf("no endpoints: declare at least one `endpoint NAME { url ... type ... }`")
+	}
+	repl := caddy.NewReplacer()
+	seen := make(map[string]bool, len(h.Endpoints))
+	for _, ep := range h.Endpoints {
+		s, err := ep.resolve(repl)
+		if err != nil {
+			return err
+		}
+		if seen[s.name] {
+			return fmt.Errorf("endpoint %q is declared twice in one olla block", s.name)
+		}
+		seen[s.name] = true
+		s.discoveryInterval, s.discoveryTimeout = discoveryInterval, discoveryTimeout
+		st, err := h.app.register(s)
+		if err != nil {
+			return err
+		}
+		h.settings = append(h.settings, s)
+		h.states = append(h.states, st)
+	}
+
+	switch h.Engine {
+	case "", "olla":
+		h.Engine = "olla"
+		h.engine = ollaengine.New(0)
+	case "sherpa":
+		if h.sherpa, err = sherpa.New(ctx, h.maxAttempts); err != nil {
+			return err
+		}
+		h.engine = h.sherpa
+	default:
+		return fmt.Errorf("unknown engine %q: expected sherpa or olla", h.Engine)
+	}
+	return nil
+}
+
+// Cleanup releases this handler's references on endpoint state. Requests
+// still in flight keep working: nothing they use is closed here.
+func (h *Handler) Cleanup() error {
+	for _, s := range h.settings {
+		release(s)
+	}
+	h.settings = nil
+	if h.sherpa != nil {
+		return h.sherpa.Cleanup()
+	}
+	return nil
+}
+
+// ServeHTTP routes the request.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	path := r.URL.Path
+	switch {
+	case strings.HasPrefix(path, "/olla/"):
+	case strings.HasPrefix(path, "/internal/") || path == "/version":
+		if h.internalOff {
+			return next.ServeHTTP(w, r)
+		}
+	default:
+		return next.ServeHTTP(w, r)
+	}
+
+	start := time.Now()
+	requestID := requestIDFor(r)
+	w.Header().Set("X-Olla-Request-Id", requestID)
+	rq := &request{h: h, w: w, r: r, start: start, id: requestID}
+	if strings.HasPrefix(path, "/olla/") {
+		return rq.serveOlla(path[len("/olla/"):])
+	}
+	return rq.serveInternal(path)
+}
+
+// request is one request's working state inside the handler.
+type request struct {
+	h     *Handler
+	w     http.ResponseWriter
+	r     *http.Request
+	start time.Time
+	id    string
+
+	prefix  string // route prefix after /olla/
+	apiPath string
+}
+
+func (rq *request) fail(e apiError) error {
+	writeError(rq.w, formatFor(rq.prefix, rq.apiPath), e, rq.id)
+	return nil
+}
+
+// serveOlla handles /olla/<prefix>/<api path>.
+func (rq *request) serveOlla(rest string) error {
+	prefix, apiPath, _ := strings.Cut(rest, "/")
+	rq.prefix, rq.apiPath = prefix, "/"+apiPath
+	if prefix == "models" {
+		return rq.serveCatalogue(apiPath)
+	}
+	route, ok := resolveRoute(prefix, rq.apiPath)
+	if !ok {
+		return rq.fail(apiError{status: http.StatusNotFound, code: "unknown_provider",
+			message: fmt.Sprintf("unknown provider %q in /olla/%s/: use one of %s, openai, proxy, or /olla/models",
+				prefix, prefix, strings.Join(profiles.Prefixes(), ", "))})
+	}
+	if handled, err := rq.serveListing(route); handled {
+		return err
+	}
+	return rq.proxy(route)
+}
+
+// proxy reads the body, routes by model and hands the request to the engine.
+func (rq *request) proxy(route route) error {
+	h, r := rq.h, rq.r
+	body, aerr := rq.readBody()
+	if aerr != nil {
+		return rq.fail(*aerr)
+	}
+	var model string
+	var span bodySpan
+	if body != nil || modelFieldPaths[rq.apiPath] && r.Method == http.MethodPost {
+		m, sp, err := extractModel(body)
+		switch {
+		case err == nil:
+			model, span = m, sp
+		case modelFieldPaths[rq.apiPath]:
+			return rq.fail(apiError{status: http.StatusBadRequest, code: "invalid_request", message: err.Error()})
+		}
+	}
+
+	decision := h.route(r.Context(), route, model, time.Now())
+	hdr := rq.w.Header()
+	if model != "" {
+		caddyhttp.SetVar(r.Context(), "olla.model", model)
+		hdr.Set("X-Olla-Model", model)
+		hdr.Set("X-Olla-Routing-Strategy", decision.strategy)
+		hdr.Set("X-Olla-Routing-Decision", decision.action)
+		hdr.Set("X-Olla-Routing-Reason", decision.reason)
+	}
+	if decision.err != nil {
+		return rq.fail(*decision.err)
+	}
+
+	plan := &engines.Plan{
+		Path:        rq.apiPath,
+		RawQuery:    r.URL.RawQuery,
+		Body:        body,
+		Picker:      &picker{remaining: decision.candidates, balancer: h.balancer, maxAttempts: h.maxAttempts},
+		MaxAttempts: h.maxAttempts,
+		Start:       rq.start,
+		RequestID:   rq.id,
+		Flush:       h.flush,
+	}
+	if len(decision.rewrite) > 0 {
+		plan.BodyFor = func(t engines.Target) []byte {
+			if name, ok := decision.rewrite[t.(*endpointState)]; ok && name != model {
+				return rewriteModel(body, span, name)
+			}
+			return body
+		}
+	}
+	err := h.engine.Serve(rq.w, r, plan)
+	if err != nil {
+		h.logger.Warn("no endpoint answered", zap.String("request_id", rq.id), zap.String("model", model), zap.Error(err))
+		return rq.fail(apiError{status: http.StatusBadGateway, code: "upstream_error",
+			message: "no endpoint could answer: " + err.Error()})
+	}
+	return nil
+}
+
+// readBody reads the whole request body, up to the configured cap, so it can
+// be inspected and replayed on failover. It returns nil for no body.
+func (rq *request) readBody() ([]byte, *apiError) {
+	r := rq.r
+	if r.Body == nil || r.Body == http.NoBody {
+		return nil, nil
+	}
+	tooLarge := &apiError{status: http.StatusRequestEntityTooLarge, code: "request_too_large",
+		message: fmt.Sprintf("request body is larger than the %d-byte limit (request_limits max_body_size)", rq.h.maxBody)}
+	if r.ContentLength > rq.h.maxBody {
+		return nil, tooLarge
+	}
+	size := r.ContentLength
+	if size < 0 || size > 1<<20 {
+		size = 4 << 10
+	}
+	buf := make([]byte, 0, size+1)
+	lr := io.LimitReader(r.Body, rq.h.maxBody+1)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := lr.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				return nil, tooLarge
+			}
+			return nil, &apiError{status: http.StatusBadRequest, code: "invalid_request", message: "reading request body: " + err.Error()}
+		}
+	}
+	if int64(len(buf)) > rq.h.maxBody {
+		return nil, tooLarge
+	}
+	if len(buf) == 0 {
+		return nil, nil
+	}
+	return buf, nil
+}
+
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

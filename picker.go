@@ -1,0 +1,86 @@
+package olla
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/caddy-olla/olla/balancer"
+	"github.com/caddy-olla/olla/engines"
+)
+
+// candidates is a request's routable endpoints in config order; it is what
+// the balancer chooses from.
+type candidates []*endpointState
+
+func (c candidates) Len() int               { return len(c) }
+func (c candidates) Priority(i int) int     { return c[i].settings.Load().priority }
+func (c candidates) InFlight(i int) int64   { return c[i].inFlight.Load() }
+func (c candidates) names() (out []string) {
+	for _, st := range c {
+		out = append(out, st.Name())
+	}
+	return out
+}
+
+// picker hands one request's candidates to an engine in the balancer's
+// order, counts in-flight attempts, and feeds each attempt's outcome back to
+// the endpoint's passive health.
+type picker struct {
+	remaining   candidates
+	balancer    balancer.Balancer
+	attempts    int
+	maxAttempts int
+}
+
+// Next implements engines.Picker.
+func (p *picker) Next() (engines.Target, bool) {
+	for len(p.remaining) > 0 && p.attempts < p.maxAttempts {
+		i := p.balancer.Select(p.remaining)
+		if i < 0 {
+			return nil, false
+		}
+		st := p.remaining[i]
+		// keep config order for the rest: round-robin stays a cycle
+		p.remaining = append(p.remaining[:i:i], p.remaining[i+1:]...)
+		if !st.routable(time.Now()) {
+			continue // it went down while this request waited its turn
+		}
+		p.attempts++
+		st.inFlight.Acquire()
+		st.requests.Add(1)
+		return st, true
+	}
+	return nil, false
+}
+
+// Remaining implements engines.Picker.
+func (p *picker) Remaining() bool {
+	return len(p.remaining) > 0 && p.attempts < p.maxAttempts
+}
+
+// Done implements engines.Picker: the attempt's in-flight count ends, and
+// failures feed the endpoint's circuit breaker (passive health). A client
+// that went away is nobody's failure.
+func (p *picker) Done(t engines.Target, out engines.Outcome) {
+	st := t.(*endpointState)
+	st.inFlight.Release()
+	st.latencyNs.Add(int64(out.HeaderLatency))
+	st.bytesOut.Add(out.Bytes)
+	now := time.Now()
+	switch {
+	case out.Err != nil && errors.Is(out.Err, context.Canceled):
+		// the client left
+	case out.Err != nil || out.Status >= 500:
+		st.failures.Add(1)
+		st.breaker.Failure(now)
+	default:
+		st.breaker.Success()
+	}
+	if out.RetryAfter > 0 && (out.Status == http.StatusTooManyRequests || out.Status == http.StatusServiceUnavailable) {
+		st.park(out.RetryAfter)
+	}
+}
+
+var _ engines.Picker = (*picker)(nil)

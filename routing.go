@@ -1,0 +1,339 @@
+package olla
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddy-olla/olla/profiles"
+)
+
+// route is what a path under /olla/ addresses: which backend types may
+// answer it.
+type route struct {
+	prefix string
+	// types are the canonical backend types allowed; nil means every type.
+	types map[string]bool
+	// label names the route in error messages.
+	label string
+}
+
+func (rt route) allows(typ string) bool { return rt.types == nil || rt.types[typ] }
+
+// resolveRoute maps a route prefix to its backend types: a provider prefix
+// to its own type only, `openai` to every OpenAI-compatible type, `proxy` to
+// every type that serves the API path.
+func resolveRoute(prefix, apiPath string) (route, bool) {
+	switch prefix {
+	case "openai":
+		types := map[string]bool{}
+		for _, p := range profiles.All() {
+			if p.OpenAICompatible {
+				types[p.Name] = true
+			}
+		}
+		return route{prefix: prefix, types: types, label: "OpenAI-compatible"}, true
+	case "proxy":
+		rt := route{prefix: prefix, label: "any"}
+		if ts := profiles.TypesForPath(apiPath); len(ts) > 0 {
+			rt.types = make(map[string]bool, len(ts))
+			for _, t := range ts {
+				rt.types[t] = true
+			}
+			rt.label = strings.Join(ts, "/")
+		}
+		return rt, true
+	}
+	p, ok := profiles.ByPrefix(prefix)
+	if !ok {
+		return route{}, false
+	}
+	return route{prefix: prefix, types: map[string]bool{p.Name: true}, label: p.Name}, true
+}
+
+// Routing strategies and fallbacks (model_registry).
+const (
+	strategyStrict     = "strict"
+	strategyOptimistic = "optimistic"
+	strategyDiscovery  = "discovery"
+
+	fallbackCompatible = "compatible_only"
+	fallbackAll        = "all"
+	fallbackNone       = "none"
+
+	defaultDiscoveryRefreshTimeout = 2 * time.Second
+)
+
+// routingStrategy is a validated ModelRegistry.
+type routingStrategy struct {
+	name           string
+	fallback       string
+	refreshOnMiss  bool
+	refreshTimeout time.Duration
+}
+
+func newRoutingStrategy(mr *ModelRegistry) (routingStrategy, error) {
+	rs := routingStrategy{name: strategyStrict, fallback: fallbackCompatible, refreshTimeout: defaultDiscoveryRefreshTimeout}
+	if mr == nil {
+		return rs, nil
+	}
+	switch mr.RoutingStrategy {
+	case "":
+	case strategyStrict, strategyOptimistic, strategyDiscovery:
+		rs.name = mr.RoutingStrategy
+	default:
+		return rs, fmt.Errorf("unknown routing_strategy %q: expected strict, optimistic or discovery", mr.RoutingStrategy)
+	}
+	switch mr.FallbackBehavior {
+	case "":
+	case fallbackCompatible, fallbackAll, fallbackNone:
+		rs.fallback = mr.FallbackBehavior
+	default:
+		return rs, fmt.Errorf("unknown fallback_behavior %q: expected compatible_only, all or none", mr.FallbackBehavior)
+	}
+	if mr.DiscoveryTimeout != 0 {
+		rs.refreshTimeout = time.Duration(mr.DiscoveryTimeout)
+	}
+	rs.refreshOnMiss = mr.DiscoveryRefreshOnMiss
+	return rs, nil
+}
+
+// decision is the outcome of routing one request.
+type decision struct {
+	candidates candidates
+	// rewrite maps an endpoint to the model name it knows, where that
+	// differs from what the client sent (an alias, or another case).
+	rewrite  map[*endpointState]string
+	strategy string
+	action   string // routed, fallback, rejected
+	reason   string
+	err      *apiError
+}
+
+// route chooses the candidates for a request on rt naming model ("" when
+// the request names none).
+func (h *Handler) route(ctx context.Context, rt route, model string, now time.Time) decision {
+	var typed, up candidates
+	for _, st := range h.states {
+		if rt.allows(st.Type()) {
+			typed = append(typed, st)
+			if st.routable(now) {
+				up = append(up, st)
+			}
+		}
+	}
+	if len(typed) == 0 {
+		return rejected(h.strategy.name, "no_endpoint_of_type", apiError{status: http.StatusServiceUnavailable, code: "no_endpoints",
+			retryAfter: 30 * time.Second,
+			message: fmt.Sprintf("no %s endpoint is configured for /olla/%s/; configured types are %s",
+				rt.label, rt.prefix, strings.Join(h.configuredTypes(), ", "))})
+	}
+	if model == "" {
+		if len(up) == 0 {
+			return rejected(h.strategy.name, "no_routable_endpoint", h.noneUp(rt, typed))
+		}
+		return decision{candidates: up, strategy: h.strategy.name, action: "routed", reason: "no_model_in_request"}
+	}
+
+	if targets := h.aliasTargets(model); len(targets) > 0 {
+		d := decision{strategy: "alias", action: "routed", rewrite: map[*endpointState]string{}}
+		for _, st := range up {
+			for _, target := range targets {
+				if name, ok := st.lookupModel(target); ok {
+					d.candidates = append(d.candidates, st)
+					d.rewrite[st] = name
+					break
+				}
+			}
+		}
+		if len(d.candidates) > 0 {
+			d.reason = fmt.Sprintf("alias %q resolved to %d endpoint(s)", model, len(d.candidates))
+			return d
+		}
+	}
+
+	d := h.matchModel(up, model)
+	if len(d.candidates) > 0 {
+		return d
+	}
+	if h.strategy.name == strategyDiscovery && h.strategy.refreshOnMiss && len(up) > 0 {
+		h.refreshModels(ctx, up)
+		if d = h.matchModel(up, model); len(d.candidates) > 0 {
+			d.reason = "model_found_after_refresh"
+			return d
+		}
+	}
+	return h.miss(rt, typed, up, model)
+}
+
+// matchModel keeps the routable endpoints that serve model.
+func (h *Handler) matchModel(up candidates, model string) decision {
+	d := decision{strategy: h.strategy.name, action: "routed", reason: "model_found"}
+	for _, st := range up {
+		if name, ok := st.lookupModel(model); ok {
+			d.candidates = append(d.candidates, st)
+			if name != model {
+				if d.rewrite == nil {
+					d.rewrite = map[*endpointState]string{}
+				}
+				d.rewrite[st] = name
+			}
+		}
+	}
+	return d
+}
+
+// miss decides what happens when no routable endpoint of the route serves
+// the model: a fallback the strategy allows, 503 when the model is known
+// (or discovery has not finished) but not routable, else 404.
+func (h *Handler) miss(rt route, typed, up candidates, model string) decision {
+	var homes []*endpointState // endpoints that list the model, any status
+	pending := false
+	for _, st := range h.states {
+		if _, ok := st.lookupModel(model); ok {
+			homes = append(homes, st)
+		}
+		if rt.allows(st.Type()) && !st.discovered() {
+			pending = true
+		}
+	}
+	if h.strategy.name != strategyStrict && len(up) > 0 {
+		switch h.strategy.fallback {
+		case fallbackAll:
+			reason := "model_not_found_fallback"
+			if len(homes) > 0 {
+				reason = "all_healthy_fallback"
+			}
+			return decision{candidates: up, strategy: h.strategy.name, action: "fallback", reason: reason}
+		case fallbackCompatible:
+			// endpoints of the same type as one that lists the model can
+			// load it too (an Ollama pulls what another Ollama serves)
+			homeTypes := map[string]bool{}
+			for _, st := range homes {
+				homeTypes[st.Type()] = true
+			}
+			var compatible candidates
+			for _, st := range up {
+				if homeTypes[st.Type()] {
+					compatible = append(compatible, st)
+				}
+			}
+			if len(compatible) > 0 {
+				return decision{candidates: compatible, strategy: h.strategy.name, action: "fallback", reason: "compatible_type_fallback"}
+			}
+		}
+	}
+	retry := h.retryAfter(typed)
+	switch {
+	case len(homes) > 0:
+		names := make([]string, 0, len(homes))
+		for _, st := range homes {
+			names = append(names, fmt.Sprintf("%s (%s, %s)", st.Name(), st.Type(), st.health.Load().status))
+		}
+		msg := fmt.Sprintf("model %q is served by %s, but none of them is available on /olla/%s/ right now; retry later",
+			model, strings.Join(names, ", "), rt.prefix)
+		return rejected(h.strategy.name, "model_unavailable", apiError{status: http.StatusServiceUnavailable,
+			code: "model_unavailable", message: msg, retryAfter: retry})
+	case pending:
+		return rejected(h.strategy.name, "discovery_pending", apiError{status: http.StatusServiceUnavailable,
+			code: "model_unavailable", retryAfter: retry,
+			message: fmt.Sprintf("model %q is not known yet: model discovery has not finished for every %s endpoint; retry shortly", model, rt.label)})
+	}
+	return rejected(h.strategy.name, "model_not_found", apiError{status: http.StatusNotFound, code: "model_not_found",
+		message: fmt.Sprintf("model '%s' not found: no endpoint serves it; GET /olla/models lists the models available", model)})
+}
+
+func rejected(strategy, reason string, e apiError) decision {
+	return decision{strategy: strategy, action: "rejected", reason: reason, err: &e}
+}
+
+// noneUp explains why no endpoint of the route can take a request.
+func (h *Handler) noneUp(rt route, typed candidates) apiError {
+	reasons := make([]string, 0, len(typed))
+	for _, st := range typed {
+		hs := st.health.Load()
+		why := string(hs.status) + ": " + hs.reason
+		if hs.status.Routable() {
+			why = "held back after recent failures"
+		}
+		reasons = append(reasons, st.Name()+" "+why)
+	}
+	return apiError{status: http.StatusServiceUnavailable, code: "no_healthy_endpoints", retryAfter: h.retryAfter(typed),
+		message: fmt.Sprintf("no %s endpoint is available right now (%s); retry later", rt.label, strings.Join(reasons, "; "))}
+}
+
+// retryAfter suggests when to come back: the shortest check interval.
+func (h *Handler) retryAfter(typed candidates) time.Duration {
+	d := 30 * time.Second
+	for _, st := range typed {
+		d = min(d, st.settings.Load().checkInterval)
+	}
+	return max(d, time.Second)
+}
+
+func (h *Handler) configuredTypes() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, st := range h.states {
+		if t := st.Type(); !seen[t] {
+			seen[t] = true
+			out = append(out, t)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// aliasTargets returns the model names an alias stands for: the exact key
+// first, then a case-insensitive match.
+func (h *Handler) aliasTargets(model string) []string {
+	if len(h.Aliases) == 0 {
+		return nil
+	}
+	if t, ok := h.Aliases[model]; ok {
+		return t
+	}
+	for k, t := range h.Aliases {
+		if strings.EqualFold(k, model) {
+			return t
+		}
+	}
+	return nil
+}
+
+func (h *Handler) validateAliases() error {
+	for name, targets := range h.Aliases {
+		if strings.TrimSpace(name) == "" || strings.TrimSpace(name) != name {
+			return fmt.Errorf("alias %q: the name must be non-empty with no surrounding spaces", name)
+		}
+		if len(targets) == 0 {
+			return fmt.Errorf("alias %q: give at least one target model", name)
+		}
+		for _, t := range targets {
+			if strings.TrimSpace(t) == "" {
+				return fmt.Errorf("alias %q: empty target model", name)
+			}
+		}
+	}
+	return nil
+}
+
+// refreshModels rediscovers the endpoints' models at once, bounded by the
+// strategy's discovery_timeout (the discovery strategy on a miss).
+func (h *Handler) refreshModels(ctx context.Context, eps candidates) {
+	ctx, cancel := context.WithTimeout(ctx, h.strategy.refreshTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, st := range eps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			h.app.discover(ctx, st, st.settings.Load())
+		}()
+	}
+	wg.Wait()
+}

@@ -1,0 +1,207 @@
+package olla
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-olla/olla/discovery"
+	"github.com/caddy-olla/olla/profiles"
+)
+
+// Model discovery defaults.
+const (
+	defaultDiscoveryInterval = 5 * time.Minute
+	defaultDiscoveryTimeout  = 30 * time.Second
+	maxModelListBytes        = 10 << 20
+	// watchTick caps a watcher's sleep, so a probe that another config
+	// rescheduled (or a request failure moved forward) is noticed soon.
+	watchTick = time.Second
+)
+
+// startWatcher runs st's watcher until the app stops or the endpoint's
+// state is destructed. The caller holds a.mu.
+func (a *App) startWatcher(st *endpointState) {
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		ctx, cancel := context.WithCancel(a.loops)
+		defer cancel()
+		stop := context.AfterFunc(st.probeCtx, cancel)
+		defer stop()
+		a.watch(ctx, st)
+	}()
+}
+
+// watch probes st whenever its next check is due. The probe is claimed by a
+// compare-and-swap on nextCheck, so when two configs overlap during a
+// reload only one of their watchers probes.
+func (a *App) watch(ctx context.Context, st *endpointState) {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		}
+		now := time.Now()
+		due := st.nextCheck.Load()
+		if wait := time.Duration(due - now.UnixNano()); wait > 0 {
+			timer.Reset(min(wait, watchTick))
+			continue
+		}
+		s := st.settings.Load()
+		// claim the probe: push the due time past this probe's end, so a
+		// watcher of another config sees it taken
+		if !st.nextCheck.CompareAndSwap(due, now.Add(s.checkInterval+s.checkTimeout).UnixNano()) {
+			timer.Reset(0)
+			continue
+		}
+		next := a.check(ctx, st, s)
+		st.nextCheck.Store(next.UnixNano())
+		timer.Reset(min(time.Until(next), watchTick))
+	}
+}
+
+// check probes st once, updates its health and breaker, discovers its
+// models when due, and returns when the next probe is due.
+func (a *App) check(ctx context.Context, st *endpointState, s *endpointSettings) time.Time {
+	prev := st.health.Load()
+	client := &http.Client{Transport: st.transport.Load(), CheckRedirect: noRedirects}
+	res := discovery.Probe(ctx, client, s.healthURL, s.header, s.checkTimeout)
+	if ctx.Err() != nil {
+		return time.Now() // stopping; the next config's watcher probes
+	}
+	st.probes.Add(1)
+	now := time.Now()
+	ok := res.Status.Routable()
+
+	// the probe is the breaker's half-open trial once its cool-down is over
+	if st.breaker.TrialDue(now) {
+		if ok {
+			st.breaker.Success()
+		} else {
+			st.breaker.Failure(now)
+		}
+	}
+
+	snap := &healthSnapshot{status: res.Status, reason: res.Reason, checkedAt: now, latency: res.Latency}
+	var next time.Time
+	switch {
+	case ok:
+		next = now.Add(discovery.Jitter(s.checkInterval))
+	case res.Status == discovery.StatusRateLimited:
+		snap.failures = prev.failures + 1
+		next = now.Add(max(res.RetryAfter, s.checkInterval))
+	default:
+		snap.failures = prev.failures + 1
+		next = now.Add(discovery.Backoff(s.checkInterval, snap.failures))
+	}
+	st.health.Store(snap)
+	a.logTransition(s, prev, snap)
+
+	if ok {
+		recovered := !prev.status.Routable() && prev.status != discovery.StatusUnknown
+		if recovered || !st.discovered() || now.UnixNano() >= st.nextDiscovery.Load() {
+			a.discover(ctx, st, s)
+		}
+	}
+	return next
+}
+
+// logTransition logs status changes only, so a dead endpoint does not
+// fill the log with one line per probe.
+func (a *App) logTransition(s *endpointSettings, prev, cur *healthSnapshot) {
+	if prev.status == cur.status {
+		return
+	}
+	fields := []zap.Field{zap.String("endpoint", s.name), zap.String("type", s.typ),
+		zap.String("from", string(prev.status)), zap.String("to", string(cur.status)), zap.String("reason", cur.reason)}
+	if cur.status.Routable() {
+		a.logger.Info("endpoint is up", fields...)
+	} else {
+		a.logger.Warn("endpoint is down", fields...)
+	}
+}
+
+// discover fetches st's model list. A failed or empty fetch keeps the last
+// good list and records why.
+func (a *App) discover(ctx context.Context, st *endpointState, s *endpointSettings) {
+	now := time.Now()
+	st.nextDiscovery.Store(now.Add(discovery.Jitter(s.discoveryInterval)).UnixNano())
+	models, err := fetchModels(ctx, st, s)
+	if ctx.Err() != nil {
+		return
+	}
+	prev := st.models.Load()
+	if err == nil && len(models) == 0 && prev != nil && len(prev.models) > 0 {
+		err = fmt.Errorf("endpoint listed no models")
+	}
+	if err != nil {
+		reason := err.Error()
+		if prev != nil {
+			kept := *prev
+			kept.lastError, kept.errorAt = reason+"; keeping the last good list", now
+			st.models.Store(&kept)
+		} else {
+			st.models.Store(&modelSnapshot{lastError: reason, errorAt: now, byName: map[string]int{}, byLower: map[string]int{}})
+		}
+		a.logger.Warn("model discovery failed", zap.String("endpoint", s.name), zap.String("reason", reason))
+		// try again soon rather than after a whole discovery interval
+		st.nextDiscovery.Store(now.Add(discovery.Jitter(min(s.discoveryInterval, 4*s.checkInterval))).UnixNano())
+		return
+	}
+	st.models.Store(newModelSnapshot(models, now))
+	if prev == nil || len(prev.models) != len(models) {
+		a.logger.Info("models discovered", zap.String("endpoint", s.name), zap.Int("count", len(models)))
+	}
+}
+
+// fetchModels GETs and parses the endpoint's model list, filtered.
+func fetchModels(ctx context.Context, st *endpointState, s *endpointSettings) ([]profiles.Model, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.discoveryTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.modelsURL, nil)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range s.header {
+		req.Header[k] = v
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "olla-caddy-discovery")
+	client := &http.Client{Transport: st.transport.Load(), CheckRedirect: noRedirects}
+	res, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("model list: %s", discovery.TransportReason(err, s.discoveryTimeout))
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("model list answered %d", res.StatusCode)
+	}
+	body, err := io.ReadAll(io.LimitReader(res.Body, maxModelListBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("model list cut off: %s", discovery.TransportReason(err, s.discoveryTimeout))
+	}
+	if len(body) > maxModelListBytes {
+		return nil, fmt.Errorf("model list is larger than %d bytes", maxModelListBytes)
+	}
+	models, err := s.profile.ParseModels(body)
+	if err != nil {
+		return nil, err
+	}
+	kept := models[:0]
+	for _, m := range models {
+		if s.filter.Allows(m.Name) {
+			kept = append(kept, m)
+		}
+	}
+	return kept, nil
+}
+
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
