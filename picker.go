@@ -14,9 +14,9 @@ import (
 // the balancer chooses from.
 type candidates []*endpointState
 
-func (c candidates) Len() int               { return len(c) }
-func (c candidates) Priority(i int) int     { return c[i].settings.Load().priority }
-func (c candidates) InFlight(i int) int64   { return c[i].inFlight.Load() }
+func (c candidates) Len() int             { return len(c) }
+func (c candidates) Priority(i int) int   { return c[i].settings.Load().priority }
+func (c candidates) InFlight(i int) int64 { return c[i].inFlight.Load() }
 func (c candidates) names() (out []string) {
 	for _, st := range c {
 		out = append(out, st.Name())

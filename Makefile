@@ -1,0 +1,43 @@
+# caddy-olla. `make run` for the offline demo, `make test` for the tests.
+MODULE        := github.com/caddy-olla/olla
+CADDY_VERSION := v2.11.9
+GO            ?= go
+BIN           := bin
+FUZZTIME      ?= 20s
+
+.PHONY: build run run-local test test-short bench adapt xcaddy fuzz vet clean
+
+build: ## Caddy with the olla module, and the backend simulator
+	$(GO) build -trimpath -ldflags "-s -w" -o $(BIN)/caddy ./cmd/caddy
+	$(GO) build -trimpath -ldflags "-s -w" -o $(BIN)/olla-sim ./cmd/olla-sim
+
+run: build ## simulated backends + Caddy on 127.0.0.1:40114 (offline)
+	./scripts/run-demo.sh
+
+run-local: build ## Caddyfile.example against local Ollama, LM Studio and vLLM
+	$(BIN)/caddy run --config Caddyfile.example --adapter caddyfile
+
+test: ## every test, with the race detector
+	$(GO) test -race -count=1 ./...
+
+test-short: ## unit tests only (no in-process Caddy)
+	$(GO) test -short -count=1 ./...
+
+bench: ## benchmarks: balancer selection, model extraction, engines
+	$(GO) test -run '^$$' -bench . -benchmem ./balancer/ .
+
+adapt: build ## Caddyfile.example as JSON
+	$(BIN)/caddy adapt --config Caddyfile.example --adapter caddyfile --pretty
+
+xcaddy: ## the same binary through xcaddy (offline, after `go mod download`)
+	$(GO) mod download
+	CADDY_VERSION=$(CADDY_VERSION) GOPROXY=off $(GO) tool xcaddy build $(CADDY_VERSION) --output $(BIN)/caddy-xcaddy --with $(MODULE)=./
+
+fuzz: ## a short fuzz run of the model extractor
+	$(GO) test -run '^$$' -fuzz FuzzExtractModel -fuzztime $(FUZZTIME) .
+
+vet:
+	$(GO) vet ./...
+
+clean:
+	rm -rf $(BIN)

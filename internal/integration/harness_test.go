@@ -1,0 +1,249 @@
+// Package integration runs the olla module inside a real Caddy, in process,
+// against simulated backends. caddytest binds one admin port
+// (localhost:2999), so every in-process Caddy test lives in this package
+// and they run one after another.
+package integration
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/caddytest"
+
+	_ "github.com/caddy-olla/olla"
+	"github.com/caddy-olla/olla/internal/sim"
+)
+
+// httpPort is where the test sites listen.
+const httpPort = 40180
+
+var base = fmt.Sprintf("http://localhost:%d", httpPort)
+
+func TestMain(m *testing.M) {
+	if testing.Short() {
+		fmt.Println("integration: skipped in -short mode")
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// startSim starts a simulator and stops it with the test.
+func startSim(t testing.TB, cfg sim.Config) *sim.Server {
+	t.Helper()
+	s, err := sim.Start(cfg)
+	if err != nil {
+		t.Fatalf("starting simulator: %v", err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// site wraps olla directive lines in a full Caddyfile for caddytest.
+func site(ollaBlock string) string {
+	return fmt.Sprintf(`{
+	admin localhost:2999
+	http_port %d
+	https_port 40443
+	auto_https off
+	grace_period 1s
+}
+http://localhost:%d {
+	olla {
+%s
+	}
+	respond "next handler" 200
+}
+`, httpPort, httpPort, ollaBlock)
+}
+
+// endpointBlock declares one endpoint with fast checks.
+func endpointBlock(name, url, typ string, extra ...string) string {
+	return fmt.Sprintf(`		endpoint %s {
+			url %s
+			type %s
+			check_interval 200ms
+			check_timeout 150ms
+%s
+		}
+`, name, url, typ, strings.Join(extra, "\n"))
+}
+
+// load starts (or reconfigures) the in-process Caddy.
+func load(t *testing.T, caddyfile string) *caddytest.Tester {
+	t.Helper()
+	tester := caddytest.NewTester(t)
+	tester.InitServer(caddyfile, "caddyfile")
+	return tester
+}
+
+// client talks to the test site without connection reuse surprises.
+var client = &http.Client{Timeout: 30 * time.Second}
+
+// endpointInfo is the part of /internal/status/endpoints tests read.
+type endpointInfo struct {
+	Name              string `json:"name"`
+	Type              string `json:"type"`
+	Status            string `json:"status"`
+	Routable          bool   `json:"routable"`
+	ModelCount        int    `json:"model_count"`
+	RequestCount      int64  `json:"request_count"`
+	ActiveConnections int64  `json:"active_connections"`
+	CircuitBreaker    string `json:"circuit_breaker"`
+}
+
+func endpointsStatus(t testing.TB) map[string]endpointInfo {
+	t.Helper()
+	res, err := client.Get(base + "/internal/status/endpoints")
+	if err != nil {
+		t.Fatalf("status: %v", err)
+	}
+	defer res.Body.Close()
+	var body struct {
+		Endpoints []endpointInfo `json:"endpoints"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&body); err != nil {
+		t.Fatalf("status body: %v", err)
+	}
+	out := map[string]endpointInfo{}
+	for _, e := range body.Endpoints {
+		out[e.Name] = e
+	}
+	return out
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	t.Fatalf("timed out after %s waiting for %s", timeout, what)
+}
+
+// waitRoutable waits until every named endpoint is routable with models.
+func waitRoutable(t testing.TB, names ...string) {
+	t.Helper()
+	waitFor(t, "endpoints "+strings.Join(names, ", ")+" routable", 10*time.Second, func() bool {
+		st := endpointsStatus(t)
+		for _, n := range names {
+			if e, ok := st[n]; !ok || !e.Routable || e.ModelCount == 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// post sends a JSON body and returns the response (body unread).
+func post(t testing.TB, path, body string, header ...string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, base+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	res, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", path, err)
+	}
+	return res
+}
+
+// readAll reads and closes a body.
+func readAll(t testing.TB, res *http.Response) string {
+	t.Helper()
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatalf("reading body: %v", err)
+	}
+	return string(b)
+}
+
+// lines reads a stream line by line, noting when each line arrived.
+func lines(t testing.TB, res *http.Response) (out []string, arrived []time.Time) {
+	t.Helper()
+	defer res.Body.Close()
+	sc := bufio.NewScanner(res.Body)
+	for sc.Scan() {
+		if sc.Text() == "" {
+			continue
+		}
+		out = append(out, sc.Text())
+		arrived = append(arrived, time.Now())
+	}
+	return out, arrived
+}
+
+// recorder is a plain OpenAI-compatible backend that records every request,
+// for checks of what exactly reached the upstream.
+type recorder struct {
+	mu   sync.Mutex
+	reqs []recorded
+	srv  *http.Server
+	URL  string
+}
+
+type recorded struct {
+	Path   string
+	Header http.Header
+	Body   string
+}
+
+func startRecorder(t testing.TB, models ...string) *recorder {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{URL: "http://" + ln.Addr().String()}
+	rec.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		rec.mu.Lock()
+		rec.reqs = append(rec.reqs, recorded{Path: r.URL.Path, Header: r.Header.Clone(), Body: string(body)})
+		rec.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("X-Olla-Endpoint", "spoofed-by-backend")
+		if strings.HasSuffix(r.URL.Path, "/v1/models") {
+			data := make([]string, 0, len(models))
+			for _, m := range models {
+				data = append(data, fmt.Sprintf(`{"id":%q,"object":"model","created":1,"owned_by":"rec"}`, m))
+			}
+			fmt.Fprintf(w, `{"object":"list","data":[%s]}`, strings.Join(data, ","))
+			return
+		}
+		fmt.Fprint(w, `{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}]}`)
+	})}
+	go rec.srv.Serve(ln)
+	t.Cleanup(func() { rec.srv.Close() })
+	return rec
+}
+
+// requestsTo returns the recorded requests whose path ends with suffix.
+func (rec *recorder) requestsTo(suffix string) []recorded {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	var out []recorded
+	for _, r := range rec.reqs {
+		if strings.HasSuffix(r.Path, suffix) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
