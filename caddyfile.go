@@ -35,6 +35,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		profile          auto|streaming|standard
 //		load_balancer    priority|round-robin|least-connections
 //		internal         on|off
+//		stream_idle_timeout     <duration>
+//		response_header_timeout <duration>
 //		endpoint <name> {
 //			url              <url>
 //			type             <backend type>
@@ -124,6 +126,17 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 				h.Internal = val
 			}
+		case "stream_idle_timeout", "response_header_timeout":
+			if err := once(sub); err != nil {
+				return err
+			}
+			dst := &h.StreamIdleTimeout
+			if sub == "response_header_timeout" {
+				dst = &h.ResponseHeaderTimeout
+			}
+			if err := durationArg(d, dst); err != nil {
+				return err
+			}
 		case "endpoint":
 			ep, err := parseEndpoint(d)
 			if err != nil {
@@ -205,7 +218,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 		default:
-			return d.Errf("unrecognized olla subdirective %q: expected engine, profile, load_balancer, internal, endpoint, aliases, retry, request_limits, model_registry or model_discovery", sub)
+			return d.Errf("unrecognized olla subdirective %q: expected engine, profile, load_balancer, internal, endpoint, aliases, retry, request_limits, model_registry, model_discovery, stream_idle_timeout or response_header_timeout", sub)
 		}
 	}
 	if len(h.Endpoints) == 0 {

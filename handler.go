@@ -23,6 +23,9 @@ import (
 const (
 	defaultMaxBodySize = 100 << 20
 	defaultMaxAttempts = 3
+	// defaultStreamIdleTimeout is generous: a model may think for a while
+	// between tokens, but not for five minutes.
+	defaultStreamIdleTimeout = 5 * time.Minute
 )
 
 // Handler is `http.handlers.olla`: it answers everything under /olla/ and
@@ -57,6 +60,14 @@ type Handler struct {
 	ModelDiscovery *ModelDiscovery `json:"model_discovery,omitempty"`
 	// Internal turns the /internal/ routes and /version off when "off".
 	Internal string `json:"internal,omitempty"`
+	// StreamIdleTimeout ends a response whose backend sends nothing for this
+	// long, so a backend that stalls mid-stream cannot hold a client
+	// forever. Default 5m; it counts per read, not for the whole stream.
+	StreamIdleTimeout caddy.Duration `json:"stream_idle_timeout,omitempty"`
+	// ResponseHeaderTimeout bounds the wait for a backend's headers; past it
+	// the request fails over to the next endpoint. Default none: loading a
+	// model can take minutes.
+	ResponseHeaderTimeout caddy.Duration `json:"response_header_timeout,omitempty"`
 
 	app         *App
 	logger      *zap.Logger
@@ -68,6 +79,7 @@ type Handler struct {
 	flush       engines.FlushPolicy
 	maxAttempts int
 	maxBody     int64
+	idle        time.Duration
 	internalOff bool
 	strategy    routingStrategy
 }
@@ -123,6 +135,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("request_limits max_body_size must be positive")
 		}
 		h.maxBody = h.RequestLimits.MaxBodySize
+	}
+	h.idle = defaultStreamIdleTimeout
+	if h.StreamIdleTimeout != 0 {
+		h.idle = time.Duration(h.StreamIdleTimeout)
 	}
 	if h.strategy, err = newRoutingStrategy(h.ModelRegistry); err != nil {
 		return err
@@ -291,6 +307,9 @@ func (rq *request) proxy(route route) error {
 		Start:       rq.start,
 		RequestID:   rq.id,
 		Flush:       h.flush,
+
+		StreamIdleTimeout: h.idle,
+		HeaderTimeout:     time.Duration(h.ResponseHeaderTimeout),
 	}
 	if len(decision.rewrite) > 0 {
 		plan.BodyFor = func(t engines.Target) []byte {

@@ -5,6 +5,8 @@
 package engines
 
 import (
+	"context"
+	"errors"
 	"net/http"
 	"net/url"
 	"time"
@@ -109,6 +111,9 @@ type Plan struct {
 	// StreamIdleTimeout cuts a response whose body sends nothing for this
 	// long (0 = no limit).
 	StreamIdleTimeout time.Duration
+	// HeaderTimeout bounds the wait for a backend's response headers; past
+	// it the attempt fails over (0 = no limit: model loads take minutes).
+	HeaderTimeout time.Duration
 	// OnResponse, if set, is called once per attempt that produced headers,
 	// before they are written, so the handler can add its own headers.
 	OnResponse func(t Target, h http.Header)
@@ -123,4 +128,20 @@ func (p *Plan) BodyOf(t Target) []byte {
 		return p.BodyFor(t)
 	}
 	return p.Body
+}
+
+// ErrHeaderTimeout is an attempt whose backend sent no headers in time.
+var ErrHeaderTimeout = errors.New("no response headers within response_header_timeout")
+
+// WithHeaderTimeout derives the context of one attempt: it is cancelled if
+// headers do not arrive within d. Call stop as soon as headers arrived; it
+// reports whether the timeout had already fired. cancel ends the attempt's
+// context once its body is done.
+func WithHeaderTimeout(parent context.Context, d time.Duration) (ctx context.Context, stop func() (fired bool), cancel context.CancelFunc) {
+	ctx, cancel = context.WithCancel(parent)
+	if d <= 0 {
+		return ctx, func() bool { return false }, cancel
+	}
+	timer := time.AfterFunc(d, cancel)
+	return ctx, func() bool { return !timer.Stop() }, cancel
 }

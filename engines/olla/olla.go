@@ -5,6 +5,7 @@ package olla
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -53,8 +54,9 @@ func (e *Engine) Serve(w http.ResponseWriter, r *http.Request, plan *engines.Pla
 		if !ok {
 			break
 		}
-		res, latency, err := e.roundTrip(r, plan, t)
+		res, latency, cancel, err := e.roundTrip(r, plan, t)
 		if err != nil {
+			cancel()
 			plan.Picker.Done(t, engines.Outcome{Err: err})
 			if r.Context().Err() != nil {
 				return nil // the client left; nothing to answer
@@ -65,27 +67,31 @@ func (e *Engine) Serve(w http.ResponseWriter, r *http.Request, plan *engines.Pla
 		if engines.RetryableStatus(res.StatusCode) && attempt+1 < plan.MaxAttempts && plan.Picker.Remaining() {
 			retryAfter := engines.ParseRetryAfter(res.Header.Get("Retry-After"), time.Now())
 			drainAndClose(res.Body)
+			cancel()
 			plan.Picker.Done(t, engines.Outcome{Status: res.StatusCode, RetryAfter: retryAfter, HeaderLatency: latency})
 			lastErr = fmt.Errorf("endpoint %s answered %d", t.Name(), res.StatusCode)
 			continue
 		}
+		defer cancel()
 		e.respond(w, r, plan, t, res, latency)
 		return nil
 	}
 	return lastErr
 }
 
-// roundTrip sends one attempt to t.
-func (e *Engine) roundTrip(r *http.Request, plan *engines.Plan, t engines.Target) (*http.Response, time.Duration, error) {
+// roundTrip sends one attempt to t. cancel ends the attempt's context; call
+// it once the response body is done.
+func (e *Engine) roundTrip(r *http.Request, plan *engines.Plan, t engines.Target) (res *http.Response, latency time.Duration, cancel context.CancelFunc, err error) {
+	ctx, stop, cancel := engines.WithHeaderTimeout(r.Context(), plan.HeaderTimeout)
 	u := engines.UpstreamURL(t.BaseURL(), plan.Path, plan.RawQuery)
 	payload := plan.BodyOf(t)
 	var body io.Reader
 	if payload != nil {
 		body = bytes.NewReader(payload)
 	}
-	out, err := http.NewRequestWithContext(r.Context(), r.Method, u.String(), body)
+	out, err := http.NewRequestWithContext(ctx, r.Method, u.String(), body)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, cancel, err
 	}
 	out.Header = r.Header.Clone()
 	engines.PrepareOutboundHeader(out.Header, t, plan.RequestID)
@@ -95,8 +101,14 @@ func (e *Engine) roundTrip(r *http.Request, plan *engines.Plan, t engines.Target
 		out.ContentLength = 0
 	}
 	sent := time.Now()
-	res, err := t.Transport().RoundTrip(out)
-	return res, time.Since(sent), err
+	res, err = t.Transport().RoundTrip(out)
+	if stop() {
+		if err == nil {
+			res.Body.Close()
+		}
+		return nil, 0, cancel, engines.ErrHeaderTimeout
+	}
+	return res, time.Since(sent), cancel, err
 }
 
 // setForwarded adds the X-Forwarded-* headers a backend may log.

@@ -178,7 +178,8 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	plan := q.plan
 
-	out := req.Clone(req.Context())
+	ctx, stop, cancel := engines.WithHeaderTimeout(req.Context(), plan.HeaderTimeout)
+	out := req.Clone(ctx)
 	out.URL = engines.UpstreamURL(t.BaseURL(), plan.Path, plan.RawQuery)
 	out.Host = out.URL.Host
 	engines.PrepareOutboundHeader(out.Header, t, plan.RequestID)
@@ -193,7 +194,14 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 
 	sent := time.Now()
 	res, err := t.Transport().RoundTrip(out)
+	if stop() {
+		if err == nil {
+			res.Body.Close()
+		}
+		err = engines.ErrHeaderTimeout
+	}
 	if err != nil {
+		cancel()
 		q.done(t, engines.Outcome{Err: err})
 		if req.Context().Err() != nil {
 			return nil, err // the client left: no failover, no blame
@@ -206,6 +214,7 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		retryAfter := engines.ParseRetryAfter(res.Header.Get("Retry-After"), time.Now())
 		_, _ = io.Copy(io.Discard, io.LimitReader(res.Body, 4<<10))
 		res.Body.Close()
+		cancel()
 		q.done(t, engines.Outcome{Status: res.StatusCode, RetryAfter: retryAfter, HeaderLatency: latency})
 		q.lastErr = fmt.Errorf("endpoint %s answered %d", t.Name(), res.StatusCode)
 		return nil, reverseproxy.NewDialError(q.lastErr)
@@ -222,11 +231,19 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		res.Trailer[engines.TotalTimeTrailer] = nil
 	}
-	res.Body = &trackedBody{
-		ReadCloser: res.Body, q: q, t: t, res: res, stream: stream,
+	tb := &trackedBody{
+		ReadCloser: res.Body, q: q, t: t, res: res, stream: stream, cancel: cancel,
 		outcome: engines.Outcome{Status: res.StatusCode, HeaderLatency: latency,
 			RetryAfter: engines.ParseRetryAfter(res.Header.Get("Retry-After"), time.Now())},
 	}
+	if idle := plan.StreamIdleTimeout; idle > 0 {
+		tb.idle = idle
+		tb.timer = time.AfterFunc(idle, func() {
+			tb.idled.Store(true)
+			tb.ReadCloser.Close()
+		})
+	}
+	res.Body = tb
 	q.wrote = true
 	return res, nil
 }
@@ -244,10 +261,23 @@ type trackedBody struct {
 	firstByte time.Time
 	readErr   error
 	closed    bool
+	cancel    context.CancelFunc
+
+	// idle timeout: the timer closes the backend body when it goes quiet,
+	// which ends the blocked read
+	idle  time.Duration
+	timer *time.Timer
+	idled atomic.Bool
 }
 
 func (b *trackedBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
+	if b.timer != nil {
+		b.timer.Reset(b.idle)
+	}
+	if err != nil && b.idled.Load() {
+		err = errStreamIdle
+	}
 	if n > 0 {
 		if b.outcome.Bytes == 0 {
 			b.firstByte = time.Now()
@@ -266,6 +296,10 @@ func (b *trackedBody) Close() error {
 		return err
 	}
 	b.closed = true
+	if b.timer != nil {
+		b.timer.Stop()
+	}
+	b.cancel()
 	plan := b.q.plan
 	if b.stream {
 		b.res.Trailer.Set(engines.TotalTimeTrailer, strconv.FormatInt(time.Since(plan.Start).Milliseconds(), 10)+"ms")
@@ -277,6 +311,8 @@ func (b *trackedBody) Close() error {
 	b.q.done(b.t, b.outcome)
 	return err
 }
+
+var errStreamIdle = errors.New("backend sent nothing within stream_idle_timeout")
 
 // flushWriter records whether a response was started and applies the
 // `profile` to reverse_proxy's flushes: http.ResponseController calls
