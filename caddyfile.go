@@ -18,8 +18,10 @@ import (
 func init() {
 	httpcaddyfile.RegisterHandlerDirective("olla", parseCaddyfile)
 	// olla answers its own paths and passes the rest on, so it sits just
-	// before reverse_proxy: a plain site block needs no `order` option.
-	httpcaddyfile.RegisterDirectiveOrder("olla", httpcaddyfile.Before, "reverse_proxy")
+	// before the responders (respond, reverse_proxy, file_server): a plain
+	// site block needs no `order` option and a catch-all `respond` or
+	// `file_server` still serves everything that is not ours.
+	httpcaddyfile.RegisterDirectiveOrder("olla", httpcaddyfile.Before, "respond")
 }
 
 func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {

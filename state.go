@@ -165,8 +165,9 @@ func (st *endpointState) park(d time.Duration) {
 	st.parkedUntil.Store(time.Now().Add(d).UnixNano())
 }
 
-// lookupModel finds a model by exact name, then case-insensitively. It
-// returns the name the endpoint knows it by.
+// lookupModel finds a model by exact name, then case-insensitively; a name
+// without a tag also matches its ":latest" (Ollama lists "llama3.2:latest"
+// and answers to "llama3.2"). It returns the name the endpoint knows.
 func (st *endpointState) lookupModel(name string) (string, bool) {
 	ms := st.models.Load()
 	if ms == nil {
@@ -175,8 +176,14 @@ func (st *endpointState) lookupModel(name string) (string, bool) {
 	if i, ok := ms.byName[name]; ok {
 		return ms.models[i].Name, true
 	}
-	if i, ok := ms.byLower[strings.ToLower(name)]; ok {
+	lower := strings.ToLower(name)
+	if i, ok := ms.byLower[lower]; ok {
 		return ms.models[i].Name, true
+	}
+	if !strings.Contains(name, ":") {
+		if i, ok := ms.byLower[lower+":latest"]; ok {
+			return ms.models[i].Name, true
+		}
 	}
 	return "", false
 }

@@ -6,6 +6,7 @@ package integration
 
 import (
 	"bufio"
+	"flag"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -29,6 +30,7 @@ const httpPort = 40180
 var base = fmt.Sprintf("http://localhost:%d", httpPort)
 
 func TestMain(m *testing.M) {
+	flag.Parse()
 	if testing.Short() {
 		fmt.Println("integration: skipped in -short mode")
 		os.Exit(0)
