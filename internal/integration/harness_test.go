@@ -6,8 +6,8 @@ package integration
 
 import (
 	"bufio"
-	"flag"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net"
