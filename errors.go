@@ -43,8 +43,6 @@ func openAIType(status int) string {
 	switch {
 	case status == http.StatusTooManyRequests:
 		return "rate_limit_error"
-	case status == http.StatusNotFound:
-		return "not_found_error"
 	case status == http.StatusRequestEntityTooLarge, status == http.StatusRequestHeaderFieldsTooLarge, status < 500:
 		return "invalid_request_error"
 	}

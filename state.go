@@ -167,7 +167,8 @@ func (st *endpointState) park(d time.Duration) {
 
 // lookupModel finds a model by exact name, then case-insensitively; a name
 // without a tag also matches its ":latest" (Ollama lists "llama3.2:latest"
-// and answers to "llama3.2"). It returns the name the endpoint knows.
+// and answers to "llama3.2", echoing the name it was asked for). It returns
+// the name to send the endpoint.
 func (st *endpointState) lookupModel(name string) (string, bool) {
 	ms := st.models.Load()
 	if ms == nil {
@@ -182,6 +183,9 @@ func (st *endpointState) lookupModel(name string) (string, bool) {
 	}
 	if !strings.Contains(name, ":") {
 		if i, ok := ms.byLower[lower+":latest"]; ok {
+			if name == ms.models[i].Name[:len(name)] {
+				return name, true // Ollama resolves the bare name itself
+			}
 			return ms.models[i].Name, true
 		}
 	}
