@@ -1,9 +1,11 @@
 package olla
 
 import (
+	"fmt"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -68,8 +70,13 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		retry {
 //			max_attempts <n>
 //		}
+//		circuit_breaker {
+//			failures <n>
+//			open_for <duration>
+//		}
 //		request_limits {
-//			max_body_size <size>
+//			max_body_size   <size>
+//			max_header_size <size>
 //		}
 //		model_registry {
 //			routing_strategy  strict|optimistic|discovery
@@ -88,6 +95,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return d.Errf("olla takes no arguments on its first line, got %q; put settings in its block", d.Val())
 	}
 	seen := map[string]bool{}
+	endpointLines := map[string]int{}
+	ollaLine := d.Line()
 	once := func(name string) error {
 		if seen[name] {
 			return d.Errf("%s is already set in this olla block", name)
@@ -140,15 +149,15 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 		case "endpoint":
+			line := d.Line()
 			ep, err := parseEndpoint(d)
 			if err != nil {
 				return err
 			}
-			for _, prev := range h.Endpoints {
-				if prev.Name == ep.Name {
-					return d.Errf("endpoint %q is already declared in this olla block", ep.Name)
-				}
+			if first, dup := endpointLines[ep.Name]; dup {
+				return fmt.Errorf("endpoint %q is already declared in this olla block at line %d, at %s:%d", ep.Name, first, d.File(), line)
 			}
+			endpointLines[ep.Name] = line
 			h.Endpoints = append(h.Endpoints, ep)
 		case "aliases":
 			if err := once(sub); err != nil {
@@ -179,13 +188,26 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}); err != nil {
 				return err
 			}
+		case "circuit_breaker":
+			if err := once(sub); err != nil {
+				return err
+			}
+			cb := &CircuitBreaker{}
+			h.CircuitBreaker = cb
+			if err := parseBlock(d, map[string]func() error{
+				"failures": func() error { return intArg(d, &cb.Failures, 1) },
+				"open_for": func() error { return durationArg(d, &cb.OpenFor) },
+			}); err != nil {
+				return err
+			}
 		case "request_limits":
 			if err := once(sub); err != nil {
 				return err
 			}
 			h.RequestLimits = &RequestLimits{}
 			if err := parseBlock(d, map[string]func() error{
-				"max_body_size": func() error { return sizeArg(d, &h.RequestLimits.MaxBodySize) },
+				"max_body_size":   func() error { return sizeArg(d, &h.RequestLimits.MaxBodySize) },
+				"max_header_size": func() error { return sizeArg(d, &h.RequestLimits.MaxHeaderSize) },
 			}); err != nil {
 				return err
 			}
@@ -219,12 +241,18 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}); err != nil {
 				return err
 			}
+			if md.Interval != 0 && time.Duration(md.Interval) < time.Second {
+				return d.Errf("model_discovery interval %s is too short: at least 1s", time.Duration(md.Interval))
+			}
+			if md.Interval != 0 && md.Timeout > md.Interval {
+				return d.Errf("model_discovery timeout %s must not be longer than its interval %s", time.Duration(md.Timeout), time.Duration(md.Interval))
+			}
 		default:
-			return d.Errf("unrecognized olla subdirective %q: expected engine, profile, load_balancer, internal, endpoint, aliases, retry, request_limits, model_registry, model_discovery, stream_idle_timeout or response_header_timeout", sub)
+			return d.Errf("unrecognized olla subdirective %q: expected engine, profile, load_balancer, internal, endpoint, aliases, retry, circuit_breaker, request_limits, model_registry, model_discovery, stream_idle_timeout or response_header_timeout", sub)
 		}
 	}
 	if len(h.Endpoints) == 0 {
-		return d.Err("olla needs at least one endpoint: endpoint <name> { url <url> type <type> }")
+		return fmt.Errorf("olla needs at least one endpoint: endpoint <name> { url <url> type <type> }, at %s:%d", d.File(), ollaLine)
 	}
 	return nil
 }
@@ -235,6 +263,7 @@ func parseEndpoint(d *caddyfile.Dispenser) (*Endpoint, error) {
 		return nil, d.Err("endpoint needs a name: endpoint <name> { url <url> type <type> }")
 	}
 	ep := &Endpoint{Name: d.Val()}
+	declared := d.Line()
 	if d.NextArg() {
 		return nil, d.Errf("endpoint %q: unexpected %q after the name; put settings in its block", ep.Name, d.Val())
 	}
@@ -265,10 +294,15 @@ func parseEndpoint(d *caddyfile.Dispenser) (*Endpoint, error) {
 			if err = intArg(d, &p, 0); err == nil {
 				ep.Priority = &p
 			}
-		case "model_url":
-			err = stringArg(d, &ep.ModelURL)
-		case "health_check_url":
-			err = stringArg(d, &ep.HealthCheckURL)
+		case "model_url", "health_check_url":
+			dst := &ep.ModelURL
+			if sub == "health_check_url" {
+				dst = &ep.HealthCheckURL
+			}
+			if err = stringArg(d, dst); err == nil && !strings.HasPrefix(*dst, "/") &&
+				!strings.HasPrefix(*dst, "http://") && !strings.HasPrefix(*dst, "https://") && !strings.HasPrefix(*dst, "{") {
+				err = d.Errf("endpoint %q: %s %q must be a path starting with / or an absolute http(s) URL", ep.Name, sub, *dst)
+			}
 		case "check_interval":
 			err = durationArg(d, &ep.CheckInterval)
 		case "check_timeout":
@@ -288,11 +322,16 @@ func parseEndpoint(d *caddyfile.Dispenser) (*Endpoint, error) {
 				name := d.Val()
 				var value string
 				if !d.NextArg() {
-					return nil, d.Errf("header %s needs a value", name)
+					return nil, d.Errf("endpoint %q: header %s needs a value", ep.Name, name)
 				}
 				value = d.Val()
 				if d.NextArg() {
 					return nil, d.Errf("header %s takes one value; quote values with spaces", name)
+				}
+				for prev := range ep.Headers {
+					if strings.EqualFold(prev, name) {
+						return nil, d.Errf("endpoint %q: header %s is set twice", ep.Name, name)
+					}
 				}
 				ep.Headers[name] = value
 			}
@@ -312,14 +351,17 @@ func parseEndpoint(d *caddyfile.Dispenser) (*Endpoint, error) {
 			return nil, d.Errf("endpoint %q: unrecognized subdirective %q: expected url, type, priority, model_url, health_check_url, check_interval, check_timeout, max_connections, forward_client_auth, auth, headers, tls or model_filter", ep.Name, sub)
 		}
 		if err != nil {
+			if !strings.HasPrefix(err.Error(), "endpoint ") {
+				err = fmt.Errorf("endpoint %q: %w", ep.Name, err)
+			}
 			return nil, err
 		}
 	}
 	if ep.URL == "" {
-		return nil, d.Errf("endpoint %q: url is required", ep.Name)
+		return nil, fmt.Errorf("endpoint %q: url is required, at %s:%d", ep.Name, d.File(), declared)
 	}
 	if ep.Type == "" {
-		return nil, d.Errf("endpoint %q: type is required (one of %s)", ep.Name, strings.Join(profiles.Types(), ", "))
+		return nil, fmt.Errorf("endpoint %q: type is required (one of %s), at %s:%d", ep.Name, strings.Join(profiles.Types(), ", "), d.File(), declared)
 	}
 	return ep, nil
 }
@@ -350,7 +392,11 @@ func parseAuth(d *caddyfile.Dispenser) (*EndpointAuth, error) {
 	return a, nil
 }
 
-// parseBlock reads a block of single-use subdirectives.
+// repeatable subdirectives may be given more than once in their block.
+var repeatable = map[string]bool{"include": true, "exclude": true}
+
+// parseBlock reads a block of subdirectives, each used once unless
+// repeatable. Errors inside it name the block.
 func parseBlock(d *caddyfile.Dispenser, subs map[string]func() error) error {
 	block := d.Val()
 	if d.NextArg() {
@@ -368,12 +414,12 @@ func parseBlock(d *caddyfile.Dispenser, subs map[string]func() error) error {
 			sortStrings(known)
 			return d.Errf("unrecognized %s subdirective %q: expected %s", block, name, strings.Join(known, ", "))
 		}
-		if seen[name] {
+		if seen[name] && !repeatable[name] {
 			return d.Errf("%s %s is already set", block, name)
 		}
 		seen[name] = true
 		if err := fn(); err != nil {
-			return err
+			return fmt.Errorf("%s: %w", block, err)
 		}
 	}
 	return nil
@@ -386,6 +432,9 @@ func oneArg(d *caddyfile.Dispenser) (string, error) {
 	}
 	v := d.Val()
 	if d.NextArg() {
+		if d.Val() == "{" {
+			return "", d.Errf("%s takes a value, not a block", name)
+		}
 		return "", d.Errf("%s takes one value, got another: %q", name, d.Val())
 	}
 	return v, nil
@@ -447,8 +496,11 @@ func sizeArg(d *caddyfile.Dispenser, dst *int64) error {
 		return err
 	}
 	n, err := humanize.ParseBytes(v)
-	if err != nil || n == 0 || n > 1<<40 {
+	if err != nil || n == 0 {
 		return d.Errf("%s: %q is not a size (e.g. 100MiB, 4KB)", name, v)
+	}
+	if n > 1<<40 {
+		return d.Errf("%s: %s is more than the 1TiB this option allows", name, v)
 	}
 	*dst = int64(n)
 	return nil

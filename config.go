@@ -110,3 +110,52 @@ type ModelDiscovery struct {
 	// Timeout bounds one model-list request. Default 30s.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 }
+
+// RateLimits are token buckets in front of the /olla/ routes (off unless
+// given). The client IP is Caddy's: the server's trusted_proxies decides
+// which forwarded headers count.
+type RateLimits struct {
+	// GlobalRequestsPerMinute limits all clients together (0 = no limit).
+	GlobalRequestsPerMinute int `json:"global_requests_per_minute,omitempty"`
+	// PerIPRequestsPerMinute limits each client IP (0 = no limit).
+	PerIPRequestsPerMinute int `json:"per_ip_requests_per_minute,omitempty"`
+	// BurstSize is how many requests a bucket holds at once (default 10).
+	BurstSize int `json:"burst_size,omitempty"`
+	// HealthRequestsPerMinute limits each client IP on /internal/ and
+	// /version, in a bucket of their own (0 = no limit).
+	HealthRequestsPerMinute int `json:"health_requests_per_minute,omitempty"`
+	// HealthBurstSize is the health bucket's burst (default BurstSize).
+	HealthBurstSize int `json:"health_burst_size,omitempty"`
+	// PerEndpointRequestsPerMinute limits requests sent to each endpoint
+	// (0 = no limit); a full endpoint is skipped like a busy one.
+	PerEndpointRequestsPerMinute int `json:"per_endpoint_requests_per_minute,omitempty"`
+	// IdleTimeout evicts a client's bucket after this long unused
+	// (default 10m), so memory stays bounded under many client IPs.
+	IdleTimeout caddy.Duration `json:"idle_timeout,omitempty"`
+}
+
+// CORS answers browsers' cross-origin checks (off unless given).
+type CORS struct {
+	// AllowedOrigins are origins allowed, or ["*"].
+	AllowedOrigins []string `json:"allowed_origins,omitempty"`
+	// AllowedMethods default to GET, POST, OPTIONS.
+	AllowedMethods []string `json:"allowed_methods,omitempty"`
+	// AllowedHeaders default to ["*"].
+	AllowedHeaders []string `json:"allowed_headers,omitempty"`
+	// ExposedHeaders default to the X-Olla-* response headers.
+	ExposedHeaders []string `json:"exposed_headers,omitempty"`
+	// AllowCredentials lets browsers send cookies; not with origin "*".
+	AllowCredentials bool `json:"allow_credentials,omitempty"`
+	// MaxAge is how long a preflight answer may be cached.
+	MaxAge caddy.Duration `json:"max_age,omitempty"`
+}
+
+// CircuitBreaker tunes the per-endpoint circuit breakers, fed by request
+// failures (no answer, or a 5xx) and by health probes.
+type CircuitBreaker struct {
+	// Failures is how many consecutive failures open the breaker (default 5).
+	Failures int `json:"failures,omitempty"`
+	// OpenFor is how long an open breaker keeps requests away before the
+	// next health probe may close it (default 30s).
+	OpenFor caddy.Duration `json:"open_for,omitempty"`
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/caddy-olla/olla/discovery"
 	"github.com/caddy-olla/olla/profiles"
 )
 
@@ -48,6 +49,7 @@ type endpointSettings struct {
 
 	discoveryInterval time.Duration
 	discoveryTimeout  time.Duration
+	breaker           discovery.BreakerConfig
 }
 
 // identity is what makes two declarations the same endpoint.
@@ -67,7 +69,7 @@ func (e *Endpoint) resolve(repl *caddy.Replacer) (*endpointSettings, error) {
 	expand := func(field, v string) (string, error) {
 		out, err := repl.ReplaceOrErr(v, true, true)
 		if err != nil {
-			return "", errf("%s: %v (is the environment variable set?)", field, err)
+			return "", fmt.Errorf("%s: %v (is the environment variable set?)", field, err)
 		}
 		return out, nil
 	}
@@ -85,7 +87,7 @@ func (e *Endpoint) resolve(repl *caddy.Replacer) (*endpointSettings, error) {
 
 	raw, err := expand("url", e.URL)
 	if err != nil {
-		return nil, err
+		return nil, errf("%v", err)
 	}
 	u, err := parseEndpointURL(raw)
 	if err != nil {
@@ -132,7 +134,7 @@ func (e *Endpoint) resolve(repl *caddy.Replacer) (*endpointSettings, error) {
 	for _, k := range names {
 		v, err := expand("header "+k, e.Headers[k])
 		if err != nil {
-			return nil, err
+			return nil, errf("%v", err)
 		}
 		s.header.Set(k, v)
 		if isCredentialHeader(k) {
@@ -255,8 +257,12 @@ func parseEndpointURL(raw string) (*url.URL, error) {
 	return u, nil
 }
 
-// redactURL hides userinfo so an error message never carries a password.
+// redactURL hides userinfo and the query, so an error message never carries
+// a password or a key.
 func redactURL(raw string) string {
+	if i := strings.IndexAny(raw, "?#"); i >= 0 {
+		raw = raw[:i] + "?REDACTED"
+	}
 	if i := strings.Index(raw, "://"); i >= 0 {
 		rest := raw[i+3:]
 		if at := strings.LastIndex(rest, "@"); at >= 0 && !strings.Contains(rest[:at], "/") {

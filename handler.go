@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-olla/olla/balancer"
+	"github.com/caddy-olla/olla/discovery"
 	"github.com/caddy-olla/olla/engines"
 	ollaengine "github.com/caddy-olla/olla/engines/olla"
 	"github.com/caddy-olla/olla/engines/sherpa"
@@ -23,6 +24,8 @@ import (
 const (
 	defaultMaxBodySize = 100 << 20
 	defaultMaxAttempts = 3
+	// defaultMaxHeaderSize matches net/http's own limit.
+	defaultMaxHeaderSize = 1 << 20
 	// defaultStreamIdleTimeout is generous: a model may think for a while
 	// between tokens, but not for five minutes.
 	defaultStreamIdleTimeout = 5 * time.Minute
@@ -52,6 +55,8 @@ type Handler struct {
 	Aliases map[string][]string `json:"aliases,omitempty"`
 	// Retry bounds failover before the first byte.
 	Retry *Retry `json:"retry,omitempty"`
+	// CircuitBreaker tunes the endpoints' circuit breakers.
+	CircuitBreaker *CircuitBreaker `json:"circuit_breaker,omitempty"`
 	// RequestLimits bounds request bodies and headers.
 	RequestLimits *RequestLimits `json:"request_limits,omitempty"`
 	// ModelRegistry sets the model routing strategy.
@@ -79,6 +84,7 @@ type Handler struct {
 	flush       engines.FlushPolicy
 	maxAttempts int
 	maxBody     int64
+	maxHeader   int64
 	idle        time.Duration
 	internalOff bool
 	strategy    routingStrategy
@@ -130,11 +136,17 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.maxAttempts = h.Retry.MaxAttempts
 	}
 	h.maxBody = defaultMaxBodySize
-	if h.RequestLimits != nil && h.RequestLimits.MaxBodySize != 0 {
-		if h.RequestLimits.MaxBodySize < 0 {
-			return fmt.Errorf("request_limits max_body_size must be positive")
+	h.maxHeader = defaultMaxHeaderSize
+	if rl := h.RequestLimits; rl != nil {
+		if rl.MaxBodySize < 0 || rl.MaxHeaderSize < 0 {
+			return fmt.Errorf("request_limits sizes must be positive")
 		}
-		h.maxBody = h.RequestLimits.MaxBodySize
+		if rl.MaxBodySize != 0 {
+			h.maxBody = rl.MaxBodySize
+		}
+		if rl.MaxHeaderSize != 0 {
+			h.maxHeader = rl.MaxHeaderSize
+		}
 	}
 	h.idle = defaultStreamIdleTimeout
 	if h.StreamIdleTimeout != 0 {
@@ -171,6 +183,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 		seen[s.name] = true
 		s.discoveryInterval, s.discoveryTimeout = discoveryInterval, discoveryTimeout
+		if cb := h.CircuitBreaker; cb != nil {
+			s.breaker = discovery.BreakerConfig{Threshold: cb.Failures, OpenFor: time.Duration(cb.OpenFor)}
+		}
 		st, err := h.app.register(s)
 		if err != nil {
 			return err
@@ -224,10 +239,26 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	requestID := requestIDFor(r)
 	w.Header().Set("X-Olla-Request-Id", requestID)
 	rq := &request{h: h, w: w, r: r, start: start, id: requestID}
+	if size := headerSize(r); size > h.maxHeader {
+		return rq.fail(apiError{status: http.StatusRequestHeaderFieldsTooLarge, code: "request_headers_too_large",
+			message: fmt.Sprintf("request headers are %d bytes, more than the %d-byte limit (request_limits max_header_size)", size, h.maxHeader)})
+	}
 	if strings.HasPrefix(path, "/olla/") {
 		return rq.serveOlla(path[len("/olla/"):])
 	}
 	return rq.serveInternal(path)
+}
+
+// headerSize estimates the request's header block as sent: the request line
+// and every field with its separators.
+func headerSize(r *http.Request) int64 {
+	n := int64(len(r.Method) + len(r.RequestURI) + len(r.Proto) + 4)
+	for k, vv := range r.Header {
+		for _, v := range vv {
+			n += int64(len(k) + len(v) + 4)
+		}
+	}
+	return n
 }
 
 // request is one request's working state inside the handler.

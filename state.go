@@ -75,7 +75,7 @@ type modelSnapshot struct {
 }
 
 func newEndpointState(s *endpointSettings) *endpointState {
-	st := &endpointState{breaker: discovery.NewBreaker(discovery.BreakerConfig{})}
+	st := &endpointState{breaker: discovery.NewBreaker(s.breaker)}
 	st.probeCtx, st.probeCancel = context.WithCancel(context.Background())
 	st.settings.Store(s)
 	st.transport.Store(newTransport(s))
@@ -85,6 +85,7 @@ func newEndpointState(s *endpointSettings) *endpointState {
 
 // update takes a reloaded config's settings for a kept endpoint.
 func (st *endpointState) update(s *endpointSettings) {
+	st.breaker.Configure(s.breaker)
 	old := st.settings.Swap(s)
 	if old != nil && old.transportKey == s.transportKey {
 		return

@@ -48,6 +48,12 @@ type Breaker struct {
 
 // NewBreaker returns a closed breaker.
 func NewBreaker(cfg BreakerConfig) *Breaker {
+	b := &Breaker{cfg: cfg.withDefaults(), state: BreakerClosed}
+	b.closed.Store(true)
+	return b
+}
+
+func (cfg BreakerConfig) withDefaults() BreakerConfig {
 	if cfg.Threshold <= 0 {
 		cfg.Threshold = 5
 	}
@@ -57,9 +63,14 @@ func NewBreaker(cfg BreakerConfig) *Breaker {
 	if cfg.TrialTimeout <= 0 {
 		cfg.TrialTimeout = 30 * time.Second
 	}
-	b := &Breaker{cfg: cfg, state: BreakerClosed}
-	b.closed.Store(true)
-	return b
+	return cfg
+}
+
+// Configure takes new settings (a reload) and keeps the current state.
+func (b *Breaker) Configure(cfg BreakerConfig) {
+	b.mu.Lock()
+	b.cfg = cfg.withDefaults()
+	b.mu.Unlock()
 }
 
 // Blocked reports whether the breaker keeps requests away now: it is open,

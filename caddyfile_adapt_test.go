@@ -1,0 +1,234 @@
+package olla_test
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddytest"
+
+	_ "github.com/caddy-olla/olla"
+)
+
+// adaptDir holds the golden adapt cases. Each .caddyfiletest file is a
+// Caddyfile, a line of ten dashes, then either the expected JSON (starting
+// with `{`) or what the adapt error must contain: one substring per line
+// (a single line is Caddy's own format; several lines let a message that
+// lists every valid value be checked without the list, which grows). One of
+// the lines must name the file and line (`Caddyfile:<n>`), so a message that
+// loses its position fails the test.
+const adaptDir = "testdata/caddyfile_adapt"
+
+var (
+	crlf = regexp.MustCompile(`\r?\n`)
+	// errLine is the position Caddyfile errors end with.
+	errLine = regexp.MustCompile(`Caddyfile:\d+`)
+	// urlPassword finds the password of a URL with userinfo in a Caddyfile.
+	urlPassword = regexp.MustCompile(`://[^\s/@:]+:([^\s/@]+)@`)
+)
+
+func TestCaddyfileAdapt(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join(adaptDir, "*.caddyfiletest"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) == 0 {
+		t.Fatalf("no .caddyfiletest files in %s", adaptDir)
+	}
+	for _, path := range files {
+		name := filepath.Base(path)
+		t.Run(name, func(t *testing.T) {
+			caddyfile, expected := readAdaptCase(t, path)
+
+			if strings.HasPrefix(expected, "{") {
+				// file_server hides the Caddyfile by its OS-specific path.
+				hide, _ := json.Marshal("." + string(filepath.Separator) + "Caddyfile")
+				expected = strings.ReplaceAll(expected, `"./Caddyfile"`, string(hide))
+				if !caddytest.CompareAdapt(t, name, caddyfile, "caddyfile", expected) {
+					t.Errorf("%s: adapted JSON differs from the golden JSON (diff above)", name)
+				}
+				return
+			}
+
+			if !errLine.MatchString(expected) {
+				t.Fatalf("%s: an expected error must name the line (Caddyfile:<n>), got %q", name, expected)
+			}
+			_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), nil)
+			if err == nil {
+				t.Fatalf("%s: expected an error containing %q, got none", name, expected)
+			}
+			got := crlf.ReplaceAllString(err.Error(), "\n")
+			for _, want := range strings.Split(expected, "\n") {
+				if want = strings.TrimSpace(want); want != "" && !strings.Contains(got, want) {
+					t.Errorf("%s: error\n\t%s\ndoes not contain\n\t%s", name, got, want)
+				}
+			}
+			for _, m := range urlPassword.FindAllStringSubmatch(caddyfile, -1) {
+				if strings.Contains(got, m[1]) {
+					t.Errorf("%s: error leaks the URL password %q: %s", name, m[1], got)
+				}
+			}
+		})
+	}
+}
+
+// readAdaptCase splits a .caddyfiletest file into its Caddyfile (with the
+// trailing newline the formatter expects) and its expected output.
+func readAdaptCase(t *testing.T, path string) (caddyfile, expected string) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := crlf.ReplaceAllString(string(data), "\n")
+	before, after, ok := strings.Cut(text, "\n----------\n")
+	if !ok {
+		t.Fatalf("%s: no line of ten dashes between the Caddyfile and the expected output", path)
+	}
+	expected = strings.TrimSpace(after)
+	if expected == "" {
+		t.Fatalf("%s: empty expected output", path)
+	}
+	return strings.TrimSpace(before) + "\n", expected
+}
+
+// TestProvisionErrors covers configs that adapt but must not load: the
+// errors only provisioning can find (placeholders, cross-field and
+// cross-site checks). Each config is adapted, then validated with
+// caddy.Validate, which provisions every module without starting anything.
+func TestProvisionErrors(t *testing.T) {
+	const unset = "OLLA_TEST_UNSET_VAR"
+	t.Setenv(unset, "")
+	if err := os.Unsetenv(unset); err != nil { // t.Setenv restores it afterwards
+		t.Fatal(err)
+	}
+	t.Setenv("OLLA_TEST_TOKEN", "tok-123")
+
+	site := func(port, endpoint string) string {
+		return ":" + port + " {\n\tolla {\n" + endpoint + "\t}\n}\n"
+	}
+	tests := []struct {
+		name      string
+		caddyfile string
+		want      []string // substrings of the error; none means it must load
+		notWant   []string
+	}{
+		{
+			name: "control: a plain endpoint loads",
+			caddyfile: site("8080", `		endpoint local {
+			url http://localhost:11434
+			type ollama
+			auth bearer {env.OLLA_TEST_TOKEN}
+			check_interval 2s
+			check_timeout 1s
+		}
+`),
+		},
+		{
+			name: "placeholder in auth bearer resolves to nothing",
+			caddyfile: site("8080", `		endpoint secured {
+			url http://localhost:11434
+			type ollama
+			auth bearer {env.OLLA_TEST_UNSET_VAR}
+		}
+`),
+			want: []string{`endpoint "secured"`, "auth", "OLLA_TEST_UNSET_VAR"},
+		},
+		{
+			name: "placeholder in url resolves to nothing",
+			caddyfile: site("8080", `		endpoint remote {
+			url {env.OLLA_TEST_UNSET_VAR}
+			type vllm
+		}
+`),
+			want: []string{`endpoint "remote"`, "url", "OLLA_TEST_UNSET_VAR"},
+		},
+		{
+			name: "check_timeout not below check_interval",
+			caddyfile: site("8080", `		endpoint slow {
+			url http://localhost:11434
+			type ollama
+			check_interval 1s
+			check_timeout 5s
+		}
+`),
+			want: []string{`endpoint "slow"`, "check_timeout 5s must be shorter than check_interval 1s"},
+		},
+		{
+			name: "check_timeout equal to check_interval",
+			caddyfile: site("8080", `		endpoint slow {
+			url http://localhost:11434
+			type ollama
+			check_interval 2s
+			check_timeout 2s
+		}
+`),
+			want: []string{`endpoint "slow"`, "check_timeout 2s must be shorter than check_interval 2s"},
+		},
+		{
+			name: "same endpoint name in two sites with different URLs",
+			caddyfile: site("8080", `		endpoint shared {
+			url http://localhost:11434
+			type ollama
+		}
+`) + "\n" + site("8081", `		endpoint shared {
+			url http://10.0.0.5:11434/base
+			type ollama
+		}
+`),
+			want: []string{`endpoint "shared"`, "http://localhost:11434", "http://10.0.0.5:11434/base", "different"},
+		},
+		{
+			name: "tls on an http URL",
+			caddyfile: site("8080", `		endpoint plain {
+			url http://localhost:8000
+			type vllm
+			auth bearer {env.OLLA_TEST_TOKEN}
+			tls {
+				insecure_skip_verify
+			}
+		}
+`),
+			want:    []string{`endpoint "plain"`, "tls", "not https"},
+			notWant: []string{"tok-123"},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			adapted, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(tc.caddyfile), nil)
+			if err != nil {
+				t.Fatalf("adapt must succeed (the error belongs to provisioning): %v", err)
+			}
+			var cfg caddy.Config
+			if err := json.Unmarshal(adapted, &cfg); err != nil {
+				t.Fatalf("unmarshal adapted config: %v\n%s", err, adapted)
+			}
+			err = caddy.Validate(&cfg)
+			if len(tc.want) == 0 {
+				if err != nil {
+					t.Fatalf("expected the config to load, got: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("expected a provisioning error containing %q, got none\n%s", tc.want, adapted)
+			}
+			t.Logf("provisioning error: %v", err)
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error does not contain %q:\n\t%v", w, err)
+				}
+			}
+			for _, nw := range tc.notWant {
+				if strings.Contains(err.Error(), nw) {
+					t.Errorf("error must not contain %q:\n\t%v", nw, err)
+				}
+			}
+		})
+	}
+}
