@@ -48,9 +48,14 @@
 // Stats, Requests, LastRequest and LastRequestTo report what arrived.
 // SetFault injects faults (see Fault); SetModels and SetTiming change the
 // served models and pacing at run time. A running simulator is steered over
-// HTTP through the /_sim/ control routes (see serveControl in control.go):
-// POST /_sim/fault, GET /_sim/stats, POST /_sim/models, /_sim/timing,
-// /_sim/reset and /_sim/last.
+// HTTP through its control routes, which are never counted or faulted:
+//
+//	GET|POST|DELETE /_sim/fault   {"mode","status","retry_after","delay":"2s","after_chunks","path","times"}; {} or empty clears
+//	GET|DELETE      /_sim/stats   Stats as JSON; DELETE resets the counters
+//	POST            /_sim/reset   clear the fault and the counters
+//	GET|POST        /_sim/models  ["a","b"]
+//	GET|POST        /_sim/timing  {"ttft":"100ms","tokens_per_second":50,"tokens":20}
+//	GET             /_sim/last    the last recorded request; ?path=/api/chat for one path
 //
 // Start and StartAt run a Sim on a real listener; Server.Close kills it
 // (open connections included) and Server.Restart brings it back on the same

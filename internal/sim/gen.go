@@ -181,10 +181,12 @@ func (g *gen) word(i int) string {
 }
 
 // newGen prepares the answer for req on dialect d.
-func (s *Sim) newGen(c *call, d dialect, req *reqFields, model string) *gen {
+// A prompt longer than the context window is truncated to it (the servers
+// that reject such prompts did so before calling newGen).
+func (s *Sim) newGen(c *call, d dialect, req *reqFields, model string, ctx int) *gen {
 	g := &c.sc.g
 	ttft, every, tokens := s.timing()
-	*g = gen{d: d, created: c.start.Unix(), n: tokens, finish: "stop", prompt: req.promptTokens(),
+	*g = gen{d: d, created: c.start.Unix(), n: tokens, finish: "stop", prompt: min(req.promptTokens(), ctx),
 		usage: req.StreamOptions.IncludeUsage, seed: rand.Uint64(), ttft: ttft, every: every, start: c.start}
 	if capN := req.tokenCap(); capN > 0 && capN <= tokens {
 		g.n, g.finish = capN, "length"

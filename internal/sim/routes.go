@@ -156,7 +156,7 @@ func (s *Sim) ollamaGenerate(c *call, d dialect) {
 		c.writeBody(http.StatusOK, ctJSONUTF8, b, false)
 		return
 	}
-	g := s.newGen(c, d, req, req.Model)
+	g := s.newGen(c, d, req, req.Model, e.ctx)
 	if req.Stream == boolFalse {
 		s.complete(c, g)
 	} else {
@@ -355,13 +355,47 @@ func (s *Sim) openAIGenerate(c *call, chat bool) {
 	if !ok {
 		return
 	}
+	if n := req.promptTokens(); n > e.ctx && s.contextExceeded(c, n, e.ctx) {
+		return
+	}
 	ms.markUsed(e, c.start)
-	g := s.newGen(c, dialectFor(s.kind, chat), req, model)
+	g := s.newGen(c, dialectFor(s.kind, chat), req, model, e.ctx)
 	if req.Stream == boolTrue {
 		s.stream(c, g)
 	} else {
 		s.complete(c, g)
 	}
+}
+
+// contextExceeded answers a prompt longer than the context window on the
+// servers that reject one (llama.cpp, vLLM, OpenAI) and reports whether it
+// did; Ollama and LM Studio truncate instead.
+func (s *Sim) contextExceeded(c *call, n, ctx int) bool {
+	switch s.kind {
+	case LlamaCpp:
+		b := append(c.sc.buf[:0], `{"error":{"code":400,"message":"request (`...)
+		b = appendInt(b, int64(n))
+		b = append(b, ` tokens) exceeds the available context size (`...)
+		b = appendInt(b, int64(ctx))
+		b = append(b, ` tokens), try increasing it","type":"exceed_context_size_error","n_prompt_tokens":`...)
+		b = appendInt(b, int64(n))
+		b = append(b, `,"n_ctx":`...)
+		b = appendInt(b, int64(ctx))
+		b = append(b, `}}`...)
+		c.sc.buf = b
+		llamaHeaders(c.w.Header(), false)
+		c.writeBody(http.StatusBadRequest, ctJSONUTF8, b, true)
+	case VLLM:
+		s.writeError(c, http.StatusBadRequest, "This model's maximum context length is "+strconv.Itoa(ctx)+
+			" tokens. However, your request has "+strconv.Itoa(n)+" input tokens. Please reduce the length of the input messages.")
+	case OpenAI:
+		s.writeErr(c, errSpec{status: http.StatusBadRequest, param: "messages", code: "context_length_exceeded",
+			msg: "This model's maximum context length is " + strconv.Itoa(ctx) + " tokens. However, your messages resulted in " +
+				strconv.Itoa(n) + " tokens. Please reduce the length of the messages."})
+	default:
+		return false
+	}
+	return true
 }
 
 func dialectFor(kind string, chat bool) dialect {

@@ -49,6 +49,7 @@ const (
 	DefaultModel         = "tiny"
 	DefaultTokens        = 5
 	DefaultEmbeddingDims = 64
+	DefaultContextLength = 4096
 	// MaxBodyBytes is the largest request body the simulator reads; larger
 	// bodies are answered with 413.
 	MaxBodyBytes = 64 << 20
@@ -63,6 +64,11 @@ type Config struct {
 	Tokens          int           // tokens per completion (default 5); a smaller max_tokens/num_predict in the request caps it
 	Name            string        // optional label; sent as the X-Sim-Name response header and reported in Stats
 
+	// ContextLength is each model's context window in tokens (default 4096),
+	// shown in the model lists. A longer prompt (estimated at 4 bytes a
+	// token) is silently truncated by Ollama and LM Studio, and rejected
+	// with 400 by llama.cpp (exceed_context_size_error), vLLM and OpenAI.
+	ContextLength int
 	// EmbeddingDims is the length of the vectors returned by the embedding
 	// routes when the request does not ask for "dimensions" (default 64).
 	EmbeddingDims int
@@ -84,6 +90,9 @@ func (c Config) Validate() error {
 	}
 	if c.Tokens < 0 {
 		return fmt.Errorf("sim: negative Tokens %d", c.Tokens)
+	}
+	if c.ContextLength < 0 {
+		return fmt.Errorf("sim: negative ContextLength %d", c.ContextLength)
 	}
 	if c.EmbeddingDims < 0 || c.EmbeddingDims > maxEmbeddingDims {
 		return fmt.Errorf("sim: EmbeddingDims %d out of range 0..%d", c.EmbeddingDims, maxEmbeddingDims)
@@ -129,6 +138,7 @@ type Sim struct {
 	nameHdr []string
 	created time.Time
 	dims    int
+	ctxLen  int
 	record  bool
 
 	routes   map[string]*route
@@ -176,11 +186,15 @@ func New(cfg Config) *Sim {
 		name:    cfg.Name,
 		created: time.Now().UTC(),
 		dims:    cfg.EmbeddingDims,
+		ctxLen:  cfg.ContextLength,
 		record:  !cfg.NoRecord,
 		other:   make(map[reqKey]*otherEntry),
 	}
 	if s.dims == 0 {
 		s.dims = DefaultEmbeddingDims
+	}
+	if s.ctxLen == 0 {
+		s.ctxLen = DefaultContextLength
 	}
 	if s.name != "" {
 		s.nameHdr = []string{s.name}
@@ -407,6 +421,7 @@ type scratch struct {
 	c    call
 	g    gen
 	body bytes.Buffer
+	lr   io.LimitedReader
 	buf  []byte // response building
 	tmp  []byte // quoted model name, ids
 	req  reqFields
@@ -425,6 +440,7 @@ func putScratch(sc *scratch) {
 	sc.c = call{}
 	sc.g = gen{}
 	sc.req = reqFields{}
+	sc.lr = io.LimitedReader{}
 	sc.body.Reset()
 	sc.buf = sc.buf[:0]
 	sc.tmp = sc.tmp[:0]
@@ -467,7 +483,8 @@ func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	tooBig := false
 	if r.Body != nil && r.Body != http.NoBody {
-		_, err := sc.body.ReadFrom(io.LimitReader(r.Body, MaxBodyBytes+1))
+		sc.lr = io.LimitedReader{R: r.Body, N: MaxBodyBytes + 1}
+		_, err := sc.body.ReadFrom(&sc.lr)
 		if sc.body.Len() > MaxBodyBytes {
 			tooBig = true
 		} else if err != nil {
@@ -572,7 +589,6 @@ var (
 	hdrClose      = []string{"close"}
 	hdrNo         = []string{"no"}
 	hdrNoCache    = []string{"no-cache"}
-	hdrConnKeep   = []string{"keep-alive"}
 	allowHeadGet  = []string{"HEAD, GET"}
 	allowGet      = []string{"GET"}
 	allowPost     = []string{"POST"}
@@ -603,7 +619,7 @@ func llamaHeaders(h http.Header, ok bool) {
 	}
 }
 
-// writeJSON writes a complete JSON (or other) body with the given status and
+// writeBody writes a complete JSON (or other) body with the given status and
 // content type. When setLength is false net/http decides between
 // Content-Length and chunked encoding, as Go servers (Ollama) do. A pending
 // drop/stall fault cuts the body in half.

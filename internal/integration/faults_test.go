@@ -1,0 +1,187 @@
+package integration
+
+import (
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddy-olla/olla/internal/sim"
+)
+
+// These fault tests are the engines' shared conformance suite for failover:
+// each runs once per engine.
+
+const chatBodyM = `{"model":"m","stream":false,"messages":[{"role":"user","content":"hi"}]}`
+
+// TestBackendKilledMidRun kills one of two backends while requests run:
+// requests not yet started succeed on the other, streams in flight end.
+func TestBackendKilledMidRun(t *testing.T) {
+	for _, engine := range engineNames {
+		t.Run(engine, func(t *testing.T) {
+			a := startSim(t, sim.Config{Kind: sim.Ollama, Name: "a", Models: []string{"m"}, TokensPerSecond: 20, Tokens: 40})
+			b := startSim(t, sim.Config{Kind: sim.Ollama, Name: "b", Models: []string{"m"}, TokensPerSecond: 20, Tokens: 40})
+			load(t, site("engine "+engine+"\nload_balancer round-robin\n"+endpointBlock("a", a.URL, "ollama")+endpointBlock("b", b.URL, "ollama")))
+			waitRoutable(t, "a", "b")
+
+			// two streams in flight, one on each backend
+			var wg sync.WaitGroup
+			ended := make(chan string, 2)
+			for range 2 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					res := post(t, "/olla/ollama/api/chat", `{"model":"m","messages":[{"role":"user","content":"hi"}]}`)
+					got, _ := lines(t, res)
+					ended <- res.Header.Get("X-Olla-Endpoint") + ":" + strings.Join(got, "\n")
+				}()
+				time.Sleep(20 * time.Millisecond)
+			}
+			time.Sleep(200 * time.Millisecond)
+			a.Close() // the backend dies
+			for i := range 20 {
+				res := post(t, "/olla/ollama/api/chat", chatBodyM)
+				body := readAll(t, res)
+				if res.StatusCode != 200 || res.Header.Get("X-Olla-Endpoint") != "b" {
+					t.Fatalf("request %d after the kill: %d from %q: %s", i, res.StatusCode, res.Header.Get("X-Olla-Endpoint"), body)
+				}
+			}
+			wg.Wait()
+			close(ended)
+			for s := range ended {
+				ep, stream, _ := strings.Cut(s, ":")
+				complete := strings.Contains(stream, `"done":true`)
+				if ep == "a" && complete {
+					t.Errorf("stream on the killed backend looks complete")
+				}
+				if ep == "b" && !complete {
+					t.Errorf("stream on the surviving backend was cut")
+				}
+			}
+		})
+	}
+}
+
+// TestRetryAfterFailover puts one of two endpoints at 503 + Retry-After:
+// every request succeeds through the other, and the busy one is left
+// alone for as long as it asked.
+func TestRetryAfterFailover(t *testing.T) {
+	for _, engine := range engineNames {
+		t.Run(engine, func(t *testing.T) {
+			a := startSim(t, sim.Config{Kind: sim.Ollama, Name: "a", Models: []string{"m"}})
+			b := startSim(t, sim.Config{Kind: sim.Ollama, Name: "b", Models: []string{"m"}})
+			load(t, site("engine "+engine+"\nload_balancer round-robin\n"+endpointBlock("a", a.URL, "ollama")+endpointBlock("b", b.URL, "ollama")))
+			waitRoutable(t, "a", "b")
+			a.SetFault(sim.Fault{Mode: "status", Status: 503, RetryAfter: 30, Path: "/api/chat"})
+			a.ResetStats()
+			for i := range 20 {
+				res := post(t, "/olla/ollama/api/chat", chatBodyM)
+				body := readAll(t, res)
+				if res.StatusCode != 200 || res.Header.Get("X-Olla-Endpoint") != "b" {
+					t.Fatalf("request %d: %d from %q: %s", i, res.StatusCode, res.Header.Get("X-Olla-Endpoint"), body)
+				}
+			}
+			if n := a.Requests("/api/chat"); n != 1 {
+				t.Errorf("the busy endpoint got %d chat requests; after its first 503 with Retry-After it should get none", n)
+			}
+		})
+	}
+}
+
+// TestHeaderTimeoutFailover hangs one backend before its headers: with a
+// response_header_timeout the request fails over to the other.
+func TestHeaderTimeoutFailover(t *testing.T) {
+	for _, engine := range engineNames {
+		t.Run(engine, func(t *testing.T) {
+			a := startSim(t, sim.Config{Kind: sim.Ollama, Name: "a", Models: []string{"m"}})
+			b := startSim(t, sim.Config{Kind: sim.Ollama, Name: "b", Models: []string{"m"}})
+			load(t, site("engine "+engine+"\nload_balancer round-robin\nresponse_header_timeout 300ms\n"+
+				endpointBlock("a", a.URL, "ollama")+endpointBlock("b", b.URL, "ollama")))
+			waitRoutable(t, "a", "b")
+			a.SetFault(sim.Fault{Mode: "hang", Path: "/api/chat"})
+			for i := range 6 {
+				start := time.Now()
+				res := post(t, "/olla/ollama/api/chat", chatBodyM)
+				body := readAll(t, res)
+				if res.StatusCode != 200 || res.Header.Get("X-Olla-Endpoint") != "b" {
+					t.Fatalf("request %d: %d from %q: %s", i, res.StatusCode, res.Header.Get("X-Olla-Endpoint"), body)
+				}
+				if d := time.Since(start); d > 3*time.Second {
+					t.Fatalf("request %d took %s", i, d)
+				}
+			}
+			a.SetFault(sim.Fault{})
+		})
+	}
+}
+
+// TestStreamIdleTimeout stalls a stream: the proxy cuts it after the idle
+// timeout instead of holding the client forever.
+func TestStreamIdleTimeout(t *testing.T) {
+	for _, engine := range engineNames {
+		t.Run(engine, func(t *testing.T) {
+			a := startSim(t, sim.Config{Kind: sim.Ollama, Name: "a", Models: []string{"m"}, TokensPerSecond: 50, Tokens: 50})
+			load(t, site("engine "+engine+"\nstream_idle_timeout 400ms\n"+endpointBlock("a", a.URL, "ollama")))
+			waitRoutable(t, "a")
+			a.SetFault(sim.Fault{Mode: "stall_mid_stream", AfterChunks: 2})
+			defer a.SetFault(sim.Fault{})
+			start := time.Now()
+			res := post(t, "/olla/ollama/api/chat", `{"model":"m","messages":[{"role":"user","content":"hi"}]}`)
+			got, _ := lines(t, res)
+			if d := time.Since(start); d > 5*time.Second {
+				t.Fatalf("stalled stream held the client for %s", d)
+			}
+			if strings.Contains(strings.Join(got, "\n"), `"done":true`) {
+				t.Fatalf("a stalled stream looks complete: %q", got)
+			}
+			waitFor(t, "in-flight back to 0", 3*time.Second, func() bool { return endpointsStatus(t)["a"].ActiveConnections == 0 })
+		})
+	}
+}
+
+// TestCircuitBreaker opens an endpoint's breaker with repeated 5xx answers
+// and closes it again once the backend is well.
+func TestCircuitBreaker(t *testing.T) {
+	for _, engine := range engineNames {
+		t.Run(engine, func(t *testing.T) {
+			a := startSim(t, sim.Config{Kind: sim.Ollama, Name: "a", Models: []string{"m"}})
+			b := startSim(t, sim.Config{Kind: sim.Ollama, Name: "b", Models: []string{"m"}})
+			load(t, site("engine "+engine+"\nload_balancer round-robin\ncircuit_breaker {\n failures 3\n open_for 500ms\n}\n"+
+				endpointBlock("a", a.URL, "ollama")+endpointBlock("b", b.URL, "ollama")))
+			waitRoutable(t, "a", "b")
+			a.SetFault(sim.Fault{Mode: "error", Path: "/api/chat"})
+			fromA := 0
+			for range 12 {
+				res := post(t, "/olla/ollama/api/chat", chatBodyM)
+				readAll(t, res)
+				if res.Header.Get("X-Olla-Endpoint") == "a" {
+					fromA++
+					if res.StatusCode != http.StatusInternalServerError {
+						t.Fatalf("a's 500 was not passed through: %d", res.StatusCode)
+					}
+				}
+			}
+			if fromA != 3 {
+				t.Errorf("a answered %d requests; its breaker should open after 3 failures", fromA)
+			}
+			if cb := endpointsStatus(t)["a"].CircuitBreaker; cb == "closed" {
+				t.Errorf("breaker still closed after repeated failures")
+			}
+			a.SetFault(sim.Fault{})
+			waitFor(t, "breaker closed by a passing probe", 3*time.Second, func() bool {
+				e := endpointsStatus(t)["a"]
+				return e.CircuitBreaker == "closed" && e.Routable
+			})
+			seen := false
+			for range 4 {
+				res := post(t, "/olla/ollama/api/chat", chatBodyM)
+				readAll(t, res)
+				seen = seen || res.Header.Get("X-Olla-Endpoint") == "a"
+			}
+			if !seen {
+				t.Errorf("a did not get traffic back after its breaker closed")
+			}
+		})
+	}
+}
