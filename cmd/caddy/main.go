@@ -8,6 +8,7 @@ import (
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
 	_ "github.com/caddy-olla/olla"
+	_ "github.com/caddy-olla/olla/adapter"
 )
 
 func main() {

@@ -39,7 +39,8 @@ func TestBackendKilledMidRun(t *testing.T) {
 				time.Sleep(20 * time.Millisecond)
 			}
 			time.Sleep(200 * time.Millisecond)
-			a.Close() // the backend dies
+			a.Close()            // the backend dies
+			b.SetTiming(0, 0, 5) // quick answers from here on
 			for i := range 20 {
 				res := post(t, "/olla/ollama/api/chat", chatBodyM)
 				body := readAll(t, res)
