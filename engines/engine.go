@@ -118,8 +118,10 @@ type Plan struct {
 	// before they are written, so the handler can add its own headers.
 	OnResponse func(t Target, h http.Header)
 	// OnStreamEnd, if set, is called when a response body finished
-	// (completely or not) with the bytes passed and the time of the first one.
-	OnStreamEnd func(t Target, firstByte time.Time, bytes int64, err error)
+	// (completely or not) with the bytes passed, the time of the first one,
+	// and the body's last bytes (for token counts). tail is only valid
+	// during the call.
+	OnStreamEnd func(t Target, firstByte time.Time, bytes int64, tail *Tail, err error)
 }
 
 // BodyOf returns the request body to send to t.

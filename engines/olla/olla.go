@@ -31,6 +31,7 @@ var ErrNoCandidate = errors.New("no endpoint to try")
 // in the endpoints' pooled state, so they survive config reloads.
 type Engine struct {
 	buffers sync.Pool
+	tails   sync.Pool
 }
 
 // New returns an engine whose read buffers are bufferSize bytes (0 = default).
@@ -43,6 +44,7 @@ func New(bufferSize int) *Engine {
 		b := make([]byte, bufferSize)
 		return &b
 	}
+	e.tails.New = func() any { return new(engines.Tail) }
 	return e
 }
 
@@ -159,11 +161,17 @@ func (e *Engine) respond(w http.ResponseWriter, r *http.Request, plan *engines.P
 		_ = rc.Flush() // headers now: clients see the stream open at once
 	}
 
-	firstByte, n, err := e.copyBody(w, rc, res.Body, flush, plan.StreamIdleTimeout)
+	var tail *engines.Tail
+	if plan.OnStreamEnd != nil {
+		tail = e.tails.Get().(*engines.Tail)
+		defer e.tails.Put(tail)
+		tail.Reset()
+	}
+	firstByte, n, err := e.copyBody(w, rc, res.Body, flush, plan.StreamIdleTimeout, tail)
 	res.Body.Close()
 	out.Bytes, out.Err = n, err
 	if plan.OnStreamEnd != nil {
-		plan.OnStreamEnd(t, firstByte, n, err)
+		plan.OnStreamEnd(t, firstByte, n, tail, err)
 	}
 	plan.Picker.Done(t, out)
 
@@ -197,7 +205,7 @@ var (
 // copyBody moves the body through a pooled buffer, flushing each read when
 // asked. An idle timer closes the body if the backend goes quiet, which ends
 // the blocked read.
-func (e *Engine) copyBody(w io.Writer, rc *http.ResponseController, body io.ReadCloser, flush bool, idle time.Duration) (time.Time, int64, error) {
+func (e *Engine) copyBody(w io.Writer, rc *http.ResponseController, body io.ReadCloser, flush bool, idle time.Duration, tail *engines.Tail) (time.Time, int64, error) {
 	bp := e.buffers.Get().(*[]byte)
 	defer e.buffers.Put(bp)
 	buf := *bp
@@ -225,6 +233,9 @@ func (e *Engine) copyBody(w io.Writer, rc *http.ResponseController, body io.Read
 		if n > 0 {
 			if total == 0 {
 				first = time.Now()
+			}
+			if tail != nil {
+				tail.Write(buf[:n])
 			}
 			if _, werr := w.Write(buf[:n]); werr != nil {
 				return first, total, errClientWrite

@@ -259,6 +259,7 @@ type trackedBody struct {
 	stream    bool
 	outcome   engines.Outcome
 	firstByte time.Time
+	tail      engines.Tail
 	readErr   error
 	closed    bool
 	cancel    context.CancelFunc
@@ -283,6 +284,7 @@ func (b *trackedBody) Read(p []byte) (int, error) {
 			b.firstByte = time.Now()
 		}
 		b.outcome.Bytes += int64(n)
+		b.tail.Write(p[:n])
 	}
 	if err != nil && err != io.EOF {
 		b.readErr = err
@@ -306,7 +308,7 @@ func (b *trackedBody) Close() error {
 	}
 	b.outcome.Err = b.readErr
 	if plan.OnStreamEnd != nil {
-		plan.OnStreamEnd(b.t, b.firstByte, b.outcome.Bytes, b.readErr)
+		plan.OnStreamEnd(b.t, b.firstByte, b.outcome.Bytes, &b.tail, b.readErr)
 	}
 	b.q.done(b.t, b.outcome)
 	return err
