@@ -78,6 +78,8 @@ func writeError(w http.ResponseWriter, f apiFormat, e apiError, requestID string
 	h.Set("Content-Type", "application/json; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Del("Content-Length")
+	// official clients read the request ID of an error from X-Request-Id
+	h.Set("X-Request-Id", requestID)
 	if e.retryAfter > 0 {
 		secs := int((e.retryAfter + time.Second - 1) / time.Second)
 		h.Set("Retry-After", strconv.Itoa(secs))

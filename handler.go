@@ -244,6 +244,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			message: fmt.Sprintf("request headers are %d bytes, more than the %d-byte limit (request_limits max_header_size)", size, h.maxHeader)})
 	}
 	if strings.HasPrefix(path, "/olla/") {
+		defer rq.observe()
 		return rq.serveOlla(path[len("/olla/"):])
 	}
 	return rq.serveInternal(path)
@@ -271,9 +272,11 @@ type request struct {
 
 	prefix  string // route prefix after /olla/
 	apiPath string
+	rec     requestRecord
 }
 
 func (rq *request) fail(e apiError) error {
+	rq.rec.status = e.status
 	writeError(rq.w, formatFor(rq.prefix, rq.apiPath), e, rq.id)
 	return nil
 }
@@ -306,6 +309,7 @@ func (rq *request) proxy(route route) error {
 	}
 	var model string
 	var span bodySpan
+	defer func() { rq.rec.model = model }()
 	if body != nil || modelFieldPaths[rq.apiPath] && r.Method == http.MethodPost {
 		m, sp, err := extractModel(body)
 		switch {
@@ -333,7 +337,7 @@ func (rq *request) proxy(route route) error {
 		Path:        rq.apiPath,
 		RawQuery:    r.URL.RawQuery,
 		Body:        body,
-		Picker:      &picker{remaining: decision.candidates, balancer: h.balancer, maxAttempts: h.maxAttempts},
+		Picker:      &picker{remaining: decision.candidates, balancer: h.balancer, maxAttempts: h.maxAttempts, rec: &rq.rec},
 		MaxAttempts: h.maxAttempts,
 		Start:       rq.start,
 		RequestID:   rq.id,
@@ -341,6 +345,7 @@ func (rq *request) proxy(route route) error {
 
 		StreamIdleTimeout: h.idle,
 		HeaderTimeout:     time.Duration(h.ResponseHeaderTimeout),
+		OnStreamEnd:       rq.streamEnded,
 	}
 	if len(decision.rewrite) > 0 {
 		plan.BodyFor = func(t engines.Target) []byte {
@@ -357,6 +362,18 @@ func (rq *request) proxy(route route) error {
 			message: "no endpoint could answer: " + err.Error()})
 	}
 	return nil
+}
+
+// streamEnded records what the response body came to.
+func (rq *request) streamEnded(_ engines.Target, firstByte time.Time, n int64, tail *engines.Tail, err error) {
+	rec := &rq.rec
+	rec.bytes, rec.streamErr = n, err
+	if !firstByte.IsZero() {
+		rec.ttft = firstByte.Sub(rq.start)
+	}
+	if tail != nil {
+		rec.usage, rec.hasUsage = engines.ParseUsage(tail.Bytes())
+	}
 }
 
 // readBody reads the whole request body, up to the configured cap, so it can

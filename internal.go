@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/caddy-olla/olla/discovery"
 	"github.com/caddy-olla/olla/profiles"
 )
@@ -75,6 +77,13 @@ func (rq *request) serveInternal(path string) error {
 		return rq.writeCached(h.endpointsStatus())
 	case "/internal/status/models":
 		return rq.writeCached(h.modelsStatus())
+	case "/internal/metrics":
+		promhttp.HandlerFor(h.app.registry, promhttp.HandlerOpts{}).ServeHTTP(rq.w, rq.r)
+		return nil
+	case "/internal/stats/models":
+		return rq.serveModelStats()
+	case "/internal/stats/translators":
+		return rq.serveTranslatorStats()
 	case "/internal/process":
 		return rq.writeJSON(http.StatusOK, processStats())
 	case "/version":
@@ -91,6 +100,7 @@ func (rq *request) writeJSON(status int, v any) error {
 		return err
 	}
 	buf = append(buf, '\n')
+	rq.rec.status = status
 	h := rq.w.Header()
 	h.Set("Content-Type", "application/json; charset=utf-8")
 	h.Set("Content-Length", strconv.Itoa(len(buf)))

@@ -41,6 +41,17 @@ func (rq *request) serveListing(rt route) (bool, error) {
 	switch {
 	case p == "/v1/models" || p == "/models" || p == "/api/v1/models" && native != nil && native.Name != "ollama":
 		return true, rq.writeJSON(http.StatusOK, openAIList(rq.h.view(rt)))
+	case strings.HasPrefix(p, "/v1/models/") && len(p) > len("/v1/models/"):
+		// one model, answered from the same view as the list, so a client
+		// can retrieve every model it was shown
+		id := strings.TrimPrefix(p, "/v1/models/")
+		for _, e := range rq.h.view(rt) {
+			if e.ID == id {
+				return true, rq.writeJSON(http.StatusOK, openAIList([]discovery.Entry{e}).Data[0])
+			}
+		}
+		return true, rq.fail(apiError{status: http.StatusNotFound, code: "model_not_found",
+			message: fmt.Sprintf("model '%s' not found on /olla/%s/; GET /olla/%s/v1/models lists the models available", id, rt.prefix, rt.prefix)})
 	case p == "/api/tags" && (rt.prefix == "ollama" || rt.prefix == "proxy"):
 		return true, rq.writeJSON(http.StatusOK, ollamaTags(rq.h.view(onlyType(rt, "ollama"))))
 	case p == "/api/ps" && (rt.prefix == "ollama" || rt.prefix == "proxy"):

@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 )
 
@@ -33,6 +34,11 @@ type App struct {
 	cancel  context.CancelFunc
 	loops   context.Context
 	wg      sync.WaitGroup
+
+	metrics  *ollaMetrics
+	stats    *modelStatsStore
+	registry *prometheus.Registry // olla_* only, for /internal/metrics
+	shared   bool                 // holds a reference on the shared pool entry
 }
 
 // CaddyModule returns the Caddy module information.
@@ -46,6 +52,35 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
 	a.members = make(map[string]*endpointState)
 	a.names = make(map[string]string)
+
+	v, _, err := shared.LoadOrNew(sharedKey, func() (caddy.Destructor, error) {
+		return &sharedValues{metrics: newOllaMetrics(), stats: newModelStatsStore()}, nil
+	})
+	if err != nil {
+		return err
+	}
+	a.shared = true
+	sv := v.(*sharedValues)
+	a.metrics, a.stats = sv.metrics, sv.stats
+	cs := append(sv.metrics.collectors(), endpointCollector{a})
+	a.registry = prometheus.NewRegistry()
+	if err := register(a.registry, cs...); err != nil {
+		return fmt.Errorf("registering olla metrics: %w", err)
+	}
+	if reg := ctx.GetMetricsRegistry(); reg != nil {
+		if err := register(reg, cs...); err != nil {
+			return fmt.Errorf("registering olla metrics with Caddy: %w", err)
+		}
+	}
+	return nil
+}
+
+// Cleanup releases the app's reference on the shared metrics and stats.
+func (a *App) Cleanup() error {
+	if a.shared {
+		a.shared = false
+		_, _ = shared.Delete(sharedKey)
+	}
 	return nil
 }
 
@@ -125,6 +160,7 @@ func (a *App) snapshot() []*endpointState {
 }
 
 var (
-	_ caddy.App         = (*App)(nil)
-	_ caddy.Provisioner = (*App)(nil)
+	_ caddy.App          = (*App)(nil)
+	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.CleanerUpper = (*App)(nil)
 )

@@ -32,6 +32,7 @@ type picker struct {
 	balancer    balancer.Balancer
 	attempts    int
 	maxAttempts int
+	rec         *requestRecord // the request's record, filled per attempt
 }
 
 // Next implements engines.Picker.
@@ -48,6 +49,10 @@ func (p *picker) Next() (engines.Target, bool) {
 			continue // it went down while this request waited its turn
 		}
 		p.attempts++
+		if p.rec != nil {
+			p.rec.attempts = p.attempts
+			p.rec.failovers = p.attempts - 1
+		}
 		st.inFlight.Acquire()
 		st.requests.Add(1)
 		return st, true
@@ -66,6 +71,13 @@ func (p *picker) Remaining() bool {
 func (p *picker) Done(t engines.Target, out engines.Outcome) {
 	st := t.(*endpointState)
 	st.inFlight.Release()
+	if rec := p.rec; rec != nil {
+		rec.endpoint, rec.backendType = st.Name(), st.Type()
+		rec.status, rec.headerWait = out.Status, out.HeaderLatency
+		if out.Status == 0 {
+			rec.status = http.StatusBadGateway
+		}
+	}
 	st.latencyNs.Add(int64(out.HeaderLatency))
 	st.bytesOut.Add(out.Bytes)
 	now := time.Now()

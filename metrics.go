@@ -1,0 +1,147 @@
+package olla
+
+import (
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// sharedState holds what outlives a config: the metric vectors (so counts
+// carry across reloads) and the per-model stats. It lives in a UsagePool
+// entry, referenced by every olla app.
+var shared = caddy.NewUsagePool()
+
+const sharedKey = "olla"
+
+type sharedValues struct {
+	metrics *ollaMetrics
+	stats   *modelStatsStore
+}
+
+func (*sharedValues) Destruct() error { return nil }
+
+// ollaMetrics are the request metrics, named olla_* so dashboards built for
+// the standalone proxy keep working.
+type ollaMetrics struct {
+	requests    *prometheus.CounterVec
+	duration    *prometheus.HistogramVec
+	ttft        *prometheus.HistogramVec
+	tokens      *prometheus.CounterVec
+	failovers   *prometheus.CounterVec
+	rateLimited *prometheus.CounterVec
+}
+
+func newOllaMetrics() *ollaMetrics {
+	buckets := []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300}
+	return &ollaMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "olla_requests_total",
+			Help: "Requests under /olla/, by answering endpoint, model, provider route and status."},
+			[]string{"endpoint", "model", "provider", "status"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "olla_request_duration_seconds",
+			Help: "Whole request time, to the end of the response body.", Buckets: buckets},
+			[]string{"endpoint", "provider"}),
+		ttft: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "olla_time_to_first_token_seconds",
+			Help: "Time from the request to the first response body byte.", Buckets: buckets},
+			[]string{"endpoint", "model"}),
+		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "olla_tokens_total",
+			Help: "Tokens reported by backends, by direction (in: prompt, out: completion)."},
+			[]string{"endpoint", "model", "direction"}),
+		failovers: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "olla_failovers_total",
+			Help: "Attempts that moved a request to another endpoint before its first byte."},
+			[]string{"provider"}),
+		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "olla_rate_limited_total",
+			Help: "Requests refused by a rate limit, by bucket (global, client, health, endpoint)."},
+			[]string{"bucket"}),
+	}
+}
+
+func (m *ollaMetrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.requests, m.duration, m.ttft, m.tokens, m.failovers, m.rateLimited}
+}
+
+// register adds cs to reg; the same collectors registered twice (two
+// handlers, one config) is fine.
+func register(reg prometheus.Registerer, cs ...prometheus.Collector) error {
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// observe counts one finished request. model is already bounded.
+func (m *ollaMetrics) observe(rec *requestRecord, model string) {
+	status := strconv.Itoa(rec.status)
+	m.requests.WithLabelValues(rec.endpoint, model, rec.provider, status).Inc()
+	if rec.endpoint == "" {
+		return
+	}
+	m.duration.WithLabelValues(rec.endpoint, rec.provider).Observe(rec.duration.Seconds())
+	if rec.ttft > 0 {
+		m.ttft.WithLabelValues(rec.endpoint, model).Observe(rec.ttft.Seconds())
+	}
+	if rec.hasUsage {
+		m.tokens.WithLabelValues(rec.endpoint, model, "in").Add(float64(rec.usage.PromptTokens))
+		m.tokens.WithLabelValues(rec.endpoint, model, "out").Add(float64(rec.usage.CompletionTokens))
+	}
+	if rec.failovers > 0 {
+		m.failovers.WithLabelValues(rec.provider).Add(float64(rec.failovers))
+	}
+}
+
+// endpointCollector reports the state of a config's endpoints when
+// scraped: health, breaker, in-flight attempts and discovered models.
+type endpointCollector struct{ app *App }
+
+var (
+	descUp = prometheus.NewDesc("olla_endpoint_up",
+		"1 when the endpoint is routable, 0 otherwise.", []string{"endpoint", "type", "status"}, nil)
+	descBreaker = prometheus.NewDesc("olla_endpoint_circuit_breaker_open",
+		"1 while the endpoint's circuit breaker keeps traffic away.", []string{"endpoint"}, nil)
+	descInFlight = prometheus.NewDesc("olla_endpoint_connections",
+		"Attempts in flight to the endpoint.", []string{"endpoint"}, nil)
+	descModels = prometheus.NewDesc("olla_endpoint_models",
+		"Models discovered on the endpoint.", []string{"endpoint"}, nil)
+	descEndpointRequests = prometheus.NewDesc("olla_endpoint_requests_total",
+		"Attempts sent to the endpoint.", []string{"endpoint"}, nil)
+	descEndpointFailures = prometheus.NewDesc("olla_endpoint_failures_total",
+		"Attempts to the endpoint that failed (no answer or a 5xx).", []string{"endpoint"}, nil)
+)
+
+func (c endpointCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descUp, descBreaker, descInFlight, descModels, descEndpointRequests, descEndpointFailures} {
+		ch <- d
+	}
+}
+
+func (c endpointCollector) Collect(ch chan<- prometheus.Metric) {
+	now := time.Now()
+	for _, st := range c.app.snapshot() {
+		s := st.settings.Load()
+		up := 0.0
+		if st.routable(now) {
+			up = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, up, s.name, s.typ, string(st.health.Load().status))
+		open := 0.0
+		if st.breaker.Blocked() {
+			open = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descBreaker, prometheus.GaugeValue, open, s.name)
+		ch <- prometheus.MustNewConstMetric(descInFlight, prometheus.GaugeValue, float64(st.inFlight.Load()), s.name)
+		models := 0
+		if ms := st.models.Load(); ms != nil {
+			models = len(ms.models)
+		}
+		ch <- prometheus.MustNewConstMetric(descModels, prometheus.GaugeValue, float64(models), s.name)
+		ch <- prometheus.MustNewConstMetric(descEndpointRequests, prometheus.CounterValue, float64(st.requests.Load()), s.name)
+		ch <- prometheus.MustNewConstMetric(descEndpointFailures, prometheus.CounterValue, float64(st.failures.Load()), s.name)
+	}
+}
