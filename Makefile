@@ -45,3 +45,8 @@ vet:
 
 clean:
 	rm -rf $(BIN)
+
+.PHONY: loadtest
+loadtest: build ## olla and sherpa engines vs plain reverse_proxy under load (~7 min; quick: LOADTEST_FLAGS="-scenarios a -duration 3s -rounds 1")
+	$(GO) build -o $(BIN)/loadtest ./internal/loadtest
+	$(BIN)/loadtest -go "$(GO)" $(LOADTEST_FLAGS)

@@ -70,6 +70,23 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		retry {
 //			max_attempts <n>
 //		}
+//		rate_limits {
+//			global_requests_per_minute       <n>
+//			per_ip_requests_per_minute       <n>
+//			burst_size                       <n>
+//			health_requests_per_minute       <n>
+//			health_burst_size                <n>
+//			per_endpoint_requests_per_minute <n>
+//			idle_timeout                     <duration>
+//		}
+//		cors {
+//			allowed_origins   <origin>...|*
+//			allowed_methods   <method>...
+//			allowed_headers   <header>...
+//			exposed_headers   <header>...
+//			allow_credentials
+//			max_age           <duration>
+//		}
 //		circuit_breaker {
 //			failures <n>
 //			open_for <duration>
@@ -188,6 +205,42 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}); err != nil {
 				return err
 			}
+		case "rate_limits":
+			if err := once(sub); err != nil {
+				return err
+			}
+			rl := &RateLimits{}
+			h.RateLimits = rl
+			if err := parseBlock(d, map[string]func() error{
+				"global_requests_per_minute":       func() error { return intArg(d, &rl.GlobalRequestsPerMinute, 0) },
+				"per_ip_requests_per_minute":       func() error { return intArg(d, &rl.PerIPRequestsPerMinute, 0) },
+				"burst_size":                       func() error { return intArg(d, &rl.BurstSize, 1) },
+				"health_requests_per_minute":       func() error { return intArg(d, &rl.HealthRequestsPerMinute, 0) },
+				"health_burst_size":                func() error { return intArg(d, &rl.HealthBurstSize, 1) },
+				"per_endpoint_requests_per_minute": func() error { return intArg(d, &rl.PerEndpointRequestsPerMinute, 0) },
+				"idle_timeout":                     func() error { return durationArg(d, &rl.IdleTimeout) },
+			}); err != nil {
+				return err
+			}
+		case "cors":
+			if err := once(sub); err != nil {
+				return err
+			}
+			c := &CORS{}
+			h.CORS = c
+			if err := parseBlock(d, map[string]func() error{
+				"allowed_origins":   func() error { return listArg(d, &c.AllowedOrigins) },
+				"allowed_methods":   func() error { return listArg(d, &c.AllowedMethods) },
+				"allowed_headers":   func() error { return listArg(d, &c.AllowedHeaders) },
+				"exposed_headers":   func() error { return listArg(d, &c.ExposedHeaders) },
+				"allow_credentials": func() error { return flagArg(d, &c.AllowCredentials) },
+				"max_age":           func() error { return durationArg(d, &c.MaxAge) },
+			}); err != nil {
+				return err
+			}
+			if _, err := newCORSPolicy(c); err != nil {
+				return d.Errf("%v", err)
+			}
 		case "circuit_breaker":
 			if err := once(sub); err != nil {
 				return err
@@ -248,7 +301,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("model_discovery timeout %s must not be longer than its interval %s", time.Duration(md.Timeout), time.Duration(md.Interval))
 			}
 		default:
-			return d.Errf("unrecognized olla subdirective %q: expected engine, profile, load_balancer, internal, endpoint, aliases, retry, circuit_breaker, request_limits, model_registry, model_discovery, stream_idle_timeout or response_header_timeout", sub)
+			return d.Errf("unrecognized olla subdirective %q: expected engine, profile, load_balancer, internal, endpoint, aliases, retry, circuit_breaker, rate_limits, cors, request_limits, model_registry, model_discovery, stream_idle_timeout or response_header_timeout", sub)
 		}
 	}
 	if len(h.Endpoints) == 0 {

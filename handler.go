@@ -55,6 +55,10 @@ type Handler struct {
 	Aliases map[string][]string `json:"aliases,omitempty"`
 	// Retry bounds failover before the first byte.
 	Retry *Retry `json:"retry,omitempty"`
+	// RateLimits are token buckets in front of the routes (off unless given).
+	RateLimits *RateLimits `json:"rate_limits,omitempty"`
+	// CORS answers browsers' cross-origin checks (off unless given).
+	CORS *CORS `json:"cors,omitempty"`
 	// CircuitBreaker tunes the endpoints' circuit breakers.
 	CircuitBreaker *CircuitBreaker `json:"circuit_breaker,omitempty"`
 	// RequestLimits bounds request bodies and headers.
@@ -88,6 +92,8 @@ type Handler struct {
 	idle        time.Duration
 	internalOff bool
 	strategy    routingStrategy
+	limits      *rateLimiter
+	cors        *corsPolicy
 }
 
 // CaddyModule returns the Caddy module information.
@@ -167,6 +173,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.validateAliases(); err != nil {
 		return err
 	}
+	if h.limits, err = newRateLimiter(h.RateLimits); err != nil {
+		return err
+	}
+	if h.cors, err = newCORSPolicy(h.CORS); err != nil {
+		return err
+	}
 
 	if len(h.Endpoints) == 0 {
 		return fmt.Errorf("no endpoints: declare at least one `endpoint NAME { url ... type ... }`")
@@ -239,6 +251,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	requestID := requestIDFor(r)
 	w.Header().Set("X-Olla-Request-Id", requestID)
 	rq := &request{h: h, w: w, r: r, start: start, id: requestID}
+	if h.cors != nil && h.cors.apply(w, r) {
+		return nil // a preflight, answered
+	}
+	if h.limits != nil {
+		var v verdict
+		if strings.HasPrefix(path, "/olla/") {
+			v = h.limits.allowProxy(clientIP(r))
+		} else {
+			v = h.limits.allowHealth(clientIP(r))
+		}
+		v.setHeaders(w.Header())
+		if !v.allowed {
+			return rq.refuse(v)
+		}
+	}
 	if size := headerSize(r); size > h.maxHeader {
 		return rq.fail(apiError{status: http.StatusRequestHeaderFieldsTooLarge, code: "request_headers_too_large",
 			message: fmt.Sprintf("request headers are %d bytes, more than the %d-byte limit (request_limits max_header_size)", size, h.maxHeader)})
@@ -337,7 +364,7 @@ func (rq *request) proxy(route route) error {
 		Path:        rq.apiPath,
 		RawQuery:    r.URL.RawQuery,
 		Body:        body,
-		Picker:      &picker{remaining: decision.candidates, balancer: h.balancer, maxAttempts: h.maxAttempts, rec: &rq.rec},
+		Picker:      &picker{remaining: decision.candidates, balancer: h.balancer, maxAttempts: h.maxAttempts, rec: &rq.rec, limits: h.limits},
 		MaxAttempts: h.maxAttempts,
 		Start:       rq.start,
 		RequestID:   rq.id,

@@ -33,6 +33,7 @@ type picker struct {
 	attempts    int
 	maxAttempts int
 	rec         *requestRecord // the request's record, filled per attempt
+	limits      *rateLimiter   // per-endpoint buckets, if any
 }
 
 // Next implements engines.Picker.
@@ -47,6 +48,9 @@ func (p *picker) Next() (engines.Target, bool) {
 		p.remaining = append(p.remaining[:i:i], p.remaining[i+1:]...)
 		if !st.routable(time.Now()) {
 			continue // it went down while this request waited its turn
+		}
+		if !p.limits.allowEndpoint(st) {
+			continue // at its own rate limit: treated like a busy endpoint
 		}
 		p.attempts++
 		if p.rec != nil {
