@@ -140,10 +140,13 @@ var ErrHeaderTimeout = errors.New("no response headers within response_header_ti
 // reports whether the timeout had already fired. cancel ends the attempt's
 // context once its body is done.
 func WithHeaderTimeout(parent context.Context, d time.Duration) (ctx context.Context, stop func() (fired bool), cancel context.CancelFunc) {
-	ctx, cancel = context.WithCancel(parent)
 	if d <= 0 {
-		return ctx, func() bool { return false }, cancel
+		return parent, noTimeout, noCancel
 	}
+	ctx, cancel = context.WithCancel(parent)
 	timer := time.AfterFunc(d, cancel)
 	return ctx, func() bool { return !timer.Stop() }, cancel
 }
+
+func noTimeout() bool { return false }
+func noCancel()       {}

@@ -87,21 +87,20 @@ func (e *Engine) roundTrip(r *http.Request, plan *engines.Plan, t engines.Target
 	ctx, stop, cancel := engines.WithHeaderTimeout(r.Context(), plan.HeaderTimeout)
 	u := engines.UpstreamURL(t.BaseURL(), plan.Path, plan.RawQuery)
 	payload := plan.BodyOf(t)
-	var body io.Reader
+	var body *bytes.Reader
 	if payload != nil {
 		body = bytes.NewReader(payload)
 	}
-	out, err := http.NewRequestWithContext(ctx, r.Method, u.String(), body)
-	if err != nil {
-		return nil, 0, cancel, err
+	// built by hand: NewRequest would print the URL only to parse it again
+	out := (&http.Request{Method: r.Method, URL: u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: r.Header.Clone(), Host: u.Host}).WithContext(ctx)
+	if payload != nil {
+		out.Body = io.NopCloser(body)
+		out.ContentLength = int64(len(payload))
+		out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(payload)), nil }
 	}
-	out.Header = r.Header.Clone()
 	engines.PrepareOutboundHeader(out.Header, t, plan.RequestID)
 	setForwarded(out.Header, r)
-	if payload == nil {
-		out.Body = nil
-		out.ContentLength = 0
-	}
 	sent := time.Now()
 	res, err = t.Transport().RoundTrip(out)
 	if stop() {
@@ -144,7 +143,11 @@ func (e *Engine) respond(w http.ResponseWriter, r *http.Request, plan *engines.P
 
 	hdr := w.Header()
 	for k, vv := range res.Header {
-		hdr[k] = append(hdr[k], vv...)
+		if prev, ok := hdr[k]; ok {
+			hdr[k] = append(prev, vv...)
+		} else {
+			hdr[k] = vv // the response is ours alone: no copy needed
+		}
 	}
 	backendTrailers := len(res.Trailer)
 	if stream || backendTrailers > 0 {
