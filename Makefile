@@ -28,13 +28,17 @@ test-short: ## unit tests only (no in-process Caddy)
 	$(GO) test -short -count=1 ./...
 
 bench: ## benchmarks: balancer selection, model extraction, engines
-	$(GO) test -run '^$$' -bench . -benchmem ./balancer/ .
+	$(GO) test -run '^$$' -bench . -benchmem ./balancer/ . ./engines/olla/
 
 adapt: build ## Caddyfile.example as JSON
 	$(BIN)/caddy adapt --config Caddyfile.example --adapter caddyfile --pretty
 
-xcaddy: ## the same binary through xcaddy (offline, after `go mod download`)
-	$(GO) mod download
+xcaddy: ## the same binary through xcaddy (offline, after `go mod download all`)
+	@# xcaddy resolves imports in a fresh module with the proxy off, so the
+	@# cache needs every module of the graph, including ones only consulted
+	@# to rule out an ambiguous import (regexp2 v1 for regexp2/v2). One
+	@# module deep in the graph is not on the proxy; nothing imports it.
+	-$(GO) mod download all 2>/dev/null
 	CADDY_VERSION=$(CADDY_VERSION) GOPROXY=off $(GO) tool xcaddy build $(CADDY_VERSION) --output $(BIN)/caddy-xcaddy --with $(MODULE)=./
 
 fuzz: ## a short fuzz run of the model extractor
