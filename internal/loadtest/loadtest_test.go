@@ -1,9 +1,12 @@
 package main
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddy-olla/olla/internal/sim"
 )
 
 // TestTerminatorScan feeds bodies in every split to check the terminator is
@@ -93,5 +96,31 @@ func TestPickScenarios(t *testing.T) {
 	}
 	if _, err := pickScenarios("a,x"); err == nil {
 		t.Fatal("unknown scenario accepted")
+	}
+}
+
+// TestDriveClassifies runs the load client against an in-process simulator
+// and checks complete, cut and failed answers land in the right counters.
+func TestDriveClassifies(t *testing.T) {
+	s, err := sim.Start(sim.Config{Kind: sim.Ollama, Models: []string{testModel}, NoRecord: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	spec := loadSpec{url: s.URL + chatPath, body: requestBody(true), clients: 2}
+	run := func() loadOutcome {
+		return drive(context.Background(), spec, newWindow(time.Now(), 600*time.Millisecond, 300*time.Millisecond))
+	}
+
+	if out := run(); out.ok == 0 || out.errors != 0 || out.truncated != 0 || len(out.ttfb) != int(out.ok) {
+		t.Errorf("clean run: ok=%d errors=%d truncated=%d samples=%v", out.ok, out.errors, out.truncated, out.samples)
+	}
+	s.SetFault(sim.Fault{Mode: sim.FaultDropMidStream, AfterChunks: 2})
+	if out := run(); out.ok != 0 || out.errors != 0 || out.truncated == 0 {
+		t.Errorf("dropped streams: ok=%d errors=%d truncated=%d samples=%v", out.ok, out.errors, out.truncated, out.samples)
+	}
+	s.SetFault(sim.Fault{Mode: sim.FaultStatus, Status: 503})
+	if out := run(); out.ok != 0 || out.errors == 0 || out.truncated != 0 {
+		t.Errorf("503s: ok=%d errors=%d truncated=%d samples=%v", out.ok, out.errors, out.truncated, out.samples)
 	}
 }

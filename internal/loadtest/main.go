@@ -80,7 +80,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.caddyBin, "caddy", "bin/caddy", "Caddy binary with the olla module (make build)")
 	fs.StringVar(&o.simBin, "sim", "bin/olla-sim", "backend simulator binary (make build)")
 	fs.StringVar(&o.goTool, "go", "go", "go command used for `go tool pprof` (empty: skip the profile summaries)")
-	fs.IntVar(&o.portBase, "port-base", 42100, "first port: simulators on +1 and +2, contenders on +10, +20, +30")
+	fs.IntVar(&o.portBase, "port-base", 31100, "first port: simulators on +1 and +2, contenders on +10, +20, +30\n"+
+		"(keep all ports out of net.ipv4.ip_local_port_range, or a client connection's source port may take one)")
 	fs.IntVar(&o.adminBase, "admin-base", 2100, "Caddy admin ports are this +1 (olla), +2 (sherpa), +3 (reverse_proxy)")
 	fs.StringVar(&o.profile, "profile", "a,c", "scenarios whose round 1 fetches a CPU profile from each contender (empty: none)")
 	if err := fs.Parse(args); err != nil {
@@ -121,10 +122,11 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) int {
 	// of the two cores to the contenders.
 	debug.SetGCPercent(400)
 
-	if lim, err := raiseNoFile(65536); err != nil {
+	noFile, err := raiseNoFile(65536)
+	if err != nil {
 		logf("warning: %v", err)
-	} else if lim < 4096 {
-		logf("warning: RLIMIT_NOFILE is only %d; scenario (c) needs about 3,000 descriptors per process", lim)
+	} else if noFile < 4096 {
+		logf("warning: RLIMIT_NOFILE is only %d; scenario (c) needs about 3,000 descriptors per process", noFile)
 	}
 
 	work, err := prepareOut(o)
@@ -137,9 +139,13 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) int {
 
 	contenders := newContenders(o.portBase, o.adminBase)
 	simAddrs := []string{addrOf(o.portBase + 1), addrOf(o.portBase + 2)}
-	if err := checkPortsFree(append(simAddrs, contenderAddrs(contenders)...)); err != nil {
+	addrs := append(simAddrs, contenderAddrs(contenders)...)
+	if err := checkPortsFree(addrs); err != nil {
 		logf("%v", err)
 		return 1
+	}
+	if msg := ephemeralClash(addrs); msg != "" {
+		logf("warning: %s", msg)
 	}
 	for i := range contenders {
 		path := filepath.Join(o.out, contenders[i].name+".Caddyfile")
@@ -152,8 +158,8 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) int {
 
 	runs := len(o.scenarios) * o.rounds * len(contenders)
 	perRun := o.warmup + o.duration + 1500*time.Millisecond
-	logf("%d runs of %s + %s warm-up; about %s in all (output in %s)",
-		runs, o.duration, o.warmup, (time.Duration(runs) * perRun).Round(time.Second), o.out)
+	logf("%d runs of %s + %s warm-up; about %s in all (output in %s; RLIMIT_NOFILE %d, inherited by the children)",
+		runs, o.duration, o.warmup, (time.Duration(runs) * perRun).Round(time.Second), o.out, noFile)
 
 	sims, err := startSims(ctx, sup, o.simBin, simAddrs)
 	if err != nil {
@@ -163,17 +169,24 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) int {
 
 	var results []scenarioResult
 	var profiles []savedProfile
+	code := 0
 	for _, sc := range o.scenarios {
 		res, profs, err := runScenario(ctx, o, sc, sup, work.caddy, contenders, sims, stderr)
 		results = append(results, res)
 		profiles = append(profiles, profs...)
 		if err != nil {
 			logf("scenario (%s): %v", sc.key, err)
-			sup.stopAll()
-			return exitCode(ctx, 1)
+			code = 1
+			break
 		}
 	}
 	sup.stopAll()
+	if ctx.Err() != nil {
+		return 130
+	}
+	if code != 0 {
+		fmt.Fprintln(stdout, "\nINCOMPLETE: the run failed (see above); what was measured before the failure:")
+	}
 
 	fmt.Fprintln(stdout)
 	for _, res := range results {
@@ -185,7 +198,7 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) int {
 	printProfileTops(ctx, stdout, o.goTool, work.caddy, profiles)
 	fmt.Fprintf(stdout, "peak RSS: VmHWM of a Caddy process started fresh for each run (warm-up included); "+
 		"logs, Caddyfiles and profiles in %s; total time %s\n", o.out, time.Since(began).Round(time.Second))
-	return exitCode(ctx, 0)
+	return exitCode(ctx, code)
 }
 
 // exitCode turns an interruption into the conventional 130.

@@ -8,7 +8,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -208,109 +207,60 @@ func checkPortsFree(addrs []string) error {
 	return nil
 }
 
-// simSet is the simulator process and the base URLs of its backends.
-type simSet struct {
-	proc *child
-	urls []string // "http://127.0.0.1:PORT"
-}
-
-// startSims starts one olla-sim process serving an Ollama backend with the
-// test model on each address, and waits until all answer.
-func startSims(ctx context.Context, sup *supervisor, bin string, addrs []string) (*simSet, error) {
-	var args []string
-	s := &simSet{}
-	for i, a := range addrs {
-		args = append(args, "-sim", fmt.Sprintf("ollama@%s=%s;name=sim-%c", a, testModel, 'a'+i))
-		s.urls = append(s.urls, "http://"+a)
-	}
-	p, err := sup.start("olla-sim", "olla-sim", bin, args...)
+// ephemeralClash reports which of addrs lie in the kernel's range of
+// ephemeral ports, where an outgoing connection may hold one as its source
+// port and make the listen fail; "" when none do or the range is unknown.
+func ephemeralClash(addrs []string) string {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
 	if err != nil {
-		return nil, err
+		return ""
 	}
-	s.proc = p
-	for _, u := range s.urls {
-		if err := waitHTTP(ctx, p, 10*time.Second, func(c *http.Client) bool {
-			res, err := c.Get(u + "/_sim/stats")
-			if err != nil {
-				return false
-			}
-			drain(res.Body)
-			return res.StatusCode == http.StatusOK
-		}); err != nil {
-			return nil, fmt.Errorf("simulator %s: %w", u, err)
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return ""
+	}
+	lo, err1 := strconv.Atoi(f[0])
+	hi, err2 := strconv.Atoi(f[1])
+	if err1 != nil || err2 != nil {
+		return ""
+	}
+	var clash []string
+	for _, a := range addrs {
+		_, p, _ := net.SplitHostPort(a)
+		if n, err := strconv.Atoi(p); err == nil && n >= lo && n <= hi {
+			clash = append(clash, p)
 		}
 	}
-	return s, nil
-}
-
-// setTiming sets the pacing of every backend (see POST /_sim/timing).
-func (s *simSet) setTiming(ctx context.Context, ttft time.Duration, tps float64, tokens int) error {
-	body := fmt.Sprintf(`{"ttft":%q,"tokens_per_second":%g,"tokens":%d}`, ttft.String(), tps, tokens)
-	for _, u := range s.urls {
-		if err := controlCall(ctx, http.MethodPost, u+"/_sim/timing", body, nil); err != nil {
-			return err
-		}
+	if len(clash) == 0 {
+		return ""
 	}
-	return nil
-}
-
-// resetStats zeroes every backend's counters (DELETE /_sim/stats).
-func (s *simSet) resetStats(ctx context.Context) error {
-	for _, u := range s.urls {
-		if err := controlCall(ctx, http.MethodDelete, u+"/_sim/stats", "", nil); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// inferenceCounts returns the /api/chat requests each backend received
-// since the last reset.
-func (s *simSet) inferenceCounts(ctx context.Context) ([]int64, error) {
-	out := make([]int64, len(s.urls))
-	for i, u := range s.urls {
-		var st struct {
-			ByPath map[string]int64 `json:"by_path"`
-		}
-		if err := controlCall(ctx, http.MethodGet, u+"/_sim/stats", "", &st); err != nil {
-			return nil, err
-		}
-		out[i] = st.ByPath["POST "+chatPath]
-	}
-	return out, nil
-}
-
-// controlCall performs one simulator control request and decodes a JSON
-// answer into into when it is not nil.
-func controlCall(ctx context.Context, method, url, body string, into any) error {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
-	if err != nil {
-		return err
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, url, err)
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, url, err)
-	}
-	if res.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s %s: %s: %s", method, url, res.Status, bytes.TrimSpace(b))
-	}
-	if into != nil {
-		return json.Unmarshal(b, into)
-	}
-	return nil
+	return fmt.Sprintf("ports %s are in the ephemeral range %d-%d; under load a connection may take one first (choose -port-base/-admin-base below %d)",
+		strings.Join(clash, ", "), lo, hi, lo)
 }
 
 // startContender starts c's Caddy and waits until a chat request through it
 // succeeds (for the olla engine: until the first health probe and model
 // discovery made the backends routable).
+//
+// A process that exits at once (its port briefly still held, say) is
+// started again, up to three times.
 func startContender(ctx context.Context, sup *supervisor, caddyBin string, c contender, logName string) (*child, error) {
+	var err error
+	for attempt := 1; attempt <= 3; attempt++ {
+		var p *child
+		p, err = startContenderOnce(ctx, sup, caddyBin, c, logName)
+		if err == nil || !errors.Is(err, errExitedEarly) || ctx.Err() != nil {
+			return p, err
+		}
+		if !sleepUntil(ctx, time.Now().Add(time.Second)) {
+			return nil, ctx.Err()
+		}
+	}
+	return nil, err
+}
+
+// startContenderOnce is one attempt of startContender.
+func startContenderOnce(ctx context.Context, sup *supervisor, caddyBin string, c contender, logName string) (*child, error) {
 	p, err := sup.start(c.name, logName, caddyBin, "run", "--config", c.config, "--adapter", "caddyfile")
 	if err != nil {
 		return nil, err
@@ -326,7 +276,7 @@ func startContender(ctx context.Context, sup *supervisor, caddyBin string, c con
 	})
 	if err != nil {
 		p.stop(3 * time.Second)
-		return nil, fmt.Errorf("%s did not become ready: %w\n%s", c.name, err, p.logTail(15))
+		return nil, fmt.Errorf("%s did not become ready: %w", c.name, err)
 	}
 	return p, nil
 }
@@ -343,10 +293,10 @@ func waitHTTP(ctx context.Context, p *child, limit time.Duration, ok func(*http.
 			return nil
 		}
 		if p.exited() {
-			return fmt.Errorf("process exited (%v); log %s:\n%s", p.err, p.log, p.logTail(15))
+			return fmt.Errorf("%w (%v); log %s:\n%s", errExitedEarly, p.err, p.log, p.logTail(15))
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("not ready after %s", limit)
+			return fmt.Errorf("not ready after %s (log %s)", limit, p.log)
 		}
 		select {
 		case <-ctx.Done():
@@ -381,5 +331,9 @@ func drain(body io.ReadCloser) {
 	body.Close()
 }
 
-// errProcessGone is reported when a contender died during its run.
-var errProcessGone = errors.New("contender process exited during the run")
+// Sentinel errors: a process that ended before it was ready, and a
+// contender that died during its run.
+var (
+	errExitedEarly = errors.New("process exited")
+	errProcessGone = errors.New("contender process exited during the run")
+)
