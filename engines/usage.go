@@ -3,6 +3,7 @@ package engines
 import (
 	"bytes"
 	"encoding/json"
+	"strconv"
 	"time"
 )
 
@@ -55,61 +56,62 @@ type Usage struct {
 	GenerationTime time.Duration
 }
 
-// usageLine is the subset of an Ollama final line or an OpenAI chunk (or
-// whole answer) that carries token counts.
-type usageLine struct {
-	PromptEvalCount *int64 `json:"prompt_eval_count"`
-	EvalCount       *int64 `json:"eval_count"`
-	EvalDuration    int64  `json:"eval_duration"`
-	Usage           *struct {
-		PromptTokens     int64 `json:"prompt_tokens"`
-		CompletionTokens int64 `json:"completion_tokens"`
-		InputTokens      int64 `json:"input_tokens"`
-		OutputTokens     int64 `json:"output_tokens"`
-	} `json:"usage"`
+// usageObject is an OpenAI (or Anthropic) usage object.
+type usageObject struct {
+	PromptTokens     int64 `json:"prompt_tokens"`
+	CompletionTokens int64 `json:"completion_tokens"`
+	InputTokens      int64 `json:"input_tokens"`
+	OutputTokens     int64 `json:"output_tokens"`
 }
 
 // ParseUsage reads token counts from the end of a response: the last NDJSON
 // line or SSE event that carries them. It scans backwards, so the real
-// usage wins over the zero counts some servers put on every chunk.
+// usage wins over the zero counts some servers put on every chunk, and it
+// decodes only the counts, never the whole (possibly large) answer.
 func ParseUsage(tail []byte) (Usage, bool) {
 	end := len(tail)
 	for end > 0 {
 		start := bytes.LastIndexByte(tail[:end], '\n') + 1
-		line := bytes.TrimSpace(tail[start:end])
+		line := tail[start:end]
 		end = start - 1
-		line = bytes.TrimPrefix(line, []byte("data:"))
-		line = bytes.TrimSpace(line)
-		if len(line) == 0 || line[0] != '{' {
-			continue
-		}
-		if !bytes.Contains(line, []byte(`"eval_count"`)) && !bytes.Contains(line, []byte(`"usage"`)) {
-			continue
-		}
-		var u usageLine
-		if json.Unmarshal(line, &u) != nil {
-			// a long one-line answer whose start fell out of the tail:
-			// read the usage object on its own
-			i := bytes.LastIndex(line, []byte(`"usage":`))
-			if i < 0 || json.NewDecoder(bytes.NewReader(line[i+len(`"usage":`):])).Decode(&u.Usage) != nil {
-				continue
-			}
-		}
-		switch {
-		case u.EvalCount != nil:
-			out := Usage{CompletionTokens: *u.EvalCount, GenerationTime: time.Duration(u.EvalDuration)}
-			if u.PromptEvalCount != nil {
-				out.PromptTokens = *u.PromptEvalCount
-			}
-			return out, true
-		case u.Usage != nil:
-			uu := u.Usage
-			out := Usage{PromptTokens: uu.PromptTokens + uu.InputTokens, CompletionTokens: uu.CompletionTokens + uu.OutputTokens}
-			if out.PromptTokens == 0 && out.CompletionTokens == 0 {
-				continue // a placeholder usage on an early chunk
-			}
+		if n, ok := intAfter(line, `"eval_count":`); ok {
+			out := Usage{CompletionTokens: n}
+			out.PromptTokens, _ = intAfter(line, `"prompt_eval_count":`)
+			d, _ := intAfter(line, `"eval_duration":`)
+			out.GenerationTime = time.Duration(d)
 			return out, true
 		}
+		i := bytes.LastIndex(line, []byte(`"usage":`))
+		if i < 0 {
+			continue
+		}
+		var u usageObject
+		if json.NewDecoder(bytes.NewReader(line[i+len(`"usage":`):])).Decode(&u) != nil {
+			continue
+		}
+		out := Usage{PromptTokens: u.PromptTokens + u.InputTokens, CompletionTokens: u.CompletionTokens + u.OutputTokens}
+		if out.PromptTokens == 0 && out.CompletionTokens == 0 {
+			continue // a placeholder usage on an early chunk
+		}
+		return out, true
 	}
 	return Usage{}, false
+}
+
+// intAfter reads the whole number that follows key in line.
+func intAfter(line []byte, key string) (int64, bool) {
+	i := bytes.Index(line, []byte(key))
+	if i < 0 {
+		return 0, false
+	}
+	rest := bytes.TrimLeft(line[i+len(key):], " ")
+	n := 0
+	for n < len(rest) && rest[n] >= '0' && rest[n] <= '9' {
+		n++
+	}
+	if n == 0 {
+		return 0, false
+	}
+	v, err := strconv.ParseInt(string(rest[:n]), 10, 64)
+	return v, err == nil
 }

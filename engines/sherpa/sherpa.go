@@ -110,7 +110,8 @@ func (e *Engine) Serve(w http.ResponseWriter, r *http.Request, plan *engines.Pla
 		}
 	}()
 	r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, q))
-	fw := &flushWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, policy: plan.Flush}
+	inner := &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}
+	fw := &flushWriter{ResponseWriterWrapper: inner, policy: plan.Flush, rc: http.NewResponseController(inner)}
 	err := e.rp.ServeHTTP(fw, r, caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil }))
 	if err == nil || fw.wroteHeader {
 		return nil
@@ -323,6 +324,7 @@ type flushWriter struct {
 	*caddyhttp.ResponseWriterWrapper
 	policy      engines.FlushPolicy
 	wroteHeader bool
+	rc          *http.ResponseController // made once, not per flush
 }
 
 func (w *flushWriter) WriteHeader(code int) {
@@ -336,7 +338,7 @@ func (w *flushWriter) Write(p []byte) (int, error) {
 	w.wroteHeader = true
 	n, err := w.ResponseWriterWrapper.Write(p)
 	if err == nil && w.policy == engines.FlushAlways {
-		err = http.NewResponseController(w.ResponseWriterWrapper).Flush()
+		err = w.rc.Flush()
 	}
 	return n, err
 }
@@ -345,7 +347,7 @@ func (w *flushWriter) FlushError() error {
 	if w.policy == engines.FlushNever {
 		return nil
 	}
-	return http.NewResponseController(w.ResponseWriterWrapper).Flush()
+	return w.rc.Flush()
 }
 
 // Unwrap lets http.ResponseController reach the server's writer.
