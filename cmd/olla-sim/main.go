@@ -113,7 +113,7 @@ SPEC is %s
   MODEL   model names served (default: tiny)
   ttft    time to first token, e.g. 150ms        tps     tokens per second (0 = no pacing)
   tokens  tokens per completion (default 5)      name    label sent as X-Sim-Name (default KIND@ADDR)
-  dims    embedding length (default 64)
+  dims    embedding length (default 64)          norecord  (no value) keep no copy of requests for /_sim/last
 
 example:
   olla-sim -sim 'ollama@127.0.0.1:11434=llama3.2:latest,phi4-mini;ttft=100ms;tps=50' \

@@ -14,10 +14,15 @@
 //     load (warm-up, then the measured window), reads the process's VmHWM
 //     (peak RSS) from /proc and stops it, so no run inherits another's heap;
 //   - rounds interleave the contenders (olla, sherpa, rp; then sherpa, rp,
-//     olla; ...) and the report gives the median and range over rounds.
+//     olla; ...) and the report gives the median and range over rounds;
+//   - scenario (r), reload under load (reload.go), is a correctness check
+//     rather than a measurement: one run per contender, 200 long streams,
+//     20 forced config reloads through the admin API while they run, then
+//     a count of failed and truncated streams and a comparison of the
+//     endpoints' health before and after.
 //
-// It prints one table per scenario, a one-line summary of the performance
-// targets (report only: a miss never changes the exit status) and the top
+// It prints one table per scenario, a one-line summary of the targets
+// (report only: a miss never changes the exit status) and the top
 // functions of the CPU profiles taken in round 1.
 //
 //	go run ./internal/loadtest -scenarios a -duration 3s -rounds 1
@@ -72,7 +77,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("loadtest", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	keys := fs.String("scenarios", "a,b,c", "scenarios to run, comma-separated: "+scenarioHelp())
+	keys := fs.String("scenarios", "a,b,c,r", "scenarios to run, comma-separated: "+scenarioHelp())
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured time per run (after the warm-up)")
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "warm-up per run, not measured (clients start spread over its first second)")
 	fs.IntVar(&o.rounds, "rounds", 3, "rounds; each runs every contender once, in a rotated order")
@@ -148,18 +153,30 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) int {
 		logf("warning: %s", msg)
 	}
 	for i := range contenders {
-		path := filepath.Join(o.out, contenders[i].name+".Caddyfile")
-		if err := os.WriteFile(path, []byte(contenders[i].caddyfile(simAddrs)), 0o644); err != nil {
-			logf("writing %s: %v", path, err)
-			return 1
+		c := &contenders[i]
+		c.config = filepath.Join(o.out, c.name+".Caddyfile")
+		c.altConfig = filepath.Join(o.out, c.name+".least-connections.Caddyfile")
+		for path, text := range map[string]string{c.config: c.caddyfile(simAddrs), c.altConfig: c.altCaddyfile(simAddrs)} {
+			if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+				logf("writing %s: %v", path, err)
+				return 1
+			}
 		}
-		contenders[i].config = path
 	}
 
-	runs := len(o.scenarios) * o.rounds * len(contenders)
+	runs, reloadRuns := 0, 0
+	for _, sc := range o.scenarios {
+		if sc.reload {
+			reloadRuns += len(reloadContenders())
+		} else {
+			runs += o.rounds * len(contenders)
+		}
+	}
 	perRun := o.warmup + o.duration + 1500*time.Millisecond
-	logf("%d runs of %s + %s warm-up; about %s in all (output in %s; RLIMIT_NOFILE %d, inherited by the children)",
-		runs, o.duration, o.warmup, (time.Duration(runs) * perRun).Round(time.Second), o.out, noFile)
+	const perReloadRun = 6500 * time.Millisecond
+	logf("%d runs of %s + %s warm-up and %d reload-under-load runs; about %s in all (output in %s; RLIMIT_NOFILE %d, inherited by the children)",
+		runs, o.duration, o.warmup, reloadRuns, (time.Duration(runs)*perRun + time.Duration(reloadRuns)*perReloadRun).Round(time.Second),
+		o.out, noFile)
 
 	sims, err := startSims(ctx, sup, o.simBin, simAddrs)
 	if err != nil {
@@ -171,7 +188,14 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) int {
 	var profiles []savedProfile
 	code := 0
 	for _, sc := range o.scenarios {
-		res, profs, err := runScenario(ctx, o, sc, sup, work.caddy, contenders, sims, stderr)
+		var res scenarioResult
+		var profs []savedProfile
+		var err error
+		if sc.reload {
+			res, err = runReloadScenario(ctx, sc, sup, work.caddy, contenders, sims, stderr)
+		} else {
+			res, profs, err = runScenario(ctx, o, sc, sup, work.caddy, contenders, sims, stderr)
+		}
 		results = append(results, res)
 		profiles = append(profiles, profs...)
 		if err != nil {

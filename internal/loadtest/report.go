@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -63,6 +64,10 @@ func printProgress(w io.Writer, sc scenario, round int, c contender, st runStats
 
 // printTable writes the table of one scenario.
 func printTable(w io.Writer, res scenarioResult, o options) {
+	if res.sc.reload {
+		printReloadTable(w, res)
+		return
+	}
 	fmt.Fprintf(w, "(%s) %s: %d round(s) of %s measured after %s warm-up\n",
 		res.sc.key, res.sc.title, o.rounds, o.duration, o.warmup)
 	fmt.Fprintf(w, "    each cell: median over rounds, range (min–max), ratio of the median to reverse_proxy's\n")
@@ -200,6 +205,7 @@ func targetsLine(results []scenarioResult) string {
 		}
 	}
 	a, b, c := find("a"), find("b"), find("c")
+
 	add("(a) olla rps ≥0.95×rp", a, rpsAtLeast(olla, 0.95))
 	add("(b) olla rps ≥0.95×rp", b, rpsAtLeast(olla, 0.95))
 	add("(c) olla TTFB p99 ≤ rp+25ms", c, func(r *scenarioResult) (bool, string) {
@@ -225,6 +231,9 @@ func targetsLine(results []scenarioResult) string {
 	})
 	add("(a) sherpa rps ≥0.90×rp", a, rpsAtLeast(sherpa, 0.90))
 	add("(b) sherpa rps ≥0.90×rp", b, rpsAtLeast(sherpa, 0.90))
+	for _, ci := range []int{olla, sherpa} {
+		parts = append(parts, reloadTarget(results, ci))
+	}
 	return "targets: " + strings.Join(parts, "; ")
 }
 
@@ -234,4 +243,145 @@ func clip(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…"
+}
+
+// printReloadProgress writes one line about a finished run of scenario (r),
+// and what went wrong in it if anything did.
+func printReloadProgress(w io.Writer, sc scenario, c contender, st *reloadStats, logPath string) {
+	inFlight := "in flight not reported"
+	if st.inFlight >= 0 {
+		inFlight = fmt.Sprintf("%d in flight at the first reload", st.inFlight)
+	}
+	fmt.Fprintf(w, "  (%s) %-13s %d streams: %d completed, %d failed, %d truncated; %d reloads, %d errors, p50/max %s/%s ms; %s, %d ended before the last; health unchanged: %s; last stream ended after %.1f s\n",
+		sc.key, c.name, st.streams, st.completed, st.failed, st.truncated, st.reloads, st.reloadErrors,
+		formatValue(metricTotalP50, ms(st.reloadP50)), formatValue(metricTotalP50, ms(st.reloadMax)),
+		inFlight, st.endedBeforeLast, healthVerdict(st), st.elapsed.Seconds())
+	for _, s := range st.samples {
+		fmt.Fprintf(w, "      e.g. %s\n", s)
+	}
+	if st.reloadSample != "" {
+		fmt.Fprintf(w, "      e.g. %s\n", st.reloadSample)
+	}
+	if st.healthDetail != "" {
+		fmt.Fprintf(w, "      health: %s\n", st.healthDetail)
+	}
+	if n, first := logErrorLines(logPath); n > 0 {
+		fmt.Fprintf(w, "      %d error-level lines in %s; first: %s\n", n, logPath, clip(first, 400))
+	}
+}
+
+// ms is d in milliseconds.
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// healthVerdict is the "health state unchanged" cell: yes, no, or n/a where
+// the contender does not report endpoint health (or it could not be read).
+func healthVerdict(st *reloadStats) string {
+	switch {
+	case !st.health:
+		return "n/a"
+	case st.healthSame:
+		return "yes"
+	case st.healthDetail != "" && !strings.Contains(st.healthDetail, "→"):
+		return "unknown"
+	}
+	return "no"
+}
+
+// printReloadTable writes the table of scenario (r) and its PASS/MISS line.
+func printReloadTable(w io.Writer, res scenarioResult) {
+	fmt.Fprintf(w, "(%s) %s: one run per contender\n", res.sc.key, res.sc.title)
+	names := contenderNames()
+	order := reloadContenders()
+	header := []string{"metric"}
+	for _, c := range order {
+		header = append(header, names[c])
+	}
+	type rowFn func(st *reloadStats) string
+	rowDefs := []struct {
+		label string
+		cell  rowFn
+	}{
+		{"streams completed", func(st *reloadStats) string { return fmt.Sprintf("%d/%d", st.completed, st.streams) }},
+		{"failed (error or non-200)", func(st *reloadStats) string { return fmt.Sprint(st.failed) }},
+		{"truncated (no \"done\":true)", func(st *reloadStats) string { return fmt.Sprint(st.truncated) }},
+		{"reloads", func(st *reloadStats) string { return fmt.Sprint(st.reloads) }},
+		{"reload errors", func(st *reloadStats) string { return fmt.Sprint(st.reloadErrors) }},
+		{"reload time p50/max (ms)", func(st *reloadStats) string {
+			return formatValue(metricTotalP50, ms(st.reloadP50)) + "/" + formatValue(metricTotalP50, ms(st.reloadMax))
+		}},
+		{"in flight at 1st reload", func(st *reloadStats) string {
+			if st.inFlight < 0 {
+				return "–"
+			}
+			return fmt.Sprint(st.inFlight)
+		}},
+		{"ended before last reload", func(st *reloadStats) string { return fmt.Sprint(st.endedBeforeLast) }},
+		{"health state unchanged", healthVerdict},
+		{"last stream ended (s)", func(st *reloadStats) string { return fmt.Sprintf("%.1f", st.elapsed.Seconds()) }},
+	}
+	rows := [][]string{header}
+	for _, d := range rowDefs {
+		row := []string{d.label}
+		for _, c := range order {
+			if st := res.reload[c]; st != nil {
+				row = append(row, d.cell(st))
+			} else {
+				row = append(row, "–")
+			}
+		}
+		rows = append(rows, row)
+	}
+	writeAligned(w, rows, "    ")
+	for _, c := range order {
+		st := res.reload[c]
+		if st == nil || !st.health {
+			continue
+		}
+		switch {
+		case st.healthBefore != "" && st.healthDetail != "":
+			fmt.Fprintf(w, "    %s endpoints before the reloads: %s; changed: %s\n", names[c], st.healthBefore, st.healthDetail)
+		case st.healthBefore != "":
+			fmt.Fprintf(w, "    %s endpoints before the reloads: %s\n", names[c], st.healthBefore)
+		case st.healthDetail != "":
+			fmt.Fprintf(w, "    %s endpoints: %s\n", names[c], st.healthDetail)
+		}
+	}
+	var parts []string
+	for _, c := range order {
+		st := res.reload[c]
+		if st == nil {
+			continue
+		}
+		verdict := "MISS"
+		if st.passed() {
+			verdict = "PASS"
+		}
+		label := names[c]
+		if c == reverseProxy {
+			label += " (reference)"
+		}
+		parts = append(parts, fmt.Sprintf("%s %s", label, verdict))
+	}
+	if len(parts) == 0 {
+		parts = append(parts, "no runs")
+	}
+	fmt.Fprintf(w, "    (r) zero failed, zero truncated, every reload accepted, health state unchanged: %s\n", strings.Join(parts, "; "))
+}
+
+// reloadTarget is the targets-line entry of scenario (r) for contender c.
+func reloadTarget(results []scenarioResult, c int) string {
+	label := fmt.Sprintf("(r) %s reload under load", contenderNames()[c])
+	for i := range results {
+		st := results[i].reload[c]
+		if !results[i].sc.reload || st == nil {
+			continue
+		}
+		verdict := "MISS"
+		if st.passed() {
+			verdict = "PASS"
+		}
+		return fmt.Sprintf("%s: %s (%d failed, %d truncated, %d/%d reload errors, health unchanged %s)",
+			label, verdict, st.failed, st.truncated, st.reloadErrors, st.reloads, healthVerdict(st))
+	}
+	return label + ": n/a"
 }

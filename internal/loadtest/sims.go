@@ -26,7 +26,8 @@ func startSims(ctx context.Context, sup *supervisor, bin string, addrs []string)
 	var args []string
 	s := &simSet{}
 	for i, a := range addrs {
-		args = append(args, "-sim", fmt.Sprintf("ollama@%s=%s;name=sim-%c", a, testModel, 'a'+i))
+		// norecord: no copy of every request for /_sim/last (an allocation per request).
+		args = append(args, "-sim", fmt.Sprintf("ollama@%s=%s;name=sim-%c;norecord", a, testModel, 'a'+i))
 		s.urls = append(s.urls, "http://"+a)
 	}
 	p, err := sup.start("olla-sim", "olla-sim", bin, args...)

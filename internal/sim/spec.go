@@ -15,14 +15,17 @@ type Spec struct {
 }
 
 // SpecSyntax describes the text form ParseSpec accepts.
-const SpecSyntax = "KIND@ADDR[=MODEL[,MODEL...]][;ttft=DURATION][;tps=N][;tokens=N][;name=LABEL][;dims=N]"
+const SpecSyntax = "KIND@ADDR[=MODEL[,MODEL...]][;ttft=DURATION][;tps=N][;tokens=N][;name=LABEL][;dims=N][;norecord]"
 
 // ParseSpec parses the text form of a simulator, as given to olla-sim's
 // -sim flag:
 //
-//	KIND@ADDR[=MODEL[,MODEL...]][;ttft=100ms][;tps=50][;tokens=20][;name=x][;dims=768]
+//	KIND@ADDR[=MODEL[,MODEL...]][;ttft=100ms][;tps=50][;tokens=20][;name=x][;dims=768][;norecord]
 //
 // for example "ollama@127.0.0.1:11434=llama3.2:latest,phi4-mini;ttft=100ms;tps=50".
+// norecord (also norecord=true or norecord=false) sets Config.NoRecord: the
+// simulator stops keeping the last request for /_sim/last, which costs an
+// allocation per request; load runs set it.
 // KIND is a kind name or alias (see NormalizeKind). ADDR is host:port, :port
 // or port; an empty host means 127.0.0.1 (give 0.0.0.0 to listen on every
 // interface). Without models the simulator serves "tiny".
@@ -73,6 +76,9 @@ func ParseSpec(text string) (Spec, error) {
 		key, val, ok := strings.Cut(opt, "=")
 		key = strings.ToLower(strings.TrimSpace(key))
 		val = strings.TrimSpace(val)
+		if key == "norecord" && !ok {
+			val, ok = "true", true // a bare flag
+		}
 		if !ok || val == "" {
 			return sp, fmt.Errorf("sim spec %q: option %q needs a value (key=value)", text, opt)
 		}
@@ -107,8 +113,14 @@ func ParseSpec(text string) (Spec, error) {
 			sp.Config.EmbeddingDims = n
 		case "name":
 			sp.Config.Name = val
+		case "norecord":
+			b, err := strconv.ParseBool(val)
+			if err != nil {
+				return sp, fmt.Errorf("sim spec %q: norecord %q is not true or false", text, val)
+			}
+			sp.Config.NoRecord = b
 		default:
-			return sp, fmt.Errorf("sim spec %q: unknown option %q (want ttft, tps, tokens, name or dims)", text, key)
+			return sp, fmt.Errorf("sim spec %q: unknown option %q (want ttft, tps, tokens, name, dims or norecord)", text, key)
 		}
 	}
 	if err := sp.Config.Validate(); err != nil {
