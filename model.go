@@ -1,6 +1,7 @@
 package olla
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -100,7 +101,8 @@ func isModelKey(raw []byte) bool {
 	if string(raw) == `"model"` {
 		return true
 	}
-	if len(raw) > 7 && raw[0] == '"' {
+	// only an escaped spelling can still mean "model"
+	if len(raw) > 7 && raw[0] == '"' && bytes.IndexByte(raw, '\\') >= 0 {
 		var k string
 		if json.Unmarshal(raw, &k) == nil {
 			return k == "model"

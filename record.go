@@ -59,6 +59,10 @@ func (rq *request) observe() {
 	if model != unknownModelLabel && model != "" {
 		h.app.stats.observe(rec, model)
 	}
+	// access-log fields only when this server writes an access log
+	if srv, _ := rq.r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); srv == nil || srv.Logs == nil {
+		return
+	}
 	if extra, ok := rq.r.Context().Value(caddyhttp.ExtraLogFieldsCtxKey).(*caddyhttp.ExtraLogFields); ok {
 		extra.Add(zap.String("olla_request_id", rq.id))
 		if rec.endpoint != "" {

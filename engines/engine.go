@@ -119,8 +119,8 @@ type Plan struct {
 	OnResponse func(t Target, h http.Header)
 	// OnStreamEnd, if set, is called when a response body finished
 	// (completely or not) with the bytes passed, the time of the first one,
-	// and the body's last bytes (for token counts). tail is only valid
-	// during the call.
+	// and the body's last bytes (for token counts; nil when there were
+	// none). tail is only valid during the call.
 	OnStreamEnd func(t Target, firstByte time.Time, bytes int64, tail *Tail, err error)
 }
 

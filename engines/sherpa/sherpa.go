@@ -40,8 +40,9 @@ import (
 // Engine proxies through an embedded reverse_proxy handler.
 type Engine struct {
 	rp    *reverseproxy.Handler
-	dials sync.Map // engines.Target -> dial address (string)
-	addrs sync.Map // dial address -> engines.Target
+	tails sync.Pool // *engines.Tail, one per response being read
+	dials sync.Map  // engines.Target -> dial address (string)
+	addrs sync.Map  // dial address -> engines.Target
 	next  atomic.Int64
 }
 
@@ -52,6 +53,7 @@ func New(ctx caddy.Context, maxAttempts int) (*Engine, error) {
 		maxAttempts = 1
 	}
 	e := &Engine{}
+	e.tails.New = func() any { return new(engines.Tail) }
 	e.rp = &reverseproxy.Handler{
 		DynamicUpstreams: upstreamSource{e},
 		Transport:        roundTripper{e},
@@ -233,7 +235,7 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		res.Trailer[engines.TotalTimeTrailer] = nil
 	}
 	tb := &trackedBody{
-		ReadCloser: res.Body, q: q, t: t, res: res, stream: stream, cancel: cancel,
+		ReadCloser: res.Body, q: q, t: t, res: res, stream: stream, cancel: cancel, e: rt.e,
 		outcome: engines.Outcome{Status: res.StatusCode, HeaderLatency: latency,
 			RetryAfter: engines.ParseRetryAfter(res.Header.Get("Retry-After"), time.Now())},
 	}
@@ -260,7 +262,8 @@ type trackedBody struct {
 	stream    bool
 	outcome   engines.Outcome
 	firstByte time.Time
-	tail      engines.Tail
+	e         *Engine
+	tail      *engines.Tail // from the engine's pool, only when someone reads it
 	readErr   error
 	closed    bool
 	cancel    context.CancelFunc
@@ -285,7 +288,13 @@ func (b *trackedBody) Read(p []byte) (int, error) {
 			b.firstByte = time.Now()
 		}
 		b.outcome.Bytes += int64(n)
-		b.tail.Write(p[:n])
+		if b.q.plan.OnStreamEnd != nil {
+			if b.tail == nil {
+				b.tail = b.e.tails.Get().(*engines.Tail)
+				b.tail.Reset()
+			}
+			b.tail.Write(p[:n])
+		}
 	}
 	if err != nil && err != io.EOF {
 		b.readErr = err
@@ -309,7 +318,11 @@ func (b *trackedBody) Close() error {
 	}
 	b.outcome.Err = b.readErr
 	if plan.OnStreamEnd != nil {
-		plan.OnStreamEnd(b.t, b.firstByte, b.outcome.Bytes, &b.tail, b.readErr)
+		plan.OnStreamEnd(b.t, b.firstByte, b.outcome.Bytes, b.tail, b.readErr) // nil tail: no bytes
+	}
+	if b.tail != nil {
+		b.e.tails.Put(b.tail)
+		b.tail = nil
 	}
 	b.q.done(b.t, b.outcome)
 	return err

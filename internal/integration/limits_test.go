@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -242,6 +243,53 @@ func TestReloadUnderLoad(t *testing.T) {
 	for _, n := range []string{"a", "b"} {
 		if after[n].Status != before[n].Status || after[n].ModelCount != before[n].ModelCount {
 			t.Errorf("%s changed: %+v -> %+v", n, before[n], after[n])
+		}
+	}
+}
+
+// TestAccessLogFields checks the olla fields land in Caddy's access log
+// entry, and no credential does.
+func TestAccessLogFields(t *testing.T) {
+	s := startSim(t, sim.Config{Kind: sim.Ollama, Name: "logged", Models: []string{"m"}, Tokens: 3})
+	logFile := t.TempDir() + "/access.log"
+	load(t, fmt.Sprintf(`{
+	admin localhost:2999
+	http_port %d
+	auto_https off
+}
+http://localhost:%d {
+	log {
+		output file %s
+	}
+	olla {
+%s
+	}
+}
+`, httpPort, httpPort, logFile, endpointBlock("logged", s.URL, "ollama", "auth bearer sk-do-not-log-me")))
+	waitRoutable(t, "logged")
+	res := post(t, "/olla/ollama/api/chat", `{"model":"m","messages":[{"role":"user","content":"hi"}]}`,
+		"Authorization", "Bearer client-secret-token", "X-Request-ID", "log-test-1")
+	readAll(t, res)
+	var line string
+	waitFor(t, "the access log entry", 5*time.Second, func() bool {
+		b, _ := os.ReadFile(logFile)
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.Contains(l, "log-test-1") {
+				line = l
+				return true
+			}
+		}
+		return false
+	})
+	for _, want := range []string{`"olla_request_id":"log-test-1"`, `"olla_endpoint":"logged"`, `"olla_model":"m"`,
+		`"olla_status":200`, `"olla_tokens_out":3`, `"olla_ttft"`} {
+		if !strings.Contains(line, want) {
+			t.Errorf("access log lacks %s: %s", want, line)
+		}
+	}
+	for _, secret := range []string{"sk-do-not-log-me", "client-secret-token"} {
+		if strings.Contains(line, secret) {
+			t.Errorf("access log carries a credential: %s", line)
 		}
 	}
 }
