@@ -87,17 +87,15 @@ func (e *Engine) roundTrip(r *http.Request, plan *engines.Plan, t engines.Target
 	ctx, stop, cancel := engines.WithHeaderTimeout(r.Context(), plan.HeaderTimeout)
 	u := engines.UpstreamURL(t.BaseURL(), plan.Path, plan.RawQuery)
 	payload := plan.BodyOf(t)
-	var body *bytes.Reader
-	if payload != nil {
-		body = bytes.NewReader(payload)
-	}
 	// built by hand: NewRequest would print the URL only to parse it again
 	out := (&http.Request{Method: r.Method, URL: u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Header: r.Header.Clone(), Host: u.Host}).WithContext(ctx)
 	if payload != nil {
-		out.Body = io.NopCloser(body)
+		out.Body = newBody(payload)
 		out.ContentLength = int64(len(payload))
-		out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(payload)), nil }
+		// lets the transport resend on a keep-alive connection the backend
+		// closed just as we used it
+		out.GetBody = func() (io.ReadCloser, error) { return newBody(payload), nil }
 	}
 	engines.PrepareOutboundHeader(out.Header, t, plan.RequestID)
 	setForwarded(out.Header, r)
@@ -112,6 +110,26 @@ func (e *Engine) roundTrip(r *http.Request, plan *engines.Plan, t engines.Target
 	return res, time.Since(sent), cancel, err
 }
 
+// body is a request body over a buffer: a reader and closer in one
+// allocation.
+type body struct{ bytes.Reader }
+
+func newBody(p []byte) *body {
+	b := new(body)
+	b.Reset(p)
+	return b
+}
+
+func (*body) Close() error { return nil }
+
+// Constant header values, shared: net/http never writes into a value
+// slice, and Header.Add on a full slice copies it.
+var (
+	protoHTTP      = []string{"http"}
+	protoHTTPS     = []string{"https"}
+	totalTimeValue = []string{engines.TotalTimeTrailer}
+)
+
 // setForwarded adds the X-Forwarded-* headers a backend may log.
 func setForwarded(h http.Header, r *http.Request) {
 	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
@@ -120,11 +138,11 @@ func setForwarded(h http.Header, r *http.Request) {
 		}
 		h.Set("X-Forwarded-For", ip)
 	}
-	proto := "http"
 	if r.TLS != nil {
-		proto = "https"
+		h["X-Forwarded-Proto"] = protoHTTPS
+	} else {
+		h["X-Forwarded-Proto"] = protoHTTP
 	}
-	h.Set("X-Forwarded-Proto", proto)
 	h.Set("X-Forwarded-Host", r.Host)
 }
 
@@ -155,7 +173,11 @@ func (e *Engine) respond(w http.ResponseWriter, r *http.Request, plan *engines.P
 			hdr.Add("Trailer", k)
 		}
 		if stream {
-			hdr.Add("Trailer", engines.TotalTimeTrailer)
+			if _, ok := hdr["Trailer"]; ok {
+				hdr.Add("Trailer", engines.TotalTimeTrailer)
+			} else {
+				hdr["Trailer"] = totalTimeValue
+			}
 		}
 	}
 	w.WriteHeader(res.StatusCode)
