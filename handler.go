@@ -251,12 +251,20 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	requestID := requestIDFor(r)
 	w.Header().Set("X-Olla-Request-Id", requestID)
 	rq := &request{h: h, w: w, r: r, start: start, id: requestID}
+	olla := strings.HasPrefix(path, "/olla/")
+	if olla {
+		// known before any refusal, so even a 429 speaks the path's API
+		prefix, apiPath, _ := strings.Cut(path[len("/olla/"):], "/")
+		rq.prefix, rq.apiPath = prefix, "/"+apiPath
+	} else {
+		rq.prefix, rq.apiPath = "internal", path
+	}
 	if h.cors != nil && h.cors.apply(w, r) {
 		return nil // a preflight, answered
 	}
 	if h.limits != nil {
 		var v verdict
-		if strings.HasPrefix(path, "/olla/") {
+		if olla {
 			v = h.limits.allowProxy(clientIP(r))
 		} else {
 			v = h.limits.allowHealth(clientIP(r))
@@ -270,9 +278,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return rq.fail(apiError{status: http.StatusRequestHeaderFieldsTooLarge, code: "request_headers_too_large",
 			message: fmt.Sprintf("request headers are %d bytes, more than the %d-byte limit (request_limits max_header_size)", size, h.maxHeader)})
 	}
-	if strings.HasPrefix(path, "/olla/") {
+	if olla {
 		defer rq.observe()
-		return rq.serveOlla(path[len("/olla/"):])
+		return rq.serveOlla()
 	}
 	return rq.serveInternal(path)
 }
@@ -309,11 +317,10 @@ func (rq *request) fail(e apiError) error {
 }
 
 // serveOlla handles /olla/<prefix>/<api path>.
-func (rq *request) serveOlla(rest string) error {
-	prefix, apiPath, _ := strings.Cut(rest, "/")
-	rq.prefix, rq.apiPath = prefix, "/"+apiPath
+func (rq *request) serveOlla() error {
+	prefix := rq.prefix
 	if prefix == "models" {
-		return rq.serveCatalogue(apiPath)
+		return rq.serveCatalogue(strings.TrimPrefix(rq.apiPath, "/"))
 	}
 	route, ok := resolveRoute(prefix, rq.apiPath)
 	if !ok {

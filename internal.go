@@ -52,7 +52,6 @@ func requestIDFor(r *http.Request) string {
 
 // serveInternal answers /internal/* and /version.
 func (rq *request) serveInternal(path string) error {
-	rq.prefix, rq.apiPath = "internal", path
 	h := rq.h
 	switch path {
 	case "/internal/health":

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -33,16 +34,23 @@ func TestRateLimits(t *testing.T) {
 	time.Sleep(1600 * time.Millisecond) // the health polling above spent nothing of the proxy bucket; let it fill
 	var codes []int
 	var refused *http.Response
+	var refusedBody string
 	for range 5 {
 		res := post(t, "/olla/ollama/api/chat", chatBodyM)
-		readAll(t, res)
+		b := readAll(t, res)
 		codes = append(codes, res.StatusCode)
 		if res.StatusCode == 429 && refused == nil {
-			refused = res
+			refused, refusedBody = res, b
 		}
 	}
 	if fmt.Sprint(codes) != "[200 200 200 429 429]" {
 		t.Fatalf("burst of 5 with burst_size 3: %v", codes)
+	}
+	var ollamaErr struct {
+		Error string `json:"error"`
+	}
+	if json.Unmarshal([]byte(refusedBody), &ollamaErr) != nil || !strings.Contains(ollamaErr.Error, "rate limit") {
+		t.Errorf("a 429 on Ollama's API is not in Ollama's error format: %s", refusedBody)
 	}
 	h := refused.Header
 	if h.Get("Retry-After") != "1" || h.Get("X-Ratelimit-Limit") != "120" || h.Get("X-Ratelimit-Remaining") != "0" {
