@@ -15,6 +15,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/caddy-olla/olla/engines"
 )
 
 // Status is an endpoint's health.
@@ -136,18 +138,11 @@ func shortErr(err error) string {
 	return s
 }
 
+// parseRetryAfter reads a 429 probe's Retry-After; absent or malformed
+// means the reference's 30 s.
 func parseRetryAfter(v string) time.Duration {
-	if v == "" {
-		return 30 * time.Second
-	}
-	var secs int
-	if _, err := fmt.Sscanf(strings.TrimSpace(v), "%d", &secs); err == nil && secs >= 0 {
-		return time.Duration(secs) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		if d := time.Until(t); d > 0 {
-			return d
-		}
+	if d := engines.ParseRetryAfter(v, time.Now()); d > 0 {
+		return d
 	}
 	return 30 * time.Second
 }
