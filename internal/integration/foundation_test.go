@@ -462,3 +462,24 @@ func TestMidStreamDeath(t *testing.T) {
 		})
 	}
 }
+
+// TestProfileStandardBuffers checks `profile standard` lets the server
+// buffer a stream instead of flushing each token.
+func TestProfileStandardBuffers(t *testing.T) {
+	s := startSim(t, sim.Config{Kind: sim.Ollama, Name: "a", Models: []string{"m"}, TokensPerSecond: 20, Tokens: 6})
+	for _, engine := range engineNames {
+		t.Run(engine, func(t *testing.T) {
+			load(t, site("engine "+engine+"\nprofile standard\n"+endpointBlock("a", s.URL, "ollama")))
+			waitRoutable(t, "a")
+			res := post(t, "/olla/ollama/api/chat", `{"model":"m","messages":[{"role":"user","content":"hi"}]}`)
+			got, arrived := lines(t, res)
+			if len(got) < 6 || !strings.Contains(got[len(got)-1], `"done":true`) {
+				t.Fatalf("stream incomplete: %q", got)
+			}
+			// the simulator spaces tokens 50 ms apart; buffered, they land together
+			if spread := arrived[len(arrived)-1].Sub(arrived[0]); spread > 40*time.Millisecond {
+				t.Errorf("lines spread over %s: flushed per token despite profile standard", spread)
+			}
+		})
+	}
+}
