@@ -128,7 +128,10 @@ func (e *Engine) dialFor(t engines.Target) string {
 	if d, ok := e.dials.Load(t); ok {
 		return d.(string)
 	}
-	d := "olla-endpoint-" + strconv.FormatInt(e.next.Add(1), 10) + ".invalid:80"
+	// port 1, not 80: reverse_proxy drops a port that matches the scheme
+	// from the request URL, and the RoundTripper looks the endpoint up by
+	// exactly this string
+	d := "olla-endpoint-" + strconv.FormatInt(e.next.Add(1), 10) + ".invalid:1"
 	actual, loaded := e.dials.LoadOrStore(t, d)
 	if !loaded {
 		e.addrs.Store(d, t)
@@ -172,13 +175,11 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	if q == nil {
 		return nil, errors.New("olla sherpa: request without a plan")
 	}
-	t := q.current
-	if v, ok := rt.e.addrs.Load(req.URL.Host); ok {
-		t = v.(engines.Target)
-	}
-	if t == nil {
+	v, ok := rt.e.addrs.Load(req.URL.Host)
+	if !ok {
 		return nil, fmt.Errorf("olla sherpa: unknown upstream %q", req.URL.Host)
 	}
+	t := v.(engines.Target)
 	plan := q.plan
 
 	ctx, stop, cancel := engines.WithHeaderTimeout(req.Context(), plan.HeaderTimeout)
