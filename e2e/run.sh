@@ -90,12 +90,16 @@ E2E_WAIT_PIDS="$pid_a $pid_b $pid_lm" node e2e/lib/wait.mjs sims \
 	fail_start "the simulators did not come up"
 
 # --- the proxy ---------------------------------------------------------------------
-endpoint() { # NAME PORT TYPE
+# ollama-b, the backend the failover test kills, is probed only every 5 s: a
+# probe that lands between the kill and the next requests would take it out
+# before any request tries it, and the test must see requests fail over.
+# Those failed attempts open its circuit breaker, which takes it out after.
+endpoint() { # NAME PORT TYPE [CHECK_INTERVAL]
 	cat <<EOF
 		endpoint $1 {
 			url http://127.0.0.1:$2
 			type $3
-			check_interval 500ms
+			check_interval ${4:-500ms}
 			check_timeout 400ms
 		}
 EOF
@@ -114,7 +118,7 @@ http://:$port {
 		engine olla
 		load_balancer round-robin
 $(endpoint ollama-a "$port_a" ollama)
-$(endpoint ollama-b "$port_b" ollama)
+$(endpoint ollama-b "$port_b" ollama 5s)
 $(endpoint lmstudio "$port_lm" lm-studio)
 	}
 }
