@@ -483,3 +483,31 @@ func TestProfileStandardBuffers(t *testing.T) {
 		})
 	}
 }
+
+// TestInternalOff checks `internal off` hides every status route, while
+// /olla/ keeps working.
+func TestInternalOff(t *testing.T) {
+	s := startSim(t, sim.Config{Kind: sim.Ollama, Name: "a", Models: []string{"m"}, Tokens: 2})
+	load(t, site("internal off\n"+endpointBlock("a", s.URL, "ollama")))
+	for _, p := range []string{"/internal/health", "/internal/status", "/internal/status/endpoints", "/internal/metrics",
+		"/internal/stats/models", "/internal/process", "/version"} {
+		res, err := client.Get(base + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b := readAll(t, res); b != "next handler" {
+			t.Errorf("%s with internal off: %d %q, want the next handler's answer", p, res.StatusCode, b)
+		}
+	}
+	waitFor(t, "a routable", 5*time.Second, func() bool {
+		res, err := client.Get(base + "/olla/models")
+		if err != nil {
+			return false
+		}
+		return strings.Contains(readAll(t, res), `"id":"m:latest"`)
+	})
+	res := post(t, "/olla/ollama/api/chat", chatBodyM)
+	if readAll(t, res); res.StatusCode != 200 {
+		t.Errorf("proxying with internal off: %d", res.StatusCode)
+	}
+}
