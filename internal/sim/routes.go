@@ -121,26 +121,37 @@ func (s *Sim) handleOllamaShow(c *call) {
 	c.writeBody(http.StatusOK, ctJSONUTF8, ollamaShowBody(e, s.created), false)
 }
 
-func (s *Sim) handleOllamaChat(c *call)     { s.ollamaGenerate(c, dOllamaChat) }
-func (s *Sim) handleOllamaGenerate(c *call) { s.ollamaGenerate(c, dOllamaGenerate) }
-
-func (s *Sim) ollamaGenerate(c *call, d dialect) {
+// ollamaModelRequest reads an Ollama request body that names a model the
+// simulator serves, and marks the model used. It answers the error itself
+// (bad JSON, no model, unknown model) and reports false then.
+func (s *Sim) ollamaModelRequest(c *call) (*reqFields, *modelEntry, bool) {
 	req, err := c.parse()
 	if err != nil {
 		s.invalidJSON(c, err)
-		return
+		return nil, nil, false
 	}
 	if req.Model == "" {
 		s.writeError(c, http.StatusBadRequest, "model is required")
-		return
+		return nil, nil, false
 	}
 	ms := s.models.Load()
 	e := ms.lookup(s.kind, req.Model)
 	if e == nil {
 		s.modelNotFound(c, req.Model)
-		return
+		return nil, nil, false
 	}
 	ms.markUsed(e, c.start)
+	return req, e, true
+}
+
+func (s *Sim) handleOllamaChat(c *call)     { s.ollamaGenerate(c, dOllamaChat) }
+func (s *Sim) handleOllamaGenerate(c *call) { s.ollamaGenerate(c, dOllamaGenerate) }
+
+func (s *Sim) ollamaGenerate(c *call, d dialect) {
+	req, e, ok := s.ollamaModelRequest(c)
+	if !ok {
+		return
+	}
 	if (d == dOllamaChat && req.Messages.empty()) || (d == dOllamaGenerate && req.Prompt.empty()) {
 		// Nothing to generate: Ollama loads the model and says so.
 		b := append(c.sc.buf[:0], `{"model":`...)
@@ -165,22 +176,10 @@ func (s *Sim) ollamaGenerate(c *call, d dialect) {
 }
 
 func (s *Sim) handleOllamaEmbed(c *call) {
-	req, err := c.parse()
-	if err != nil {
-		s.invalidJSON(c, err)
+	req, _, ok := s.ollamaModelRequest(c)
+	if !ok {
 		return
 	}
-	if req.Model == "" {
-		s.writeError(c, http.StatusBadRequest, "model is required")
-		return
-	}
-	ms := s.models.Load()
-	e := ms.lookup(s.kind, req.Model)
-	if e == nil {
-		s.modelNotFound(c, req.Model)
-		return
-	}
-	ms.markUsed(e, c.start)
 	inputs, err := embedInputs(req.Input)
 	if err != nil {
 		s.writeError(c, http.StatusBadRequest, err.Error())
@@ -214,22 +213,10 @@ func (s *Sim) handleOllamaEmbed(c *call) {
 }
 
 func (s *Sim) handleOllamaEmbeddings(c *call) {
-	req, err := c.parse()
-	if err != nil {
-		s.invalidJSON(c, err)
+	req, _, ok := s.ollamaModelRequest(c)
+	if !ok {
 		return
 	}
-	if req.Model == "" {
-		s.writeError(c, http.StatusBadRequest, "model is required")
-		return
-	}
-	ms := s.models.Load()
-	e := ms.lookup(s.kind, req.Model)
-	if e == nil {
-		s.modelNotFound(c, req.Model)
-		return
-	}
-	ms.markUsed(e, c.start)
 	if !s.waitTTFT(c) {
 		return
 	}
