@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/caddy-olla/olla/discovery"
+	"github.com/caddy-olla/olla/engines"
 	"github.com/caddy-olla/olla/profiles"
 )
 
@@ -209,9 +210,7 @@ func (h *Handler) ollamaPS(ctx context.Context) map[string][]json.RawMessage {
 		go func() {
 			defer wg.Done()
 			s := st.settings.Load()
-			u := *s.url
-			u.Path = strings.TrimSuffix(s.url.Path, "/") + "/api/ps"
-			got := fetchPS(ctx, st, &u, s.header)
+			got := fetchPS(ctx, st, engines.UpstreamURL(s.url, "/api/ps", ""), s.header)
 			mu.Lock()
 			models = append(models, got...)
 			mu.Unlock()

@@ -229,6 +229,21 @@ func TestCatalogue(t *testing.T) {
 	if len(list.Data) != 3 {
 		t.Errorf("/olla/openai/v1/models: want 3 models once each, got %+v", list.Data)
 	}
+	// /api/ps asks each Ollama for its loaded models and merges them
+	readAll(t, post(t, "/olla/ollama/api/chat", `{"model":"only-o1","stream":false,"messages":[]}`))
+	var ps struct {
+		Models []struct {
+			Name string `json:"name"`
+		} `json:"models"`
+	}
+	getJSON(t, "/olla/ollama/api/ps", &ps)
+	loaded := false
+	for _, m := range ps.Models {
+		loaded = loaded || strings.HasPrefix(m.Name, "only-o1")
+	}
+	if !loaded {
+		t.Errorf("/olla/ollama/api/ps lacks the model just used on o1: %+v", ps.Models)
+	}
 	var one map[string]any
 	getJSON(t, "/olla/models/llama3.2:latest", &one)
 	if eps, _ := one["endpoints"].([]any); len(eps) != 3 {
