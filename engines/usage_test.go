@@ -7,10 +7,10 @@ import (
 )
 
 // fixtureBody reads the response body of a real capture (see
-// shared/fixtures/real/README.md for the format).
+// testdata/real/README.md for the format).
 func fixtureBody(t *testing.T, name string) []byte {
 	t.Helper()
-	raw, err := os.ReadFile("../../shared/fixtures/real/" + name)
+	raw, err := os.ReadFile("../testdata/real/" + name)
 	if err != nil {
 		t.Fatalf("fixture: %v", err)
 	}

@@ -11,9 +11,9 @@ import (
 	"time"
 )
 
-// fixtureDir is where the real captures live: the shared checkout sits beside
-// this module's checkout (/work/main and /work/shared here, and in CI).
-var fixtureDir = filepath.Join("..", "..", "shared", "fixtures", "real")
+// fixtureDir holds the real captures (Ollama 0.17.4, llama.cpp), copied into
+// the repository so a clone from anywhere runs these tests.
+var fixtureDir = filepath.Join("..", "testdata", "real")
 
 // fixtureBody returns the response body of a real capture. The file holds the
 // request, a line "---", then the response; the response's headers end at the
@@ -23,7 +23,7 @@ func fixtureBody(t testing.TB, rel string) []byte {
 	path := filepath.Join(fixtureDir, rel)
 	raw, err := os.ReadFile(path)
 	if err != nil {
-		t.Fatalf("fixture %s is required (the shared fixtures must be checked out beside this module): %v", path, err)
+		t.Fatalf("fixture %s is required (testdata/real is part of the repository): %v", path, err)
 	}
 	_, resp, ok := bytes.Cut(raw, []byte("\n---\n"))
 	if !ok {

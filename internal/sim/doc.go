@@ -3,7 +3,7 @@
 // tests, the demo (make run) and the load harness.
 //
 // The wire formats follow the captured fixtures in
-// shared/fixtures/real (Ollama 0.17.4, llama.cpp b11669): content types
+// testdata/real (Ollama 0.17.4, llama.cpp b11669): content types
 // (with or without charset), trailing newlines, one NDJSON line or SSE event
 // per flush, stream endings (`data: [DONE]` for OpenAI SSE, a `"done":true`
 // line with statistics for Ollama NDJSON, a `"choices":[]` usage event when

@@ -13,9 +13,9 @@ import (
 	"testing"
 )
 
-// fixtureDir holds the real wire captures (shared/fixtures/real, checked
-// out beside this module; see its README for the format).
-var fixtureDir = filepath.Join("..", "..", "..", "shared", "fixtures", "real")
+// fixtureDir holds the real wire captures, copied into the repository's
+// testdata/real (see its README for the format).
+var fixtureDir = filepath.Join("..", "..", "testdata", "real")
 
 // exchange is one parsed fixture file.
 type exchange struct {
@@ -33,7 +33,7 @@ func loadFixture(t *testing.T, name string) exchange {
 	t.Helper()
 	raw, err := os.ReadFile(filepath.Join(fixtureDir, name))
 	if err != nil {
-		t.Fatalf("fixture %s is required (the shared fixtures must be checked out beside this module): %v", name, err)
+		t.Fatalf("fixture %s is required (testdata/real is part of the repository): %v", name, err)
 	}
 	reqPart, respPart, ok := bytes.Cut(raw, []byte("\n---\n"))
 	if !ok {
