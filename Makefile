@@ -41,8 +41,11 @@ xcaddy: ## the same binary through xcaddy (offline, after `go mod download all`)
 	-$(GO) mod download all 2>/dev/null
 	CADDY_VERSION=$(CADDY_VERSION) GOPROXY=off $(GO) tool xcaddy build $(CADDY_VERSION) --output $(BIN)/caddy-xcaddy --with $(MODULE)=./
 
-fuzz: ## a short fuzz run of the model extractor
-	$(GO) test -run '^$$' -fuzz FuzzExtractModel -fuzztime $(FUZZTIME) .
+fuzz: ## FUZZTIME of fuzzing for each target: model extractor, Caddyfile parser, YAML adapter
+	@# go test -fuzz takes one target per run, so they run one after another.
+	$(GO) test -run '^$$' -fuzz '^FuzzExtractModel$$' -fuzztime $(FUZZTIME) .
+	$(GO) test -run '^$$' -fuzz '^FuzzCaddyfile$$' -fuzztime $(FUZZTIME) .
+	$(GO) test -run '^$$' -fuzz '^FuzzAdapt$$' -fuzztime $(FUZZTIME) ./adapter/
 
 vet:
 	$(GO) vet ./...

@@ -38,7 +38,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/caddy-olla/olla/balancer"
 	"github.com/caddy-olla/olla/profiles"
@@ -123,6 +123,9 @@ func (a Adapter) Adapt(body []byte, options map[string]any) ([]byte, []caddyconf
 	var doc yaml.Node
 	if err := yaml.Unmarshal(body, &doc); err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", file, err)
+	}
+	if err := c.checkAliases(&doc); err != nil {
+		return nil, nil, err
 	}
 	root := &field{c: c, line: 1}
 	if len(doc.Content) > 0 {
