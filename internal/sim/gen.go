@@ -111,6 +111,15 @@ func (r *reqFields) tokenCap() int {
 
 // promptTokens estimates the prompt length in tokens (about 4 bytes each,
 // plus the chat template's overhead).
+// promptBytes is what the prefix cache sees of a request: its messages or
+// prompt as sent.
+func promptBytes(r *reqFields) []byte {
+	if len(r.Messages) > 0 {
+		return r.Messages
+	}
+	return r.Prompt
+}
+
 func (r *reqFields) promptTokens() int {
 	n := len(r.Messages) + len(r.Prompt)
 	if len(r.Messages) > 0 {

@@ -258,8 +258,9 @@ func ollamaTagsBody(ms *modelSet, modified time.Time) []byte {
 	return mustJSON(out)
 }
 
-// ollamaPsBody lists the models used within the keep-alive window.
-func ollamaPsBody(ms *modelSet, now time.Time) []byte {
+// ollamaPsBody lists the models used within the keep-alive window, or with a
+// memory limit (resident != nil) the models resident now.
+func ollamaPsBody(ms *modelSet, now time.Time, resident func(string) bool) []byte {
 	type ps struct {
 		Name          string        `json:"name"`
 		Model         string        `json:"model"`
@@ -275,11 +276,15 @@ func ollamaPsBody(ms *modelSet, now time.Time) []byte {
 	}{Models: []ps{}}
 	for _, e := range ms.list {
 		lu := e.lastUsed.Load()
-		if lu == 0 {
+		if resident != nil {
+			if !resident(e.id) {
+				continue
+			}
+		} else if lu == 0 {
 			continue
 		}
 		exp := time.Unix(0, lu).UTC().Add(keepAlive)
-		if !exp.After(now) {
+		if resident == nil && !exp.After(now) {
 			continue
 		}
 		out.Models = append(out.Models, ps{Name: e.id, Model: e.id, Size: e.size + int64(e.ctx)*1024,
@@ -538,8 +543,8 @@ type lmsModel struct {
 
 // lmStudioV0Body is LM Studio's GET /api/v0/models. The first model and any
 // model that has served a request are "loaded".
-func lmStudioV0Body(ms *modelSet) []byte {
-	if p := ms.v0.Load(); p != nil {
+func lmStudioV0Body(ms *modelSet, resident func(string) bool) []byte {
+	if p := ms.v0.Load(); p != nil && resident == nil {
 		return *p
 	}
 	out := struct {
@@ -547,14 +552,16 @@ func lmStudioV0Body(ms *modelSet) []byte {
 		Data   []lmsModel `json:"data"`
 	}{Object: "list", Data: []lmsModel{}}
 	for i, e := range ms.list {
-		out.Data = append(out.Data, lmStudioModel(e, i == 0))
+		out.Data = append(out.Data, lmStudioModel(e, i == 0, resident))
 	}
 	b := mustJSON(out)
-	ms.v0.Store(&b)
+	if resident == nil {
+		ms.v0.Store(&b)
+	}
 	return b
 }
 
-func lmStudioModel(e *modelEntry, first bool) lmsModel {
+func lmStudioModel(e *modelEntry, first bool, resident func(string) bool) lmsModel {
 	m := lmsModel{ID: e.id, Object: "model", Type: "llm", Publisher: "lmstudio-community",
 		Arch: e.family, CompatibilityType: "gguf", Quantization: e.quant, State: "not-loaded", MaxContextLength: e.ctx}
 	if e.embed {
@@ -563,7 +570,12 @@ func lmStudioModel(e *modelEntry, first bool) lmsModel {
 	if i := strings.IndexByte(e.id, '/'); i > 0 {
 		m.Publisher = e.id[:i]
 	}
-	if first || e.lastUsed.Load() != 0 {
+	switch {
+	case resident != nil:
+		if resident(e.id) {
+			m.State = "loaded"
+		}
+	case first || e.lastUsed.Load() != 0:
 		m.State = "loaded"
 	}
 	return m

@@ -73,11 +73,14 @@ func (s *Sim) buildRoutes() {
 		add("/api/v0/models/", get, 0, apiOpenAI, (*Sim).handleLMStudioModel)
 	case VLLM:
 		add("/health", get, classHealth, apiOpenAI, (*Sim).handleVLLMHealth)
+		add("/metrics", get, 0, apiOpenAI, (*Sim).handleVLLMMetrics)
 		add("/version", get, 0, apiOpenAI, (*Sim).handleVLLMVersion)
 	case LlamaCpp:
 		add("/health", get, classHealth, apiOpenAI, (*Sim).handleLlamaHealth)
 		add("/v1/health", get, classHealth, apiOpenAI, (*Sim).handleLlamaHealth)
 		add("/models", get, classModels, apiOpenAI, (*Sim).handleV1Models)
+		add("/slots", get, 0, apiOpenAI, (*Sim).handleLlamaSlots)
+		add("/metrics", get, 0, apiOpenAI, (*Sim).handleLlamaMetrics)
 	}
 }
 
@@ -92,7 +95,7 @@ func (s *Sim) handleOllamaTags(c *call) {
 }
 
 func (s *Sim) handleOllamaPs(c *call) {
-	c.writeBody(http.StatusOK, ctJSONUTF8, ollamaPsBody(s.models.Load(), time.Now()), false)
+	c.writeBody(http.StatusOK, ctJSONUTF8, ollamaPsBody(s.models.Load(), time.Now(), s.cap.residency()), false)
 }
 
 func (s *Sim) handleOllamaVersion(c *call) {
@@ -168,6 +171,11 @@ func (s *Sim) ollamaGenerate(c *call, d dialect) {
 		return
 	}
 	g := s.newGen(c, d, req, req.Model, e.ctx)
+	release, ok := s.admit(c, g, e.id, promptBytes(req))
+	if !ok {
+		return
+	}
+	defer release()
 	if req.Stream == boolFalse {
 		s.complete(c, g)
 	} else {
@@ -248,7 +256,7 @@ func (s *Sim) handleV1Model(c *call) {
 }
 
 func (s *Sim) handleLMStudioModels(c *call) {
-	s.writeOK(c, lmStudioV0Body(s.models.Load()), false)
+	s.writeOK(c, lmStudioV0Body(s.models.Load(), s.cap.residency()), false)
 }
 
 func (s *Sim) handleLMStudioModel(c *call) {
@@ -259,7 +267,7 @@ func (s *Sim) handleLMStudioModel(c *call) {
 		s.modelNotFound(c, id)
 		return
 	}
-	s.writeOK(c, mustJSON(lmStudioModel(e, e == ms.list[0])), false)
+	s.writeOK(c, mustJSON(lmStudioModel(e, e == ms.list[0], s.cap.residency())), false)
 }
 
 func (s *Sim) handleVLLMHealth(c *call) { c.w.WriteHeader(http.StatusOK) }
@@ -347,6 +355,11 @@ func (s *Sim) openAIGenerate(c *call, chat bool) {
 	}
 	ms.markUsed(e, c.start)
 	g := s.newGen(c, dialectFor(s.kind, chat), req, model, e.ctx)
+	release, ok := s.admit(c, g, e.id, promptBytes(req))
+	if !ok {
+		return
+	}
+	defer release()
 	if req.Stream == boolTrue {
 		s.stream(c, g)
 	} else {

@@ -72,6 +72,9 @@ type Config struct {
 	// EmbeddingDims is the length of the vectors returned by the embedding
 	// routes when the request does not ask for "dimensions" (default 64).
 	EmbeddingDims int
+	// Capacity models the server's compute (slots, queue, prefill, prefix
+	// cache, model residency); the zero value leaves it off.
+	Capacity Capacity
 	// NoRecord turns off the LastRequest/LastRequestTo bookkeeping, which
 	// copies the headers and body of every request. Load harnesses set it.
 	NoRecord bool
@@ -84,6 +87,10 @@ func (c Config) Validate() error {
 	}
 	if c.TTFT < 0 {
 		return fmt.Errorf("sim: negative TTFT %v", c.TTFT)
+	}
+	if c.Capacity.Slots < 0 || c.Capacity.QueueMax < 0 || c.Capacity.CacheBlocks < 0 || c.Capacity.MaxLoaded < 0 ||
+		c.Capacity.PrefillPerToken < 0 || c.Capacity.LoadTime < 0 || c.Capacity.DecodeSlowdown < 0 {
+		return fmt.Errorf("sim: negative capacity setting in %+v", c.Capacity)
 	}
 	if c.TokensPerSecond < 0 || math.IsNaN(c.TokensPerSecond) || math.IsInf(c.TokensPerSecond, 0) {
 		return fmt.Errorf("sim: invalid TokensPerSecond %v", c.TokensPerSecond)
@@ -125,6 +132,8 @@ type Stats struct {
 	Tokens  int64            `json:"tokens"`  // tokens sent in finished or cut streams and in non-stream answers
 	Faults  int64            `json:"faults"`  // requests a fault applied to
 	ByPath  map[string]int64 `json:"by_path"` // "GET /api/tags" -> count
+	// Capacity is the capacity model's counters, when it is on.
+	Capacity *CapacityStats `json:"capacity,omitempty"`
 }
 
 // Sim is a simulated LLM server. It implements http.Handler and is safe for
@@ -143,6 +152,8 @@ type Sim struct {
 
 	routes   map[string]*route
 	prefixes []*route // routes matched by path prefix (path ends in "/")
+
+	cap *capacity // nil: no capacity model
 
 	models atomic.Pointer[modelSet]
 	fault  atomic.Pointer[faultState]
@@ -198,6 +209,9 @@ func New(cfg Config) *Sim {
 	}
 	if s.name != "" {
 		s.nameHdr = []string{s.name}
+	}
+	if cfg.Capacity.enabled() {
+		s.cap = newCapacity(cfg.Capacity)
 	}
 	s.SetTiming(cfg.TTFT, cfg.TokensPerSecond, cfg.Tokens)
 	s.buildRoutes()
@@ -279,6 +293,10 @@ func (s *Sim) Stats() Stats {
 		}
 	}
 	s.otherMu.Unlock()
+	if s.cap != nil {
+		cs := s.cap.stats()
+		st.Capacity = &cs
+	}
 	return st
 }
 
@@ -290,6 +308,9 @@ func (s *Sim) ResetStats() {
 	s.tokensOut.Store(0)
 	s.faults.Store(0)
 	s.lastReq.Store(nil)
+	if s.cap != nil {
+		s.cap.reset()
+	}
 	for _, rt := range s.routes {
 		for i := range rt.count {
 			rt.count[i].Store(0)

@@ -15,7 +15,8 @@ type Spec struct {
 }
 
 // SpecSyntax describes the text form ParseSpec accepts.
-const SpecSyntax = "KIND@ADDR[=MODEL[,MODEL...]][;ttft=DURATION][;tps=N][;tokens=N][;name=LABEL][;dims=N][;norecord]"
+const SpecSyntax = "KIND@ADDR[=MODEL[,MODEL...]][;ttft=DURATION][;tps=N][;tokens=N][;name=LABEL][;dims=N][;norecord]" +
+	"[;slots=N][;queue=N][;reject][;prefill=DURATION][;cache=BLOCKS][;block=TOKENS][;slowdown=F][;maxloaded=N][;load=DURATION]"
 
 // ParseSpec parses the text form of a simulator, as given to olla-sim's
 // -sim flag:
@@ -23,6 +24,11 @@ const SpecSyntax = "KIND@ADDR[=MODEL[,MODEL...]][;ttft=DURATION][;tps=N][;tokens
 //	KIND@ADDR[=MODEL[,MODEL...]][;ttft=100ms][;tps=50][;tokens=20][;name=x][;dims=768][;norecord]
 //
 // for example "ollama@127.0.0.1:11434=llama3.2:latest,phi4-mini;ttft=100ms;tps=50".
+// The capacity options set Config.Capacity: slots=N parallel requests,
+// queue=N waiting (or reject: 503 when every slot is busy, as llama-server
+// does), prefill=DURATION per uncached prompt token, cache=BLOCKS of
+// block=TOKENS for the prefix cache, slowdown=F per extra running request,
+// maxloaded=N resident models and load=DURATION to load a cold one.
 // norecord (also norecord=true or norecord=false) sets Config.NoRecord: the
 // simulator stops keeping the last request for /_sim/last, which costs an
 // allocation per request; load runs set it.
@@ -76,7 +82,7 @@ func ParseSpec(text string) (Spec, error) {
 		key, val, ok := strings.Cut(opt, "=")
 		key = strings.ToLower(strings.TrimSpace(key))
 		val = strings.TrimSpace(val)
-		if key == "norecord" && !ok {
+		if (key == "norecord" || key == "reject") && !ok {
 			val, ok = "true", true // a bare flag
 		}
 		if !ok || val == "" {
@@ -119,8 +125,48 @@ func ParseSpec(text string) (Spec, error) {
 				return sp, fmt.Errorf("sim spec %q: norecord %q is not true or false", text, val)
 			}
 			sp.Config.NoRecord = b
+		case "slots", "queue", "cache", "block", "maxloaded":
+			n, err := strconv.Atoi(val)
+			if err != nil || n < 0 || n > 1<<20 {
+				return sp, fmt.Errorf("sim spec %q: %s %q is not an integer in 0..%d", text, key, val, 1<<20)
+			}
+			switch key {
+			case "slots":
+				sp.Config.Capacity.Slots = n
+			case "queue":
+				sp.Config.Capacity.QueueMax = n
+			case "cache":
+				sp.Config.Capacity.CacheBlocks = n
+			case "block":
+				sp.Config.Capacity.BlockTokens = n
+			case "maxloaded":
+				sp.Config.Capacity.MaxLoaded = n
+			}
+		case "prefill", "load":
+			d, err := time.ParseDuration(val)
+			if err != nil || d < 0 {
+				return sp, fmt.Errorf("sim spec %q: %s %q is not a duration like 2ms", text, key, val)
+			}
+			if key == "prefill" {
+				sp.Config.Capacity.PrefillPerToken = d
+			} else {
+				sp.Config.Capacity.LoadTime = d
+			}
+		case "slowdown":
+			f, err := strconv.ParseFloat(val, 64)
+			if err != nil || f < 0 || f != f || f > 100 {
+				return sp, fmt.Errorf("sim spec %q: slowdown %q is not a number in 0..100", text, val)
+			}
+			sp.Config.Capacity.DecodeSlowdown = f
+		case "reject":
+			b, err := strconv.ParseBool(val)
+			if err != nil {
+				return sp, fmt.Errorf("sim spec %q: reject %q is not true or false", text, val)
+			}
+			sp.Config.Capacity.RejectWhenFull = b
 		default:
-			return sp, fmt.Errorf("sim spec %q: unknown option %q (want ttft, tps, tokens, name, dims or norecord)", text, key)
+			return sp, fmt.Errorf("sim spec %q: unknown option %q (want ttft, tps, tokens, name, dims, norecord, "+
+				"slots, queue, reject, prefill, cache, block, slowdown, maxloaded or load)", text, key)
 		}
 	}
 	if err := sp.Config.Validate(); err != nil {

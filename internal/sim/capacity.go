@@ -1,0 +1,371 @@
+package sim
+
+import (
+	"context"
+	"hash/maphash"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Capacity is a simulated server's compute, for routing-quality and overload
+// runs: how many requests it runs at once, what happens to the rest, what a
+// prompt costs before the first token, and (Ollama) which models fit in
+// memory. The zero value turns the model off: every request runs at once at
+// the configured TTFT and token rate, as before.
+type Capacity struct {
+	// Slots is how many requests run at once (0 = no limit, model off).
+	Slots int
+	// QueueMax is how many requests may wait for a slot, in arrival order;
+	// beyond it the server answers 503. Ignored when RejectWhenFull.
+	QueueMax int
+	// RejectWhenFull answers 503 at once when no slot is free, as
+	// llama-server does with every slot busy.
+	RejectWhenFull bool
+	// PrefillPerToken is the time to process one prompt token that is not
+	// in the prefix cache; it is added to the time to first token.
+	PrefillPerToken time.Duration
+	// CacheBlocks is the prefix cache's size in blocks (0 = no cache); the
+	// least recently used block is evicted first.
+	CacheBlocks int
+	// BlockTokens is the tokens per cache block (default 16).
+	BlockTokens int
+	// DecodeSlowdown slows each running request's token rate by this
+	// fraction per other request running beside it (batching costs).
+	DecodeSlowdown float64
+	// MaxLoaded is how many models fit in memory at once (0 = all); a
+	// request for another one evicts the least recently used and pays
+	// LoadTime first. /api/ps and LM Studio's state show what is resident.
+	MaxLoaded int
+	// LoadTime is the time to load a cold model.
+	LoadTime time.Duration
+}
+
+func (c Capacity) enabled() bool { return c.Slots > 0 || c.MaxLoaded > 0 || c.CacheBlocks > 0 }
+
+// CapacityStats are the capacity model's counters.
+type CapacityStats struct {
+	Running       int64 `json:"running"`
+	Waiting       int64 `json:"waiting"`
+	PeakRunning   int64 `json:"peak_running"`
+	Rejected      int64 `json:"rejected"`       // 503s for want of a slot
+	Loads         int64 `json:"loads"`          // cold model loads
+	PromptTokens  int64 `json:"prompt_tokens"`  // prompt tokens seen
+	CachedTokens  int64 `json:"cached_tokens"`  // of which served from the prefix cache
+	CacheUsed     int   `json:"cache_used"`     // blocks in the cache now
+	CacheCapacity int   `json:"cache_capacity"` // blocks it holds
+}
+
+// capacity is the live state behind Capacity.
+type capacity struct {
+	cfg Capacity
+
+	mu       sync.Mutex
+	running  int
+	waiting  []chan struct{} // FIFO; a closed channel is a granted slot
+	peak     int
+	rejected int64
+	loads    int64
+	prompt   int64
+	cached   int64
+	resident []string // loaded models, most recently used last
+	cache    blockLRU
+}
+
+func newCapacity(cfg Capacity) *capacity {
+	if cfg.BlockTokens <= 0 {
+		cfg.BlockTokens = 16
+	}
+	c := &capacity{cfg: cfg}
+	c.cache.init(cfg.CacheBlocks)
+	return c
+}
+
+var blockSeed = maphash.MakeSeed()
+
+// admit holds a generation request until it may run, then sets how long its
+// first token and each later token take. It returns a release func to call
+// when the answer is done, or ok=false when it answered (503) or the client
+// left.
+func (s *Sim) admit(c *call, g *gen, model string, prompt []byte) (release func(), ok bool) {
+	cp := s.cap
+	if cp == nil {
+		return noRelease, true
+	}
+	cfg := cp.cfg
+	cp.mu.Lock()
+	if cfg.Slots > 0 && cp.running >= cfg.Slots {
+		if cfg.RejectWhenFull || len(cp.waiting) >= cfg.QueueMax {
+			cp.rejected++
+			cp.mu.Unlock()
+			c.w.Header()["Retry-After"] = retryAfterStr[1]
+			s.writeErr(c, errSpec{status: http.StatusServiceUnavailable, msg: "no free slot: the server is busy"})
+			return nil, false
+		}
+		ch := make(chan struct{})
+		cp.waiting = append(cp.waiting, ch)
+		cp.mu.Unlock()
+		if !waitSlot(c.r.Context(), cp, ch) {
+			return nil, false
+		}
+		cp.mu.Lock() // the slot was counted for us when granted
+	} else {
+		cp.running++
+	}
+	cp.peak = max(cp.peak, cp.running)
+	extra := time.Duration(0)
+	if cfg.MaxLoaded > 0 && !cp.touchModel(model) {
+		cp.loads++
+		extra += cfg.LoadTime
+	}
+	tokens := g.prompt
+	hit := cp.cache.touchPrefix(prompt, cfg.BlockTokens*4)
+	cachedTokens := min(hit*cfg.BlockTokens, tokens)
+	cp.prompt += int64(tokens)
+	cp.cached += int64(cachedTokens)
+	extra += time.Duration(tokens-cachedTokens) * cfg.PrefillPerToken
+	others := cp.running - 1
+	cp.mu.Unlock()
+
+	// time spent waiting for the slot counts too: g.start is the arrival
+	g.ttft = time.Since(g.start) + g.ttft + extra
+	if cfg.DecodeSlowdown > 0 && others > 0 {
+		g.every = time.Duration(float64(g.every) * (1 + cfg.DecodeSlowdown*float64(others)))
+	}
+	return cp.release, true
+}
+
+func noRelease() {}
+
+// waitSlot waits for a granted slot; a client that leaves gives up its place
+// (or, granted meanwhile, the slot).
+func waitSlot(ctx context.Context, cp *capacity, ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	case <-ctx.Done():
+	}
+	cp.mu.Lock()
+	for i, w := range cp.waiting {
+		if w == ch {
+			cp.waiting = append(cp.waiting[:i], cp.waiting[i+1:]...)
+			cp.mu.Unlock()
+			return false
+		}
+	}
+	cp.mu.Unlock()
+	cp.release() // granted as we left: pass it on
+	return false
+}
+
+// release ends a running request: the next waiter takes its slot.
+func (cp *capacity) release() {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	if len(cp.waiting) > 0 {
+		ch := cp.waiting[0]
+		cp.waiting = cp.waiting[1:]
+		close(ch) // the slot passes on; running stays the same
+		return
+	}
+	cp.running--
+}
+
+// touchModel marks model used and reports whether it was resident already;
+// a cold model evicts the least recently used one when memory is full.
+func (cp *capacity) touchModel(model string) bool {
+	for i, m := range cp.resident {
+		if m == model {
+			copy(cp.resident[i:], cp.resident[i+1:])
+			cp.resident[len(cp.resident)-1] = model
+			return true
+		}
+	}
+	if len(cp.resident) >= cp.cfg.MaxLoaded {
+		cp.resident = cp.resident[1:]
+	}
+	cp.resident = append(cp.resident, model)
+	return false
+}
+
+// residency returns the resident-model test when memory is limited, nil
+// when every model counts as loaded the usual way.
+func (cp *capacity) residency() func(string) bool {
+	if cp == nil || cp.cfg.MaxLoaded == 0 {
+		return nil
+	}
+	return cp.isResident
+}
+
+func (cp *capacity) isResident(model string) bool {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	for _, m := range cp.resident {
+		if m == model {
+			return true
+		}
+	}
+	return false
+}
+
+func (cp *capacity) stats() CapacityStats {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	return CapacityStats{Running: int64(cp.running), Waiting: int64(len(cp.waiting)), PeakRunning: int64(cp.peak),
+		Rejected: cp.rejected, Loads: cp.loads, PromptTokens: cp.prompt, CachedTokens: cp.cached,
+		CacheUsed: cp.cache.used(), CacheCapacity: cp.cfg.CacheBlocks}
+}
+
+func (cp *capacity) reset() {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	cp.peak, cp.rejected, cp.loads, cp.prompt, cp.cached = cp.running, 0, 0, 0, 0
+}
+
+// blockLRU is the prefix cache: a set of chained block hashes (each block's
+// hash covers everything before it, so a hit means the whole prefix up to
+// that block matches), least recently used evicted first.
+type blockLRU struct {
+	cap   int
+	tick  uint64
+	items map[uint64]uint64 // block hash -> last use
+}
+
+func (l *blockLRU) init(n int) {
+	l.cap = n
+	if n > 0 {
+		l.items = make(map[uint64]uint64, n)
+	}
+}
+
+func (l *blockLRU) used() int { return len(l.items) }
+
+// touchPrefix counts how many leading blocks of prompt are cached, then
+// caches all of its full blocks.
+func (l *blockLRU) touchPrefix(prompt []byte, blockBytes int) (hits int) {
+	if l.cap == 0 || blockBytes <= 0 {
+		return 0
+	}
+	var mh maphash.Hash
+	mh.SetSeed(blockSeed)
+	missed := false
+	for off := 0; off+blockBytes <= len(prompt); off += blockBytes {
+		// the running hash chains the blocks: each covers its whole prefix
+		mh.Write(prompt[off : off+blockBytes])
+		h := mh.Sum64()
+		l.tick++
+		if _, ok := l.items[h]; ok && !missed {
+			hits++
+		} else {
+			missed = true
+		}
+		if _, ok := l.items[h]; !ok && len(l.items) >= l.cap {
+			l.evictOldest()
+		}
+		l.items[h] = l.tick
+	}
+	return hits
+}
+
+func (l *blockLRU) evictOldest() {
+	var oldest uint64
+	var at uint64 = ^uint64(0)
+	for k, t := range l.items {
+		if t < at {
+			oldest, at = k, t
+		}
+	}
+	delete(l.items, oldest)
+}
+
+// ---- load surfaces ----
+
+// handleVLLMMetrics is vLLM's Prometheus /metrics, the gauges a scheduler reads.
+func (s *Sim) handleVLLMMetrics(c *call) {
+	st := s.capacityStats()
+	model := "tiny"
+	if ms := s.models.Load(); ms != nil && len(ms.list) > 0 {
+		model = ms.list[0].id
+	}
+	lbl := `{engine="0",model_name="` + model + `"}`
+	usage := 0.0
+	if st.CacheCapacity > 0 {
+		usage = float64(st.CacheUsed) / float64(st.CacheCapacity)
+	}
+	b := c.sc.buf[:0]
+	b = appendGauge(b, "vllm:num_requests_running", "Number of requests in model execution batches.", lbl, float64(st.Running))
+	b = appendGauge(b, "vllm:num_requests_waiting", "Number of requests waiting to be processed.", lbl, float64(st.Waiting))
+	b = appendGauge(b, "vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", lbl, usage)
+	b = append(b, "# HELP vllm:prefix_cache_queries_total Prefix cache queries, in terms of number of queried tokens.\n# TYPE vllm:prefix_cache_queries_total counter\nvllm:prefix_cache_queries_total"...)
+	b = strconv.AppendFloat(append(append(b, lbl...), ' '), float64(st.PromptTokens), 'f', -1, 64)
+	b = append(b, "\n# HELP vllm:prefix_cache_hits_total Prefix cache hits, in terms of number of cached tokens.\n# TYPE vllm:prefix_cache_hits_total counter\nvllm:prefix_cache_hits_total"...)
+	b = strconv.AppendFloat(append(append(b, lbl...), ' '), float64(st.CachedTokens), 'f', -1, 64)
+	b = append(b, '\n')
+	c.sc.buf = b
+	c.writeBody(http.StatusOK, ctPromText, b, true)
+}
+
+// handleLlamaSlots is llama-server's /slots: one entry per slot, busy ones
+// processing.
+func (s *Sim) handleLlamaSlots(c *call) {
+	st := s.capacityStats()
+	n := 4
+	if s.cap != nil && s.cap.cfg.Slots > 0 {
+		n = s.cap.cfg.Slots
+	}
+	b := append(c.sc.buf[:0], '[')
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"id":`...)
+		b = strconv.AppendInt(b, int64(i), 10)
+		b = append(b, `,"n_ctx":`...)
+		b = strconv.AppendInt(b, int64(s.ctxLen), 10)
+		b = append(b, `,"speculative":false,"is_processing":`...)
+		b = strconv.AppendBool(b, int64(i) < st.Running)
+		b = append(b, '}')
+	}
+	b = append(b, ']')
+	c.sc.buf = b
+	c.writeBody(http.StatusOK, ctJSONUTF8, b, true)
+}
+
+// handleLlamaMetrics is llama-server's /metrics (as with --metrics).
+func (s *Sim) handleLlamaMetrics(c *call) {
+	st := s.capacityStats()
+	b := c.sc.buf[:0]
+	b = appendGauge(b, "llamacpp:requests_processing", "Number of requests processing", "", float64(st.Running))
+	b = appendGauge(b, "llamacpp:requests_deferred", "Number of requests deferred", "", float64(st.Waiting))
+	c.sc.buf = b
+	c.writeBody(http.StatusOK, ctPromText, b, true)
+}
+
+var ctPromText = []string{"text/plain; version=0.0.4"}
+
+func appendGauge(b []byte, name, help, labels string, v float64) []byte {
+	b = append(b, "# HELP "...)
+	b = append(b, name...)
+	b = append(b, ' ')
+	b = append(b, help...)
+	b = append(b, "\n# TYPE "...)
+	b = append(b, name...)
+	b = append(b, " gauge\n"...)
+	b = append(b, name...)
+	b = append(b, labels...)
+	b = append(b, ' ')
+	b = strconv.AppendFloat(b, v, 'f', -1, 64)
+	return append(b, '\n')
+}
+
+// capacityStats reads the counters, zero when the model is off.
+func (s *Sim) capacityStats() CapacityStats {
+	if s.cap == nil {
+		return CapacityStats{}
+	}
+	return s.cap.stats()
+}
+
+// CapacityStats returns the capacity model's counters (zero when it is off).
+func (s *Sim) CapacityStats() CapacityStats { return s.capacityStats() }

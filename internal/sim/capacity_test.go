@@ -1,0 +1,287 @@
+package sim
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+const chatBody = `{"model":"tiny","stream":true,"messages":[{"role":"user","content":"hi"}]}`
+
+// holdStreams opens n streams and returns them open (headers read), plus a
+// func that reads them all to the end.
+func holdStreams(t *testing.T, url, body string, n int) (statuses []int, finish func()) {
+	t.Helper()
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	var bodies []io.ReadCloser
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res := openStream(t, context.Background(), url, body)
+			mu.Lock()
+			statuses = append(statuses, res.StatusCode)
+			bodies = append(bodies, res.Body)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return statuses, func() {
+		for _, b := range bodies {
+			io.Copy(io.Discard, b)
+			b.Close()
+		}
+	}
+}
+
+func TestSlotsRejectWhenFullLikeLlamaServer(t *testing.T) {
+	// OpenAI-style servers send headers at once, so two streams hold both
+	// slots while their tokens are paced out
+	s := startT(t, Config{Kind: VLLM, TTFT: 200 * time.Millisecond, TokensPerSecond: 5, Tokens: 3,
+		Capacity: Capacity{Slots: 2, RejectWhenFull: true}})
+	_, finish := holdStreams(t, s.URL+"/v1/chat/completions", chatBody, 2)
+	waitFor(t, "two running", func() bool { return s.CapacityStats().Running == 2 })
+	res, b := post(t, s.URL+"/v1/chat/completions", chatBody)
+	if res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") == "" {
+		t.Fatalf("third request: %d (Retry-After %q) %s; want 503 with Retry-After", res.StatusCode, res.Header.Get("Retry-After"), b)
+	}
+	finish()
+	st := s.CapacityStats()
+	if st.PeakRunning != 2 || st.Rejected != 1 {
+		t.Fatalf("stats %+v: want peak 2, 1 rejected", st)
+	}
+	waitFor(t, "slots freed", func() bool { return s.CapacityStats().Running == 0 })
+}
+
+func TestSlotsQueueServesEveryone(t *testing.T) {
+	s := startT(t, Config{Kind: VLLM, TTFT: 10 * time.Millisecond, TokensPerSecond: 50, Tokens: 3,
+		Capacity: Capacity{Slots: 1, QueueMax: 10}})
+	var wg sync.WaitGroup
+	codes := make(chan int, 6)
+	for range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, _ := post(t, s.URL+"/v1/chat/completions", chatBody)
+			codes <- res.StatusCode
+		}()
+	}
+	wg.Wait()
+	close(codes)
+	for c := range codes {
+		if c != http.StatusOK {
+			t.Fatalf("a queued request got %d", c)
+		}
+	}
+	if st := s.CapacityStats(); st.PeakRunning != 1 || st.Running != 0 || st.Waiting != 0 {
+		t.Fatalf("stats %+v: want peak 1, none left", st)
+	}
+}
+
+func TestQueuedClientThatLeavesFreesItsPlace(t *testing.T) {
+	s := startT(t, Config{Kind: VLLM, TTFT: 50 * time.Millisecond, TokensPerSecond: 2, Tokens: 4,
+		Capacity: Capacity{Slots: 1, QueueMax: 1}})
+	_, finish := holdStreams(t, s.URL+"/v1/chat/completions", chatBody, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, s.URL+"/v1/chat/completions", strings.NewReader(chatBody))
+		if res, err := http.DefaultClient.Do(req); err == nil {
+			res.Body.Close()
+		}
+	}()
+	waitFor(t, "one waiting", func() bool { return s.CapacityStats().Waiting == 1 })
+	cancel()
+	<-done
+	waitFor(t, "the waiter gone", func() bool { return s.CapacityStats().Waiting == 0 })
+	finish()
+	waitFor(t, "all done", func() bool { return s.CapacityStats().Running == 0 })
+}
+
+func TestPrefixCacheHitsOnAResentConversation(t *testing.T) {
+	s := startT(t, Config{Kind: VLLM, Tokens: 2, Capacity: Capacity{Slots: 4, CacheBlocks: 1000, BlockTokens: 4}})
+	turn1 := `{"model":"tiny","messages":[{"role":"system","content":"` + strings.Repeat("You are a careful assistant. ", 20) + `"},{"role":"user","content":"first question"}]}`
+	post(t, s.URL+"/v1/chat/completions", turn1)
+	first := s.CapacityStats()
+	if first.CachedTokens != 0 {
+		t.Fatalf("a cold cache hit %d tokens", first.CachedTokens)
+	}
+	turn2 := strings.TrimSuffix(turn1, "]}") + `,{"role":"assistant","content":"an answer"},{"role":"user","content":"and another"}]}`
+	post(t, s.URL+"/v1/chat/completions", turn2)
+	second := s.CapacityStats()
+	if got := second.CachedTokens; got < 100 {
+		t.Fatalf("resent conversation: %d cached tokens of %d, want most of the shared prefix", got, second.PromptTokens-first.PromptTokens)
+	}
+	// a different conversation shares nothing
+	post(t, s.URL+"/v1/chat/completions", `{"model":"tiny","messages":[{"role":"user","content":"`+strings.Repeat("unrelated words ", 40)+`"}]}`)
+	if third := s.CapacityStats(); third.CachedTokens != second.CachedTokens {
+		t.Fatalf("an unrelated prompt hit the cache: %d -> %d", second.CachedTokens, third.CachedTokens)
+	}
+}
+
+func TestPrefixCacheIsBounded(t *testing.T) {
+	s := startT(t, Config{Kind: VLLM, Tokens: 1, Capacity: Capacity{CacheBlocks: 8, BlockTokens: 4}})
+	for i := range 20 {
+		post(t, s.URL+"/v1/chat/completions", `{"model":"tiny","messages":[{"role":"user","content":"`+strings.Repeat(string(rune('a'+i)), 200)+`"}]}`)
+	}
+	if st := s.CapacityStats(); st.CacheUsed > 8 {
+		t.Fatalf("cache holds %d blocks, more than its 8", st.CacheUsed)
+	}
+}
+
+func TestOllamaResidencyEvictsAndShowsInPs(t *testing.T) {
+	s := startT(t, Config{Kind: Ollama, Models: []string{"a:latest", "b:latest"}, Tokens: 1,
+		Capacity: Capacity{MaxLoaded: 1, LoadTime: time.Millisecond}})
+	ask := func(m string) {
+		res, b := post(t, s.URL+"/api/chat", `{"model":"`+m+`","stream":false,"messages":[{"role":"user","content":"x"}]}`)
+		if res.StatusCode != 200 {
+			t.Fatalf("%s: %d %s", m, res.StatusCode, b)
+		}
+	}
+	ps := func() []string {
+		_, b := get(t, s.URL+"/api/ps")
+		var out struct{ Models []struct{ Name string } }
+		if err := json.Unmarshal(b, &out); err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, m := range out.Models {
+			names = append(names, m.Name)
+		}
+		return names
+	}
+	if got := ps(); len(got) != 0 {
+		t.Fatalf("nothing loaded yet, /api/ps lists %v", got)
+	}
+	ask("a")
+	ask("a")
+	ask("b")
+	if got := ps(); len(got) != 1 || got[0] != "b:latest" {
+		t.Fatalf("/api/ps after a, a, b: %v; want only b:latest", got)
+	}
+	ask("a")
+	if st := s.CapacityStats(); st.Loads != 3 {
+		t.Fatalf("loads %d, want 3 (a, b, a again)", st.Loads)
+	}
+}
+
+func TestLMStudioStateFollowsResidency(t *testing.T) {
+	s := startT(t, Config{Kind: LMStudio, Models: []string{"m1", "m2"}, Tokens: 1, Capacity: Capacity{MaxLoaded: 1}})
+	post(t, s.URL+"/v1/chat/completions", `{"model":"m2","messages":[{"role":"user","content":"x"}]}`)
+	_, b := get(t, s.URL+"/api/v0/models")
+	var out struct{ Data []struct{ ID, State string } }
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range out.Data {
+		if want := map[string]string{"m1": "not-loaded", "m2": "loaded"}[m.ID]; m.State != want {
+			t.Fatalf("%s is %q, want %q (%s)", m.ID, m.State, want, b)
+		}
+	}
+}
+
+func parseMetrics(t *testing.T, b []byte) map[string]float64 {
+	t.Helper()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(string(b)))
+	if err != nil {
+		t.Fatalf("not Prometheus text: %v\n%s", err, b)
+	}
+	out := map[string]float64{}
+	for name, f := range fams {
+		for _, m := range f.Metric {
+			switch {
+			case m.Gauge != nil:
+				out[name] = m.Gauge.GetValue()
+			case m.Counter != nil:
+				out[name] = m.Counter.GetValue()
+			}
+		}
+	}
+	return out
+}
+
+func TestLoadSurfacesReportTheQueue(t *testing.T) {
+	t.Run("vllm metrics", func(t *testing.T) {
+		s := startT(t, Config{Kind: VLLM, TTFT: 100 * time.Millisecond, TokensPerSecond: 4, Tokens: 3,
+			Capacity: Capacity{Slots: 1, QueueMax: 5, CacheBlocks: 10}})
+		_, finish := holdStreams(t, s.URL+"/v1/chat/completions", chatBody, 1)
+		done := make(chan struct{})
+		go func() { defer close(done); post(t, s.URL+"/v1/chat/completions", chatBody) }()
+		waitFor(t, "one waiting", func() bool { return s.CapacityStats().Waiting == 1 })
+		_, b := get(t, s.URL+"/metrics")
+		m := parseMetrics(t, b)
+		if m["vllm:num_requests_running"] != 1 || m["vllm:num_requests_waiting"] != 1 {
+			t.Fatalf("metrics %v", m)
+		}
+		if u, ok := m["vllm:kv_cache_usage_perc"]; !ok || u < 0 || u > 1 {
+			t.Fatalf("kv_cache_usage_perc %v, %v", u, ok)
+		}
+		finish()
+		<-done
+	})
+	t.Run("llama.cpp slots and metrics", func(t *testing.T) {
+		s := startT(t, Config{Kind: LlamaCpp, TTFT: 100 * time.Millisecond, TokensPerSecond: 4, Tokens: 3,
+			Capacity: Capacity{Slots: 3, RejectWhenFull: true}})
+		// llama.cpp sends headers with the first token: hold the streams open
+		// from goroutines and wait on the server's own count
+		var wg sync.WaitGroup
+		for range 2 {
+			wg.Add(1)
+			go func() { defer wg.Done(); post(t, s.URL+"/v1/chat/completions", chatBody) }()
+		}
+		waitFor(t, "two running", func() bool { return s.CapacityStats().Running == 2 })
+		_, b := get(t, s.URL+"/slots")
+		var slots []struct {
+			ID           int  `json:"id"`
+			IsProcessing bool `json:"is_processing"`
+		}
+		if err := json.Unmarshal(b, &slots); err != nil {
+			t.Fatal(err)
+		}
+		busy := 0
+		for _, sl := range slots {
+			if sl.IsProcessing {
+				busy++
+			}
+		}
+		if len(slots) != 3 || busy != 2 {
+			t.Fatalf("/slots: %d slots, %d busy; want 3 and 2: %s", len(slots), busy, b)
+		}
+		_, b = get(t, s.URL+"/metrics")
+		if m := parseMetrics(t, b); m["llamacpp:requests_processing"] != 2 {
+			t.Fatalf("metrics %v", m)
+		}
+		wg.Wait()
+	})
+}
+
+func TestCapacitySpecOptions(t *testing.T) {
+	sp, err := ParseSpec("vllm@:0=m;slots=2;queue=8;prefill=1ms;cache=64;block=16;slowdown=0.2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Capacity{Slots: 2, QueueMax: 8, PrefillPerToken: time.Millisecond, CacheBlocks: 64, BlockTokens: 16, DecodeSlowdown: 0.2}
+	if sp.Config.Capacity != want {
+		t.Fatalf("got %+v, want %+v", sp.Config.Capacity, want)
+	}
+	sp, err = ParseSpec("ollama@:0=a,b;maxloaded=1;load=2s;slots=1;reject")
+	if err != nil || !sp.Config.Capacity.RejectWhenFull || sp.Config.Capacity.MaxLoaded != 1 || sp.Config.Capacity.LoadTime != 2*time.Second {
+		t.Fatalf("got %+v, %v", sp.Config.Capacity, err)
+	}
+	for _, bad := range []string{"vllm@:0;slots=-1", "vllm@:0;slowdown=x", "vllm@:0;load=fast", "vllm@:0;reject=maybe"} {
+		if _, err := ParseSpec(bad); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+}
