@@ -43,6 +43,9 @@ type endpointState struct {
 	nextCheck     atomic.Int64
 	nextDiscovery atomic.Int64
 	parkedUntil   atomic.Int64 // Retry-After from a request, unix nanos
+	// drained is set through the admin API (admin.api.olla): the endpoint
+	// takes no new requests until enabled, whatever its health.
+	drained atomic.Bool
 
 	requests  atomic.Int64 // proxied attempts
 	failures  atomic.Int64 // attempts that failed (no answer or 5xx)
@@ -146,7 +149,7 @@ func (st *endpointState) ApplyHeaders(h http.Header) {
 
 // routable reports whether requests may go to the endpoint now.
 func (st *endpointState) routable(now time.Time) bool {
-	if !st.health.Load().status.Routable() {
+	if st.drained.Load() || !st.health.Load().status.Routable() {
 		return false
 	}
 	if until := st.parkedUntil.Load(); until != 0 && now.UnixNano() < until {

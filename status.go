@@ -183,6 +183,7 @@ type endpointStatus struct {
 	Status            string `json:"status"`
 	Reason            string `json:"reason"`
 	Routable          bool   `json:"routable"`
+	Drained           bool   `json:"drained,omitempty"`
 	Priority          int    `json:"priority"`
 	URL               string `json:"url"`
 	ModelCount        int    `json:"model_count"`
@@ -225,7 +226,7 @@ func describe(st *endpointState, now time.Time) (endpointStatus, endpointStatus)
 	reqs, fails := st.requests.Load(), st.failures.Load()
 	es := endpointStatus{ID: endpointID(s), Name: s.name, Type: s.typ, Status: string(hs.status), Reason: hs.reason,
 		Routable: st.routable(now), Priority: s.priority, URL: s.displayURL, RequestCount: reqs, FailureCount: fails,
-		ActiveConnections: st.inFlight.Load(), SuccessRate: "N/A", CircuitBreaker: string(cb)}
+		ActiveConnections: st.inFlight.Load(), SuccessRate: "N/A", CircuitBreaker: string(cb), Drained: st.drained.Load()}
 	if reqs > 0 {
 		es.SuccessRate = fmt.Sprintf("%.1f%%", 100*float64(reqs-fails)/float64(reqs))
 		avg := st.latencyNs.Load() / reqs / int64(time.Millisecond)
@@ -236,6 +237,9 @@ func describe(st *endpointState, now time.Time) (endpointStatus, endpointStatus)
 		es.ModelError = ms.lastError
 	}
 	var issues []string
+	if es.Drained {
+		issues = append(issues, "drained through the admin API")
+	}
 	if !hs.status.Routable() {
 		issues = append(issues, "unavailable")
 	}
