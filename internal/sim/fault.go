@@ -21,12 +21,13 @@ const (
 	FaultMalformedModels = "malformed_models" // the model-list routes answer 200 with an HTML page
 	FaultFailHealth      = "fail_health"      // the health route answers 503
 	FaultStallMidStream  = "stall_mid_stream" // send AfterChunks events, then send nothing more until the client leaves
+	FaultSlowHealth      = "slow_health"      // the health route waits Delay, then answers normally (a loaded backend)
 )
 
 // FaultModes lists every fault mode except FaultNone.
 func FaultModes() []string {
 	return []string{FaultError, FaultStatus, FaultHang, FaultSlowHeaders, FaultDropMidStream,
-		FaultMalformedModels, FaultFailHealth, FaultStallMidStream}
+		FaultMalformedModels, FaultFailHealth, FaultStallMidStream, FaultSlowHealth}
 }
 
 // Fault is an injected misbehaviour. The zero Fault means none.
@@ -34,7 +35,8 @@ func FaultModes() []string {
 // Which requests a fault hits: with Path set, every request to exactly that
 // path, whatever its kind (a "status" fault on "/api/tags" makes discovery
 // fail; "fail_health" on any path makes it answer 503). With Path empty,
-// fail_health hits only the kind's health route, malformed_models only its
+// fail_health and slow_health hit only the kind's health route (for kinds
+// whose health check is the model list, that list), malformed_models only its
 // model-list routes, and every other mode only the inference routes (chat,
 // generate, completions, embeddings), so health checks and discovery keep
 // working while inference fails.
@@ -49,7 +51,7 @@ type Fault struct {
 	Mode        string        // one of the Fault* constants
 	Status      int           // for "status", e.g. 429, 502, 503 (default 503)
 	RetryAfter  int           // seconds; when > 0 a Retry-After header is sent with "status"/"error"/"fail_health"
-	Delay       time.Duration // for "slow_headers"
+	Delay       time.Duration // for "slow_headers" and "slow_health"
 	AfterChunks int           // for "drop_mid_stream" / "stall_mid_stream"
 	Path        string        // only requests to this exact path; empty = the mode's default routes (see above)
 	Times       int           // when > 0, the fault hits this many requests and then stops applying
@@ -59,7 +61,7 @@ type Fault struct {
 func (f Fault) Validate() error {
 	switch f.Mode {
 	case FaultNone, FaultError, FaultStatus, FaultHang, FaultSlowHeaders, FaultDropMidStream,
-		FaultMalformedModels, FaultFailHealth, FaultStallMidStream:
+		FaultMalformedModels, FaultFailHealth, FaultStallMidStream, FaultSlowHealth:
 	default:
 		return fmt.Errorf("unknown fault mode %q", f.Mode)
 	}
@@ -161,7 +163,7 @@ func (fs *faultState) matches(rt *route, path string) bool {
 		return false
 	}
 	switch fs.f.Mode {
-	case FaultFailHealth:
+	case FaultFailHealth, FaultSlowHealth:
 		return rt.class&classHealth != 0
 	case FaultMalformedModels:
 		return rt.class&classModels != 0
@@ -184,7 +186,8 @@ var malformedModelsBody = []byte("<!DOCTYPE html>\n<html><head><title>Welcome</t
 
 // applyFault acts on a fault that hit c. It returns true when the request
 // should then be handled normally (slow_headers after the delay, and the
-// mid-stream faults, which act while the answer is written).
+// mid-stream faults, which act while the answer is written). slow_health
+// is slow_headers aimed at the health route.
 func (s *Sim) applyFault(c *call, f *Fault) bool {
 	switch f.Mode {
 	case FaultError:
@@ -199,7 +202,7 @@ func (s *Sim) applyFault(c *call, f *Fault) bool {
 		s.faultError(c, http.StatusServiceUnavailable, f.RetryAfter)
 	case FaultHang:
 		<-c.r.Context().Done()
-	case FaultSlowHeaders:
+	case FaultSlowHeaders, FaultSlowHealth:
 		if f.Delay > 0 {
 			t := time.NewTimer(f.Delay)
 			select {

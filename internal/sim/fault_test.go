@@ -175,6 +175,59 @@ func TestFaultSlowHeaders(t *testing.T) {
 	}
 }
 
+// TestFaultSlowHealth checks slow_health holds the kind's health route (and
+// nothing else) until the delay passes: a loaded backend whose probe is
+// late while it keeps serving. The delay is an hour, so a route it hit by
+// mistake would not answer before the client's timeout.
+func TestFaultSlowHealth(t *testing.T) {
+	for _, kind := range Kinds() {
+		t.Run(kind, func(t *testing.T) {
+			s := startT(t, Config{Kind: kind, Models: []string{"m"}})
+			health, models := probePaths[kind][0], probePaths[kind][1]
+			s.SetFault(Fault{Mode: FaultSlowHealth, Delay: time.Hour})
+
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.URL+health, nil)
+			probe := make(chan error, 1)
+			go func() {
+				res, err := http.DefaultClient.Do(req)
+				if err == nil {
+					res.Body.Close()
+					err = errors.New("answered " + res.Status)
+				}
+				probe <- err
+			}()
+			if res, _ := post(t, s.URL+"/v1/chat/completions", chatOnceBody); res.StatusCode != 200 {
+				t.Errorf("slow_health hit inference: %d", res.StatusCode)
+			}
+			if models != health {
+				if res, _ := get(t, s.URL+models); res.StatusCode != 200 {
+					t.Errorf("slow_health hit the model list: %d", res.StatusCode)
+				}
+			}
+			select {
+			case err := <-probe:
+				t.Fatalf("health route did not wait for the delay: %v", err)
+			default:
+			}
+			cancel()
+			if err := <-probe; !errors.Is(err, context.Canceled) {
+				t.Errorf("health probe ended with %v, want the client's cancellation", err)
+			}
+		})
+	}
+	s := startT(t, Config{Kind: Ollama, Models: []string{"m"}})
+	s.SetFault(Fault{Mode: FaultSlowHealth, Delay: 60 * time.Millisecond})
+	start := time.Now()
+	if res, b := get(t, s.URL+"/"); res.StatusCode != 200 || !strings.Contains(string(b), "Ollama is running") {
+		t.Errorf("slow_health answer: %d %s", res.StatusCode, b)
+	}
+	if el := time.Since(start); el < 60*time.Millisecond {
+		t.Errorf("answered after %v, before the %v delay", el, 60*time.Millisecond)
+	}
+}
+
 func TestFaultDropMidStream(t *testing.T) {
 	for _, tc := range []struct {
 		kind, path  string

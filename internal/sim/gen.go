@@ -307,6 +307,48 @@ func (p *pacer) until(deadline time.Time) bool {
 	}
 }
 
+// nextTokenDue waits for the token after the one due at prev and returns
+// when it was due. A SetTiming during the wait takes effect at once. It
+// reports false when the client went away.
+func (s *Sim) nextTokenDue(p *pacer, prev time.Time) (time.Time, bool) {
+	for {
+		changed := *s.retimed.Load() // before the rate, so no change is missed
+		every := s.tokenInterval()
+		if every <= 0 {
+			return time.Now(), p.ctx.Err() == nil
+		}
+		due := prev.Add(every)
+		ok, again := p.untilOr(due, changed)
+		if !ok || !again {
+			return due, ok
+		}
+	}
+}
+
+// untilOr is until that also returns early, with again set, when wake is
+// closed.
+func (p *pacer) untilOr(deadline time.Time, wake <-chan struct{}) (ok, again bool) {
+	d := time.Until(deadline)
+	if d <= 0 {
+		return p.ctx.Err() == nil, false
+	}
+	if p.t == nil {
+		p.t = time.NewTimer(d)
+	} else {
+		p.t.Reset(d)
+	}
+	select {
+	case <-p.t.C:
+		return true, false
+	case <-wake:
+		p.t.Stop()
+		return p.ctx.Err() == nil, true
+	case <-p.ctx.Done():
+		p.t.Stop()
+		return false, false
+	}
+}
+
 func (p *pacer) stop() {
 	if p.t != nil {
 		p.t.Stop()
@@ -362,6 +404,10 @@ func (s *Sim) stream(c *call, g *gen) {
 	}
 	g.first = time.Now()
 	g.last = g.first
+	// Each token is due one interval after the previous one was due; the
+	// interval is read afresh per token, so a SetTiming mid-stream holds
+	// streams under way or lets them finish at once.
+	due, ok := g.first, true
 	sent := 0
 	defer func() { s.tokensOut.Add(int64(sent)) }()
 	buf := c.sc.buf
@@ -376,8 +422,8 @@ func (s *Sim) stream(c *call, g *gen) {
 			return
 		}
 		tok := k - g.pre
-		if tok > 0 && tok < g.n && g.every > 0 {
-			if !p.until(g.first.Add(time.Duration(tok) * g.every)) {
+		if tok > 0 && tok < g.n {
+			if due, ok = s.nextTokenDue(&p, due); !ok {
 				return
 			}
 		}

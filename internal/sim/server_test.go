@@ -63,6 +63,37 @@ func TestPacing(t *testing.T) {
 	}
 }
 
+// TestSetTimingReachesStreamsUnderWay holds a stream at one token per
+// hour, then lifts the pacing: the stream finishes, so a test can keep
+// streams open for as long as it needs and then end them. Were the rate
+// fixed at the request's start, the read would hang until the deadline.
+func TestSetTimingReachesStreamsUnderWay(t *testing.T) {
+	s := startT(t, Config{Kind: Ollama, Models: []string{"m"}, TokensPerSecond: 1.0 / 3600, Tokens: 5})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	res := openStream(t, ctx, s.URL+"/api/chat", `{"model":"m","messages":[{"role":"user","content":"hi"}]}`)
+	defer res.Body.Close()
+	fr := newFrameReader(res)
+	if _, err := fr.next(); err != nil { // the first token is not paced
+		t.Fatal(err)
+	}
+	s.SetTiming(0, 0, 5)
+	n, last := 1, ""
+	for {
+		f, err := fr.next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("after %d frames: %v", n, err)
+		}
+		n, last = n+1, f
+	}
+	if n != 6 || !strings.Contains(last, `"done":true`) {
+		t.Errorf("%d frames, last %s; want 5 tokens and the final frame", n, last)
+	}
+}
+
 func TestClientDisconnectStopsStream(t *testing.T) {
 	s := startT(t, Config{Kind: LlamaCpp, Models: []string{"m"}, TokensPerSecond: 20, Tokens: 100000})
 	ctx, cancel := context.WithCancel(context.Background())

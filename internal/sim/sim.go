@@ -160,6 +160,9 @@ type Sim struct {
 
 	ttft    atomic.Int64  // time.Duration
 	tpsBits atomic.Uint64 // float64 bits
+	// retimed is closed, and replaced, by every SetTiming, waking paced
+	// streams so a new rate reaches them at once.
+	retimed atomic.Pointer[chan struct{}]
 	tokens  atomic.Int64
 
 	total     atomic.Int64
@@ -226,8 +229,11 @@ func (s *Sim) Kind() string { return s.kind }
 func (s *Sim) Name() string { return s.name }
 
 // SetTiming changes TTFT, TokensPerSecond and Tokens (same meaning and
-// defaults as in Config) for requests that start afterwards. Negative or
-// non-finite values are treated as zero.
+// defaults as in Config). TTFT and Tokens apply to requests that start
+// afterwards; the token rate also to streams under way, from their next
+// token, so a test can hold streams open (a low rate) and then let them
+// finish at once (rate 0). Negative or non-finite values are treated as
+// zero.
 func (s *Sim) SetTiming(ttft time.Duration, tokensPerSecond float64, tokens int) {
 	if ttft < 0 {
 		ttft = 0
@@ -241,6 +247,10 @@ func (s *Sim) SetTiming(ttft time.Duration, tokensPerSecond float64, tokens int)
 	s.ttft.Store(int64(ttft))
 	s.tpsBits.Store(math.Float64bits(tokensPerSecond))
 	s.tokens.Store(int64(tokens))
+	wake := make(chan struct{})
+	if old := s.retimed.Swap(&wake); old != nil {
+		close(*old)
+	}
 }
 
 // Timing returns the current TTFT, TokensPerSecond and Tokens.
@@ -587,11 +597,15 @@ func (s *Sim) recordRequest(rt *route, r *http.Request, body []byte, now time.Ti
 // timing returns the current TTFT, the interval between tokens (0 = none)
 // and the configured token count.
 func (s *Sim) timing() (ttft, interval time.Duration, tokens int) {
-	ttft = time.Duration(s.ttft.Load())
+	return time.Duration(s.ttft.Load()), s.tokenInterval(), int(s.tokens.Load())
+}
+
+// tokenInterval is the current time between tokens (0 = no pacing).
+func (s *Sim) tokenInterval() time.Duration {
 	if tps := math.Float64frombits(s.tpsBits.Load()); tps > 0 {
-		interval = time.Duration(float64(time.Second) / tps)
+		return time.Duration(float64(time.Second) / tps)
 	}
-	return ttft, interval, int(s.tokens.Load())
+	return 0
 }
 
 // Precomputed header values (never modified; shared between responses).
