@@ -193,6 +193,7 @@ type endpointStatus struct {
 	SuccessRate       string `json:"success_rate"`
 	AvgLatencyMs      *int64 `json:"avg_latency_ms,omitempty"`
 	CircuitBreaker    string `json:"circuit_breaker"`
+	BreakerOpens      int64  `json:"circuit_breaker_opens"` // since start-up; a reload keeps it
 	HealthCheck       string `json:"health_check"`
 	HealthCheckAt     string `json:"health_check_at,omitempty"`
 	NextCheckAt       string `json:"next_check_at,omitempty"`
@@ -226,7 +227,8 @@ func describe(st *endpointState, now time.Time) (endpointStatus, endpointStatus)
 	reqs, fails := st.requests.Load(), st.failures.Load()
 	es := endpointStatus{ID: endpointID(s), Name: s.name, Type: s.typ, Status: string(hs.status), Reason: hs.reason,
 		Routable: st.routable(now), Priority: s.priority, URL: s.displayURL, RequestCount: reqs, FailureCount: fails,
-		ActiveConnections: st.inFlight.Load(), SuccessRate: "N/A", CircuitBreaker: string(cb), Drained: st.drained.Load()}
+		ActiveConnections: st.inFlight.Load(), SuccessRate: "N/A", CircuitBreaker: string(cb),
+		BreakerOpens: st.breaker.Opens(), Drained: st.drained.Load()}
 	if reqs > 0 {
 		es.SuccessRate = fmt.Sprintf("%.1f%%", 100*float64(reqs-fails)/float64(reqs))
 		avg := st.latencyNs.Load() / reqs / int64(time.Millisecond)

@@ -123,6 +123,13 @@ func (b *Breaker) Failure(now time.Time) {
 	}
 }
 
+// Opens reports how many times the breaker has opened since it was made.
+func (b *Breaker) Opens() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.opens
+}
+
 // State reports the breaker's position and consecutive failures.
 func (b *Breaker) State() (BreakerState, int) {
 	b.mu.Lock()

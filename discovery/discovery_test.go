@@ -54,6 +54,11 @@ func TestBreaker(t *testing.T) {
 	if st, n := b.State(); st != BreakerClosed || n != 0 || b.Blocked() {
 		t.Fatalf("state %s failures %d after a passing trial", st, n)
 	}
+	// opened at 3 failures and again by the failed trial; failures while
+	// open and the passing trial do not count
+	if n := b.Opens(); n != 2 {
+		t.Errorf("Opens() = %d, want 2", n)
+	}
 }
 
 func TestBackoff(t *testing.T) {

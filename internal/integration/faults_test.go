@@ -166,8 +166,8 @@ func TestCircuitBreaker(t *testing.T) {
 			if fromA != 3 {
 				t.Errorf("a answered %d requests; its breaker should open after 3 failures", fromA)
 			}
-			if cb := endpointsStatus(t)["a"].CircuitBreaker; cb == "closed" {
-				t.Errorf("breaker still closed after repeated failures")
+			if e := endpointsStatus(t)["a"]; e.CircuitBreaker == "closed" || e.BreakerOpens != 1 {
+				t.Errorf("after repeated failures: breaker %s, opened %d times (want open, once)", e.CircuitBreaker, e.BreakerOpens)
 			}
 			a.SetFault(sim.Fault{})
 			waitFor(t, "breaker closed by a passing probe", 3*time.Second, func() bool {

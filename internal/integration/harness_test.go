@@ -95,16 +95,24 @@ type endpointInfo struct {
 	Name              string `json:"name"`
 	Type              string `json:"type"`
 	Status            string `json:"status"`
+	Reason            string `json:"reason"`
 	Routable          bool   `json:"routable"`
 	ModelCount        int    `json:"model_count"`
 	RequestCount      int64  `json:"request_count"`
 	ActiveConnections int64  `json:"active_connections"`
 	CircuitBreaker    string `json:"circuit_breaker"`
+	BreakerOpens      int64  `json:"circuit_breaker_opens"`
 }
 
 func endpointsStatus(t testing.TB) map[string]endpointInfo {
 	t.Helper()
-	res, err := client.Get(base + "/internal/status/endpoints")
+	return endpointsStatusVia(t, client)
+}
+
+// endpointsStatusVia is endpointsStatus through hc.
+func endpointsStatusVia(t testing.TB, hc *http.Client) map[string]endpointInfo {
+	t.Helper()
+	res, err := hc.Get(base + "/internal/status/endpoints")
 	if err != nil {
 		t.Fatalf("status: %v", err)
 	}

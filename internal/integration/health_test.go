@@ -89,6 +89,11 @@ func TestHealthFailover(t *testing.T) {
 	}
 }
 
+// adminClient opens a fresh connection per request: a load may replace
+// the admin server, closing a kept-alive connection under the next POST
+// (which, not being idempotent, would not be retried).
+var adminClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 30 * time.Second}
+
 // reload posts a Caddyfile to the admin API, forcing a reload even when
 // nothing changed.
 func reload(t testing.TB, caddyfile string) {
@@ -96,7 +101,7 @@ func reload(t testing.TB, caddyfile string) {
 	req, _ := http.NewRequest(http.MethodPost, "http://localhost:2999/load", strings.NewReader(caddyfile))
 	req.Header.Set("Content-Type", "text/caddyfile")
 	req.Header.Set("Cache-Control", "must-revalidate")
-	res, err := client.Do(req)
+	res, err := adminClient.Do(req)
 	if err != nil {
 		t.Fatalf("reload: %v", err)
 	}
