@@ -163,6 +163,7 @@ type gen struct {
 	post    int // events after the last token
 	ttft    time.Duration
 	every   time.Duration // between tokens
+	base    time.Duration // every as set by SetTiming when the request came, before the capacity model's slowdown
 	start   time.Time
 	first   time.Time // first token
 	last    time.Time // end of generation
@@ -196,7 +197,7 @@ func (s *Sim) newGen(c *call, d dialect, req *reqFields, model string, ctx int) 
 	g := &c.sc.g
 	ttft, every, tokens := s.timing()
 	*g = gen{d: d, created: c.start.Unix(), n: tokens, finish: "stop", prompt: min(req.promptTokens(), ctx),
-		usage: req.StreamOptions.IncludeUsage, seed: rand.Uint64(), ttft: ttft, every: every, start: c.start}
+		usage: req.StreamOptions.IncludeUsage, seed: rand.Uint64(), ttft: ttft, every: every, base: every, start: c.start}
 	if capN := req.tokenCap(); capN > 0 && capN <= tokens {
 		g.n, g.finish = capN, "length"
 	}
@@ -310,10 +311,13 @@ func (p *pacer) until(deadline time.Time) bool {
 // nextTokenDue waits for the token after the one due at prev and returns
 // when it was due. A SetTiming during the wait takes effect at once. It
 // reports false when the client went away.
-func (s *Sim) nextTokenDue(p *pacer, prev time.Time) (time.Time, bool) {
+func (s *Sim) nextTokenDue(p *pacer, g *gen, prev time.Time) (time.Time, bool) {
 	for {
 		changed := *s.retimed.Load() // before the rate, so no change is missed
 		every := s.tokenInterval()
+		if g.base > 0 && g.every != g.base { // the capacity model's slowdown, kept in proportion
+			every = time.Duration(float64(every) * float64(g.every) / float64(g.base))
+		}
 		if every <= 0 {
 			return time.Now(), p.ctx.Err() == nil
 		}
@@ -423,7 +427,7 @@ func (s *Sim) stream(c *call, g *gen) {
 		}
 		tok := k - g.pre
 		if tok > 0 && tok < g.n {
-			if due, ok = s.nextTokenDue(&p, due); !ok {
+			if due, ok = s.nextTokenDue(&p, g, due); !ok {
 				return
 			}
 		}
