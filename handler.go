@@ -382,11 +382,11 @@ func (rq *request) proxy(route route) error {
 		OnStreamEnd:       rq.streamEnded,
 	}
 	if len(decision.rewrite) > 0 {
-		plan.BodyFor = func(t engines.Target) []byte {
+		plan.Upstream = func(t engines.Target) (string, []byte) {
 			if name, ok := decision.rewrite[t.(*endpointState)]; ok && name != model {
-				return rewriteModel(body, span, name)
+				return rq.apiPath, rewriteModel(body, span, name)
 			}
-			return body
+			return rq.apiPath, body
 		}
 	}
 	err := h.engine.Serve(rq.w, r, plan)

@@ -1,8 +1,6 @@
 package olla
 
 import (
-	"context"
-	"errors"
 	"net/http"
 	"time"
 
@@ -70,15 +68,21 @@ func (p *picker) Remaining() bool {
 }
 
 // Done implements engines.Picker: the attempt's in-flight count ends, and
-// failures feed the endpoint's circuit breaker (passive health). A client
-// that went away is nobody's failure.
+// the backend's failures feed the endpoint's circuit breaker (passive
+// health). The engine says whose doing an ended attempt was: a client that
+// went away (hung up, failed a write, cancelled) or our own response
+// transform is neither the backend's failure nor its success.
 func (p *picker) Done(t engines.Target, out engines.Outcome) {
 	st := t.(*endpointState)
 	st.inFlight.Release()
 	if rec := p.rec; rec != nil {
 		rec.endpoint, rec.backendType = st.Name(), st.Type()
 		rec.status, rec.headerWait = out.Status, out.HeaderLatency
-		if out.Status == 0 {
+		switch {
+		case out.Status != 0:
+		case out.ClientGone():
+			rec.status = statusClientClosed
+		default:
 			rec.status = http.StatusBadGateway
 		}
 	}
@@ -86,8 +90,8 @@ func (p *picker) Done(t engines.Target, out engines.Outcome) {
 	st.bytesOut.Add(out.Bytes)
 	now := time.Now()
 	switch {
-	case out.Err != nil && errors.Is(out.Err, context.Canceled):
-		// the client left
+	case out.ClientGone(), out.TransformFailed():
+		// not the backend's doing
 	case out.Err != nil || out.Status >= 500:
 		st.failures.Add(1)
 		st.breaker.Failure(now)
@@ -98,5 +102,9 @@ func (p *picker) Done(t engines.Target, out engines.Outcome) {
 		st.park(out.RetryAfter)
 	}
 }
+
+// statusClientClosed is recorded for a request whose client went away
+// before any response: nginx's 499, as Caddy logs it.
+const statusClientClosed = 499
 
 var _ engines.Picker = (*picker)(nil)

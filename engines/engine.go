@@ -7,6 +7,7 @@ package engines
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/url"
 	"time"
@@ -61,15 +62,65 @@ type Picker interface {
 type Outcome struct {
 	// Status is the backend's status code, or 0 when it gave no response.
 	Status int
-	// Err is the transport error, if any (including mid-stream failures).
+	// Err is why the attempt did not end cleanly, if it did not: a
+	// transport or body read error from the backend (ErrStreamIdle
+	// included), or an error wrapping ErrClientGone (the client's doing)
+	// or ErrTransform (a response transform's doing).
 	Err error
 	// RetryAfter is how long the backend asked us to stay away (429/503).
 	RetryAfter time.Duration
 	// HeaderLatency is the time from sending the request to its headers.
 	HeaderLatency time.Duration
-	// Bytes is how many response body bytes reached the client.
+	// Bytes is how many response body bytes were read from the backend.
 	Bytes int64
 }
+
+// ClientGone reports whether the attempt ended because the client went
+// away: it hung up, a write to it failed, or its request context was
+// cancelled. That is never the backend's failure.
+func (o Outcome) ClientGone() bool { return o.Err != nil && errors.Is(o.Err, ErrClientGone) }
+
+// TransformFailed reports whether the attempt ended because the Plan's
+// response transform failed on a backend answer that read cleanly. The
+// backend is not blamed for our own translation.
+func (o Outcome) TransformFailed() bool { return o.Err != nil && errors.Is(o.Err, ErrTransform) }
+
+// ErrClientGone is wrapped by every error that ends an attempt because
+// the client went away (see ClientGone).
+var ErrClientGone = errors.New("client went away")
+
+// ErrTransform is wrapped by every error a response transform returned.
+var ErrTransform = errors.New("response transform failed")
+
+// ErrStreamIdle ends a response whose backend sent nothing for the
+// Plan's StreamIdleTimeout. It counts against the backend.
+var ErrStreamIdle = errors.New("backend sent nothing within stream_idle_timeout")
+
+// ClientGoneError marks cause (a write error, context.Canceled...) as the
+// client's doing. errors.Is finds both ErrClientGone and cause in it.
+func ClientGoneError(cause error) error {
+	if cause == nil {
+		cause = context.Canceled
+	}
+	return clientGone{cause}
+}
+
+type clientGone struct{ cause error }
+
+func (e clientGone) Error() string        { return "client went away: " + e.cause.Error() }
+func (e clientGone) Unwrap() error        { return e.cause }
+func (e clientGone) Is(target error) bool { return target == ErrClientGone }
+
+// TransformError marks err as a response transform's failure.
+func TransformError(err error) error {
+	return transformFailed{err}
+}
+
+type transformFailed struct{ cause error }
+
+func (e transformFailed) Error() string        { return "response transform: " + e.cause.Error() }
+func (e transformFailed) Unwrap() error        { return e.cause }
+func (e transformFailed) Is(target error) bool { return target == ErrTransform }
 
 // FlushPolicy is the handler's `profile` setting.
 type FlushPolicy uint8
@@ -95,9 +146,18 @@ type Plan struct {
 	// Body is the buffered request body, replayed on every attempt; nil
 	// when the request had none.
 	Body []byte
-	// BodyFor, if set, gives the body for one endpoint instead of Body (an
-	// alias rewritten to the model name that endpoint knows).
-	BodyFor func(t Target) []byte
+	// Upstream, if set, gives the API path and body for one endpoint
+	// instead of Path and Body: an alias rewritten to the model name that
+	// endpoint knows, or a request translated to the API that endpoint
+	// speaks. It is called once per attempt.
+	Upstream func(t Target) (path string, body []byte)
+	// Response, if set, is called once per attempt whose response will be
+	// written to the client, after OnResponse and before the headers are
+	// written. h is the response header and may be changed (Content-Type,
+	// say). A non-nil transform rewrites the body on its way to the
+	// client; the backend's Content-Length is then dropped. nil passes
+	// the body through unchanged.
+	Response func(t Target, status int, h http.Header) ResponseTransform
 	// Picker yields candidates in order.
 	Picker Picker
 	// MaxAttempts bounds how many candidates one request may try (>= 1).
@@ -124,12 +184,33 @@ type Plan struct {
 	OnStreamEnd func(t Target, firstByte time.Time, bytes int64, tail *Tail, err error)
 }
 
-// BodyOf returns the request body to send to t.
-func (p *Plan) BodyOf(t Target) []byte {
-	if p.BodyFor != nil {
-		return p.BodyFor(t)
+// UpstreamFor returns the API path and request body to send to t.
+func (p *Plan) UpstreamFor(t Target) (path string, body []byte) {
+	if p.Upstream != nil {
+		return p.Upstream(t)
 	}
-	return p.Body
+	return p.Path, p.Body
+}
+
+// ResponseTransform rewrites one response body on its way to the client
+// (a translation between API formats). Both engines drive it the same way:
+// Write for each read of the backend's body, then End exactly once. The
+// bytes the transform writes to w reach the client, flushed per the Plan's
+// policy. The Tail passed to OnStreamEnd holds the backend's bytes, not the
+// transform's.
+type ResponseTransform interface {
+	// Write gets the next bytes of the backend's body (valid only during
+	// the call) and writes their translation to w. An error ends the
+	// response; unless it came from w it is the transform's failure.
+	Write(w io.Writer, p []byte) error
+	// End says how the backend's body ended: nil when it was complete,
+	// else the backend's error (ErrStreamIdle, a reset). End may write
+	// closing bytes, such as a final error event, to w. When err is not
+	// nil and End returns nil, the client was told in-band and the
+	// response ends normally; when End returns an error the engine aborts
+	// the response, as it does for a broken stream without a transform.
+	// Who is blamed does not change: a backend error still counts.
+	End(w io.Writer, err error) error
 }
 
 // ErrHeaderTimeout is an attempt whose backend sent no headers in time.

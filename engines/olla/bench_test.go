@@ -111,7 +111,7 @@ func (c *cannedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if r.Body != nil {
 		io.Copy(io.Discard, r.Body)
 	}
-	return &http.Response{StatusCode: 200, Header: c.header.Clone(), ContentLength: -1,
+	return &http.Response{StatusCode: 200, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: c.header.Clone(), ContentLength: -1,
 		Body: io.NopCloser(strings.NewReader(c.body))}, nil
 }
 

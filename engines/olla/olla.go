@@ -9,10 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddy-olla/olla/engines"
@@ -60,10 +60,13 @@ func (e *Engine) Serve(w http.ResponseWriter, r *http.Request, plan *engines.Pla
 		res, latency, cancel, err := e.roundTrip(r, plan, t)
 		if err != nil {
 			cancel()
-			plan.Picker.Done(t, engines.Outcome{Err: err})
 			if r.Context().Err() != nil {
-				return nil // the client left; nothing to answer
+				// the client left while we waited: nothing to answer,
+				// and nothing the backend is to blame for
+				plan.Picker.Done(t, engines.Outcome{Err: engines.ClientGoneError(err)})
+				return nil
 			}
+			plan.Picker.Done(t, engines.Outcome{Err: err})
 			lastErr = fmt.Errorf("endpoint %s: %w", t.Name(), err)
 			continue
 		}
@@ -86,8 +89,8 @@ func (e *Engine) Serve(w http.ResponseWriter, r *http.Request, plan *engines.Pla
 // it once the response body is done.
 func (e *Engine) roundTrip(r *http.Request, plan *engines.Plan, t engines.Target) (res *http.Response, latency time.Duration, cancel context.CancelFunc, err error) {
 	ctx, stop, cancel := engines.WithHeaderTimeout(r.Context(), plan.HeaderTimeout)
-	u := engines.UpstreamURL(t.BaseURL(), plan.Path, plan.RawQuery)
-	payload := plan.BodyOf(t)
+	apiPath, payload := plan.UpstreamFor(t)
+	u := engines.UpstreamURL(t.BaseURL(), apiPath, plan.RawQuery)
 	// built by hand: NewRequest would print the URL only to parse it again
 	out := (&http.Request{Method: r.Method, URL: u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Header: r.Header.Clone(), Host: u.Host}).WithContext(ctx)
@@ -99,7 +102,8 @@ func (e *Engine) roundTrip(r *http.Request, plan *engines.Plan, t engines.Target
 		out.GetBody = func() (io.ReadCloser, error) { return newBody(payload), nil }
 	}
 	engines.PrepareOutboundHeader(out.Header, t, plan.RequestID)
-	setForwarded(out.Header, r)
+	engines.SetForwarded(out.Header, r)
+	engines.AddVia(out.Header, r.Proto, r.ProtoMajor, r.ProtoMinor)
 	sent := time.Now()
 	res, err = t.Transport().RoundTrip(out)
 	if stop() {
@@ -123,29 +127,9 @@ func newBody(p []byte) *body {
 
 func (*body) Close() error { return nil }
 
-// Constant header values, shared: net/http never writes into a value
-// slice, and Header.Add on a full slice copies it.
-var (
-	protoHTTP      = []string{"http"}
-	protoHTTPS     = []string{"https"}
-	totalTimeValue = []string{engines.TotalTimeTrailer}
-)
-
-// setForwarded adds the X-Forwarded-* headers a backend may log.
-func setForwarded(h http.Header, r *http.Request) {
-	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		if prior := h.Get("X-Forwarded-For"); prior != "" {
-			ip = prior + ", " + ip
-		}
-		h.Set("X-Forwarded-For", ip)
-	}
-	if r.TLS != nil {
-		h["X-Forwarded-Proto"] = protoHTTPS
-	} else {
-		h["X-Forwarded-Proto"] = protoHTTP
-	}
-	h.Set("X-Forwarded-Host", r.Host)
-}
+// totalTimeValue is shared: net/http never writes into a value slice,
+// and Header.Add on a full slice copies it.
+var totalTimeValue = []string{engines.TotalTimeTrailer}
 
 // respond writes the backend's answer to the client. Past this point a
 // failure can only end the response, never replay it.
@@ -157,13 +141,24 @@ func (e *Engine) respond(w http.ResponseWriter, r *http.Request, plan *engines.P
 	if plan.OnResponse != nil {
 		plan.OnResponse(t, res.Header)
 	}
+	// decided on the backend's answer: a transform keeps its nature
 	stream := engines.IsStream(res.Header, res.ContentLength)
 	flush := engines.ShouldFlush(plan.Flush, res.Header, res.ContentLength)
+	var tr engines.ResponseTransform
+	if plan.Response != nil {
+		if tr = plan.Response(t, res.StatusCode, res.Header); tr != nil {
+			res.Header.Del("Content-Length")
+		}
+	}
 
 	hdr := w.Header()
+	// as reverse_proxy: the backend's Server, if any, replaces ours, and
+	// Via names this hop
+	engines.ReplaceServerHeader(hdr)
+	engines.AddVia(hdr, res.Proto, res.ProtoMajor, res.ProtoMinor)
 	for k, vv := range res.Header {
 		if prev, ok := hdr[k]; ok {
-			hdr[k] = append(prev, vv...)
+			hdr[k] = append(prev[:len(prev):len(prev)], vv...)
 		} else {
 			hdr[k] = vv // the response is ours alone: no copy needed
 		}
@@ -193,7 +188,11 @@ func (e *Engine) respond(w http.ResponseWriter, r *http.Request, plan *engines.P
 		defer e.tails.Put(tail)
 		tail.Reset()
 	}
-	firstByte, n, err := e.copyBody(w, rc, res.Body, flush, plan.StreamIdleTimeout, tail)
+	c := copier{w: w, rc: rc, flush: flush, idle: plan.StreamIdleTimeout, tail: tail}
+	if tr != nil {
+		c.tw = &clientWriter{w: w}
+	}
+	firstByte, n, err := e.copyBody(&c, res.Body, tr, r.Context())
 	res.Body.Close()
 	out.Bytes, out.Err = n, err
 	if plan.OnStreamEnd != nil {
@@ -201,13 +200,14 @@ func (e *Engine) respond(w http.ResponseWriter, r *http.Request, plan *engines.P
 	}
 	plan.Picker.Done(t, out)
 
-	if err != nil {
-		if errors.Is(err, errClientWrite) || r.Context().Err() != nil {
+	if err != nil && !c.toldInBand {
+		if out.ClientGone() {
 			return // the client went away; nothing more to say
 		}
-		// The backend broke mid-stream. Ending the handler normally would
-		// write a clean terminating chunk and make a truncated stream look
-		// complete, so abort the connection, as net/http's proxy does.
+		// The backend (or the transform) broke mid-stream. Ending the
+		// handler normally would write a clean terminating chunk and make
+		// a truncated stream look complete, so abort the connection, as
+		// net/http's and Caddy's proxies do.
 		_ = rc.Flush()
 		panic(http.ErrAbortHandler)
 	}
@@ -223,29 +223,53 @@ func (e *Engine) respond(w http.ResponseWriter, r *http.Request, plan *engines.P
 	}
 }
 
-var (
-	errClientWrite = errors.New("writing to client failed")
-	errStreamIdle  = errors.New("backend sent nothing within stream_idle_timeout")
-)
+// copier is one response body's copy state.
+type copier struct {
+	w     io.Writer
+	rc    *http.ResponseController
+	flush bool
+	idle  time.Duration
+	tail  *engines.Tail
+	// tw is the client writer handed to a response transform; nil without one
+	tw *clientWriter
+	// toldInBand: the transform reported the backend's failure to the
+	// client inside the body, so the response may end normally
+	toldInBand bool
+}
 
-// copyBody moves the body through a pooled buffer, flushing each read when
-// asked. An idle timer closes the body if the backend goes quiet, which ends
-// the blocked read.
-func (e *Engine) copyBody(w io.Writer, rc *http.ResponseController, body io.ReadCloser, flush bool, idle time.Duration, tail *engines.Tail) (time.Time, int64, error) {
+// clientWriter remembers a failed write to the client, so a transform's
+// error can be told apart from the client's.
+type clientWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (c *clientWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	if err != nil && c.err == nil {
+		c.err = err
+	}
+	return n, err
+}
+
+// copyBody moves the body through a pooled buffer (and the transform, if
+// any), flushing each read when asked. It returns the error that ended the
+// copy, classified: a read error is the backend's (ErrStreamIdle when the
+// backend went quiet), a failed write or a cancelled client context is
+// ErrClientGone, a transform's own error is ErrTransform.
+//
+// The idle timer runs only while a read waits on the backend, never while
+// a write waits on the client: a slow reader is not a stalled backend.
+// When it fires it closes the body, which ends the blocked read.
+func (e *Engine) copyBody(c *copier, body io.ReadCloser, tr engines.ResponseTransform, clientCtx context.Context) (time.Time, int64, error) {
 	bp := e.buffers.Get().(*[]byte)
 	defer e.buffers.Put(bp)
 	buf := *bp
 
 	var timer *time.Timer
-	var idled bool
-	var mu sync.Mutex
-	if idle > 0 {
-		timer = time.AfterFunc(idle, func() {
-			mu.Lock()
-			idled = true
-			mu.Unlock()
-			body.Close()
-		})
+	var idled *atomic.Bool
+	if c.idle > 0 {
+		timer, idled = idleTimer(c.idle, body)
 		defer timer.Stop()
 	}
 
@@ -253,39 +277,90 @@ func (e *Engine) copyBody(w io.Writer, rc *http.ResponseController, body io.Read
 	var total int64
 	for {
 		n, rerr := body.Read(buf)
-		if timer != nil {
-			timer.Reset(idle)
+		if timer != nil && !timer.Stop() && idled.Load() {
+			rerr = engines.ErrStreamIdle // the timer closed the body under the read
 		}
 		if n > 0 {
 			if total == 0 {
 				first = time.Now()
 			}
-			if tail != nil {
-				tail.Write(buf[:n])
-			}
-			if _, werr := w.Write(buf[:n]); werr != nil {
-				return first, total, errClientWrite
-			}
 			total += int64(n)
-			if flush {
-				if ferr := rc.Flush(); ferr != nil {
-					return first, total, errClientWrite
-				}
+			if c.tail != nil {
+				c.tail.Write(buf[:n])
 			}
-		}
-		if rerr == io.EOF {
-			return first, total, nil
+			if err := c.write(buf[:n], tr, clientCtx); err != nil {
+				return first, total, err
+			}
 		}
 		if rerr != nil {
-			mu.Lock()
-			wasIdle := idled
-			mu.Unlock()
-			if wasIdle {
-				return first, total, errStreamIdle
+			if rerr == io.EOF {
+				rerr = nil
+			} else if clientCtx.Err() != nil {
+				// the read failed because the client's context ended
+				rerr = engines.ClientGoneError(rerr)
+			}
+			if tr != nil && !errors.Is(rerr, engines.ErrClientGone) {
+				rerr = c.end(tr, rerr, clientCtx)
 			}
 			return first, total, rerr
 		}
+		if timer != nil {
+			timer.Reset(c.idle)
+		}
 	}
+}
+
+// idleTimer closes body after d unless stopped, and says it did. Apart
+// from copyBody so that nothing is allocated when there is no timeout.
+func idleTimer(d time.Duration, body io.Closer) (*time.Timer, *atomic.Bool) {
+	idled := new(atomic.Bool)
+	return time.AfterFunc(d, func() {
+		idled.Store(true)
+		body.Close()
+	}), idled
+}
+
+// write passes one read to the client, through the transform if any.
+func (c *copier) write(p []byte, tr engines.ResponseTransform, clientCtx context.Context) error {
+	if tr == nil {
+		if _, err := c.w.Write(p); err != nil {
+			return engines.ClientGoneError(err)
+		}
+	} else if err := tr.Write(c.tw, p); err != nil {
+		if c.tw.err != nil || clientCtx.Err() != nil {
+			return engines.ClientGoneError(err)
+		}
+		return engines.TransformError(err)
+	}
+	if c.flush {
+		if err := c.rc.Flush(); err != nil {
+			return engines.ClientGoneError(err)
+		}
+	}
+	return nil
+}
+
+// end tells the transform how the backend's body ended and returns the
+// attempt's error: the backend's, if any (a transform that told the
+// client in-band lets the response end normally), else the transform's.
+func (c *copier) end(tr engines.ResponseTransform, backendErr error, clientCtx context.Context) error {
+	terr := tr.End(c.tw, backendErr)
+	if c.tw.err != nil || clientCtx.Err() != nil {
+		return engines.ClientGoneError(c.tw.err)
+	}
+	if c.flush {
+		if err := c.rc.Flush(); err != nil {
+			return engines.ClientGoneError(err)
+		}
+	}
+	switch {
+	case backendErr != nil:
+		c.toldInBand = terr == nil
+		return backendErr
+	case terr != nil:
+		return engines.TransformError(terr)
+	}
+	return nil
 }
 
 func drainAndClose(body io.ReadCloser) {

@@ -91,6 +91,33 @@ type request struct {
 	open    bool // an attempt was started and not yet Done
 	wrote   bool // a response was handed to reverse_proxy for writing
 	lastErr error
+
+	clientCtx context.Context // the client's request context
+
+	// the first failed write or flush to the client; reverse_proxy's
+	// delayed flushes run on a timer goroutine, hence the lock
+	mu       sync.Mutex
+	writeErr error
+}
+
+// clientGone returns why the client is gone, or nil while it is there: a
+// write to it failed, or its context ended.
+func (q *request) clientGone() error {
+	q.mu.Lock()
+	err := q.writeErr
+	q.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return q.clientCtx.Err()
+}
+
+func (q *request) writeFailed(err error) {
+	q.mu.Lock()
+	if q.writeErr == nil {
+		q.writeErr = err
+	}
+	q.mu.Unlock()
 }
 
 func (q *request) done(t engines.Target, out engines.Outcome) {
@@ -103,7 +130,7 @@ func (q *request) done(t engines.Target, out engines.Outcome) {
 
 // Serve implements engines.Engine.
 func (e *Engine) Serve(w http.ResponseWriter, r *http.Request, plan *engines.Plan) error {
-	q := &request{plan: plan}
+	q := &request{plan: plan, clientCtx: r.Context()}
 	defer func() {
 		// an attempt the proxy loop never completed (it panicked, or a
 		// dial-info step failed) still ends its in-flight count
@@ -113,7 +140,7 @@ func (e *Engine) Serve(w http.ResponseWriter, r *http.Request, plan *engines.Pla
 	}()
 	r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, q))
 	inner := &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}
-	fw := &flushWriter{ResponseWriterWrapper: inner, policy: plan.Flush, rc: http.NewResponseController(inner)}
+	fw := &flushWriter{ResponseWriterWrapper: inner, policy: plan.Flush, rc: http.NewResponseController(inner), q: q}
 	err := e.rp.ServeHTTP(fw, r, caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil }))
 	if err == nil || fw.wroteHeader {
 		return nil
@@ -184,10 +211,11 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 
 	ctx, stop, cancel := engines.WithHeaderTimeout(req.Context(), plan.HeaderTimeout)
 	out := req.Clone(ctx)
-	out.URL = engines.UpstreamURL(t.BaseURL(), plan.Path, plan.RawQuery)
+	apiPath, payload := plan.UpstreamFor(t)
+	out.URL = engines.UpstreamURL(t.BaseURL(), apiPath, plan.RawQuery)
 	out.Host = out.URL.Host
 	engines.PrepareOutboundHeader(out.Header, t, plan.RequestID)
-	if payload := plan.BodyOf(t); payload != nil {
+	if payload != nil {
 		out.Body = io.NopCloser(bytes.NewReader(payload))
 		out.ContentLength = int64(len(payload))
 		out.Header.Del("Transfer-Encoding")
@@ -206,10 +234,13 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	if err != nil {
 		cancel()
-		q.done(t, engines.Outcome{Err: err})
-		if req.Context().Err() != nil {
-			return nil, err // the client left: no failover, no blame
+		if q.clientCtx.Err() != nil {
+			// the client left: no failover, no blame
+			err = engines.ClientGoneError(err)
+			q.done(t, engines.Outcome{Err: err})
+			return nil, err
 		}
+		q.done(t, engines.Outcome{Err: err})
 		q.lastErr = fmt.Errorf("endpoint %s: %w", t.Name(), err)
 		return nil, reverseproxy.NewDialError(q.lastErr)
 	}
@@ -228,6 +259,7 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	if plan.OnResponse != nil {
 		plan.OnResponse(t, res.Header)
 	}
+	// decided on the backend's answer: a transform keeps its nature
 	stream := engines.IsStream(res.Header, res.ContentLength)
 	if stream {
 		if res.Trailer == nil {
@@ -240,7 +272,13 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		outcome: engines.Outcome{Status: res.StatusCode, HeaderLatency: latency,
 			RetryAfter: engines.ParseRetryAfter(res.Header.Get("Retry-After"), time.Now())},
 	}
+	if plan.Response != nil {
+		if tb.tr = plan.Response(t, res.StatusCode, res.Header); tb.tr != nil {
+			res.Header.Del("Content-Length")
+		}
+	}
 	if idle := plan.StreamIdleTimeout; idle > 0 {
+		// runs only while a read waits on the backend (see Read)
 		tb.idle = idle
 		tb.timer = time.AfterFunc(idle, func() {
 			tb.idled.Store(true)
@@ -253,8 +291,8 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 // trackedBody ends the attempt when reverse_proxy closes the body (it always
-// does, also before it aborts a broken stream), and fills the total-time
-// trailer.
+// does, also before it aborts a broken stream), fills the total-time
+// trailer, and runs the Plan's response transform, if any.
 type trackedBody struct {
 	io.ReadCloser
 	q         *request
@@ -265,24 +303,83 @@ type trackedBody struct {
 	firstByte time.Time
 	e         *Engine
 	tail      *engines.Tail // from the engine's pool, only when someone reads it
-	readErr   error
+	readErr   error         // the backend's read error; nil at a clean end
 	closed    bool
 	cancel    context.CancelFunc
 
 	// idle timeout: the timer closes the backend body when it goes quiet,
-	// which ends the blocked read
+	// which ends the blocked read. It runs only during reads from the
+	// backend, never while reverse_proxy writes to a slow client.
 	idle  time.Duration
 	timer *time.Timer
 	idled atomic.Bool
+
+	// the response transform and its output not yet handed to reverse_proxy
+	tr      engines.ResponseTransform
+	pending bytes.Buffer
+	final   error // returned once pending is drained
+	trErr   error // the transform's own failure
 }
 
 func (b *trackedBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
+	if b.tr == nil {
+		return b.readBackend(p)
+	}
+	for {
+		if b.pending.Len() > 0 {
+			return b.pending.Read(p)
+		}
+		if b.final != nil {
+			return 0, b.final
+		}
+		// p is reverse_proxy's buffer: borrow it to read the backend,
+		// the transform's output goes to pending
+		n, err := b.readBackend(p)
+		if n > 0 {
+			if terr := b.tr.Write(&b.pending, p[:n]); terr != nil {
+				b.trErr = engines.TransformError(terr)
+				b.final = b.trErr
+				continue
+			}
+		}
+		if err != nil {
+			b.final = b.endTransform(err)
+		}
+	}
+}
+
+// endTransform tells the transform how the backend's body ended and
+// returns what reverse_proxy reads last: io.EOF to end the response
+// normally (complete, or the failure told in-band), else an error that
+// makes it abort the response.
+func (b *trackedBody) endTransform(err error) error {
+	backendErr := err
+	if err == io.EOF {
+		backendErr = nil
+	}
+	terr := b.tr.End(&b.pending, backendErr)
+	switch {
+	case backendErr != nil && terr == nil:
+		return io.EOF // told in-band; readErr still blames the backend
+	case backendErr != nil:
+		return err
+	case terr != nil:
+		b.trErr = engines.TransformError(terr)
+		return b.trErr
+	}
+	return io.EOF
+}
+
+func (b *trackedBody) readBackend(p []byte) (int, error) {
 	if b.timer != nil {
 		b.timer.Reset(b.idle)
 	}
-	if err != nil && b.idled.Load() {
-		err = errStreamIdle
+	n, err := b.ReadCloser.Read(p)
+	if b.timer != nil {
+		b.timer.Stop()
+		if err != nil && b.idled.Load() {
+			err = engines.ErrStreamIdle
+		}
 	}
 	if n > 0 {
 		if b.outcome.Bytes == 0 {
@@ -317,9 +414,18 @@ func (b *trackedBody) Close() error {
 	if b.stream {
 		b.res.Trailer.Set(engines.TotalTimeTrailer, strconv.FormatInt(time.Since(plan.Start).Milliseconds(), 10)+"ms")
 	}
-	b.outcome.Err = b.readErr
+	// the client's doing first: a read that failed because the client's
+	// context ended, or a write to it that failed, is not the backend's
+	switch gone := b.q.clientGone(); {
+	case gone != nil:
+		b.outcome.Err = engines.ClientGoneError(gone)
+	case b.readErr != nil:
+		b.outcome.Err = b.readErr
+	case b.trErr != nil:
+		b.outcome.Err = b.trErr
+	}
 	if plan.OnStreamEnd != nil {
-		plan.OnStreamEnd(b.t, b.firstByte, b.outcome.Bytes, b.tail, b.readErr) // nil tail: no bytes
+		plan.OnStreamEnd(b.t, b.firstByte, b.outcome.Bytes, b.tail, b.outcome.Err) // nil tail: no bytes
 	}
 	if b.tail != nil {
 		b.e.tails.Put(b.tail)
@@ -329,8 +435,6 @@ func (b *trackedBody) Close() error {
 	return err
 }
 
-var errStreamIdle = errors.New("backend sent nothing within stream_idle_timeout")
-
 // flushWriter records whether a response was started and applies the
 // `profile` to reverse_proxy's flushes: http.ResponseController calls
 // FlushError before it unwraps, so `standard` can swallow them.
@@ -339,6 +443,7 @@ type flushWriter struct {
 	policy      engines.FlushPolicy
 	wroteHeader bool
 	rc          *http.ResponseController // made once, not per flush
+	q           *request                 // records a failed write: the client is gone
 }
 
 func (w *flushWriter) WriteHeader(code int) {
@@ -354,6 +459,7 @@ func (w *flushWriter) Write(p []byte) (int, error) {
 	if err == nil && w.policy == engines.FlushAlways {
 		err = w.rc.Flush()
 	}
+	w.failed(err)
 	return n, err
 }
 
@@ -361,7 +467,15 @@ func (w *flushWriter) FlushError() error {
 	if w.policy == engines.FlushNever {
 		return nil
 	}
-	return w.rc.Flush()
+	err := w.rc.Flush()
+	w.failed(err)
+	return err
+}
+
+func (w *flushWriter) failed(err error) {
+	if err != nil {
+		w.q.writeFailed(err)
+	}
 }
 
 // Unwrap lets http.ResponseController reach the server's writer.
