@@ -1,0 +1,330 @@
+package balancer
+
+import (
+	"math"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// A selection runs in three steps, like an inference gateway's endpoint
+// picker: filters drop candidates, weighted scorers rate the rest in [0,1],
+// and the picker takes the highest total. Scorers see each candidate as a
+// [Candidate] (its priority, our in-flight count and, when the caller has
+// them, the backend's signals) and the [Set] of facts about all of them, so a
+// scorer can rate relative to the others without a pass of its own.
+
+// Filter drops candidates that should not be chosen this time. Filters only
+// narrow: when they would drop every candidate, the pipeline keeps them all,
+// because waiting for room is the caller's decision (admission), not the
+// balancer's.
+type Filter interface {
+	Name() string
+	// Keep reports whether candidate c stays in the running. s holds only
+	// the facts gathered before filtering (Set.TopPriority).
+	Keep(r *Request, c *Candidate, s *Set) bool
+}
+
+// Scorer rates a candidate in [0,1]; higher is better. A value outside the
+// range (or NaN) is clamped. A scorer with nothing to go on should return the
+// same value for every candidate, which leaves the ranking to the others.
+// Scorers must not keep the pointers they are given.
+type Scorer interface {
+	Name() string
+	Score(r *Request, c *Candidate, s *Set) float64
+}
+
+// Set holds facts about the whole candidate set of one selection.
+type Set struct {
+	// Len is the number of candidates left after filtering.
+	Len int
+	// TopPriority is the highest priority among all candidates.
+	TopPriority int
+	// MinTTFT is the fastest known TTFT among the filtered candidates
+	// (0: none known).
+	MinTTFT time.Duration
+	// Affinity is the index of the candidate the request's session or prefix
+	// key hashes to (rendezvous hashing with a load bound), or -1 when the
+	// request has no key or the pipeline no affinity scorer.
+	Affinity int
+}
+
+// Weighted is a scorer with its weight in the total.
+type Weighted struct {
+	Scorer Scorer
+	Weight float64
+}
+
+// TieBreak is how the picker chooses among candidates with the same total.
+type TieBreak int8
+
+const (
+	// TieRotate takes tied candidates in turn, so equal endpoints share the
+	// load evenly; a candidate that is best alone takes no turn.
+	TieRotate TieBreak = iota
+	// TieFirst takes the first tied candidate in the caller's order: a
+	// stable choice.
+	TieFirst
+	// TieCycle is TieRotate that spends a turn on every pick, even when one
+	// candidate is best alone: with no scorers it is a strict round-robin.
+	TieCycle
+)
+
+// Picker takes the candidate with the highest total.
+type Picker struct {
+	Ties  TieBreak
+	turns rotation
+}
+
+// pick returns the index of the best kept candidate, or -1 if none is kept.
+func (p *Picker) pick(totals []float64, kept []bool) int {
+	first, tied := -1, 0
+	best := math.Inf(-1)
+	for i, t := range totals {
+		if !kept[i] {
+			continue
+		}
+		switch {
+		case first < 0 || t > best:
+			first, best, tied = i, t, 1
+		case t == best:
+			tied++
+		}
+	}
+	if first < 0 || p.Ties == TieFirst || (tied == 1 && p.Ties != TieCycle) {
+		return first
+	}
+	skip := p.turns.turn(tied)
+	for i := first; i < len(totals); i++ {
+		if kept[i] && totals[i] == best {
+			if skip == 0 {
+				return i
+			}
+			skip--
+		}
+	}
+	return first
+}
+
+// Pipeline is a configured scheduler: filters, weighted scorers, a picker.
+// It implements [Balancer]. It is safe for concurrent use, and selecting
+// allocates nothing in the steady state (per-selection scratch space is
+// pooled).
+type Pipeline struct {
+	name      string
+	filters   []Filter
+	scorers   []Weighted
+	picker    Picker
+	loadBound float64 // rendezvous skips candidates above this × the mean
+	signals   bool    // some stage reads backend signals or names
+	affinity  bool    // some scorer reads Set.Affinity
+}
+
+// Name is the strategy the pipeline was built for.
+func (p *Pipeline) Name() string { return p.name }
+
+// Select implements [Balancer]: a selection for a request about which
+// nothing is known.
+func (p *Pipeline) Select(c Candidates) int {
+	i, _ := p.schedule(&Request{}, c, false)
+	return i
+}
+
+// Schedule selects a candidate for r and says why. Building the reason's
+// text is left to [Reason.String], so a caller that does not show it pays
+// nothing for it.
+func (p *Pipeline) Schedule(r Request, c Candidates) (int, Reason) {
+	return p.schedule(&r, c, true)
+}
+
+// scratch is one selection's working space, pooled so that selecting does
+// not allocate.
+type scratch struct {
+	req    Request
+	set    Set
+	cands  []Candidate
+	totals []float64
+	kept   []bool
+}
+
+var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
+
+func getScratch(n int) *scratch {
+	s := scratchPool.Get().(*scratch)
+	if cap(s.cands) < n {
+		s.cands = make([]Candidate, n)
+		s.totals = make([]float64, n)
+		s.kept = make([]bool, n)
+	}
+	s.cands, s.totals, s.kept = s.cands[:n], s.totals[:n], s.kept[:n]
+	return s
+}
+
+func putScratch(s *scratch) {
+	s.req = Request{} // drop references to the caller's strings
+	clear(s.cands)
+	scratchPool.Put(s)
+}
+
+func (p *Pipeline) schedule(in *Request, c Candidates, explain bool) (int, Reason) {
+	n := c.Len()
+	if n <= 0 {
+		return -1, Reason{Strategy: p.name, Index: -1}
+	}
+	s := getScratch(n)
+	defer putScratch(s)
+	s.req = *in
+	r := &s.req // the scorers' copy: in stays on the caller's stack
+	set := &s.set
+	*set = Set{Affinity: -1}
+
+	src, _ := c.(SignalSource)
+	if !p.signals {
+		src = nil
+	}
+	for i := range s.cands {
+		cand := &s.cands[i]
+		*cand = Candidate{Index: i, Priority: c.Priority(i), InFlight: c.InFlight(i)}
+		if src != nil {
+			cand.Name = src.Name(i)
+			cand.Signals = src.Signals(i, r.Model)
+		}
+		if i == 0 || cand.Priority > set.TopPriority {
+			set.TopPriority = cand.Priority
+		}
+	}
+
+	kept := 0
+	for i := range s.cands {
+		s.kept[i] = true
+		for _, f := range p.filters {
+			if !f.Keep(r, &s.cands[i], set) {
+				s.kept[i] = false
+				break
+			}
+		}
+		if s.kept[i] {
+			kept++
+		}
+	}
+	if kept == 0 { // filters narrow, never empty the set
+		for i := range s.kept {
+			s.kept[i] = true
+		}
+		kept = n
+	}
+	set.Len = kept
+
+	for i := range s.cands {
+		if ttft := s.cands[i].TTFT; s.kept[i] && ttft > 0 && (set.MinTTFT == 0 || ttft < set.MinTTFT) {
+			set.MinTTFT = ttft
+		}
+	}
+	if p.affinity {
+		if key, ok := r.affinityKey(); ok {
+			set.Affinity = rendezvousKept(key, s.cands, s.kept, p.loadBound)
+		}
+	}
+
+	for i := range s.cands {
+		if !s.kept[i] {
+			continue
+		}
+		total := 0.0
+		for _, w := range p.scorers {
+			total += w.Weight * clampScore(w.Scorer.Score(r, &s.cands[i], set))
+		}
+		s.totals[i] = total
+	}
+	win := p.picker.pick(s.totals, s.kept)
+	if !explain {
+		return win, Reason{}
+	}
+	return win, p.reason(r, s, win)
+}
+
+func clampScore(v float64) float64 {
+	switch {
+	case v > 1:
+		return 1
+	case v >= 0:
+		return v
+	}
+	return 0 // negative or NaN
+}
+
+// maxReasonParts bounds the scores a Reason names.
+const maxReasonParts = 4
+
+// Reason says why a candidate won: the strategy and the winner's highest
+// weighted scores. It is a plain value; its text is built only on demand.
+type Reason struct {
+	Strategy string
+	Index    int    // the winner, -1 if none
+	Endpoint string // the winner's name, "" when the candidates have none
+	parts    [maxReasonParts]ReasonPart
+	n        int
+}
+
+// ReasonPart is one scorer's verdict on the winner.
+type ReasonPart struct {
+	Scorer string
+	Score  float64 // in [0,1]
+	Weight float64
+}
+
+// Parts returns the winner's scores, highest weighted contribution first.
+func (r *Reason) Parts() []ReasonPart { return r.parts[:r.n] }
+
+func (p *Pipeline) reason(r *Request, s *scratch, win int) Reason {
+	out := Reason{Strategy: p.name, Index: win}
+	if win < 0 {
+		return out
+	}
+	c := &s.cands[win]
+	out.Endpoint = c.Name
+	for _, w := range p.scorers {
+		part := ReasonPart{Scorer: w.Scorer.Name(), Score: clampScore(w.Scorer.Score(r, c, &s.set)), Weight: w.Weight}
+		// insertion into the top maxReasonParts by weighted contribution
+		j := out.n
+		if j == maxReasonParts {
+			if part.Score*part.Weight <= out.parts[j-1].Score*out.parts[j-1].Weight {
+				continue
+			}
+			j--
+		} else {
+			out.n++
+		}
+		for j > 0 && part.Score*part.Weight > out.parts[j-1].Score*out.parts[j-1].Weight {
+			out.parts[j] = out.parts[j-1]
+			j--
+		}
+		out.parts[j] = part
+	}
+	return out
+}
+
+// String is the reason for a header such as X-Olla-Routing-Reason, e.g.
+// "adaptive: ep-a warm=1 load=0.8 ttft=0.9". Scores have two significant
+// digits.
+func (r Reason) String() string {
+	b := make([]byte, 0, 64)
+	b = append(b, r.Strategy...)
+	b = append(b, ':')
+	if r.Endpoint != "" {
+		b = append(b, ' ')
+		b = append(b, r.Endpoint...)
+	} else if r.Index >= 0 {
+		b = append(b, " #"...)
+		b = strconv.AppendInt(b, int64(r.Index), 10)
+	}
+	for _, part := range r.parts[:r.n] {
+		b = append(b, ' ')
+		b = append(b, part.Scorer...)
+		b = append(b, '=')
+		b = strconv.AppendFloat(b, math.Round(part.Score*100)/100, 'g', -1, 64)
+	}
+	return string(b)
+}
+
+var _ Balancer = (*Pipeline)(nil)

@@ -1,0 +1,103 @@
+package balancer
+
+// HashKey hashes a session key, a client key or an endpoint name to 64 bits:
+// FNV-1a followed by a 64-bit finaliser so that similar strings spread. It is
+// the same in every process (no random seed), which is what lets two proxies
+// with one config agree on placements, and it never stores the key.
+func HashKey(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= 1099511628211
+	}
+	return mix64(h)
+}
+
+// mix64 is a 64-bit finaliser (from MurmurHash3): every input bit affects
+// every output bit.
+func mix64(h uint64) uint64 {
+	h ^= h >> 33
+	h *= 0xff51afd7ed558ccd
+	h ^= h >> 33
+	h *= 0xc4ceb9fe1a85ec53
+	h ^= h >> 33
+	return h
+}
+
+// rendezvousWeight is candidate name's weight for key: the candidate with the
+// highest weight wins. Removing a candidate moves only the keys it held.
+func rendezvousWeight(key uint64, name string) uint64 {
+	return mix64(key ^ HashKey(name))
+}
+
+// DefaultLoadBound is the default load bound of rendezvous placement: a
+// candidate whose load would exceed 1.25 × the mean is skipped.
+const DefaultLoadBound = 1.25
+
+// Rendezvous returns the index of the name that key maps to by rendezvous
+// (highest random weight) hashing, skipping names whose load is above bound ×
+// the mean load, or -1 when names is empty. Loads are counted with the new
+// request placed (each load + 1), so an idle set is never skipped; loads may
+// be nil (no bound). A bound below 1 is taken as 1 (it would skip every
+// candidate otherwise). The answer depends only on its arguments, so two
+// processes with the same names and loads agree.
+func Rendezvous(key uint64, names []string, loads []float64, bound float64) int {
+	limit := 0.0
+	if len(loads) == len(names) && len(names) > 0 {
+		sum := 0.0
+		for _, l := range loads {
+			sum += l + 1
+		}
+		limit = max(bound, 1) * sum / float64(len(names))
+	}
+	best, bestWeight := -1, uint64(0)
+	for i, name := range names {
+		if limit > 0 && loads[i]+1 > limit {
+			continue
+		}
+		if w := rendezvousWeight(key, name); best < 0 || w > bestWeight {
+			best, bestWeight = i, w
+		}
+	}
+	return best
+}
+
+// rendezvousKept is Rendezvous over a selection's kept candidates, with
+// utilisation as the load (a candidate's load + 1 being utilisation plus one
+// request's share of its capacity). Candidates without names hash their
+// index, which is stable within one process only.
+func rendezvousKept(key uint64, cands []Candidate, kept []bool, bound float64) int {
+	sum, n := 0.0, 0
+	for i := range cands {
+		if kept[i] {
+			sum += placed(&cands[i])
+			n++
+		}
+	}
+	if n == 0 {
+		return -1
+	}
+	limit := max(bound, 1) * sum / float64(n)
+	best, bestWeight := -1, uint64(0)
+	for i := range cands {
+		c := &cands[i]
+		if !kept[i] || placed(c) > limit {
+			continue
+		}
+		var w uint64
+		if c.Name != "" {
+			w = rendezvousWeight(key, c.Name)
+		} else {
+			w = mix64(key ^ mix64(uint64(i)+1))
+		}
+		if best < 0 || w > bestWeight {
+			best, bestWeight = i, w
+		}
+	}
+	return best
+}
+
+// placed is a candidate's utilisation with one more request on it.
+func placed(c *Candidate) float64 {
+	return c.utilisation() + 1/c.capacity()
+}

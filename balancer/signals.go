@@ -1,0 +1,136 @@
+package balancer
+
+import "time"
+
+// Request is what the scheduler knows about the request being placed. Every
+// field is optional; the zero Request is a request that only asks for "any
+// candidate". It is passed by value: scorers only read it.
+type Request struct {
+	// Model is the requested model, as the candidates' signals name it.
+	Model string
+	// SessionKey identifies a conversation (a session header, an API key,
+	// a client address): requests with the same key prefer the same endpoint.
+	// Only its hash is used; it is never stored.
+	SessionKey string
+	// PrefixHash is a hash of the prompt's first bytes, used for affinity
+	// when there is no SessionKey (0: none).
+	PrefixHash uint64
+	// ClientKey names the client for fairness decisions (not used by the
+	// built-in scorers; carried for filters that need it).
+	ClientKey string
+}
+
+// affinityKey returns the key rendezvous hashing places, and false when the
+// request carries none.
+func (r *Request) affinityKey() (uint64, bool) {
+	if r.SessionKey != "" {
+		return HashKey(r.SessionKey), true
+	}
+	if r.PrefixHash != 0 {
+		return r.PrefixHash, true
+	}
+	return 0, false
+}
+
+// Warmth says whether a candidate has the requested model resident now.
+type Warmth int8
+
+// Warmth values. The zero value is "unknown", which scores neutral.
+const (
+	WarmUnknown Warmth = iota
+	Warm               // loaded now, or a server that serves only what it lists
+	Cold               // must load the model first
+)
+
+// Signals are what a candidate's backend last said about itself, plus our own
+// observations. Each backend value has a Known flag: a signal the backend does
+// not expose, or one that could not be read, scores neutral and never makes a
+// candidate unroutable.
+type Signals struct {
+	// Warm says whether the requested model is resident.
+	Warm Warmth
+	// MaxConcurrency is the endpoint's configured limit of attempts in flight
+	// (0: none). It is the capacity our in-flight count is measured against.
+	MaxConcurrency int64
+
+	// QueueKnown marks Waiting and Running as read from the backend.
+	QueueKnown bool
+	Waiting    int64 // requests queued at the backend, not yet running
+	Running    int64 // requests the backend is processing (busy slots)
+
+	// SlotsKnown marks Slots as read from the backend (llama.cpp /slots).
+	SlotsKnown bool
+	Slots      int64 // parallel slots: the backend's own capacity
+
+	// KVKnown marks KVUsage as read from the backend.
+	KVKnown bool
+	KVUsage float64 // KV-cache occupancy, 0..1
+
+	// TTFT is our exponentially weighted time to first token for this
+	// endpoint and the requested model (0: no sample yet). It is our own
+	// measurement, so it never goes stale.
+	TTFT time.Duration
+
+	// Age is how long ago the backend values above were read, and MaxAge the
+	// age past which they are ignored (0: never stale). Stale backend values
+	// are treated as unknown.
+	Age, MaxAge time.Duration
+}
+
+// fresh reports whether the backend values may be used.
+func (s *Signals) fresh() bool {
+	return s.MaxAge <= 0 || s.Age <= s.MaxAge
+}
+
+// SignalSource is implemented by candidates that know more than priority and
+// in-flight counts. It is optional: a [Candidates] without it is scheduled on
+// priority and in-flight counts alone, with every other signal unknown.
+type SignalSource interface {
+	// Name is candidate i's stable name (the endpoint's name in the config);
+	// rendezvous hashing uses it, so that two processes with the same config
+	// rank candidates the same way.
+	Name(i int) string
+	// Signals returns candidate i's signals for the given model. It is called
+	// once per candidate per selection and must not allocate.
+	Signals(i int, model string) Signals
+}
+
+// Candidate is one candidate as the scorers see it: read once per selection,
+// passed by value so nothing escapes to the heap.
+type Candidate struct {
+	Index    int    // position in the Candidates
+	Name     string // "" when the Candidates has no SignalSource
+	Priority int
+	InFlight int64 // our attempts in flight
+	Signals
+}
+
+// demand is the candidate's outstanding work in requests: the backend's own
+// count when known and fresh (it includes other proxies' traffic), our
+// in-flight count when that is higher (it covers the time since the last
+// scrape).
+func (c *Candidate) demand() float64 {
+	d := c.InFlight
+	if c.QueueKnown && c.fresh() {
+		d = max(d, c.Running+c.Waiting)
+	}
+	return float64(max(d, 0))
+}
+
+// capacity is how many requests the candidate runs at once: its configured
+// max_concurrency, else the backend's slot count, else 1 (demand is then a
+// plain count).
+func (c *Candidate) capacity() float64 {
+	switch {
+	case c.MaxConcurrency > 0:
+		return float64(c.MaxConcurrency)
+	case c.SlotsKnown && c.Slots > 0 && c.fresh():
+		return float64(c.Slots)
+	}
+	return 1
+}
+
+// utilisation is demand over capacity: 0 idle, 1 full, above 1 queueing.
+func (c *Candidate) utilisation() float64 {
+	return c.demand() / c.capacity()
+}
