@@ -106,7 +106,7 @@ func New(name string) (Balancer, error) {
 //   - Adaptive: drop candidates that have no room (unless all are full),
 //     then the weighted scorers of [AdaptiveWeights], equal totals in turn.
 func NewPipeline(cfg Config) (*Pipeline, error) {
-	p := &Pipeline{name: cfg.Strategy, loadBound: cfg.LoadBound}
+	p := &Pipeline{name: cfg.Strategy, loadBound: cfg.LoadBound, slots: make([]scratch, scratchSlots())}
 	if p.loadBound == 0 {
 		p.loadBound = DefaultLoadBound
 	}

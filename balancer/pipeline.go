@@ -2,8 +2,9 @@ package balancer
 
 import (
 	"math"
+	"runtime"
 	"strconv"
-	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -106,6 +107,14 @@ func (p *Picker) pick(totals []float64, kept []bool) int {
 	return first
 }
 
+// pickAmongEqual picks among n candidates that all tie.
+func (p *Picker) pickAmongEqual(n int) int {
+	if p.Ties == TieFirst || (n == 1 && p.Ties != TieCycle) {
+		return 0
+	}
+	return p.turns.turn(n)
+}
+
 // Pipeline is a configured scheduler: filters, weighted scorers, a picker.
 // It implements [Balancer]. It is safe for concurrent use, and selecting
 // allocates nothing in the steady state (per-selection scratch space is
@@ -118,6 +127,8 @@ type Pipeline struct {
 	loadBound float64 // rendezvous skips candidates above this × the mean
 	signals   bool    // some stage reads backend signals or names
 	affinity  bool    // some scorer reads Set.Affinity
+	slots     []scratch
+	nextSlot  atomic.Uint32
 }
 
 // Name is the strategy the pipeline was built for.
@@ -126,31 +137,55 @@ func (p *Pipeline) Name() string { return p.name }
 // Select implements [Balancer]: a selection for a request about which
 // nothing is known.
 func (p *Pipeline) Select(c Candidates) int {
-	i, _ := p.schedule(&Request{}, c, false)
-	return i
+	return p.schedule(&Request{}, c, nil)
 }
 
 // Schedule selects a candidate for r and says why. Building the reason's
 // text is left to [Reason.String], so a caller that does not show it pays
 // nothing for it.
 func (p *Pipeline) Schedule(r Request, c Candidates) (int, Reason) {
-	return p.schedule(&r, c, true)
+	var why Reason
+	i := p.schedule(&r, c, &why)
+	return i, why
 }
 
-// scratch is one selection's working space, pooled so that selecting does
-// not allocate.
+// scratch is one selection's working space. Each pipeline keeps a few,
+// claimed with a compare-and-swap, so selecting does not allocate. (A
+// sync.Pool would do on its own, except that it drops items at random under
+// the race detector, and allocation-free selection is a tested property.)
 type scratch struct {
+	busy   atomic.Bool
+	source Candidates
 	req    Request
 	set    Set
 	cands  []Candidate
 	totals []float64
 	kept   []bool
+	_      [64]byte // keep two slots' busy flags off one cache line
 }
 
-var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
+// scratchSlots is how many selections of one pipeline can run at once
+// without allocating: more than the Ps that can run them, so a selection
+// preempted midway does not make the next one allocate.
+func scratchSlots() int {
+	return max(4, 2*runtime.GOMAXPROCS(0))
+}
 
-func getScratch(n int) *scratch {
-	s := scratchPool.Get().(*scratch)
+// claim returns a free scratch sized for n candidates, or a new one when
+// every slot is in use.
+func (p *Pipeline) claim(n int) *scratch {
+	var s *scratch
+	start := int(p.nextSlot.Add(1))
+	for k := range p.slots {
+		slot := &p.slots[(start+k)%len(p.slots)]
+		if !slot.busy.Load() && slot.busy.CompareAndSwap(false, true) {
+			s = slot
+			break
+		}
+	}
+	if s == nil {
+		s = new(scratch)
+	}
 	if cap(s.cands) < n {
 		s.cands = make([]Candidate, n)
 		s.totals = make([]float64, n)
@@ -160,34 +195,52 @@ func getScratch(n int) *scratch {
 	return s
 }
 
-func putScratch(s *scratch) {
-	s.req = Request{} // drop references to the caller's strings
-	clear(s.cands)
-	scratchPool.Put(s)
+// release frees a scratch claimed from a slot, dropping its references to
+// the request and the candidates (the candidates' names stay until the slot is
+// next used: they are the endpoints' own long-lived strings).
+func (s *scratch) release() {
+	s.req, s.source = Request{}, nil
+	s.busy.Store(false)
 }
 
-func (p *Pipeline) schedule(in *Request, c Candidates, explain bool) (int, Reason) {
+// schedule selects a candidate and, if why is not nil, says why there.
+func (p *Pipeline) schedule(in *Request, c Candidates, why *Reason) int {
 	n := c.Len()
 	if n <= 0 {
-		return -1, Reason{Strategy: p.name, Index: -1}
+		if why != nil {
+			*why = Reason{Strategy: p.name, Index: -1}
+		}
+		return -1
 	}
-	s := getScratch(n)
-	defer putScratch(s)
+	if len(p.filters) == 0 && len(p.scorers) == 0 {
+		// Nothing to read: every candidate ties (round-robin).
+		win := p.picker.pickAmongEqual(n)
+		if why != nil {
+			*why = Reason{Strategy: p.name, Index: win}
+			if src, ok := c.(SignalSource); ok {
+				why.Endpoint = src.Name(win)
+			}
+		}
+		return win
+	}
+	s := p.claim(n)
+	defer s.release()
 	s.req = *in
 	r := &s.req // the scorers' copy: in stays on the caller's stack
 	set := &s.set
 	*set = Set{Affinity: -1}
 
+	s.source = c
 	src, _ := c.(SignalSource)
 	if !p.signals {
 		src = nil
 	}
 	for i := range s.cands {
 		cand := &s.cands[i]
-		*cand = Candidate{Index: i, Priority: c.Priority(i), InFlight: c.InFlight(i)}
 		if src != nil {
-			cand.Name = src.Name(i)
-			cand.Signals = src.Signals(i, r.Model)
+			*cand = Candidate{Index: i, Name: src.Name(i), Priority: c.Priority(i), InFlight: c.InFlight(i), Signals: src.Signals(i, r.Model)}
+		} else {
+			*cand = Candidate{Index: i, Priority: c.Priority(i), InFlight: c.InFlight(i)}
 		}
 		if i == 0 || cand.Priority > set.TopPriority {
 			set.TopPriority = cand.Priority
@@ -237,10 +290,10 @@ func (p *Pipeline) schedule(in *Request, c Candidates, explain bool) (int, Reaso
 		s.totals[i] = total
 	}
 	win := p.picker.pick(s.totals, s.kept)
-	if !explain {
-		return win, Reason{}
+	if why != nil {
+		p.explain(why, r, s, win)
 	}
-	return win, p.reason(r, s, win)
+	return win
 }
 
 func clampScore(v float64) float64 {
@@ -276,13 +329,16 @@ type ReasonPart struct {
 // Parts returns the winner's scores, highest weighted contribution first.
 func (r *Reason) Parts() []ReasonPart { return r.parts[:r.n] }
 
-func (p *Pipeline) reason(r *Request, s *scratch, win int) Reason {
-	out := Reason{Strategy: p.name, Index: win}
+func (p *Pipeline) explain(out *Reason, r *Request, s *scratch, win int) {
+	*out = Reason{Strategy: p.name, Index: win}
 	if win < 0 {
-		return out
+		return
 	}
 	c := &s.cands[win]
 	out.Endpoint = c.Name
+	if src, ok := s.source.(SignalSource); ok && out.Endpoint == "" {
+		out.Endpoint = src.Name(win) // a pipeline that reads no signals still names the winner
+	}
 	for _, w := range p.scorers {
 		part := ReasonPart{Scorer: w.Scorer.Name(), Score: clampScore(w.Scorer.Score(r, c, &s.set)), Weight: w.Weight}
 		// insertion into the top maxReasonParts by weighted contribution
@@ -301,7 +357,6 @@ func (p *Pipeline) reason(r *Request, s *scratch, win int) Reason {
 		}
 		out.parts[j] = part
 	}
-	return out
 }
 
 // String is the reason for a header such as X-Olla-Routing-Reason, e.g.

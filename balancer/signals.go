@@ -49,21 +49,21 @@ const (
 type Signals struct {
 	// Warm says whether the requested model is resident.
 	Warm Warmth
+
+	// The Known flags mark the backend values below them as read from the
+	// backend. (They sit together so the struct packs tightly: it is copied
+	// once per candidate per selection.)
+	QueueKnown bool // Waiting and Running
+	SlotsKnown bool // Slots
+	KVKnown    bool // KVUsage
+
 	// MaxConcurrency is the endpoint's configured limit of attempts in flight
 	// (0: none). It is the capacity our in-flight count is measured against.
 	MaxConcurrency int64
 
-	// QueueKnown marks Waiting and Running as read from the backend.
-	QueueKnown bool
-	Waiting    int64 // requests queued at the backend, not yet running
-	Running    int64 // requests the backend is processing (busy slots)
-
-	// SlotsKnown marks Slots as read from the backend (llama.cpp /slots).
-	SlotsKnown bool
-	Slots      int64 // parallel slots: the backend's own capacity
-
-	// KVKnown marks KVUsage as read from the backend.
-	KVKnown bool
+	Waiting int64   // requests queued at the backend, not yet running
+	Running int64   // requests the backend is processing (busy slots)
+	Slots   int64   // parallel slots: the backend's own capacity (llama.cpp /slots)
 	KVUsage float64 // KV-cache occupancy, 0..1
 
 	// TTFT is our exponentially weighted time to first token for this
