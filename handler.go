@@ -94,6 +94,7 @@ type Handler struct {
 	strategy    routingStrategy
 	limits      *rateLimiter
 	cors        *corsPolicy
+	catalogue   catalogueCache // catalogue views, built once per model list change
 }
 
 // CaddyModule returns the Caddy module information.

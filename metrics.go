@@ -32,6 +32,9 @@ type ollaMetrics struct {
 	tokens      *prometheus.CounterVec
 	failovers   *prometheus.CounterVec
 	rateLimited *prometheus.CounterVec
+	// catalogueBuilds counts catalogue views built: a rebuild follows a
+	// model list or availability change, never a request as such.
+	catalogueBuilds *prometheus.CounterVec
 }
 
 func newOllaMetrics() *ollaMetrics {
@@ -55,11 +58,14 @@ func newOllaMetrics() *ollaMetrics {
 		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "olla_rate_limited_total",
 			Help: "Requests refused by a rate limit, by bucket (global, client, health, endpoint)."},
 			[]string{"bucket"}),
+		catalogueBuilds: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "olla_catalogue_builds_total",
+			Help: "Model catalogue views built (merged or encoded), by kind; each follows a model list or availability change."},
+			[]string{"view"}),
 	}
 }
 
 func (m *ollaMetrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.requests, m.duration, m.ttft, m.tokens, m.failovers, m.rateLimited}
+	return []prometheus.Collector{m.requests, m.duration, m.ttft, m.tokens, m.failovers, m.rateLimited, m.catalogueBuilds}
 }
 
 // register adds cs to reg; the same collectors registered twice (two

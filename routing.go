@@ -322,17 +322,31 @@ func (h *Handler) validateAliases() error {
 	return nil
 }
 
-// refreshModels rediscovers the endpoints' models at once, bounded by the
-// strategy's discovery_timeout (the discovery strategy on a miss).
+// missRefreshInterval is the least time between two model list fetches a
+// miss makes on one endpoint: requests naming models nobody lists share the
+// fetch in flight, and the ones after it, within this interval, do not
+// fetch again.
+const missRefreshInterval = 5 * time.Second
+
+// refreshModels rediscovers the endpoints' models on a miss (the discovery
+// strategy), waiting at most the strategy's discovery_timeout. Each
+// endpoint fetches once at a time and at most once per missRefreshInterval;
+// a fetch runs to its own timeout even when the request that started it
+// ends, as others may be waiting on it.
 func (h *Handler) refreshModels(ctx context.Context, eps candidates) {
 	ctx, cancel := context.WithTimeout(ctx, h.strategy.refreshTimeout)
 	defer cancel()
+	now := time.Now()
 	var wg sync.WaitGroup
 	for _, st := range eps {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			h.app.discover(ctx, st, st.settings.Load())
+			st.missRefresh.Refresh(ctx, now, missRefreshInterval, func() {
+				fetchCtx, cancel := context.WithTimeout(st.probeCtx, h.strategy.refreshTimeout)
+				defer cancel()
+				h.app.discover(fetchCtx, st, st.settings.Load())
+			})
 		}()
 	}
 	wg.Wait()

@@ -46,6 +46,9 @@ type endpointState struct {
 	// drained is set through the admin API (admin.api.olla): the endpoint
 	// takes no new requests until enabled, whatever its health.
 	drained atomic.Bool
+	// missRefresh gates model list fetches that requests for unknown
+	// models trigger (discovery_refresh_on_miss).
+	missRefresh discovery.Refresher
 
 	requests  atomic.Int64 // proxied attempts
 	failures  atomic.Int64 // attempts that failed (no answer or 5xx)
@@ -69,6 +72,10 @@ type healthSnapshot struct {
 
 // modelSnapshot is the last good model list.
 type modelSnapshot struct {
+	// gen identifies the list's content: a new list gets a new gen, one
+	// equal to the last keeps its gen, so catalogues built from it stay
+	// valid (0: no list).
+	gen       uint64
 	models    []profiles.Model
 	byName    map[string]int // exact name -> index
 	byLower   map[string]int // lower-cased name -> index (first wins)
@@ -199,8 +206,11 @@ func (st *endpointState) lookupModel(name string) (string, bool) {
 // discovered reports whether a model list was ever obtained.
 func (st *endpointState) discovered() bool { return st.models.Load() != nil }
 
+// modelGenerations hands out modelSnapshot gens, unique in the process.
+var modelGenerations atomic.Uint64
+
 func newModelSnapshot(models []profiles.Model, now time.Time) *modelSnapshot {
-	ms := &modelSnapshot{models: models, byName: make(map[string]int, len(models)),
+	ms := &modelSnapshot{gen: modelGenerations.Add(1), models: models, byName: make(map[string]int, len(models)),
 		byLower: make(map[string]int, len(models)), updatedAt: now}
 	for i, m := range models {
 		ms.byName[m.Name] = i

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"runtime"
@@ -75,7 +76,7 @@ func (rq *request) serveInternal(path string) error {
 	case "/internal/status/endpoints":
 		return rq.writeCached(h.endpointsStatus())
 	case "/internal/status/models":
-		return rq.writeCached(h.modelsStatus())
+		return rq.serveModelsStatus()
 	case "/internal/metrics":
 		promhttp.HandlerFor(h.app.registry, promhttp.HandlerOpts{}).ServeHTTP(rq.w, rq.r)
 		return nil
@@ -123,13 +124,7 @@ func (rq *request) writeCached(c cached) error {
 	stable, _ := json.Marshal(c.stable)
 	sum := fnv.New64a()
 	sum.Write(stable)
-	etag := `W/"` + strconv.FormatUint(sum.Sum64(), 36) + `"`
-	h := rq.w.Header()
-	h.Set("ETag", etag)
-	h.Set("Cache-Control", "private, no-cache")
-	h.Set("Vary", "Accept-Encoding")
-	if inm := rq.r.Header.Get("If-None-Match"); inm != "" && len(inm) <= 1024 && etagMatches(inm, etag) {
-		rq.w.WriteHeader(http.StatusNotModified)
+	if rq.notModified(`W/"` + strconv.FormatUint(sum.Sum64(), 36) + `"`) {
 		return nil
 	}
 	buf, err := json.Marshal(c.body)
@@ -137,21 +132,51 @@ func (rq *request) writeCached(c cached) error {
 		return err
 	}
 	buf = append(buf, '\n')
-	h.Set("Content-Type", "application/json; charset=utf-8")
-	if len(buf) >= 256 && acceptsGzip(rq.r.Header.Get("Accept-Encoding")) {
-		var z bytes.Buffer
-		zw := gzip.NewWriter(&z)
-		_, _ = zw.Write(buf)
-		_ = zw.Close()
-		buf = z.Bytes()
-		h.Set("Content-Encoding", "gzip")
+	return rq.writeTagged(len(buf), func(w io.Writer) error { _, err := w.Write(buf); return err },
+		func() []byte { return gzipBytes(buf) })
+}
+
+// notModified sets an answer's validators and, when the client's copy is
+// current, answers 304.
+func (rq *request) notModified(etag string) bool {
+	h := rq.w.Header()
+	h.Set("ETag", etag)
+	h.Set("Cache-Control", "private, no-cache")
+	h.Set("Vary", "Accept-Encoding")
+	if inm := rq.r.Header.Get("If-None-Match"); inm != "" && len(inm) <= 1024 && etagMatches(inm, etag) {
+		rq.rec.status = http.StatusNotModified
+		rq.w.WriteHeader(http.StatusNotModified)
+		return true
 	}
-	h.Set("Content-Length", strconv.Itoa(len(buf)))
+	return false
+}
+
+// writeTagged answers 200 with a JSON body of size bytes that write writes;
+// gz gives it gzipped (nil: not worth it), used when the client takes gzip.
+func (rq *request) writeTagged(size int, write func(io.Writer) error, gz func() []byte) error {
+	h := rq.w.Header()
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	if size >= minGzipSize && acceptsGzip(rq.r.Header.Get("Accept-Encoding")) {
+		if z := gz(); z != nil {
+			size, write = len(z), func(w io.Writer) error { _, err := w.Write(z); return err }
+			h.Set("Content-Encoding", "gzip")
+		}
+	}
+	h.Set("Content-Length", strconv.Itoa(size))
+	rq.rec.status = http.StatusOK
 	rq.w.WriteHeader(http.StatusOK)
 	if rq.r.Method != http.MethodHead {
-		_, _ = rq.w.Write(buf)
+		_ = write(rq.w) // a client that left is no error of ours
 	}
 	return nil
+}
+
+func gzipBytes(buf []byte) []byte {
+	var z bytes.Buffer
+	zw := gzip.NewWriter(&z)
+	_, _ = zw.Write(buf)
+	_ = zw.Close()
+	return z.Bytes()
 }
 
 func etagMatches(header, etag string) bool {
@@ -355,9 +380,43 @@ type modelSummary struct {
 	EndpointTypes []string `json:"endpoint_types"`
 }
 
-func (h *Handler) modelsStatus() cached {
-	now := time.Now()
-	entries := discovery.Unify(h.sources(route{prefix: "internal", label: "any"}, now))
+// serveModelsStatus answers /internal/status/models from the catalogue
+// view. Its body tells times to the second ("5s ago"), so it is encoded at
+// most once a second while asked for, and not at all for a client whose
+// copy is current.
+func (rq *request) serveModelsStatus() error {
+	h := rq.h
+	ctx := rq.r.Context()
+	in := h.catalogueInput(time.Now())
+	if rq.notModified(h.etag(in, "status/models")) {
+		return nil
+	}
+	c, err := h.allEntries(ctx, in)
+	if err != nil {
+		return rq.viewFailed(err)
+	}
+	v, err := h.view(ctx, in, "status/models", strconv.FormatInt(in.now.Unix(), 10), func() (any, int64) {
+		buf, _ := json.Marshal(h.modelsStatus(c, in.now))
+		buf = append(buf, '\n')
+		b := &encodedBody{plain: buf}
+		if len(buf) >= minGzipSize {
+			b.gz = gzipBytes(buf)
+		}
+		return b, int64(len(b.plain) + len(b.gz))
+	})
+	if err != nil {
+		return rq.viewFailed(err)
+	}
+	b := v.(*encodedBody)
+	return rq.writeTagged(len(b.plain), func(w io.Writer) error { _, err := w.Write(b.plain); return err },
+		func() []byte { return b.gz })
+}
+
+// encodedBody is an answer kept encoded, and gzipped when worth it.
+type encodedBody struct{ plain, gz []byte }
+
+func (h *Handler) modelsStatus(c *catalogueEntries, now time.Time) map[string]any {
+	entries := c.entries
 	byFamily := map[string][]string{}
 	summaries := make([]modelSummary, 0, len(entries))
 	endpointsSeen := map[string]bool{}
@@ -378,14 +437,8 @@ func (h *Handler) modelsStatus() cached {
 	for _, names := range byFamily {
 		sort.Strings(names)
 	}
-	body := map[string]any{"timestamp": now.UTC().Format(time.RFC3339), "models_by_family": byFamily,
+	return map[string]any{"timestamp": now.UTC().Format(time.RFC3339), "models_by_family": byFamily,
 		"models": summaries, "total_models": len(entries), "total_families": len(byFamily), "total_endpoints": len(endpointsSeen)}
-	stable := make([]modelSummary, len(summaries))
-	copy(stable, summaries)
-	for i := range stable {
-		stable[i].LastSeen = ""
-	}
-	return cached{body: body, stable: stable}
 }
 
 // lastSeen is when a model was last in a model list of any of its sources.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"time"
 
 	"go.uber.org/zap"
@@ -156,7 +157,11 @@ func (a *App) discover(ctx context.Context, st *endpointState, s *endpointSettin
 		st.nextDiscovery.Store(now.Add(discovery.Jitter(min(s.discoveryInterval, 4*s.checkInterval))).UnixNano())
 		return
 	}
-	st.models.Store(newModelSnapshot(models, now))
+	snap := newModelSnapshot(models, now)
+	if prev != nil && prev.gen != 0 && reflect.DeepEqual(prev.models, models) {
+		snap.gen = prev.gen // unchanged: cached catalogues stay valid
+	}
+	st.models.Store(snap)
 	if prev == nil || len(prev.models) != len(models) {
 		a.logger.Info("models discovered", zap.String("endpoint", s.name), zap.Int("count", len(models)))
 	}

@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"sort"
+	"strings"
 
 	"github.com/caddy-olla/olla/profiles"
 )
@@ -20,7 +21,9 @@ type EndpointModels struct {
 type Source struct {
 	Endpoint string `json:"endpoint"`
 	Type     string `json:"type"`
-	// Status is the endpoint's health.
+	// Status is the endpoint's health when the catalogue was last built:
+	// catalogues are rebuilt when an endpoint becomes routable or stops
+	// being routable, not when it only turns from healthy to busy.
 	Status Status `json:"status"`
 	// State is the model's state on the endpoint where it reports one
 	// (LM Studio: loaded, not-loaded); "available" otherwise.
@@ -74,8 +77,12 @@ func (e *Entry) Types() []string {
 // Per-type views (an Ollama /api/tags) pass only that type's endpoints;
 // cross-type views (/olla/models) pass all of them.
 func Unify(eps []EndpointModels) []Entry {
-	index := map[string]int{}
-	var out []Entry
+	total := 0
+	for _, ep := range eps {
+		total += len(ep.Models)
+	}
+	index := make(map[string]int, total)
+	out := make([]Entry, 0, total)
 	for _, ep := range eps {
 		for _, m := range ep.Models {
 			i, ok := index[m.Name]
@@ -139,4 +146,73 @@ func fillGaps(dst *profiles.Model, src profiles.Model) {
 	if dst.ModifiedAt == "" {
 		dst.ModifiedAt = src.ModifiedAt
 	}
+}
+
+// Model types, as LM Studio names them.
+const (
+	TypeLLM        = "llm"
+	TypeVLM        = "vlm"
+	TypeEmbeddings = "embeddings"
+)
+
+// ModelType says whether a model generates text (llm), also reads images
+// (vlm) or embeds (embeddings): what the server reports when it does (LM
+// Studio), else what its families and name suggest, else llm.
+func ModelType(m profiles.Model) string {
+	switch t := strings.ToLower(m.Type); t {
+	case TypeLLM, TypeVLM, TypeEmbeddings:
+		return t
+	case "embedding":
+		return TypeEmbeddings
+	}
+	// Ollama lists a vision model's projector family (clip) beside its own
+	for _, f := range append([]string{m.Family}, m.Families...) {
+		switch strings.ToLower(f) {
+		case "bert", "nomic-bert", "jina-bert", "xlm-roberta":
+			return TypeEmbeddings
+		case "clip", "mllama":
+			return TypeVLM
+		}
+	}
+	name := strings.ToLower(m.Name)
+	for _, w := range []string{"embed", "bge-", "bge:", "minilm", "e5-", "gte-"} {
+		if strings.Contains(name, w) {
+			return TypeEmbeddings
+		}
+	}
+	for _, w := range []string{"llava", "vision", "-vl", "vlm", "moondream", "pixtral"} {
+		if strings.Contains(name, w) {
+			return TypeVLM
+		}
+	}
+	return TypeLLM
+}
+
+// Capabilities lists what a model of this type and context can be used
+// for, in the names the standalone Olla uses.
+func Capabilities(typ string, maxContext int64) []string {
+	var out []string
+	switch typ {
+	case TypeEmbeddings:
+		out = []string{"embeddings", "vector-search"}
+	case TypeVLM:
+		out = []string{"text-generation", "chat", "completion", "vision", "multimodal"}
+	default:
+		out = []string{"text-generation", "chat", "completion"}
+	}
+	if maxContext >= 100_000 {
+		out = append(out, "long-context")
+	}
+	return out
+}
+
+// Loaded reports whether some source has the model loaded now (as far as
+// its server says: LM Studio's state).
+func (e *Entry) Loaded() bool {
+	for _, s := range e.Sources {
+		if s.State == "loaded" {
+			return true
+		}
+	}
+	return false
 }
