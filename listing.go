@@ -403,7 +403,7 @@ type unifiedOlla struct {
 	Quantization     string             `json:"quantization,omitempty"`
 	Type             string             `json:"type,omitempty"`
 	MaxContextLength int64              `json:"max_context_length,omitempty"`
-	Aliases          []string           `json:"aliases,omitempty"`
+	Aliases          []string           `json:"aliases"`
 	Availability     []discovery.Source `json:"availability"`
 	Capabilities     []string           `json:"capabilities"`
 	DigestMismatch   bool               `json:"digest_mismatch,omitempty"`
@@ -418,7 +418,7 @@ func (h *Handler) unifiedOlla(e *discovery.Entry, typ string) unifiedOlla {
 	m := e.Model
 	return unifiedOlla{Family: m.Family, ParameterSize: profiles.NormalizeParameterSize(m.ParameterSize),
 		Quantization: profiles.NormalizeQuantization(m.Quantization), Type: typ, MaxContextLength: m.MaxContextLength,
-		Aliases: h.aliasesOf(e.ID), Availability: e.Sources, Capabilities: discovery.Capabilities(typ, m.MaxContextLength),
+		Aliases: nonNil(h.aliasesOf(e.ID)), Availability: e.Sources, Capabilities: discovery.Capabilities(typ, m.MaxContextLength),
 		DigestMismatch: e.DigestMismatch, Types: e.Types()}
 }
 
