@@ -64,6 +64,6 @@ clean:
 	rm -rf $(BIN)
 
 .PHONY: loadtest
-loadtest: build ## olla and sherpa engines vs plain reverse_proxy under load, then reload under load (~6 min; quick: LOADTEST_FLAGS="-scenarios a -duration 3s -rounds 1")
+loadtest: build ## olla and sherpa engines vs plain reverse_proxy under load, hostile clients on loaded backends, then reload under load (~7 min; quick: LOADTEST_FLAGS="-scenarios a -duration 3s -rounds 1"; only the hostile one: LOADTEST_FLAGS="-scenarios h")
 	$(GO) build -o $(BIN)/loadtest ./internal/loadtest
 	$(BIN)/loadtest -go "$(GO)" $(LOADTEST_FLAGS)

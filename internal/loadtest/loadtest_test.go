@@ -129,15 +129,15 @@ func TestDriveClassifies(t *testing.T) {
 }
 
 func TestPickScenariosReload(t *testing.T) {
-	sc, err := pickScenarios("a,b,c,r")
-	if err != nil || len(sc) != 4 || sc[3].key != "r" || !sc[3].reload || sc[0].reload {
+	sc, err := pickScenarios("a,b,c,h,r")
+	if err != nil || len(sc) != 5 || sc[4].key != "r" || !sc[4].reload || sc[0].reload || !sc[3].hostile || sc[3].reload {
 		t.Fatalf("pickScenarios = %+v, %v", sc, err)
 	}
 	o, err := parseFlags(nil, io.Discard)
-	if err != nil || len(o.scenarios) != 4 || o.scenarios[3].key != "r" {
+	if err != nil || len(o.scenarios) != 5 || o.scenarios[3].key != "h" || o.scenarios[4].key != "r" {
 		t.Fatalf("default scenarios %+v, %v", o.scenarios, err)
 	}
-	if _, err := pickScenarios("q"); err == nil || !strings.Contains(err.Error(), "a, b, c, r") {
+	if _, err := pickScenarios("q"); err == nil || !strings.Contains(err.Error(), "a, b, c, h, r") {
 		t.Errorf("unknown scenario error %v", err)
 	}
 }

@@ -15,6 +15,12 @@
 //     (peak RSS) from /proc and stops it, so no run inherits another's heap;
 //   - rounds interleave the contenders (olla, sherpa, rp; then sherpa, rp,
 //     olla; ...) and the report gives the median and range over rounds;
+//   - scenario (h), hostile clients on loaded backends (hostile.go), is a
+//     correctness check too: one run per contender, 1,000 paced streams
+//     while the simulators' health route answers after the contenders'
+//     check_timeout and 300 more clients keep resetting their connection
+//     mid-stream; it counts what failed that a backend could serve, cut
+//     streams, breakers opened and endpoints taken offline;
 //   - scenario (r), reload under load (reload.go), is a correctness check
 //     rather than a measurement: one run per contender, 200 long streams,
 //     20 forced config reloads through the admin API while they run, then
@@ -77,7 +83,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("loadtest", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	keys := fs.String("scenarios", "a,b,c,r", "scenarios to run, comma-separated: "+scenarioHelp())
+	keys := fs.String("scenarios", "a,b,c,h,r", "scenarios to run, comma-separated: "+scenarioHelp())
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured time per run (after the warm-up)")
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "warm-up per run, not measured (clients start spread over its first second)")
 	fs.IntVar(&o.rounds, "rounds", 3, "rounds; each runs every contender once, in a rotated order")
@@ -156,7 +162,9 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) int {
 		c := &contenders[i]
 		c.config = filepath.Join(o.out, c.name+".Caddyfile")
 		c.altConfig = filepath.Join(o.out, c.name+".least-connections.Caddyfile")
-		for path, text := range map[string]string{c.config: c.caddyfile(simAddrs), c.altConfig: c.altCaddyfile(simAddrs)} {
+		c.hostilePath = filepath.Join(o.out, c.name+".hostile.Caddyfile")
+		for path, text := range map[string]string{c.config: c.caddyfile(simAddrs), c.altConfig: c.altCaddyfile(simAddrs),
+			c.hostilePath: c.hostileConfig(simAddrs)} {
 			if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 				logf("writing %s: %v", path, err)
 				return 1
@@ -164,18 +172,23 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) int {
 		}
 	}
 
-	runs, reloadRuns := 0, 0
+	runs, reloadRuns, hostileRuns := 0, 0, 0
 	for _, sc := range o.scenarios {
-		if sc.reload {
+		switch {
+		case sc.reload:
 			reloadRuns += len(reloadContenders())
-		} else {
+		case sc.hostile:
+			hostileRuns += len(contenders)
+		default:
 			runs += o.rounds * len(contenders)
 		}
 	}
 	perRun := o.warmup + o.duration + 1500*time.Millisecond
 	const perReloadRun = 6500 * time.Millisecond
-	logf("%d runs of %s + %s warm-up and %d reload-under-load runs; about %s in all (output in %s; RLIMIT_NOFILE %d, inherited by the children)",
-		runs, o.duration, o.warmup, reloadRuns, (time.Duration(runs)*perRun + time.Duration(reloadRuns)*perReloadRun).Round(time.Second),
+	perHostileRun := hostileWindow + 3*time.Second
+	logf("%d runs of %s + %s warm-up, %d reload-under-load runs and %d hostile-client runs of %s; about %s in all (output in %s; RLIMIT_NOFILE %d, inherited by the children)",
+		runs, o.duration, o.warmup, reloadRuns, hostileRuns, hostileWindow,
+		(time.Duration(runs)*perRun + time.Duration(reloadRuns)*perReloadRun + time.Duration(hostileRuns)*perHostileRun).Round(time.Second),
 		o.out, noFile)
 
 	sims, err := startSims(ctx, sup, o.simBin, simAddrs)
@@ -191,9 +204,12 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) int {
 		var res scenarioResult
 		var profs []savedProfile
 		var err error
-		if sc.reload {
+		switch {
+		case sc.reload:
 			res, err = runReloadScenario(ctx, sc, sup, work.caddy, contenders, sims, stderr)
-		} else {
+		case sc.hostile:
+			res, err = runHostileScenario(ctx, sc, sup, work.caddy, contenders, sims, stderr)
+		default:
 			res, profs, err = runScenario(ctx, o, sc, sup, work.caddy, contenders, sims, stderr)
 		}
 		results = append(results, res)

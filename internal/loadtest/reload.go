@@ -306,8 +306,11 @@ func burst(ctx context.Context, spec loadSpec, start time.Time, ramp time.Durati
 type endpointHealth struct {
 	Name              string `json:"name"`
 	Status            string `json:"status"`
+	Routable          bool   `json:"routable"`
 	ModelCount        int    `json:"model_count"`
 	ActiveConnections int64  `json:"active_connections"`
+	FailureCount      int64  `json:"failure_count"`
+	BreakerOpens      *int64 `json:"circuit_breaker_opens"` // nil from a build that does not count them
 }
 
 // statusClient reads a contender's /internal/status/endpoints.

@@ -68,6 +68,10 @@ func printTable(w io.Writer, res scenarioResult, o options) {
 		printReloadTable(w, res)
 		return
 	}
+	if res.sc.hostile {
+		printHostileTable(w, res)
+		return
+	}
 	fmt.Fprintf(w, "(%s) %s: %d round(s) of %s measured after %s warm-up\n",
 		res.sc.key, res.sc.title, o.rounds, o.duration, o.warmup)
 	fmt.Fprintf(w, "    each cell: median over rounds, range (min–max), ratio of the median to reverse_proxy's\n")
@@ -231,6 +235,9 @@ func targetsLine(results []scenarioResult) string {
 	})
 	add("(a) sherpa rps ≥0.90×rp", a, rpsAtLeast(sherpa, 0.90))
 	add("(b) sherpa rps ≥0.90×rp", b, rpsAtLeast(sherpa, 0.90))
+	for _, ci := range []int{olla, sherpa} {
+		parts = append(parts, hostileTarget(results, ci))
+	}
 	for _, ci := range []int{olla, sherpa} {
 		parts = append(parts, reloadTarget(results, ci))
 	}

@@ -29,6 +29,7 @@ type scenario struct {
 	tps     float64       // simulator tokens per second (0 = no pacing)
 	tokens  int           // tokens per answer
 	reload  bool          // reload under load (reload.go) rather than a throughput measurement
+	hostile bool          // hostile clients on loaded backends (hostile.go) rather than a throughput measurement
 }
 
 // scenarios lists every scenario the harness knows, in report order.
@@ -38,6 +39,10 @@ func scenarios() []scenario {
 		{key: "b", title: "16 clients, instant 5-chunk streams", clients: 16, stream: true, tokens: 5},
 		{key: "c", title: "1,000 clients, streams: 100 ms to first token, then 20 tokens at 50/s",
 			clients: 1000, stream: true, ttft: 100 * time.Millisecond, tps: 50, tokens: 20},
+		{key: "h", title: fmt.Sprintf("hostile clients on loaded backends: 1,000 clients streaming as in (c) while the health route "+
+			"answers after %s (check_timeout %s) and %d more clients reset the connection after %d lines, again and again",
+			healthDelay, hostileTimeout, hostileClients, hostileLines),
+			clients: 1000, stream: true, ttft: 100 * time.Millisecond, tps: 50, tokens: 20, hostile: true},
 		// (r): streams of about 5 s, the last starting 1 s in; the 20
 		// reloads run from about 1.1 s to 3.1 s, while every stream is open.
 		{key: "r", title: fmt.Sprintf("reload under load: 200 streams (100 ms to first token, then 50 tokens at 10/s), "+
@@ -111,6 +116,9 @@ type contender struct {
 	// altConfig is the path of the same configuration with the other load
 	// balancer (least connections), which scenario (r) alternates with config.
 	altConfig string
+	// hostilePath is the path of the configuration scenario (h) runs: as
+	// config, with health checks that time out before the sims answer.
+	hostilePath string
 }
 
 // newContenders returns the three contenders, indexed by the constants above.
@@ -149,6 +157,12 @@ func (c contender) altCaddyfile(backends []string) string { return c.render(back
 // render writes the configuration, balancing round-robin or, when
 // leastConn is set, by least connections.
 func (c contender) render(backends []string, leastConn bool) string {
+	return c.renderChecks(backends, leastConn, 2*time.Second, time.Second)
+}
+
+// renderChecks is render with the olla endpoints' check_interval and
+// check_timeout (plain reverse_proxy has no active checks).
+func (c contender) renderChecks(backends []string, leastConn bool, interval, timeout time.Duration) string {
 	lb, policy := "round-robin", "round_robin"
 	if leastConn {
 		lb, policy = "least-connections", "least_conn"
@@ -161,7 +175,7 @@ func (c contender) render(backends []string, leastConn bool) string {
 		fmt.Fprintf(&b, "\tolla {\n\t\tengine %s\n\t\tload_balancer %s\n", c.engine, lb)
 		for i, a := range backends {
 			fmt.Fprintf(&b, "\t\tendpoint sim-%c {\n\t\t\turl http://%s\n\t\t\ttype ollama\n"+
-				"\t\t\tcheck_interval 2s\n\t\t\tcheck_timeout 1s\n\t\t}\n", 'a'+i, a)
+				"\t\t\tcheck_interval %s\n\t\t\tcheck_timeout %s\n\t\t}\n", 'a'+i, a, interval, timeout)
 		}
 		b.WriteString("\t}\n")
 	} else {
@@ -176,9 +190,10 @@ func (c contender) render(backends []string, leastConn bool) string {
 
 // scenarioResult holds every run of one scenario, per contender.
 type scenarioResult struct {
-	sc     scenario
-	runs   [numContenders][]runStats   // throughput scenarios
-	reload [numContenders]*reloadStats // scenario (r); nil where not run
+	sc      scenario
+	runs    [numContenders][]runStats    // throughput scenarios
+	reload  [numContenders]*reloadStats  // scenario (r); nil where not run
+	hostile [numContenders]*hostileStats // scenario (h); nil where not run
 }
 
 // savedProfile is a CPU profile fetched during a run.
