@@ -37,6 +37,7 @@ type App struct {
 
 	metrics  *ollaMetrics
 	stats    *modelStatsStore
+	activity *activity
 	registry *prometheus.Registry // olla_* only, for /internal/metrics
 	shared   bool                 // holds a reference on the shared pool entry
 }
@@ -54,14 +55,14 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.names = make(map[string]string)
 
 	v, _, err := shared.LoadOrNew(sharedKey, func() (caddy.Destructor, error) {
-		return &sharedValues{metrics: newOllaMetrics(), stats: newModelStatsStore()}, nil
+		return &sharedValues{metrics: newOllaMetrics(), stats: newModelStatsStore(), activity: new(activity)}, nil
 	})
 	if err != nil {
 		return err
 	}
 	a.shared = true
 	sv := v.(*sharedValues)
-	a.metrics, a.stats = sv.metrics, sv.stats
+	a.metrics, a.stats, a.activity = sv.metrics, sv.stats, sv.activity
 	cs := append(sv.metrics.collectors(), endpointCollector{a})
 	a.registry = prometheus.NewRegistry()
 	if err := register(a.registry, cs...); err != nil {

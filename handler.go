@@ -364,6 +364,7 @@ func (rq *request) proxy(route route) error {
 		hdr.Set("X-Olla-Routing-Decision", decision.action)
 		hdr.Set("X-Olla-Routing-Reason", decision.reason)
 	}
+	rq.rec.reason = decision.reason
 	if decision.err != nil {
 		return rq.fail(*decision.err)
 	}

@@ -17,8 +17,9 @@ var shared = caddy.NewUsagePool()
 const sharedKey = "olla"
 
 type sharedValues struct {
-	metrics *ollaMetrics
-	stats   *modelStatsStore
+	metrics  *ollaMetrics
+	stats    *modelStatsStore
+	activity *activity
 }
 
 func (*sharedValues) Destruct() error { return nil }

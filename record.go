@@ -26,6 +26,7 @@ type requestRecord struct {
 	hasUsage    bool
 	attempts    int
 	failovers   int
+	reason      string // why the endpoint was chosen (X-Olla-Routing-Reason)
 	streamErr   error
 }
 
@@ -56,6 +57,7 @@ func (rq *request) observe() {
 	h := rq.h
 	model := h.modelLabel(rec.model)
 	h.app.metrics.observe(rec, model)
+	h.app.activity.observe(rec, time.Now())
 	if model != unknownModelLabel && model != "" {
 		h.app.stats.observe(rec, model)
 	}

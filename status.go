@@ -54,6 +54,9 @@ func requestIDFor(r *http.Request) string {
 // serveInternal answers /internal/* and /version.
 func (rq *request) serveInternal(path string) error {
 	h := rq.h
+	if path == "/internal/ui" || strings.HasPrefix(path, "/internal/ui/") {
+		return rq.serveDashboard(path)
+	}
 	switch path {
 	case "/internal/health":
 		return rq.writeJSON(http.StatusOK, map[string]string{"status": "healthy"})

@@ -21,7 +21,7 @@ cd "$root"
 if [[ -z "${MAKELEVEL:-}" || ! -x bin/caddy || ! -x bin/olla-sim ]]; then
 	make --no-print-directory build >&2
 fi
-if [[ ! -d e2e/node_modules/openai || ! -d e2e/node_modules/ollama ]]; then
+if [[ ! -d e2e/node_modules/openai || ! -d e2e/node_modules/ollama || ! -d e2e/node_modules/puppeteer-core ]]; then
 	(cd e2e && npm ci --no-audit --no-fund >&2)
 fi
 

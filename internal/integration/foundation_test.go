@@ -490,7 +490,7 @@ func TestInternalOff(t *testing.T) {
 	s := startSim(t, sim.Config{Kind: sim.Ollama, Name: "a", Models: []string{"m"}, Tokens: 2})
 	load(t, site("internal off\n"+endpointBlock("a", s.URL, "ollama")))
 	for _, p := range []string{"/internal/health", "/internal/status", "/internal/status/endpoints", "/internal/metrics",
-		"/internal/stats/models", "/internal/process", "/version"} {
+		"/internal/stats/models", "/internal/process", "/version", "/internal/ui", "/internal/ui/data", "/internal/ui/app.js"} {
 		res, err := client.Get(base + p)
 		if err != nil {
 			t.Fatal(err)

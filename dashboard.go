@@ -1,0 +1,95 @@
+package olla
+
+import (
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/caddy-olla/olla/ui"
+)
+
+// The dashboard: /internal/ui is the page, /internal/ui/data what it shows.
+// Like every internal route it is hidden by `internal off`.
+
+// dashboardModelsPerEndpoint bounds each endpoint's model list on the page;
+// the count says how many there are in all.
+const (
+	dashboardModelsPerEndpoint = 200
+	dashboardCatalogue         = 500
+)
+
+func (rq *request) serveDashboard(path string) error {
+	switch path {
+	case "/internal/ui", "/internal/ui/":
+		if ui.Serve(rq.w, rq.r, "index.html") {
+			rq.rec.status = http.StatusOK
+			return nil
+		}
+	case "/internal/ui/data":
+		ui.SecurityHeaders(rq.w.Header())
+		d := rq.h.dashboardData(time.Now())
+		return rq.writeCached(cached{body: d, stable: d})
+	default:
+		if name, ok := strings.CutPrefix(path, "/internal/ui/"); ok && ui.Serve(rq.w, rq.r, name) {
+			rq.rec.status = http.StatusOK
+			return nil
+		}
+	}
+	return rq.fail(apiError{status: http.StatusNotFound, code: "not_found", message: "no such dashboard file " + path})
+}
+
+// dashboardEndpoint is an endpoint as the page shows it.
+type dashboardEndpoint struct {
+	endpointStatus
+	Models      []string `json:"models"`
+	ModelsTotal int      `json:"models_total"`
+	InFlight    int64    `json:"in_flight"`
+	endpointActivity
+}
+
+type dashboardModel struct {
+	ID        string   `json:"id"`
+	Endpoints []string `json:"endpoints"`
+}
+
+type dashboardPayload struct {
+	Time           time.Time           `json:"time"`
+	Endpoints      []dashboardEndpoint `json:"endpoints"`
+	Catalogue      []dashboardModel    `json:"catalogue"`
+	CatalogueShort bool                `json:"catalogue_truncated,omitempty"`
+	Timeline       []timelinePoint     `json:"timeline"`
+	Recent         []recentRequest     `json:"recent"`
+}
+
+func (h *Handler) dashboardData(now time.Time) dashboardPayload {
+	recent := h.app.activity.recent()
+	perEndpoint := summarise(recent)
+	out := dashboardPayload{Time: now.UTC().Truncate(time.Second), Recent: recent, Timeline: h.app.activity.timeline(now)}
+	byModel := map[string][]string{}
+	for _, st := range h.states {
+		es, _ := describe(st, now)
+		de := dashboardEndpoint{endpointStatus: es, Models: []string{}, InFlight: st.inFlight.Load(),
+			endpointActivity: perEndpoint[es.Name]}
+		if ms := st.models.Load(); ms != nil {
+			de.ModelsTotal = len(ms.models)
+			for i, m := range ms.models {
+				if i < dashboardModelsPerEndpoint {
+					de.Models = append(de.Models, m.Name)
+				}
+				if len(byModel) < dashboardCatalogue || byModel[m.Name] != nil {
+					byModel[m.Name] = append(byModel[m.Name], es.Name)
+				} else {
+					out.CatalogueShort = true
+				}
+			}
+		}
+		out.Endpoints = append(out.Endpoints, de)
+	}
+	out.Catalogue = make([]dashboardModel, 0, len(byModel))
+	for id, eps := range byModel {
+		out.Catalogue = append(out.Catalogue, dashboardModel{ID: id, Endpoints: eps})
+	}
+	sort.Slice(out.Catalogue, func(i, j int) bool { return out.Catalogue[i].ID < out.Catalogue[j].ID })
+	return out
+}

@@ -1,0 +1,107 @@
+package integration
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/caddy-olla/olla/internal/sim"
+)
+
+// TestDashboardRoutes checks the page's files, its data route and their
+// security headers; the page itself is driven in a real browser by the e2e
+// suite (e2e/test/80-dashboard.test.mjs).
+func TestDashboardRoutes(t *testing.T) {
+	evil := `<script>alert(1)</script>:x`
+	s := startSim(t, sim.Config{Kind: sim.Ollama, Models: []string{"m", evil}, Tokens: 3})
+	load(t, site(endpointBlock("a", s.URL, "ollama")))
+	waitRoutable(t, "a")
+
+	for _, tc := range []struct{ path, ctype string }{
+		{"/internal/ui", "text/html"},
+		{"/internal/ui/", "text/html"},
+		{"/internal/ui/app.js", "text/javascript"},
+		{"/internal/ui/app.css", "text/css"},
+		{"/internal/ui/data", "application/json"},
+	} {
+		res, err := client.Get(base + tc.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		readAll(t, res)
+		if res.StatusCode != 200 || !strings.HasPrefix(res.Header.Get("Content-Type"), tc.ctype) {
+			t.Errorf("%s: %d %q, want 200 %s", tc.path, res.StatusCode, res.Header.Get("Content-Type"), tc.ctype)
+		}
+		if csp := res.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self'") || strings.Contains(csp, "unsafe") {
+			t.Errorf("%s: Content-Security-Policy %q", tc.path, csp)
+		}
+		if res.Header.Get("X-Content-Type-Options") != "nosniff" {
+			t.Errorf("%s: no nosniff", tc.path)
+		}
+	}
+	for _, p := range []string{"/internal/ui/nope.js", "/internal/ui/ui.go", "/internal/ui/assets/app.js"} {
+		res, _ := client.Get(base + p)
+		if readAll(t, res); res.StatusCode != http.StatusNotFound {
+			t.Errorf("%s: %d, want 404", p, res.StatusCode)
+		}
+	}
+
+	res := post(t, "/olla/ollama/api/chat", `{"model":"m","stream":false,"messages":[{"role":"user","content":"hi"}]}`)
+	readAll(t, res)
+	res, _ = client.Get(base + "/internal/ui/data")
+	raw := readAll(t, res)
+	if strings.Contains(raw, "<script>") {
+		t.Errorf("the data route carries raw markup; JSON should escape it: %s", raw)
+	}
+	var d struct {
+		Endpoints []struct {
+			Name   string   `json:"name"`
+			Models []string `json:"models"`
+		} `json:"endpoints"`
+		Catalogue []struct {
+			ID        string   `json:"id"`
+			Endpoints []string `json:"endpoints"`
+		} `json:"catalogue"`
+		Recent []struct {
+			Model, Endpoint, Reason string
+			Status                  int
+		} `json:"recent"`
+		Timeline []struct {
+			RPS float64 `json:"rps"`
+		} `json:"timeline"`
+	}
+	if err := json.Unmarshal([]byte(raw), &d); err != nil {
+		t.Fatalf("data: %v", err)
+	}
+	if len(d.Endpoints) != 1 || d.Endpoints[0].Name != "a" || len(d.Endpoints[0].Models) != 2 {
+		t.Errorf("endpoints: %+v", d.Endpoints)
+	}
+	found := false
+	for _, m := range d.Catalogue {
+		found = found || m.ID == evil
+	}
+	if !found {
+		t.Errorf("catalogue lacks %q: %+v", evil, d.Catalogue)
+	}
+	if len(d.Recent) == 0 || d.Recent[0].Endpoint != "a" || d.Recent[0].Status != 200 || d.Recent[0].Reason == "" {
+		t.Errorf("recent: %+v", d.Recent)
+	}
+	if len(d.Timeline) != 120 {
+		t.Errorf("timeline has %d points, want 120 (ten minutes of 5 s)", len(d.Timeline))
+	}
+
+	// unchanged data revalidates with a 304
+	res, _ = client.Get(base + "/internal/ui/data")
+	readAll(t, res)
+	req, _ := http.NewRequest(http.MethodGet, base+"/internal/ui/data", nil)
+	req.Header.Set("If-None-Match", res.Header.Get("ETag"))
+	res2, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readAll(t, res2)
+	if res2.StatusCode != http.StatusNotModified && res2.Header.Get("ETag") == res.Header.Get("ETag") {
+		t.Errorf("same ETag %s but %d", res.Header.Get("ETag"), res2.StatusCode)
+	}
+}

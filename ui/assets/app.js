@@ -1,0 +1,104 @@
+// The Olla dashboard. It polls /internal/ui/data (the server answers 304
+// while nothing changed) and renders with DOM calls and textContent only:
+// model names and reasons come from backends and clients, so nothing they
+// say is ever parsed as markup.
+"use strict";
+
+const DATA = "/internal/ui/data";
+const POLL_MS = 2000;
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
+  for (const c of children) {
+    if (c === null || c === undefined) continue;
+    node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return node;
+}
+
+// statusOf is the one word a card shows: drained beats health.
+function statusOf(e) {
+  if (e.drained) return "drained";
+  return e.status || "unknown";
+}
+
+function ms(v) { return v === undefined || v === null ? "–" : v + " ms"; }
+
+function renderEndpoints(list) {
+  const root = document.getElementById("endpoints");
+  const cards = list.map((e) => {
+    const st = statusOf(e);
+    const dl = el("dl", {},
+      el("dt", {}, "type"), el("dd", {}, e.type),
+      el("dt", {}, "reason"), el("dd", {}, e.reason || "–"),
+      el("dt", {}, "breaker"), el("dd", {}, e.circuit_breaker),
+      el("dt", {}, "in flight"), el("dd", {}, e.in_flight),
+      el("dt", {}, "TTFT p50"), el("dd", {}, ms(e.ttft_p50_ms)),
+      el("dt", {}, "tokens/s"), el("dd", {}, e.tokens_per_second ? e.tokens_per_second.toFixed(1) : "–"),
+      el("dt", {}, "requests"), el("dd", {}, e.request_count + " (" + e.success_rate + " ok)"));
+    const models = el("div", { class: "models" });
+    for (const m of e.models) models.append(el("span", { class: "chip" }, m));
+    if (e.models_total > e.models.length) models.append(el("span", { class: "muted" }, "+" + (e.models_total - e.models.length) + " more"));
+    return el("article", { class: "card " + st, "data-endpoint": e.name, "data-status": st },
+      el("h3", {}, el("span", {}, e.name), el("span", { class: "badge " + st }, st)), dl, models);
+  });
+  root.replaceChildren(...cards);
+}
+
+function renderModels(catalogue, truncated) {
+  const body = document.querySelector("#models tbody");
+  const rows = catalogue.map((m) => el("tr", { "data-model": m.id }, el("td", {}, m.id), el("td", {}, m.endpoints.join(", "))));
+  if (truncated) rows.push(el("tr", {}, el("td", { colspan: "2", class: "muted" }, "more models than shown")));
+  body.replaceChildren(...rows);
+}
+
+function renderRecent(list) {
+  const body = document.querySelector("#recent tbody");
+  body.replaceChildren(...list.map((r) => el("tr", {},
+    el("td", {}, new Date(r.time).toLocaleTimeString()),
+    el("td", {}, r.model || "–"),
+    el("td", {}, r.endpoint || "–"),
+    el("td", r.status >= 400 ? { class: "bad" } : {}, r.status),
+    el("td", {}, r.ttft_ms ? r.ttft_ms + " ms" : "–"),
+    el("td", {}, r.tokens_out ? r.tokens_in + " → " + r.tokens_out : "–"),
+    el("td", {}, r.reason || "–"))));
+}
+
+function chart(id, points, key, lastId, unit) {
+  const svg = document.getElementById(id);
+  const values = points.map((p) => p[key] || 0);
+  const peak = Math.max(0, ...values);
+  const top = Math.max(1, peak);
+  const step = values.length > 1 ? 240 / (values.length - 1) : 0;
+  const line = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
+  line.setAttribute("points", values.map((v, i) => (i * step).toFixed(1) + "," + (58 - (v / top) * 56).toFixed(1)).join(" "));
+  svg.replaceChildren(line);
+  const last = values.length ? values[values.length - 1] : 0;
+  document.getElementById(lastId).textContent = "now " + (Math.round(last * 10) / 10) + unit + ", peak " + (Math.round(peak * 10) / 10) + unit;
+}
+
+function render(d) {
+  const up = d.endpoints.filter((e) => e.routable).length;
+  document.getElementById("summary").textContent = up + " of " + d.endpoints.length + " endpoints routable, " + d.catalogue.length + " models";
+  document.getElementById("updated").textContent = "updated " + new Date(d.time).toLocaleTimeString();
+  renderEndpoints(d.endpoints);
+  renderModels(d.catalogue, d.catalogue_truncated);
+  renderRecent(d.recent);
+  chart("chart-rps", d.timeline, "rps", "last-rps", "/s");
+  chart("chart-ttft", d.timeline, "ttft_ms", "last-ttft", " ms");
+  chart("chart-queue", d.timeline, "queue", "last-queue", "");
+}
+
+async function poll() {
+  try {
+    const res = await fetch(DATA, { cache: "no-cache", headers: { Accept: "application/json" } });
+    if (res.ok) render(await res.json());
+    else document.getElementById("summary").textContent = "status route answered " + res.status;
+  } catch (err) {
+    document.getElementById("summary").textContent = "cannot reach the proxy: " + err.message;
+  }
+  setTimeout(poll, POLL_MS);
+}
+
+poll();
