@@ -48,6 +48,25 @@ type Profile struct {
 	// DefaultPort is the port the backend listens on out of the box, or 0 when
 	// the type has no conventional port.
 	DefaultPort int
+	// LoadSurfaces are the paths that tell how busy the backend is (the
+	// default `load_url`), in order of preference: poll the first, and fall
+	// back to the next when it is missing (not 200). Empty for types that
+	// expose nothing; see ParseSignals for the formats.
+	LoadSurfaces []LoadSurface
+	// ServesListed says the backend serves every model it lists without
+	// loading it first, so each listed model counts as resident.
+	ServesListed bool
+}
+
+// ParseSignals reads the body of one of the profile's load surfaces. A vLLM,
+// SGLang or llama.cpp backend's signals are marked ServesListed whatever the
+// surface.
+func (p *Profile) ParseSignals(surface LoadSurface, body []byte) (Signals, error) {
+	s, err := ParseSignals(surface.Format, body)
+	if err == nil && p.ServesListed {
+		s.ServesListed = true
+	}
+	return s, err
 }
 
 var (

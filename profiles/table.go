@@ -49,7 +49,8 @@ var table = []*Profile{
 			pathModels, "/v1/models/{model...}",
 			pathChatCompletions, pathCompletions, pathEmbeddings, pathMessages,
 		},
-		DefaultPort: 11434,
+		DefaultPort:  11434,
+		LoadSurfaces: []LoadSurface{{Path: "/api/ps", Format: SignalsOllamaPS}},
 	},
 	{
 		Name:             "lm-studio",
@@ -65,7 +66,8 @@ var table = []*Profile{
 			"/api/v0/models", "/api/v0/models/{model...}",
 			"/api/v0/chat/completions", "/api/v0/completions", "/api/v0/embeddings",
 		},
-		DefaultPort: 1234,
+		DefaultPort:  1234,
+		LoadSurfaces: []LoadSurface{{Path: "/api/v0/models", Format: SignalsLMStudio}},
 	},
 	{
 		Name:             "vllm",
@@ -82,7 +84,9 @@ var table = []*Profile{
 			"/tokenize", "/detokenize", "/v1/tokenize", "/v1/detokenize",
 			"/rerank", "/v1/rerank", "/v2/rerank", "/get_tokenizer_info",
 		},
-		DefaultPort: 8000,
+		DefaultPort:  8000,
+		LoadSurfaces: []LoadSurface{{Path: "/metrics", Format: SignalsMetrics}},
+		ServesListed: true,
 	},
 	{
 		Name:             "sglang",
@@ -97,7 +101,9 @@ var table = []*Profile{
 			pathModels, pathChatCompletions, pathCompletions, pathEmbeddings,
 			"/generate", "/batch", "/extend", "/v1/chat/completions/vision",
 		},
-		DefaultPort: 30000,
+		DefaultPort:  30000,
+		LoadSurfaces: []LoadSurface{{Path: "/metrics", Format: SignalsMetrics}},
+		ServesListed: true,
 	},
 	{
 		Name:             "llamacpp",
@@ -116,6 +122,9 @@ var table = []*Profile{
 			"/completion", "/embedding", "/tokenize", "/detokenize", "/infill",
 		},
 		DefaultPort: 8080,
+		// /slots is on by default; /metrics needs --metrics.
+		LoadSurfaces: []LoadSurface{{Path: "/slots", Format: SignalsSlots}, {Path: "/metrics", Format: SignalsMetrics}},
+		ServesListed: true,
 	},
 	{
 		Name:             "lemonade",
