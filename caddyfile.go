@@ -5,7 +5,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -14,7 +13,6 @@ import (
 	"github.com/dustin/go-humanize"
 
 	"github.com/caddy-olla/olla/balancer"
-	"github.com/caddy-olla/olla/profiles"
 )
 
 func init() {
@@ -132,27 +130,21 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err != nil {
 				return err
 			}
+			// Each value is checked here too, with Validate's rules, so
+			// that the error names its line.
 			switch sub {
 			case "engine":
-				if val != "sherpa" && val != "olla" {
-					return d.Errf("unknown engine %q: expected sherpa or olla", val)
-				}
-				h.Engine = val
+				h.Engine, err = val, checkEnum(sub, val, engineNames...)
 			case "profile":
-				if val != "auto" && val != "streaming" && val != "standard" {
-					return d.Errf("unknown profile %q: expected auto, streaming or standard", val)
-				}
-				h.Profile = val
+				h.Profile, err = val, checkEnum(sub, val, profileNames...)
 			case "load_balancer":
-				if _, err := balancer.New(val); err != nil {
-					return d.Errf("%v", err)
-				}
 				h.LoadBalancer = val
+				_, err = balancer.New(val)
 			case "internal":
-				if val != "on" && val != "off" {
-					return d.Errf("internal must be on or off, got %q", val)
-				}
-				h.Internal = val
+				h.Internal, err = val, checkEnum(sub, val, internalNames...)
+			}
+			if err != nil {
+				return d.Errf("%v", err)
 			}
 		case "stream_idle_timeout", "response_header_timeout":
 			if err := once(sub); err != nil {
@@ -238,9 +230,6 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}); err != nil {
 				return err
 			}
-			if _, err := newCORSPolicy(c); err != nil {
-				return d.Errf("%v", err)
-			}
 		case "circuit_breaker":
 			if err := once(sub); err != nil {
 				return err
@@ -294,12 +283,6 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}); err != nil {
 				return err
 			}
-			if md.Interval != 0 && time.Duration(md.Interval) < time.Second {
-				return d.Errf("model_discovery interval %s is too short: at least 1s", time.Duration(md.Interval))
-			}
-			if md.Interval != 0 && md.Timeout > md.Interval {
-				return d.Errf("model_discovery timeout %s must not be longer than its interval %s", time.Duration(md.Timeout), time.Duration(md.Interval))
-			}
 		default:
 			return d.Errf("unrecognized olla subdirective %q: expected engine, profile, load_balancer, internal, endpoint, aliases, retry, circuit_breaker, rate_limits, cors, request_limits, model_registry, model_discovery, stream_idle_timeout or response_header_timeout", sub)
 		}
@@ -330,7 +313,7 @@ func parseEndpoint(d *caddyfile.Dispenser) (*Endpoint, error) {
 		var err error
 		switch sub {
 		case "url":
-			if err = stringArg(d, &ep.URL); err == nil && !strings.Contains(ep.URL, "{") {
+			if err = stringArg(d, &ep.URL); err == nil && !hasPlaceholder(ep.URL) {
 				_, err = parseEndpointURL(ep.URL)
 				if err != nil {
 					err = d.Errf("endpoint %q: %v", ep.Name, err)
@@ -338,8 +321,8 @@ func parseEndpoint(d *caddyfile.Dispenser) (*Endpoint, error) {
 			}
 		case "type":
 			if err = stringArg(d, &ep.Type); err == nil {
-				if _, ok := profiles.Lookup(ep.Type); !ok {
-					err = d.Errf("endpoint %q: unknown type %q: expected one of %s", ep.Name, ep.Type, strings.Join(profiles.Types(), ", "))
+				if err = checkType(ep.Type); err != nil {
+					err = d.Errf("endpoint %q: %v", ep.Name, err)
 				}
 			}
 		case "priority":
@@ -352,9 +335,10 @@ func parseEndpoint(d *caddyfile.Dispenser) (*Endpoint, error) {
 			if sub == "health_check_url" {
 				dst = &ep.HealthCheckURL
 			}
-			if err = stringArg(d, dst); err == nil && !strings.HasPrefix(*dst, "/") &&
-				!strings.HasPrefix(*dst, "http://") && !strings.HasPrefix(*dst, "https://") && !strings.HasPrefix(*dst, "{") {
-				err = d.Errf("endpoint %q: %s %q must be a path starting with / or an absolute http(s) URL", ep.Name, sub, *dst)
+			if err = stringArg(d, dst); err == nil {
+				if err = checkSubURL(*dst); err != nil {
+					err = d.Errf("endpoint %q: %s %v", ep.Name, sub, err)
+				}
 			}
 		case "check_interval":
 			err = durationArg(d, &ep.CheckInterval)
@@ -414,7 +398,7 @@ func parseEndpoint(d *caddyfile.Dispenser) (*Endpoint, error) {
 		return nil, fmt.Errorf("endpoint %q: url is required, at %s:%d", ep.Name, d.File(), declared)
 	}
 	if ep.Type == "" {
-		return nil, fmt.Errorf("endpoint %q: type is required (one of %s), at %s:%d", ep.Name, strings.Join(profiles.Types(), ", "), d.File(), declared)
+		return nil, fmt.Errorf("endpoint %q: %v, at %s:%d", ep.Name, checkType(ep.Type), d.File(), declared)
 	}
 	return ep, nil
 }
@@ -552,7 +536,7 @@ func sizeArg(d *caddyfile.Dispenser, dst *int64) error {
 	if err != nil || n == 0 {
 		return d.Errf("%s: %q is not a size (e.g. 100MiB, 4KB)", name, v)
 	}
-	if n > 1<<40 {
+	if n > maxConfigSize {
 		return d.Errf("%s: %s is more than the 1TiB this option allows", name, v)
 	}
 	*dst = int64(n)

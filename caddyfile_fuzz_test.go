@@ -13,8 +13,8 @@ import (
 )
 
 // FuzzCaddyfile parses arbitrary bodies of the olla directive: the parser
-// must never panic, whatever the tokens, and what it accepts must encode as
-// JSON. Seeded with the olla blocks of the golden adapt cases.
+// must never panic, whatever the tokens, what it accepts must encode as
+// JSON, and Validate must judge it without panicking. Seeded with the olla blocks of the golden adapt cases.
 func FuzzCaddyfile(f *testing.F) {
 	files, _ := filepath.Glob(filepath.Join(adaptDir, "*.caddyfiletest"))
 	for _, p := range files {
@@ -41,5 +41,6 @@ func FuzzCaddyfile(f *testing.F) {
 		if _, err := json.Marshal(h); err != nil {
 			t.Fatalf("parsed %q into a handler that does not encode: %v", body, err)
 		}
+		_ = h.Validate() // may refuse it, must not panic
 	})
 }

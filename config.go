@@ -27,7 +27,8 @@ type Endpoint struct {
 	HealthCheckURL string `json:"health_check_url,omitempty"`
 	// CheckInterval is how often the endpoint is probed. Default 5s.
 	CheckInterval caddy.Duration `json:"check_interval,omitempty"`
-	// CheckTimeout bounds one probe. Default 2s; must be below CheckInterval.
+	// CheckTimeout bounds one probe. Default 2s; one not below CheckInterval
+	// is clamped to it, with a warning.
 	CheckTimeout caddy.Duration `json:"check_timeout,omitempty"`
 	// Auth is the credential sent to this endpoint (requests, probes and
 	// discovery). It is never logged or shown.

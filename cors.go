@@ -1,7 +1,6 @@
 package olla
 
 import (
-	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -25,15 +24,9 @@ type corsPolicy struct {
 	maxAge      string
 }
 
-func newCORSPolicy(c *CORS) (*corsPolicy, error) {
+func newCORSPolicy(c *CORS) *corsPolicy {
 	if c == nil {
-		return nil, nil
-	}
-	if len(c.AllowedOrigins) == 0 {
-		return nil, fmt.Errorf(`cors needs allowed_origins (use "*" to allow every origin)`)
-	}
-	if c.MaxAge < 0 {
-		return nil, fmt.Errorf("cors max_age must not be negative")
+		return nil
 	}
 	p := &corsPolicy{origins: map[string]bool{}, credentials: c.AllowCredentials}
 	for _, o := range c.AllowedOrigins {
@@ -42,9 +35,6 @@ func newCORSPolicy(c *CORS) (*corsPolicy, error) {
 		} else {
 			p.origins[strings.TrimSuffix(o, "/")] = true
 		}
-	}
-	if p.anyOrigin && p.credentials {
-		return nil, fmt.Errorf(`cors allow_credentials cannot be used with origin "*": list the origins`)
 	}
 	methods := c.AllowedMethods
 	if len(methods) == 0 {
@@ -67,7 +57,7 @@ func newCORSPolicy(c *CORS) (*corsPolicy, error) {
 		maxAge = time.Duration(c.MaxAge)
 	}
 	p.maxAge = strconv.Itoa(int(maxAge / time.Second))
-	return p, nil
+	return p
 }
 
 // apply sets the CORS headers for r. It reports true when it answered a

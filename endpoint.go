@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
 
 	"github.com/caddy-olla/olla/discovery"
 	"github.com/caddy-olla/olla/profiles"
@@ -57,12 +58,11 @@ func (s *endpointSettings) identity() string {
 	return s.name + "\x00" + s.url.String() + "\x00" + s.typ
 }
 
-// resolve validates an Endpoint and builds its settings. repl resolves
-// placeholders; a placeholder that resolves to nothing is an error.
-func (e *Endpoint) resolve(repl *caddy.Replacer) (*endpointSettings, error) {
-	if e.Name == "" {
-		return nil, fmt.Errorf("endpoint without a name")
-	}
+// resolve builds an Endpoint's settings from a config Validate accepts. repl
+// resolves placeholders; a placeholder that resolves to nothing, or to a
+// value Validate would refuse, is an error here, the first moment its value
+// is known.
+func (e *Endpoint) resolve(repl *caddy.Replacer, log *zap.Logger) (*endpointSettings, error) {
 	errf := func(format string, args ...any) error {
 		return fmt.Errorf("endpoint %q: "+format, append([]any{e.Name}, args...)...)
 	}
@@ -76,12 +76,9 @@ func (e *Endpoint) resolve(repl *caddy.Replacer) (*endpointSettings, error) {
 
 	s := &endpointSettings{name: e.Name, priority: defaultPriority, checkInterval: defaultCheckInterval,
 		checkTimeout: defaultCheckTimeout, discoveryInterval: defaultDiscoveryInterval, discoveryTimeout: defaultDiscoveryTimeout}
-	if e.Type == "" {
-		return nil, errf("type is required (one of %s)", strings.Join(profiles.Types(), ", "))
-	}
 	p, ok := profiles.Lookup(e.Type)
 	if !ok {
-		return nil, errf("unknown type %q: expected one of %s", e.Type, strings.Join(profiles.Types(), ", "))
+		return nil, errf("unknown type %q", e.Type) // Validate refuses it first
 	}
 	s.profile, s.typ = p, p.Name
 
@@ -97,9 +94,6 @@ func (e *Endpoint) resolve(repl *caddy.Replacer) (*endpointSettings, error) {
 	s.displayURL = (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
 
 	if e.Priority != nil {
-		if *e.Priority < 0 {
-			return nil, errf("priority must be 0 or more, got %d", *e.Priority)
-		}
 		s.priority = *e.Priority
 	}
 	if e.CheckInterval != 0 {
@@ -108,14 +102,15 @@ func (e *Endpoint) resolve(repl *caddy.Replacer) (*endpointSettings, error) {
 	if e.CheckTimeout != 0 {
 		s.checkTimeout = time.Duration(e.CheckTimeout)
 	}
-	if s.checkInterval < 100*time.Millisecond {
-		return nil, errf("check_interval %s is too short (at least 100ms)", s.checkInterval)
-	}
-	if s.checkTimeout <= 0 || s.checkTimeout >= s.checkInterval {
-		if e.CheckTimeout == 0 && s.checkInterval <= s.checkTimeout {
+	if s.checkTimeout >= s.checkInterval {
+		if e.CheckTimeout == 0 {
 			s.checkTimeout = s.checkInterval / 2 // only the interval was set, and it is short
 		} else {
-			return nil, errf("check_timeout %s must be shorter than check_interval %s", s.checkTimeout, s.checkInterval)
+			// The standalone Olla accepts it too; a probe simply may not
+			// outlast the interval.
+			log.Warn("check_timeout is not shorter than check_interval; clamped to the interval",
+				zap.String("endpoint", e.Name), zap.Duration("check_timeout", s.checkTimeout), zap.Duration("check_interval", s.checkInterval))
+			s.checkTimeout = s.checkInterval
 		}
 	}
 	if s.healthURL, err = endpointSubURL(u, e.HealthCheckURL, p.HealthPath); err != nil {
@@ -153,13 +148,10 @@ func (e *Endpoint) resolve(repl *caddy.Replacer) (*endpointSettings, error) {
 		s.filter = profiles.ModelFilter{Include: e.ModelFilter.Include, Exclude: e.ModelFilter.Exclude}
 	}
 	s.forwardAuth = e.ForwardClientAuth
-	if e.MaxConnections < 0 {
-		return nil, errf("max_connections must be 0 (no cap) or more")
-	}
 	s.maxConns = e.MaxConnections
 
 	if e.TLS != nil {
-		if u.Scheme != "https" {
+		if u.Scheme != "https" { // a URL with a placeholder is only known now
 			return nil, errf("tls is set but the URL is not https")
 		}
 		tc := &tls.Config{InsecureSkipVerify: e.TLS.InsecureSkipVerify} //nolint:gosec // the user asked for it

@@ -102,10 +102,16 @@ func (*Handler) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{ID: "http.handlers.olla", New: func() caddy.Module { return new(Handler) }}
 }
 
-// Provision resolves the endpoints, registers them with the olla app (which
-// takes a reference on each one's pooled state) and builds the engine.
+// Provision builds the handler from its config: it resolves the endpoints'
+// placeholders, registers them with the olla app (which takes a reference
+// on each one's pooled state) and builds the engine. The rules live in
+// Validate; Caddy runs it after Provision, so Provision runs it first and
+// never builds from a config that will be refused.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
+	if err := h.Validate(); err != nil {
+		return err
+	}
 	appMod, err := ctx.App("olla")
 	if err != nil {
 		return fmt.Errorf("loading olla app: %w", err)
@@ -119,35 +125,21 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	switch h.Profile {
-	case "", "auto":
-		h.flush = engines.FlushAuto
 	case "streaming":
 		h.flush = engines.FlushAlways
 	case "standard":
 		h.flush = engines.FlushNever
 	default:
-		return fmt.Errorf("unknown profile %q: expected auto, streaming or standard", h.Profile)
+		h.flush = engines.FlushAuto
 	}
-	switch h.Internal {
-	case "", "on":
-	case "off":
-		h.internalOff = true
-	default:
-		return fmt.Errorf("internal must be on or off, got %q", h.Internal)
-	}
+	h.internalOff = h.Internal == "off"
 	h.maxAttempts = defaultMaxAttempts
 	if h.Retry != nil && h.Retry.MaxAttempts != 0 {
-		if h.Retry.MaxAttempts < 1 {
-			return fmt.Errorf("retry max_attempts must be 1 or more, got %d", h.Retry.MaxAttempts)
-		}
 		h.maxAttempts = h.Retry.MaxAttempts
 	}
 	h.maxBody = defaultMaxBodySize
 	h.maxHeader = defaultMaxHeaderSize
 	if rl := h.RequestLimits; rl != nil {
-		if rl.MaxBodySize < 0 || rl.MaxHeaderSize < 0 {
-			return fmt.Errorf("request_limits sizes must be positive")
-		}
 		if rl.MaxBodySize != 0 {
 			h.maxBody = rl.MaxBodySize
 		}
@@ -171,30 +163,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			discoveryTimeout = time.Duration(md.Timeout)
 		}
 	}
-	if err := h.validateAliases(); err != nil {
-		return err
-	}
-	if h.limits, err = newRateLimiter(h.RateLimits); err != nil {
-		return err
-	}
-	if h.cors, err = newCORSPolicy(h.CORS); err != nil {
-		return err
-	}
+	h.limits = newRateLimiter(h.RateLimits)
+	h.cors = newCORSPolicy(h.CORS)
 
-	if len(h.Endpoints) == 0 {
-		return fmt.Errorf("no endpoints: declare at least one `endpoint NAME { url ... type ... }`")
-	}
 	repl := caddy.NewReplacer()
-	seen := make(map[string]bool, len(h.Endpoints))
 	for _, ep := range h.Endpoints {
-		s, err := ep.resolve(repl)
+		s, err := ep.resolve(repl, h.logger)
 		if err != nil {
 			return err
 		}
-		if seen[s.name] {
-			return fmt.Errorf("endpoint %q is declared twice in one olla block", s.name)
-		}
-		seen[s.name] = true
 		s.discoveryInterval, s.discoveryTimeout = discoveryInterval, discoveryTimeout
 		if cb := h.CircuitBreaker; cb != nil {
 			s.breaker = discovery.BreakerConfig{Threshold: cb.Failures, OpenFor: time.Duration(cb.OpenFor)}
@@ -207,17 +184,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.states = append(h.states, st)
 	}
 
-	switch h.Engine {
-	case "", "olla":
-		h.Engine = "olla"
-		h.engine = ollaengine.New(0)
-	case "sherpa":
+	if h.Engine == "sherpa" {
 		if h.sherpa, err = sherpa.New(ctx, h.maxAttempts); err != nil {
 			return err
 		}
 		h.engine = h.sherpa
-	default:
-		return fmt.Errorf("unknown engine %q: expected sherpa or olla", h.Engine)
+	} else {
+		h.Engine = "olla"
+		h.engine = ollaengine.New(0)
 	}
 	return nil
 }

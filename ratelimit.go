@@ -55,17 +55,9 @@ type clientBucket struct {
 	seen atomic.Int64 // unix nanos
 }
 
-func newRateLimiter(cfg *RateLimits) (*rateLimiter, error) {
+func newRateLimiter(cfg *RateLimits) *rateLimiter {
 	if cfg == nil {
-		return nil, nil
-	}
-	for name, v := range map[string]int{"global_requests_per_minute": cfg.GlobalRequestsPerMinute,
-		"per_ip_requests_per_minute": cfg.PerIPRequestsPerMinute, "health_requests_per_minute": cfg.HealthRequestsPerMinute,
-		"per_endpoint_requests_per_minute": cfg.PerEndpointRequestsPerMinute, "burst_size": cfg.BurstSize,
-		"health_burst_size": cfg.HealthBurstSize} {
-		if v < 0 {
-			return nil, fmt.Errorf("rate_limits %s must be 0 or more, got %d", name, v)
-		}
+		return nil
 	}
 	burst := cfg.BurstSize
 	if burst == 0 {
@@ -95,7 +87,7 @@ func newRateLimiter(cfg *RateLimits) (*rateLimiter, error) {
 	if rl.headerRate == 0 {
 		rl.headerRate = cfg.GlobalRequestsPerMinute
 	}
-	return rl, nil
+	return rl
 }
 
 // verdict is a limiter's answer for one request.

@@ -17,10 +17,10 @@ func (c *clock) now() time.Time          { return c.t }
 func (c *clock) advance(d time.Duration) { c.t = c.t.Add(d) }
 func newTestLimiter(t *testing.T, cfg RateLimits) (*rateLimiter, *clock) {
 	t.Helper()
-	rl, err := newRateLimiter(&cfg)
-	if err != nil {
+	if err := cfg.validate(); err != nil {
 		t.Fatal(err)
 	}
+	rl := newRateLimiter(&cfg)
 	c := &clock{t: time.Unix(1_800_000_000, 0)}
 	rl.now = c.now
 	return rl, c

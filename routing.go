@@ -305,23 +305,6 @@ func (h *Handler) aliasTargets(model string) []string {
 	return nil
 }
 
-func (h *Handler) validateAliases() error {
-	for name, targets := range h.Aliases {
-		if strings.TrimSpace(name) == "" || strings.TrimSpace(name) != name {
-			return fmt.Errorf("alias %q: the name must be non-empty with no surrounding spaces", name)
-		}
-		if len(targets) == 0 {
-			return fmt.Errorf("alias %q: give at least one target model", name)
-		}
-		for _, t := range targets {
-			if strings.TrimSpace(t) == "" {
-				return fmt.Errorf("alias %q: empty target model", name)
-			}
-		}
-	}
-	return nil
-}
-
 // missRefreshInterval is the least time between two model list fetches a
 // miss makes on one endpoint: requests naming models nobody lists share the
 // fetch in flight, and the ones after it, within this interval, do not

@@ -911,8 +911,11 @@ func (c *conv) endpoint(it *field) (*endpoint, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	if timeout <= 0 || timeout >= interval || timeout > maxCheckTimeout {
-		return nil, "", c.errorf(m.line("check_timeout"), it.path+".check_timeout", "%s must be above 0, below check_interval (%s) and at most 30s", timeout, interval)
+	if timeout <= 0 || timeout > maxCheckTimeout {
+		return nil, "", c.errorf(m.line("check_timeout"), it.path+".check_timeout", "%s must be above 0 and at most 30s", timeout)
+	}
+	if timeout >= interval {
+		c.warn(m.line("check_timeout"), it.path+".check_timeout", "%s is not below check_interval (%s): the handler clamps it to the interval", timeout, interval)
 	}
 	ep.CheckInterval, ep.CheckTimeout = fmtDuration(interval), fmtDuration(timeout)
 

@@ -405,7 +405,8 @@ func TestErrors(t *testing.T) {
 		{"endpoint with type auto", withEndpoint("url: http://h:1\nname: n\ntype: auto"), 6, []string{"endpoints[0].type", "needs the backend type"}},
 		{"negative priority", ep("priority: -1"), 7, []string{"endpoints[0].priority", "0 or more"}},
 		{"short check interval", ep("check_interval: 500ms"), 7, []string{"endpoints[0].check_interval", "at least 1s"}},
-		{"check timeout not below interval", ep("check_interval: 2s\ncheck_timeout: 2s"), 8, []string{"endpoints[0].check_timeout", "below check_interval"}},
+		{"check timeout above 30s", ep("check_interval: 1m\ncheck_timeout: 45s"), 8, []string{"endpoints[0].check_timeout", "at most 30s"}},
+		{"zero check timeout", ep("check_timeout: 0s"), 7, []string{"endpoints[0].check_timeout", "above 0"}},
 		{"duplicate endpoint names", "discovery:\n  static:\n    endpoints:\n      - {url: 'http://a:1', name: x, type: ollama}\n      - {url: 'http://b:1', name: x, type: ollama}\n", 5, []string{"endpoints[1]", `"x"`, "line 4"}},
 		{"auth without type", ep("auth: {token: t}"), 7, []string{"endpoints[0].auth", "type is required"}},
 		{"auth with an unknown type", ep("auth: {type: oauth}"), 7, []string{"endpoints[0].auth.type", "bearer, api_key or basic"}},
@@ -584,5 +585,25 @@ func TestMalformedYAMLIsAnError(t *testing.T) {
 	}
 	if !strings.HasPrefix(err.Error(), "/etc/olla/config.yaml: ") || !regexp.MustCompile(`line \d+`).MatchString(err.Error()) {
 		t.Errorf("error %q should name the file and the line", err)
+	}
+}
+
+// TestCheckTimeoutNotBelowInterval: a check_timeout that is not below the
+// check_interval is accepted as the standalone proxy accepts it; the
+// handler clamps it to the interval, and the adapter says so on its line.
+func TestCheckTimeoutNotBelowInterval(t *testing.T) {
+	for _, timeout := range []string{"2s", "5s"} {
+		yaml := withEndpoint("url: http://h:1\nname: n\ntype: ollama\ncheck_interval: 2s\ncheck_timeout: " + timeout)
+		out, warns, err := fixedAdapter(nil).Adapt([]byte(yaml), map[string]any{"filename": "config.yaml"})
+		if err != nil {
+			t.Fatalf("check_timeout %s: %v", timeout, err)
+		}
+		if !strings.Contains(string(out), `"check_interval":"2s","check_timeout":"`+timeout+`"`) {
+			t.Errorf("check_timeout %s: not written as given: %s", timeout, out)
+		}
+		if len(warns) != 1 || warns[0].Line != 8 || warns[0].Directive != "discovery.static.endpoints[0].check_timeout" ||
+			!strings.Contains(warns[0].Message, "clamps") {
+			t.Errorf("check_timeout %s: want one warning on line 8 saying it is clamped, got:\n%s", timeout, formatWarnings(warns))
+		}
 	}
 }

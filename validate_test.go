@@ -1,0 +1,129 @@
+package olla_test
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-olla/olla"
+)
+
+// TestValidateJSON: every semantic check fires for a JSON config, which
+// never passes the Caddyfile parser: through Handler.Validate on its own,
+// and through a real Caddy load (caddy.Validate provisions every module,
+// then validates it). One row per check.
+func TestValidateJSON(t *testing.T) {
+	const ep = `{"name":"a","url":"http://127.0.0.1:9","type":"ollama"}`
+	// with puts fields beside one valid endpoint.
+	with := func(fields string) string {
+		if fields != "" {
+			fields += ","
+		}
+		return `{"handler":"olla",` + fields + `"endpoints":[` + ep + `]}`
+	}
+	// endpoint is one endpoint with extra fields.
+	endpoint := func(fields string) string {
+		return `{"handler":"olla","endpoints":[{"name":"a","type":"ollama",` + fields + `}]}`
+	}
+	url := func(fields string) string { return endpoint(`"url":"http://127.0.0.1:9",` + fields) }
+	tests := []struct {
+		name, handler string
+		want          []string // substrings of the error; none: it loads
+		notWant       string
+	}{
+		{"control: a valid config loads", with(`"engine":"sherpa","load_balancer":"round-robin","aliases":{"fast":["m1","m2"]}`), nil, ""},
+		{"control: check_timeout above check_interval is clamped, not refused", url(`"check_interval":"2s","check_timeout":"10s"`), nil, ""},
+
+		{"unknown engine", with(`"engine":"nginx"`), []string{"engine", `"nginx"`}, ""},
+		{"unknown profile", with(`"profile":"turbo"`), []string{"profile", `"turbo"`}, ""},
+		{"unknown load balancer", with(`"load_balancer":"random"`), []string{"load balancer", `"random"`}, ""},
+		{"internal neither on nor off", with(`"internal":"maybe"`), []string{"internal", `"maybe"`}, ""},
+		{"negative stream_idle_timeout", with(`"stream_idle_timeout":"-5s"`), []string{"stream_idle_timeout", "negative"}, ""},
+		{"negative response_header_timeout", with(`"response_header_timeout":"-1s"`), []string{"response_header_timeout", "negative"}, ""},
+		{"negative retry max_attempts", with(`"retry":{"max_attempts":-1}`), []string{"max_attempts"}, ""},
+		{"negative max_body_size", with(`"request_limits":{"max_body_size":-1}`), []string{"max_body_size", "negative"}, ""},
+		{"max_header_size over 1TiB", with(`"request_limits":{"max_header_size":2199023255552}`), []string{"max_header_size", "1TiB"}, ""},
+		{"negative burst_size", with(`"rate_limits":{"burst_size":-1}`), []string{"burst_size", "0 or more"}, ""},
+		{"negative rate idle_timeout", with(`"rate_limits":{"idle_timeout":"-1m"}`), []string{"idle_timeout", "negative"}, ""},
+		{"cors without origins", with(`"cors":{"allowed_methods":["GET"]}`), []string{"allowed_origins"}, ""},
+		{"cors credentials with any origin", with(`"cors":{"allowed_origins":["*"],"allow_credentials":true}`), []string{"allow_credentials", `"*"`}, ""},
+		{"cors negative max_age", with(`"cors":{"allowed_origins":["*"],"max_age":"-1s"}`), []string{"max_age", "negative"}, ""},
+		{"negative breaker failures", with(`"circuit_breaker":{"failures":-1}`), []string{"failures"}, ""},
+		{"negative breaker open_for", with(`"circuit_breaker":{"open_for":"-1s"}`), []string{"open_for", "negative"}, ""},
+		{"unknown routing strategy", with(`"model_registry":{"routing_strategy":"fastest"}`), []string{"routing_strategy", `"fastest"`}, ""},
+		{"unknown fallback", with(`"model_registry":{"fallback_behavior":"sometimes"}`), []string{"fallback_behavior", `"sometimes"`}, ""},
+		{"negative discovery_timeout", with(`"model_registry":{"discovery_timeout":"-1s"}`), []string{"discovery_timeout", "negative"}, ""},
+		{"model discovery interval too short", with(`"model_discovery":{"interval":"500ms"}`), []string{"model_discovery interval", "at least 1s"}, ""},
+		{"model discovery timeout above interval", with(`"model_discovery":{"interval":"10s","timeout":"20s"}`), []string{"model_discovery timeout", "interval"}, ""},
+		{"negative model discovery timeout", with(`"model_discovery":{"timeout":"-1s"}`), []string{"model_discovery", "negative"}, ""},
+		{"alias with surrounding spaces", with(`"aliases":{" fast":["m"]}`), []string{`alias " fast"`, "surrounding spaces"}, ""},
+		{"alias without targets", with(`"aliases":{"fast":[]}`), []string{`alias "fast"`, "at least one target"}, ""},
+		{"alias with an empty target", with(`"aliases":{"fast":["m",""]}`), []string{`alias "fast"`, "empty target"}, ""},
+		{"alias listing a target twice", with(`"aliases":{"fast":["m","m"]}`), []string{`alias "fast"`, `"m"`, "twice"}, ""},
+		{"no endpoints", `{"handler":"olla"}`, []string{"no endpoints"}, ""},
+		{"null endpoint", `{"handler":"olla","endpoints":[null]}`, []string{"endpoints[0]"}, ""},
+		{"endpoint without a name", `{"handler":"olla","endpoints":[{"url":"http://127.0.0.1:9","type":"ollama"}]}`, []string{"without a name"}, ""},
+		{"duplicate endpoint names", `{"handler":"olla","endpoints":[` + ep + `,` + ep + `]}`, []string{`endpoint "a"`, "twice"}, ""},
+		{"endpoint without url", endpoint(`"priority":1`), []string{`endpoint "a"`, "url is required"}, ""},
+		{"endpoint without type", `{"handler":"olla","endpoints":[{"name":"a","url":"http://127.0.0.1:9"}]}`, []string{`endpoint "a"`, "type is required"}, ""},
+		{"endpoint with an unknown type", `{"handler":"olla","endpoints":[{"name":"a","url":"http://127.0.0.1:9","type":"tgi"}]}`, []string{`endpoint "a"`, `"tgi"`}, ""},
+		{"url scheme not http", endpoint(`"url":"ftp://127.0.0.1:9"`), []string{`endpoint "a"`, "http or https"}, ""},
+		{"url without host", endpoint(`"url":"http:///x"`), []string{`endpoint "a"`, "no host"}, ""},
+		{"url with a query", endpoint(`"url":"http://127.0.0.1:9/?key=s3cret"`), []string{`endpoint "a"`, "query"}, "s3cret"},
+		{"url with userinfo", endpoint(`"url":"http://admin:hunter2@127.0.0.1:9"`), []string{`endpoint "a"`, "credentials in the URL"}, "hunter2"},
+		{"negative priority", url(`"priority":-1`), []string{`endpoint "a"`, "priority"}, ""},
+		{"check_interval too short", url(`"check_interval":"10ms"`), []string{`endpoint "a"`, "check_interval", "too short"}, ""},
+		{"negative check_timeout", url(`"check_timeout":"-1s"`), []string{`endpoint "a"`, "check_timeout", "negative"}, ""},
+		{"model_url not a path", url(`"model_url":"api/tags"`), []string{`endpoint "a"`, "model_url", "path"}, ""},
+		{"health_check_url with a bad scheme", url(`"health_check_url":"http://"`), []string{`endpoint "a"`, "health_check_url"}, ""},
+		{"negative max_connections", url(`"max_connections":-1`), []string{`endpoint "a"`, "max_connections"}, ""},
+		{"unknown auth type", url(`"auth":{"type":"digest"}`), []string{`endpoint "a"`, "auth", `"digest"`}, ""},
+		{"bearer without token", url(`"auth":{"type":"bearer"}`), []string{`endpoint "a"`, "bearer auth needs token"}, ""},
+		{"header auth without a name", url(`"auth":{"type":"header","value":"v"}`), []string{`endpoint "a"`, "header auth needs header"}, ""},
+		{"a field of another auth type", url(`"auth":{"type":"bearer","token":"t","password":"pw"}`), []string{`endpoint "a"`, "password does not apply"}, ""},
+		{"a header name that is not a token", url(`"headers":{"X Team":"a"}`), []string{`endpoint "a"`, `"X Team"`}, ""},
+		{"one header twice in two cases", url(`"headers":{"X-Team":"a","x-team":"b"}`), []string{`endpoint "a"`, "same header"}, ""},
+		{"tls on an http URL", url(`"tls":{"insecure_skip_verify":true}`), []string{`endpoint "a"`, "not https"}, ""},
+		{"empty model filter pattern", url(`"model_filter":{"include":[""]}`), []string{`endpoint "a"`, "model_filter"}, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			check := func(how string, err error) {
+				t.Helper()
+				if len(tc.want) == 0 {
+					if err != nil {
+						t.Errorf("%s: expected no error, got: %v", how, err)
+					}
+					return
+				}
+				if err == nil {
+					t.Errorf("%s: expected an error containing %q, got none", how, tc.want)
+					return
+				}
+				for _, w := range tc.want {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("%s: error does not contain %q:\n\t%v", how, w, err)
+					}
+				}
+				if tc.notWant != "" && strings.Contains(err.Error(), tc.notWant) {
+					t.Errorf("%s: error shows %q: %v", how, tc.notWant, err)
+				}
+			}
+
+			var h olla.Handler
+			if err := json.Unmarshal([]byte(tc.handler), &h); err != nil {
+				t.Fatalf("test config: %v", err)
+			}
+			check("Validate", h.Validate())
+
+			cfg := `{"apps":{"http":{"servers":{"s":{"listen":["127.0.0.1:0"],"routes":[{"handle":[` + tc.handler + `]}]}}}}}`
+			var c caddy.Config
+			if err := json.Unmarshal([]byte(cfg), &c); err != nil {
+				t.Fatalf("test config: %v", err)
+			}
+			check("caddy.Validate", caddy.Validate(&c))
+		})
+	}
+}
