@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -91,6 +92,29 @@ func BenchmarkCatalogue100k(b *testing.B) {
 			models := st.models.Load().models
 			benchGet(b, h, path, func() { st.models.Store(newModelSnapshot(models, time.Now())) })
 		})
+	}
+}
+
+// BenchmarkCatalogue100kRetained reports the heap the usual views of a
+// 100,000-model catalogue keep (merged entries, the unified and OpenAI
+// lists of /olla/models, the /olla/openai/ and Ollama listings, gzipped
+// forms) beside what the cache's budget counts for them.
+func BenchmarkCatalogue100kRetained(b *testing.B) {
+	models := manyModels(100_000)
+	for range b.N {
+		h := &Handler{states: []*endpointState{testEndpoint(b, "big", "openai-compatible", models)}}
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		for _, path := range []string{"/olla/models", "/olla/models?format=openai", "/olla/openai/v1/models", "/olla/models?format=ollama"} {
+			if w := serveGet(h, path); w.Code != http.StatusOK {
+				b.Fatal(path, w.Code)
+			}
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "MiB-retained")
+		b.ReportMetric(float64(h.catalogue.views.Used())/(1<<20), "MiB-counted")
 	}
 }
 

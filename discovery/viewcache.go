@@ -41,6 +41,13 @@ type viewItem struct {
 	kept     bool // counted in used
 }
 
+// Used is roughly how many bytes the kept values hold.
+func (c *ViewCache) Used() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.used
+}
+
 // Builds counts the values built since the cache was made.
 func (c *ViewCache) Builds() int64 { return c.builds.Load() }
 
