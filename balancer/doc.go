@@ -5,14 +5,33 @@
 // It sees them through the small [Candidates] interface rather than a slice of
 // endpoint structs, so that this package knows nothing about endpoints, health
 // or models, and so that selecting costs no allocation on the request path.
+// Candidates that also implement [SignalSource] report each endpoint's name and
+// backend [Signals] (model residency, queue, slots, KV cache, TTFT), which the
+// adaptive strategy uses; without it every such signal is unknown.
 //
-// Three strategies are provided, named as in the standalone Olla proxy's
+// Every strategy is a [Pipeline]: [Filter]s drop candidates (never all of
+// them), weighted [Scorer]s rate the rest in [0,1], and the [Picker] takes the
+// highest total, equal totals in turn. Scorers are registered by name
+// ([RegisterScorer]), so a config can weight them and a new one needs no
+// change to any caller. [Pipeline.Schedule] also returns a [Reason], whose
+// text (for X-Olla-Routing-Reason) is built only when asked for.
+//
+// The strategies, the first three named as in the standalone Olla proxy's
 // configuration so an existing config keeps its meaning:
 //
 //   - [Priority]: the highest priority tier present, least loaded within it.
 //   - [RoundRobin]: a strict cycle in the caller's order.
 //   - [LeastConnections]: the fewest attempts in flight, whatever the priority.
+//   - [Adaptive]: model resident, backend load and our in-flight count,
+//     observed TTFT, session affinity and priority, weighted
+//     ([AdaptiveWeights]); endpoints at their max_concurrency are skipped
+//     while others have room.
 //
-// Every balancer is lock-free and safe for concurrent use; its only state is
-// an atomic cursor, created by [New], so separate balancers never share turns.
+// Affinity uses rendezvous hashing with a load bound ([Rendezvous]): the hash
+// has no seed, so proxies with one config place a key alike without sharing
+// state. [EWMA] keeps a lock-free moving average for TTFT.
+//
+// Every pipeline is safe for concurrent use. Its state is an atomic cursor and
+// a few scratch slots, created by [New] or [NewPipeline], so separate
+// balancers never share turns.
 package balancer

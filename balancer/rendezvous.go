@@ -99,5 +99,5 @@ func rendezvousKept(key uint64, cands []Candidate, kept []bool, bound float64) i
 
 // placed is a candidate's utilisation with one more request on it.
 func placed(c *Candidate) float64 {
-	return c.utilisation() + 1/c.capacity()
+	return c.Utilisation() + 1/c.Capacity()
 }

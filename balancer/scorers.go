@@ -83,7 +83,7 @@ type warmScorer struct{}
 func (warmScorer) Name() string { return ScoreWarm }
 func (warmScorer) usesSignals() {}
 func (warmScorer) Score(_ *Request, c *Candidate, _ *Set) float64 {
-	if !c.fresh() {
+	if !c.Fresh() {
 		return 0.5
 	}
 	switch c.Warm {
@@ -107,8 +107,8 @@ type loadScorer struct{}
 func (loadScorer) Name() string { return ScoreLoad }
 func (loadScorer) usesSignals() {}
 func (loadScorer) Score(_ *Request, c *Candidate, _ *Set) float64 {
-	score := 1 / (1 + c.utilisation())
-	if c.KVKnown && c.fresh() {
+	score := 1 / (1 + c.Utilisation())
+	if c.KVKnown && c.Fresh() {
 		score *= 1 - clampScore(c.KVUsage)/2
 	}
 	return score
@@ -182,7 +182,7 @@ func (CapacityFilter) Keep(_ *Request, c *Candidate, _ *Set) bool {
 	if c.MaxConcurrency > 0 && c.InFlight >= c.MaxConcurrency {
 		return false
 	}
-	if c.fresh() && c.SlotsKnown && c.QueueKnown && c.Slots > 0 && c.Running >= c.Slots && c.Waiting > 0 {
+	if c.Fresh() && c.SlotsKnown && c.QueueKnown && c.Slots > 0 && c.Running >= c.Slots && c.Waiting > 0 {
 		return false
 	}
 	return true

@@ -77,8 +77,8 @@ type Signals struct {
 	Age, MaxAge time.Duration
 }
 
-// fresh reports whether the backend values may be used.
-func (s *Signals) fresh() bool {
+// Fresh reports whether the backend values may be used (not stale).
+func (s *Signals) Fresh() bool {
 	return s.MaxAge <= 0 || s.Age <= s.MaxAge
 }
 
@@ -105,32 +105,32 @@ type Candidate struct {
 	Signals
 }
 
-// demand is the candidate's outstanding work in requests: the backend's own
+// Demand is the candidate's outstanding work in requests: the backend's own
 // count when known and fresh (it includes other proxies' traffic), our
 // in-flight count when that is higher (it covers the time since the last
 // scrape).
-func (c *Candidate) demand() float64 {
+func (c *Candidate) Demand() float64 {
 	d := c.InFlight
-	if c.QueueKnown && c.fresh() {
+	if c.QueueKnown && c.Fresh() {
 		d = max(d, c.Running+c.Waiting)
 	}
 	return float64(max(d, 0))
 }
 
-// capacity is how many requests the candidate runs at once: its configured
+// Capacity is how many requests the candidate runs at once: its configured
 // max_concurrency, else the backend's slot count, else 1 (demand is then a
 // plain count).
-func (c *Candidate) capacity() float64 {
+func (c *Candidate) Capacity() float64 {
 	switch {
 	case c.MaxConcurrency > 0:
 		return float64(c.MaxConcurrency)
-	case c.SlotsKnown && c.Slots > 0 && c.fresh():
+	case c.SlotsKnown && c.Slots > 0 && c.Fresh():
 		return float64(c.Slots)
 	}
 	return 1
 }
 
-// utilisation is demand over capacity: 0 idle, 1 full, above 1 queueing.
-func (c *Candidate) utilisation() float64 {
-	return c.demand() / c.capacity()
+// Utilisation is demand over capacity: 0 idle, 1 full, above 1 queueing.
+func (c *Candidate) Utilisation() float64 {
+	return c.Demand() / c.Capacity()
 }
