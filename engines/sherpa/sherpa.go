@@ -135,7 +135,11 @@ func (e *Engine) Serve(w http.ResponseWriter, r *http.Request, plan *engines.Pla
 		// an attempt the proxy loop never completed (it panicked, or a
 		// dial-info step failed) still ends its in-flight count
 		if q.open {
-			q.done(q.current, engines.Outcome{Err: errors.New("attempt abandoned")})
+			err := errors.New("attempt abandoned")
+			if gone := q.clientGone(); gone != nil {
+				err = engines.ClientGoneError(gone) // it stopped because the client left
+			}
+			q.done(q.current, engines.Outcome{Err: err})
 		}
 	}()
 	r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, q))
