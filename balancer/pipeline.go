@@ -237,10 +237,12 @@ func (p *Pipeline) schedule(in *Request, c Candidates, why *Reason) int {
 	}
 	for i := range s.cands {
 		cand := &s.cands[i]
+		cand.Index, cand.Priority, cand.InFlight = i, c.Priority(i), c.InFlight(i)
 		if src != nil {
-			*cand = Candidate{Index: i, Name: src.Name(i), Priority: c.Priority(i), InFlight: c.InFlight(i), Signals: src.Signals(i, r.Model)}
+			cand.Name = src.Name(i)
+			cand.Signals = src.Signals(i, r.Model)
 		} else {
-			*cand = Candidate{Index: i, Priority: c.Priority(i), InFlight: c.InFlight(i)}
+			cand.Name, cand.Signals = "", Signals{}
 		}
 		if i == 0 || cand.Priority > set.TopPriority {
 			set.TopPriority = cand.Priority
@@ -275,7 +277,7 @@ func (p *Pipeline) schedule(in *Request, c Candidates, why *Reason) int {
 	}
 	if p.affinity {
 		if key, ok := r.affinityKey(); ok {
-			set.Affinity = rendezvousKept(key, s.cands, s.kept, p.loadBound)
+			set.Affinity = rendezvousKept(key, s.cands, s.kept, s.totals, p.loadBound) // totals are free until scoring
 		}
 	}
 

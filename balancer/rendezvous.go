@@ -62,15 +62,17 @@ func Rendezvous(key uint64, names []string, loads []float64, bound float64) int 
 	return best
 }
 
-// rendezvousKept is Rendezvous over a selection's kept candidates, with
+// rendezvousKept is Rendezvous over a selection's kept candidates (loads is
+// scratch space, one per candidate), with
 // utilisation as the load (a candidate's load + 1 being utilisation plus one
 // request's share of its capacity). Candidates without names hash their
 // index, which is stable within one process only.
-func rendezvousKept(key uint64, cands []Candidate, kept []bool, bound float64) int {
+func rendezvousKept(key uint64, cands []Candidate, kept []bool, loads []float64, bound float64) int {
 	sum, n := 0.0, 0
 	for i := range cands {
 		if kept[i] {
-			sum += placed(&cands[i])
+			loads[i] = placed(&cands[i])
+			sum += loads[i]
 			n++
 		}
 	}
@@ -81,7 +83,7 @@ func rendezvousKept(key uint64, cands []Candidate, kept []bool, bound float64) i
 	best, bestWeight := -1, uint64(0)
 	for i := range cands {
 		c := &cands[i]
-		if !kept[i] || placed(c) > limit {
+		if !kept[i] || loads[i] > limit {
 			continue
 		}
 		var w uint64

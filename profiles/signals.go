@@ -17,7 +17,8 @@ import (
 // Signals is what one poll of a backend's load surface said about it. Every
 // value has a Known flag: a backend that does not expose a value, or exposed
 // it in a form we cannot trust, leaves it unknown, and an unknown value must
-// score neutral.
+// score neutral. Signals are read-only once parsed (copies share the loaded
+// set), so one value may be read by any number of goroutines.
 type Signals struct {
 	// LoadedKnown marks loaded as read: the models resident now (Ollama
 	// /api/ps, LM Studio entries with state "loaded"). Use Resident to ask.
@@ -72,6 +73,13 @@ func (s *Signals) LoadedModels() []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// AddLoaded records name as resident and marks the loaded set known. It is
+// for building Signals by hand (tests, simulators); call it before sharing.
+func (s *Signals) AddLoaded(name string) {
+	s.LoadedKnown = true
+	s.addLoaded(name)
 }
 
 func (s *Signals) addLoaded(name string) {

@@ -169,6 +169,11 @@ func TestResident(t *testing.T) {
 	if r, k := none.Resident("tiny"); r || k {
 		t.Errorf("no signals: Resident = %v, %v; want unknown", r, k)
 	}
+	var byHand Signals
+	byHand.AddLoaded("Qwen3:latest")
+	if r, k := byHand.Resident("qwen3"); !r || !k {
+		t.Errorf("AddLoaded: Resident = %v, %v; want resident", r, k)
+	}
 	vllm := mustLookup(t, "vllm")
 	s, err := vllm.ParseSignals(vllm.LoadSurfaces[0], testdata(t, "vllm_metrics.txt"))
 	if err != nil {
@@ -330,4 +335,22 @@ func FuzzParseSlots(f *testing.F) {
 		s, err := ParseSlots(body)
 		checkFuzzed(t, s, err)
 	})
+}
+
+// BenchmarkParseMetrics reads a /metrics body at the 1 MiB cap: vLLM's load
+// metrics after a megabyte of histogram lines the parser must skip.
+func BenchmarkParseMetrics(b *testing.B) {
+	var body []byte
+	line := []byte("vllm:time_to_first_token_seconds_bucket{engine=\"0\",le=\"0.1\",model_name=\"m\"} 311.0\n")
+	for len(body) < 1<<20-1024 {
+		body = append(body, line...)
+	}
+	body = append(body, testdata(b, "vllm_metrics.txt")...)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ParseMetrics(body); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
