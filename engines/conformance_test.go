@@ -399,7 +399,8 @@ func (broken) Write(io.Writer, []byte) error    { return errors.New("cannot tran
 func (broken) End(w io.Writer, err error) error { return nil }
 
 func conformanceCases() []conformanceCase {
-	gate := make(chan struct{}) // the flush case's client closes it once it saw the first line
+	// the flush cases' clients close these once they saw the first bytes
+	gate, gate2 := make(chan struct{}), make(chan struct{})
 	return []conformanceCase{
 		{
 			name: "pass-through of status, headers, path, query and body",
@@ -658,6 +659,19 @@ func conformanceCases() []conformanceCase {
 			},
 		},
 		{
+			name:     "client reset while a transform writes does not count",
+			backends: []backend{paced()},
+			plan: func(p *engines.Plan, _ []*target) {
+				p.Response = func(engines.Target, int, http.Header) engines.ResponseTransform { return upper{} }
+			},
+			client: func(t *testing.T, front string) { hangUpMidStream(t, front, true) },
+			check: func(t *testing.T, r *run) {
+				if out := r.attempt(t, "a"); !out.ClientGone() || out.TransformFailed() {
+					t.Errorf("outcome error %v: want ErrClientGone only", out.Err)
+				}
+			},
+		},
+		{
 			name: "client gone before the headers does not count either",
 			backends: []backend{{handler: func(w http.ResponseWriter, r *http.Request) {
 				<-r.Context().Done() // headers never come
@@ -874,7 +888,46 @@ func conformanceCases() []conformanceCase {
 				}
 			},
 		},
+		{
+			name:     "flush policy always: even a sized JSON answer is flushed per read",
+			backends: []backend{gatedSized(gate2)},
+			plan:     func(p *engines.Plan, _ []*target) { p.Flush = engines.FlushAlways },
+			client: func(t *testing.T, front string) {
+				res, err := http.Post(front+"/proxy/v1/chat/completions", "application/json", strings.NewReader(chatBody))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer res.Body.Close()
+				first := make([]byte, 8)
+				if _, err := io.ReadFull(res.Body, first); err != nil || string(first) != `{"part":` {
+					t.Fatalf("first bytes %q, %v", first, err)
+				}
+				close(gate2) // only now may the backend finish
+				rest, _ := io.ReadAll(res.Body)
+				if string(rest) != `"one"}` {
+					t.Errorf("rest %q", rest)
+				}
+			},
+			check: func(t *testing.T, r *run) { requireOutcome(t, r, "a", 200, false) },
+		},
 	}
+}
+
+// gatedSized answers a JSON body with a Content-Length in two writes, the
+// second only once g is closed.
+func gatedSized(g chan struct{}) backend {
+	return backend{handler: func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", "14")
+		io.WriteString(w, `{"part":`)
+		http.NewResponseController(w).Flush()
+		select {
+		case <-g:
+		case <-r.Context().Done():
+			return
+		}
+		io.WriteString(w, `"one"}`)
+	}}
 }
 
 // gated sends one line, waits for the client to have seen it (g closed),
@@ -928,7 +981,7 @@ func hangUpMidStream(t *testing.T, front string, pipelined bool) {
 		if err != nil {
 			t.Fatalf("reading the stream: %v", err)
 		}
-		if strings.Contains(line, `{"n":`) {
+		if strings.Contains(strings.ToLower(line), `{"n":`) { // a transform may uppercase it
 			lines--
 			if pipelined && lines == 1 {
 				// the body is long read: the server's watch on the
