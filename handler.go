@@ -227,10 +227,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	w.Header().Set("X-Olla-Request-Id", requestID)
 	rq := &request{h: h, w: w, r: r, start: start, id: requestID}
 	olla := strings.HasPrefix(path, "/olla/")
+	var badPath error
 	if olla {
-		// known before any refusal, so even a 429 speaks the path's API
+		// known before any refusal, so even a 429 speaks the path's API;
+		// normalised once, here, to the path the engines will forward, so
+		// every rule checks what the backend would see
 		prefix, apiPath, _ := strings.Cut(path[len("/olla/"):], "/")
 		rq.prefix, rq.apiPath = prefix, "/"+apiPath
+		if clean, err := engines.NormalizeAPIPath(rq.apiPath, r.URL.EscapedPath()); err != nil {
+			badPath = err // answered in the format of the path as written
+		} else {
+			rq.apiPath = clean
+		}
 	} else {
 		rq.prefix, rq.apiPath = "internal", path
 	}
@@ -248,6 +256,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		if !v.allowed {
 			return rq.refuse(v)
 		}
+	}
+	if badPath != nil {
+		return rq.fail(apiError{status: http.StatusBadRequest, code: "invalid_path",
+			message: fmt.Sprintf("path %q is refused: %v; send the path without them", r.URL.EscapedPath(), badPath)})
 	}
 	if size := headerSize(r); size > h.maxHeader {
 		return rq.fail(apiError{status: http.StatusRequestHeaderFieldsTooLarge, code: "request_headers_too_large",

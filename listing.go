@@ -24,12 +24,22 @@ var ollamaManagement = map[string]bool{
 	"/api/pull": true, "/api/push": true, "/api/create": true, "/api/copy": true, "/api/delete": true,
 }
 
+// isManagementPath reports whether a normalised API path is one of Ollama's
+// model-management routes or its blob store (/api/blobs/<digest>, where
+// create uploads model files). A trailing slash or another case does not
+// make it another route.
+func isManagementPath(p string) bool {
+	p = strings.ToLower(strings.TrimSuffix(p, "/"))
+	return ollamaManagement[p] || p == "/api/blobs" || strings.HasPrefix(p, "/api/blobs/")
+}
+
 // serveListing answers the model-listing routes from the catalogue, in the
 // format of the provider the path speaks. It reports false for any other
 // path, which is then proxied.
 func (rq *request) serveListing(rt route) (bool, error) {
 	p := rq.apiPath
-	if ollamaManagement[p] && (rt.prefix == "ollama" || rt.prefix == "proxy") {
+	// on every prefix: /olla/openai/ reaches Ollama servers too
+	if isManagementPath(p) {
 		return true, rq.fail(apiError{status: http.StatusNotImplemented, code: "not_supported",
 			message: fmt.Sprintf("%s is not supported through the load balancer: it would change the models of one backend chosen at random; call that Ollama server directly", p)})
 	}

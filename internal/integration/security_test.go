@@ -1,0 +1,211 @@
+package integration
+
+// The hostile-client suite: each finding is one row of a table, run through
+// real Caddy against the simulator, in both engines. What the backend
+// received is read back from the simulator, so a rule that only looks right
+// from the client's side still fails.
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/caddy-olla/olla/internal/sim"
+)
+
+// errorShape says which API's error envelope a body is in: "ollama"
+// ({"error":"..."}), "openai" ({"error":{"message","type"}}), "anthropic"
+// ({"type":"error",...}) or "" when it is none of them.
+func errorShape(body string) string {
+	var anthropic struct {
+		Type  string `json:"type"`
+		Error struct {
+			Type    string `json:"type"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if json.Unmarshal([]byte(body), &anthropic) == nil && anthropic.Type == "error" && anthropic.Error.Message != "" {
+		return "anthropic"
+	}
+	var ollama struct {
+		Error string `json:"error"`
+	}
+	if json.Unmarshal([]byte(body), &ollama) == nil && ollama.Error != "" {
+		return "ollama"
+	}
+	var openAI struct {
+		Error struct {
+			Message string `json:"message"`
+			Type    string `json:"type"`
+		} `json:"error"`
+	}
+	if json.Unmarshal([]byte(body), &openAI) == nil && openAI.Error.Message != "" && openAI.Error.Type != "" {
+		return "openai"
+	}
+	return ""
+}
+
+// send makes one request with the path exactly as written: Go's client
+// sends a parsed URL's escaped path unchanged, dot segments, doubled
+// slashes and percent-escapes included.
+func send(t testing.TB, method, path, body string, header ...string) *http.Response {
+	t.Helper()
+	var rd *strings.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	var req *http.Request
+	var err error
+	if rd != nil {
+		req, err = http.NewRequest(method, base+path, rd)
+	} else {
+		req, err = http.NewRequest(method, base+path, nil)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := req.URL.RequestURI(); got != path {
+		t.Fatalf("the client would send %q, not %q", got, path)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	res, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	return res
+}
+
+// anyRefusal in a table's status column accepts any 4xx or 5xx answer.
+const anyRefusal = -1
+
+// managementWords name Ollama's model-management routes: no request of the
+// suite may reach a backend path containing one.
+var managementWords = []string{"pull", "push", "create", "copy", "delete", "blobs"}
+
+func assertNoManagementReached(t *testing.T, sims ...*sim.Server) {
+	t.Helper()
+	for _, s := range sims {
+		for key := range s.Stats().ByPath {
+			for _, w := range managementWords {
+				if strings.Contains(strings.ToLower(key), w) {
+					t.Errorf("backend %s received %q", s.Stats().Name, key)
+				}
+			}
+		}
+	}
+}
+
+// TestSecurityPaths: every path rule (the model-management guard, the
+// proxy route's API narrowing, the error format, listings) applies to the
+// normalised path the engines forward, on every prefix; a path that
+// normalises outside its route is refused.
+func TestSecurityPaths(t *testing.T) {
+	for _, engine := range engineNames {
+		t.Run(engine, func(t *testing.T) {
+			o := startSim(t, sim.Config{Kind: sim.Ollama, Name: "o", Models: []string{"m"}})
+			lms := startSim(t, sim.Config{Kind: sim.LMStudio, Name: "lms", Models: []string{"lms-only"}})
+			load(t, site("engine "+engine+"\n"+endpointBlock("o", o.URL, "ollama")+endpointBlock("lms", lms.URL, "lm-studio")))
+			waitRoutable(t, "o", "lms")
+			const pullBody = `{"model":"m","name":"m"}`
+			for _, tc := range []struct {
+				method, path, body string
+				status             int
+				shape              string // error envelope expected
+			}{
+				// the management guard, on the raw and on every spelling
+				{"POST", "/olla/ollama/api/pull", pullBody, 501, "ollama"},
+				{"POST", "/olla/ollama/api//pull", pullBody, 501, "ollama"},
+				{"POST", "/olla/ollama//api/pull", pullBody, 501, "ollama"},
+				{"POST", "/olla/ollama/api/./pull", pullBody, 501, "ollama"},
+				{"POST", "/olla/ollama/x/../api/pull", pullBody, 501, "ollama"},
+				{"POST", "/olla/ollama/api/pull/", pullBody, 501, "ollama"},
+				{"POST", "/olla/ollama/api/pull/.", pullBody, 501, "ollama"},
+				{"POST", "/olla/ollama/api%2Fpull", pullBody, 501, "ollama"},
+				{"POST", "/olla/%6fllama/api/pull", pullBody, 501, "ollama"},
+				{"POST", "/olla/ollama/api/push", pullBody, 501, "ollama"},
+				{"POST", "/olla/ollama/api/create", pullBody, 501, "ollama"},
+				{"POST", "/olla/ollama/api/copy", `{"source":"m","destination":"n"}`, 501, "ollama"},
+				{"DELETE", "/olla/ollama/api/delete", pullBody, 501, "ollama"},
+				{"DELETE", "/olla/ollama/api/./delete", pullBody, 501, "ollama"},
+				// the same routes under every other prefix
+				{"POST", "/olla/proxy/api/pull", pullBody, 501, "ollama"},
+				{"POST", "/olla/proxy/api//pull", pullBody, 501, "ollama"},
+				{"POST", "/olla/openai/api/pull", pullBody, 501, "openai"},
+				{"POST", "/olla/openai/api/./pull", pullBody, 501, "openai"},
+				{"POST", "/olla/openai/x/../api/create", pullBody, 501, "openai"},
+				{"POST", "/olla/lmstudio/api/pull", pullBody, 501, "openai"},
+				// blobs: uploading a model file to one backend at random
+				{"POST", "/olla/ollama/api/blobs/sha256:abc", "x", 501, "ollama"},
+				{"HEAD", "/olla/ollama/api/blobs/sha256:abc", "", 501, ""},
+				{"POST", "/olla/ollama/api//blobs/sha256:abc", "x", 501, "ollama"},
+				{"POST", "/olla/openai/api/blobs/sha256:abc", "x", 501, "openai"},
+				// a path that climbs out of its route, or whose escapes
+				// would turn into dot segments or extra slashes
+				{"POST", "/olla/ollama/../openai/v1/chat/completions", chatBodyM, 400, "openai"},
+				{"POST", "/olla/ollama/api/../../openai/api/pull", pullBody, 400, "ollama"},
+				{"POST", "/olla/openai/../ollama/api/pull", pullBody, 400, "openai"},
+				{"POST", "/olla/ollama/api/%2e/pull", pullBody, 400, "ollama"},
+				{"POST", "/olla/ollama/api/%2e%2e/api/pull", pullBody, 400, "ollama"},
+				{"POST", "/olla/ollama/api%2F..%2Fapi%2Fpull", pullBody, 400, "ollama"},
+				{"POST", "/olla/ollama/api/%2Fpull", pullBody, 400, "ollama"},
+				// the error format follows the normalised path
+				{"POST", "/olla/ollama//api/chat", `{"model":`, 400, "ollama"},
+				{"POST", "/olla/ollama/x/../v1/messages", `{"model":`, 400, "anthropic"},
+				// the proxy route's narrowing to the types that serve the
+				// API path: Ollama's /api/chat never goes to LM Studio
+				// (which refusal a model of another type gets is routing's business)
+				{"POST", "/olla/proxy//api/chat", `{"model":"lms-only","stream":false}`, anyRefusal, "ollama"},
+				{"POST", "/olla/proxy/api/./chat", `{"model":"lms-only","stream":false}`, anyRefusal, "ollama"},
+			} {
+				res := send(t, tc.method, tc.path, tc.body)
+				b := readAll(t, res)
+				if res.StatusCode != tc.status && !(tc.status == anyRefusal && res.StatusCode >= 400) {
+					t.Errorf("%s %s: status %d, want %d: %s", tc.method, tc.path, res.StatusCode, tc.status, b)
+					continue
+				}
+				if tc.method != "HEAD" && errorShape(b) != tc.shape {
+					t.Errorf("%s %s: error body in %q format, want %q: %s", tc.method, tc.path, errorShape(b), tc.shape, b)
+				}
+				if ep := res.Header.Get("X-Olla-Endpoint"); ep != "" {
+					t.Errorf("%s %s: answered by backend %s", tc.method, tc.path, ep)
+				}
+			}
+			assertNoManagementReached(t, o, lms)
+			if n := lms.Requests("/api/chat"); n != 0 {
+				t.Errorf("LM Studio received %d Ollama /api/chat requests", n)
+			}
+
+			// what passes is forwarded exactly as it was checked
+			for _, tc := range []struct{ path, upstream string }{
+				{"/olla/ollama/api//chat", "/api/chat"},
+				{"/olla/ollama/x/../api/./chat", "/api/chat"},
+				{"/olla/proxy//api/chat", "/api/chat"},
+				{"/olla/openai/v1//chat/./completions", "/v1/chat/completions"},
+			} {
+				o.ResetStats()
+				res := send(t, "POST", tc.path, chatBodyM)
+				b := readAll(t, res)
+				if res.StatusCode != 200 || res.Header.Get("X-Olla-Endpoint") != "o" {
+					t.Errorf("%s: %d from %q: %s", tc.path, res.StatusCode, res.Header.Get("X-Olla-Endpoint"), b)
+					continue
+				}
+				if got := o.Stats().ByPath; got["POST "+tc.upstream] != 1 || len(got) != 1 {
+					t.Errorf("%s: the backend saw %v, want only POST %s", tc.path, got, tc.upstream)
+				}
+			}
+			// listings answer on the normalised path too
+			for _, p := range []string{"/olla/ollama/api//tags", "/olla/ollama/x/../api/tags", "/olla/openai/v1/./models"} {
+				res := send(t, "GET", p, "")
+				if b := readAll(t, res); res.StatusCode != 200 || !strings.Contains(b, `"m`) {
+					t.Errorf("GET %s: %d %s", p, res.StatusCode, b)
+				}
+			}
+		})
+	}
+}
