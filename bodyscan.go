@@ -55,7 +55,8 @@ func extractModel(body []byte) (string, bodySpan, error) {
 	s.i++
 	var model string
 	var span bodySpan
-	found := false
+	var keys [maxNamedKeys][]byte // model keys as written, for the error
+	nkeys, variant := 0, false
 	for {
 		s.skipSpace()
 		if body[s.i] == '}' {
@@ -75,40 +76,105 @@ func extractModel(body []byte) (string, bodySpan, error) {
 		if err := s.skipValue(); err != nil {
 			return "", bodySpan{}, err
 		}
-		if isModelKey(key) {
-			if found {
-				return "", bodySpan{}, errors.New(`"model" is given more than once`)
-			}
-			found = true
-			raw := body[valStart:s.i]
-			if raw[0] != '"' {
-				return "", bodySpan{}, fmt.Errorf(`"model" must be a string, got %s`, jsonKind(raw[0]))
-			}
-			m, err := strconv.Unquote(string(raw))
-			if err != nil {
-				if err := json.Unmarshal(raw, &m); err != nil {
-					return "", bodySpan{}, fmt.Errorf(`"model" is not a valid string: %v`, err)
-				}
-			}
-			model, span = m, bodySpan{valStart, s.i}
+		switch modelKeyKind(key) {
+		case otherKey:
+			continue
+		case modelVariant:
+			variant = true
 		}
+		if nkeys < maxNamedKeys {
+			keys[nkeys] = key
+		}
+		nkeys++
+		if nkeys > 1 || variant {
+			continue // an error once the scan is done, naming every key
+		}
+		raw := body[valStart:s.i]
+		if raw[0] != '"' {
+			return "", bodySpan{}, fmt.Errorf(`"model" must be a string, got %s`, jsonKind(raw[0]))
+		}
+		m, err := strconv.Unquote(string(raw))
+		if err != nil {
+			if err := json.Unmarshal(raw, &m); err != nil {
+				return "", bodySpan{}, fmt.Errorf(`"model" is not a valid string: %v`, err)
+			}
+		}
+		model, span = m, bodySpan{valStart, s.i}
+	}
+	if nkeys > 1 {
+		return "", bodySpan{}, fmt.Errorf(`"model" is given more than once (keys %s): servers written in Go, such as Ollama, read a key in any case and run the last one; send one "model" key`, namedKeys(keys[:min(nkeys, maxNamedKeys)], nkeys))
+	}
+	if variant {
+		return "", bodySpan{}, fmt.Errorf(`the model key is spelt %s: some backends read it as "model" and others ignore it; send it as "model"`, keys[0])
 	}
 	return model, span, nil
 }
 
-// isModelKey matches the key "model", also when written with escapes.
-func isModelKey(raw []byte) bool {
-	if string(raw) == `"model"` {
-		return true
+// maxNamedKeys bounds how many model keys an error names.
+const maxNamedKeys = 4
+
+func namedKeys(keys [][]byte, total int) string {
+	var b bytes.Buffer
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.Write(k)
 	}
-	// only an escaped spelling can still mean "model"
-	if len(raw) > 7 && raw[0] == '"' && bytes.IndexByte(raw, '\\') >= 0 {
-		var k string
-		if json.Unmarshal(raw, &k) == nil {
-			return k == "model"
+	if total > len(keys) {
+		fmt.Fprintf(&b, " and %d more", total-len(keys))
+	}
+	return b.String()
+}
+
+// The kinds of top-level key, as a backend may read them.
+const (
+	otherKey     = iota
+	modelKey     // "model", also spelt with escapes
+	modelVariant // another case of "model": Go's encoding/json reads it as "model"
+)
+
+// modelKeyKind classifies a raw JSON key (quotes included). Go's
+// encoding/json matches keys to fields without regard to case (and no
+// character outside ASCII folds to a letter of "model"), so a Go backend
+// reads every case of "model" as the model.
+func modelKeyKind(raw []byte) int {
+	if len(raw) == 7 {
+		switch {
+		case string(raw) == `"model"`:
+			return modelKey
+		case foldsToModel(raw[1:6]):
+			return modelVariant
+		}
+		return otherKey
+	}
+	// only an escaped spelling can still mean "model": at most five
+	// \uXXXX escapes between the quotes
+	if len(raw) < 8 || len(raw) > 2+5*6 || bytes.IndexByte(raw, '\\') < 0 {
+		return otherKey
+	}
+	var k string
+	if json.Unmarshal(raw, &k) != nil || len(k) != 5 {
+		return otherKey
+	}
+	switch {
+	case k == "model":
+		return modelKey
+	case foldsToModel([]byte(k)):
+		return modelVariant
+	}
+	return otherKey
+}
+
+// foldsToModel reports whether five bytes spell "model" in some ASCII case.
+func foldsToModel(k []byte) bool {
+	const want = "model"
+	for i := range 5 {
+		if k[i]|0x20 != want[i] {
+			return false
 		}
 	}
-	return false
+	return true
 }
 
 // rewriteModel returns body with the model value at span replaced by name.

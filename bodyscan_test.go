@@ -25,7 +25,23 @@ func TestExtractModel(t *testing.T) {
 		{body: `{"model":7}`, wantErr: `"model" must be a string, got a number`},
 		{body: `{"model":["a"]}`, wantErr: `got an array`},
 		{body: `{"model":null}`, wantErr: `got null`},
-		{body: `{"model":"a","model":"b"}`, wantErr: "more than once"},
+		{body: `{"model":"a","model":"b"}`, wantErr: `more than once (keys "model", "model")`},
+		// Go servers (Ollama) match keys without regard to case, last one
+		// wins: every spelling of "model" beside "model" is refused, by name
+		{body: `{"model":"a","MODEL":"b"}`, wantErr: `more than once (keys "model", "MODEL")`},
+		{body: `{"Model":"b","model":"a"}`, wantErr: `more than once (keys "Model", "model")`},
+		{body: `{"model":"a","mOdEl":"b"}`, wantErr: `"mOdEl"`},
+		{body: `{"model":"a","mod\u0065l":"b"}`, wantErr: `more than once (keys "model", "mod\u0065l")`},
+		{body: `{"model":"a","\u004dODEL":"b"}`, wantErr: `"\u004dODEL"`},
+		{body: `{"model":"a","\u004DoDeL":"b","x":1}`, wantErr: `"\u004DoDeL"`},
+		{body: `{"model":"a","messages":[],"MODEL":{"x":1}}`, wantErr: `"MODEL"`},
+		{body: `{"model":"a","Model":"b","MODEL":"c"}`, wantErr: `(keys "model", "Model", "MODEL")`},
+		// alone, another spelling is read by some backends and not others
+		{body: `{"Model":"b"}`, wantErr: `"Model"`},
+		{body: `{"\u004dodel":"b"}`, wantErr: `"\u004dodel"`},
+		// keys that only look alike are other keys
+		{body: `{"model":"a","models":"b","modal":"c","mode":"d","model_id":"e"}`, model: "a"},
+		{body: `{"options":{"MODEL":"inner"},"model":"outer"}`, model: "outer"},
 		{body: `{"model":"a","messages":[{"role":"user"`, wantErr: "not valid JSON"},
 		{body: `{"model":"a"} {"model":"b"}`, wantErr: "not valid JSON"},
 		{body: "{\"model\":\"\xff\"}", wantErr: "UTF-8"},
@@ -76,6 +92,7 @@ func FuzzExtractModel(f *testing.F) {
 	for _, seed := range []string{
 		`{"model":"a"}`, `{"model":1}`, `{"model":"a","model":"b"}`, `{"a":[1,{"b":"}"}],"model":"x\"y"}`,
 		`{`, `[]`, ``, `{"model":"a"`, `{"mod\u0065l":"e"}`, "{\"model\":\"\xc3\"}",
+		`{"model":"a","MODEL":"b"}`, `{"Model":"b"}`, `{"model":"a","\u004dODEL":"b"}`,
 	} {
 		f.Add([]byte(seed))
 	}
@@ -100,6 +117,17 @@ func FuzzExtractModel(f *testing.F) {
 		}
 		if model != want {
 			t.Fatalf("got model %q, want %q for %q", model, want, body)
+		}
+		// a Go backend reads keys without regard to case, last one wins:
+		// it must run the model we routed on
+		var goBackend struct {
+			Model json.RawMessage `json:"model"`
+		}
+		if json.Unmarshal(body, &goBackend) == nil && goBackend.Model != nil {
+			var ran string
+			if json.Unmarshal(goBackend.Model, &ran) != nil || ran != model {
+				t.Fatalf("routed on %q but a Go backend runs %s for %q", model, goBackend.Model, body)
+			}
 		}
 	})
 }

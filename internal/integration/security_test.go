@@ -46,6 +46,26 @@ func errorShape(body string) string {
 	return ""
 }
 
+// errorMessage is the human-readable message of an error body in any of
+// the three envelopes.
+func errorMessage(body string) string {
+	var ollama struct {
+		Error json.RawMessage `json:"error"`
+	}
+	if json.Unmarshal([]byte(body), &ollama) != nil {
+		return ""
+	}
+	var msg string
+	if json.Unmarshal(ollama.Error, &msg) == nil {
+		return msg
+	}
+	var inner struct {
+		Message string `json:"message"`
+	}
+	_ = json.Unmarshal(ollama.Error, &inner)
+	return inner.Message
+}
+
 // send makes one request with the path exactly as written: Go's client
 // sends a parsed URL's escaped path unchanged, dot segments, doubled
 // slashes and percent-escapes included.
@@ -205,6 +225,63 @@ func TestSecurityPaths(t *testing.T) {
 				if b := readAll(t, res); res.StatusCode != 200 || !strings.Contains(b, `"m`) {
 					t.Errorf("GET %s: %d %s", p, res.StatusCode, b)
 				}
+			}
+		})
+	}
+}
+
+// TestSecurityModelKeys: a body that routes on one model must not run
+// another. Go backends such as Ollama read keys in any case and keep the
+// last, so every other spelling of "model" beside it is refused, naming
+// the keys, and an alias rewrites the one key the backend reads.
+func TestSecurityModelKeys(t *testing.T) {
+	for _, engine := range engineNames {
+		t.Run(engine, func(t *testing.T) {
+			o := startSim(t, sim.Config{Kind: sim.Ollama, Name: "o", Models: []string{"m", "other"}})
+			load(t, site("engine "+engine+"\n"+endpointBlock("o", o.URL, "ollama")+"\naliases {\n fast m\n}\n"))
+			waitRoutable(t, "o")
+			for _, tc := range []struct {
+				path, body string
+				names      []string // keys the error must name
+				shape      string
+			}{
+				{"/olla/ollama/api/chat", `{"model":"m","MODEL":"other","stream":false}`, []string{`"model"`, `"MODEL"`}, "ollama"},
+				{"/olla/ollama/api/chat", `{"Model":"other","model":"m","stream":false}`, []string{`"Model"`, `"model"`}, "ollama"},
+				{"/olla/ollama/api/generate", `{"model":"m","mOdEl":"other"}`, []string{`"mOdEl"`}, "ollama"},
+				{"/olla/ollama/api/chat", `{"model":"m","\u004dODEL":"other"}`, []string{`"\u004dODEL"`}, "ollama"},
+				{"/olla/ollama/api/chat", `{"model":"m","mod\u0065l":"other"}`, []string{`"mod\u0065l"`}, "ollama"},
+				{"/olla/ollama/v1/chat/completions", `{"model":"fast","MODEL":"other"}`, []string{`"MODEL"`}, "openai"},
+				{"/olla/openai/v1/chat/completions", `{"model":"m","Model":"other"}`, []string{`"Model"`}, "openai"},
+				{"/olla/ollama/v1/messages", `{"model":"m","MODEL":"other","max_tokens":5}`, []string{`"MODEL"`}, "anthropic"},
+				{"/olla/ollama/api/chat", `{"Model":"other"}`, []string{`"Model"`}, "ollama"},
+			} {
+				res := send(t, "POST", tc.path, tc.body)
+				b := readAll(t, res)
+				if res.StatusCode != 400 || errorShape(b) != tc.shape {
+					t.Errorf("%s %s: %d in %q format, want 400 in %q: %s", tc.path, tc.body, res.StatusCode, errorShape(b), tc.shape, b)
+					continue
+				}
+				for _, n := range tc.names {
+					if !strings.Contains(errorMessage(b), n) {
+						t.Errorf("%s %s: the error does not name the key %s: %s", tc.path, tc.body, n, b)
+					}
+				}
+			}
+			if n := o.Stats().Total - o.Requests("/") - o.Requests("/api/tags") - o.Requests("/api/version"); n != 0 {
+				t.Errorf("the backend received %d of the refused requests: %v", n, o.Stats().ByPath)
+			}
+
+			// an alias rewrites the one key the backend reads, however spelt
+			res := send(t, "POST", "/olla/ollama/api/chat", `{"mod\u0065l":"fast","stream":false,"messages":[{"role":"user","content":"hi"}]}`)
+			if b := readAll(t, res); res.StatusCode != 200 {
+				t.Fatalf("aliased request: %d %s", res.StatusCode, b)
+			}
+			got, ok := o.LastRequestTo("/api/chat")
+			var seen struct {
+				Model string `json:"model"`
+			}
+			if !ok || json.Unmarshal(got.Body, &seen) != nil || seen.Model != "m" {
+				t.Errorf("the backend read model %q from %s, want the alias's target m", seen.Model, got.Body)
 			}
 		})
 	}
