@@ -56,7 +56,7 @@ func benchFleet(n int) *fleet {
 			Warm: Warm, MaxConcurrency: 8,
 			QueueKnown: true, Running: int64(i % 4), Waiting: int64(i % 2),
 			SlotsKnown: true, Slots: 4, KVKnown: true, KVUsage: float64(i%10) / 10,
-			TTFT: time.Duration(50+i) * time.Millisecond, MaxAge: 6 * time.Second,
+			TTFT: time.Duration(50+i) * time.Millisecond, At: time.Now(), MaxAge: 6 * time.Second,
 		}
 		f.hold(i, i%3)
 	}

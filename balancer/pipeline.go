@@ -235,14 +235,22 @@ func (p *Pipeline) schedule(in *Request, c Candidates, why *Reason) int {
 	if !p.signals {
 		src = nil
 	}
+	var now time.Time // read once, when a candidate first needs it
 	for i := range s.cands {
 		cand := &s.cands[i]
 		cand.Index, cand.Priority, cand.InFlight = i, c.Priority(i), c.InFlight(i)
 		if src != nil {
 			cand.Name = src.Name(i)
 			cand.Signals = src.Signals(i, r.Model)
+			cand.Stale = false
+			if cand.MaxAge > 0 && !cand.At.IsZero() {
+				if now.IsZero() {
+					now = time.Now()
+				}
+				cand.Stale = now.Sub(cand.At) > cand.MaxAge
+			}
 		} else {
-			cand.Name, cand.Signals = "", Signals{}
+			cand.Name, cand.Signals, cand.Stale = "", Signals{}, false
 		}
 		if i == 0 || cand.Priority > set.TopPriority {
 			set.TopPriority = cand.Priority

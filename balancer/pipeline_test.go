@@ -269,7 +269,6 @@ func TestFiltersNeverEmpty(t *testing.T) {
 }
 
 func TestFilters(t *testing.T) {
-	fresh := func(s Signals) Signals { s.MaxAge = time.Second; return s }
 	tests := []struct {
 		name   string
 		filter Filter
@@ -284,12 +283,12 @@ func TestFilters(t *testing.T) {
 		{"no limit", CapacityFilter{}, 0, 50, Signals{}, 0, true},
 		{"under limit", CapacityFilter{}, 0, 3, Signals{MaxConcurrency: 4}, 0, true},
 		{"at limit", CapacityFilter{}, 0, 4, Signals{MaxConcurrency: 4}, 0, false},
-		{"slots busy, no queue", CapacityFilter{}, 0, 0, fresh(Signals{SlotsKnown: true, Slots: 4, QueueKnown: true, Running: 4}), 0, true},
-		{"slots busy and queue", CapacityFilter{}, 0, 0, fresh(Signals{SlotsKnown: true, Slots: 4, QueueKnown: true, Running: 4, Waiting: 1}), 0, false},
-		{"stale queue ignored", CapacityFilter{}, 0, 0, Signals{SlotsKnown: true, Slots: 4, QueueKnown: true, Running: 4, Waiting: 9, Age: 2 * time.Second, MaxAge: time.Second}, 0, true},
+		{"slots busy, no queue", CapacityFilter{}, 0, 0, Signals{SlotsKnown: true, Slots: 4, QueueKnown: true, Running: 4}, 0, true},
+		{"slots busy and queue", CapacityFilter{}, 0, 0, Signals{SlotsKnown: true, Slots: 4, QueueKnown: true, Running: 4, Waiting: 1}, 0, false},
+		{"stale queue ignored", CapacityFilter{}, 0, 0, Signals{SlotsKnown: true, Slots: 4, QueueKnown: true, Running: 4, Waiting: 9, MaxAge: -1}, 0, true},
 	}
 	for _, tt := range tests {
-		c := Candidate{Priority: tt.prio, InFlight: tt.inFl, Signals: tt.sig}
+		c := Candidate{Priority: tt.prio, InFlight: tt.inFl, Signals: tt.sig, Stale: tt.sig.MaxAge < 0} // MaxAge -1 marks a stale row
 		if got := tt.filter.Keep(&Request{}, &c, &Set{TopPriority: tt.top}); got != tt.want {
 			t.Errorf("%s: %s.Keep = %v, want %v", tt.name, tt.filter.Name(), got, tt.want)
 		}
@@ -297,7 +296,6 @@ func TestFilters(t *testing.T) {
 }
 
 func TestScorers(t *testing.T) {
-	stale := Signals{Age: time.Minute, MaxAge: time.Second}
 	tests := []struct {
 		name   string
 		scorer string
@@ -308,14 +306,14 @@ func TestScorers(t *testing.T) {
 		{"warm", ScoreWarm, Candidate{Signals: Signals{Warm: Warm}}, Set{}, 1},
 		{"cold", ScoreWarm, Candidate{Signals: Signals{Warm: Cold}}, Set{}, 0},
 		{"warmth unknown", ScoreWarm, Candidate{}, Set{}, 0.5},
-		{"stale cold is unknown", ScoreWarm, Candidate{Signals: Signals{Warm: Cold, Age: stale.Age, MaxAge: stale.MaxAge}}, Set{}, 0.5},
+		{"stale cold is unknown", ScoreWarm, Candidate{Signals: Signals{Warm: Cold}, Stale: true}, Set{}, 0.5},
 
 		{"idle", ScoreLoad, Candidate{}, Set{}, 1},
 		{"one in flight, no capacity", ScoreLoad, Candidate{InFlight: 1}, Set{}, 0.5},
 		{"half of max_concurrency", ScoreLoad, Candidate{InFlight: 2, Signals: Signals{MaxConcurrency: 4}}, Set{}, 1 / 1.5},
 		{"backend queue beats our count", ScoreLoad, Candidate{InFlight: 1, Signals: Signals{QueueKnown: true, Running: 4, Waiting: 4, SlotsKnown: true, Slots: 4}}, Set{}, 1.0 / 3},
 		{"our count beats an old scrape", ScoreLoad, Candidate{InFlight: 3, Signals: Signals{QueueKnown: true, Running: 1}}, Set{}, 0.25},
-		{"stale queue ignored", ScoreLoad, Candidate{InFlight: 1, Signals: Signals{QueueKnown: true, Waiting: 40, Age: stale.Age, MaxAge: stale.MaxAge}}, Set{}, 0.5},
+		{"stale queue ignored", ScoreLoad, Candidate{InFlight: 1, Signals: Signals{QueueKnown: true, Waiting: 40}, Stale: true}, Set{}, 0.5},
 		{"full kv halves", ScoreLoad, Candidate{Signals: Signals{KVKnown: true, KVUsage: 1}}, Set{}, 0.5},
 		{"kv above 1 capped", ScoreLoad, Candidate{Signals: Signals{KVKnown: true, KVUsage: 7}}, Set{}, 0.5},
 		{"negative in-flight", ScoreLoad, Candidate{InFlight: -3}, Set{}, 1},
@@ -372,6 +370,16 @@ func TestAdaptive(t *testing.T) {
 				f.signals[i] = Signals{Warm: Warm, QueueKnown: true, Running: 8, Waiting: 20, KVKnown: true, KVUsage: 0.9, MaxAge: time.Second}
 			}
 			f.signals[1].Waiting, f.signals[1].KVUsage = 0, 0.3
+		}, 1},
+		{"stale cold counts as unknown, fresh cold as cold", func(f *fleet) {
+			for i := range 3 {
+				f.signals[i] = Signals{Warm: Cold, At: time.Now(), MaxAge: time.Hour}
+			}
+			f.signals[0].At = time.Now().Add(-2 * time.Hour)
+		}, 0},
+		{"signals without a time never go stale", func(f *fleet) {
+			f.signals[0] = Signals{Warm: Cold, MaxAge: time.Nanosecond}
+			f.signals[1] = Signals{Warm: Warm, MaxAge: time.Nanosecond}
 		}, 1},
 		{"slow box gets less", func(f *fleet) {
 			f.signals[0].TTFT, f.signals[1].TTFT, f.signals[2].TTFT = 150*ms, 150*ms, 50*ms

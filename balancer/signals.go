@@ -71,15 +71,12 @@ type Signals struct {
 	// measurement, so it never goes stale.
 	TTFT time.Duration
 
-	// Age is how long ago the backend values above were read, and MaxAge the
-	// age past which they are ignored (0: never stale). Stale backend values
-	// are treated as unknown.
-	Age, MaxAge time.Duration
-}
-
-// Fresh reports whether the backend values may be used (not stale).
-func (s *Signals) Fresh() bool {
-	return s.MaxAge <= 0 || s.Age <= s.MaxAge
+	// At is when the backend values above were read (zero: not said), and
+	// MaxAge the age past which they are ignored (0: never stale); stale
+	// backend values are treated as unknown. The pipeline reads the clock
+	// once per selection, so a source need not read it per candidate.
+	At     time.Time
+	MaxAge time.Duration
 }
 
 // SignalSource is implemented by candidates that know more than priority and
@@ -103,7 +100,13 @@ type Candidate struct {
 	Priority int
 	InFlight int64 // our attempts in flight
 	Signals
+	// Stale is set by the pipeline when the backend values are older than
+	// MaxAge.
+	Stale bool
 }
+
+// Fresh reports whether the candidate's backend values may be used.
+func (c *Candidate) Fresh() bool { return !c.Stale }
 
 // Demand is the candidate's outstanding work in requests: the backend's own
 // count when known and fresh (it includes other proxies' traffic), our
