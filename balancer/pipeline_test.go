@@ -483,6 +483,32 @@ func TestAffinity(t *testing.T) {
 		t.Errorf("key stayed on an endpoint with 10 in flight while the rest are idle: %v", why)
 	}
 
+	// A key's home is among the endpoints that have the model: with ep-c
+	// cold, every key lands on a warm endpoint, the same one each time, and
+	// keys of warm endpoints stay where they were.
+	for range 10 {
+		f.inFlight[0].Release()
+	}
+	for i := range names {
+		f.signals[i].Warm = Warm
+	}
+	f.signals[2].Warm = Cold
+	for key, was := range placement {
+		i, why := one.Schedule(Request{Model: "m", SessionKey: key}, f)
+		if i == 2 {
+			t.Fatalf("key %s placed on the cold endpoint: %v", key, why)
+		}
+		if was != 2 && i != was {
+			t.Errorf("key %s moved from %d to %d when another endpoint went cold", key, was, i)
+		}
+		if !strings.Contains(why.String(), "affinity=1") {
+			t.Fatalf("key %s: the winner is not the key's home: %v", key, why)
+		}
+		if j, _ := two.Schedule(Request{Model: "m", SessionKey: key}, f); j != i {
+			t.Fatalf("key %s: two pipelines disagree (%d, %d)", key, i, j)
+		}
+	}
+
 	// The prefix hash is the key when there is no session key.
 	h := newFleet(names...)
 	a, _ := one.Schedule(Request{PrefixHash: 12345}, h)

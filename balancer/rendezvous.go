@@ -62,15 +62,23 @@ func Rendezvous(key uint64, names []string, loads []float64, bound float64) int 
 	return best
 }
 
-// rendezvousKept is Rendezvous over a selection's kept candidates (loads is
-// scratch space, one per candidate), with
+// rendezvousKept is Rendezvous over a selection's kept candidates, with
 // utilisation as the load (a candidate's load + 1 being utilisation plus one
-// request's share of its capacity). Candidates without names hash their
-// index, which is stable within one process only.
+// request's share of its capacity); loads is scratch space, one per
+// candidate. Only the candidates with the best warmth present take part: a
+// key's home must not be an endpoint that would have to load the model while
+// another has it, or the affinity would never be used there. Candidates
+// without names hash their index, which is stable within one process only.
 func rendezvousKept(key uint64, cands []Candidate, kept []bool, loads []float64, bound float64) int {
-	sum, n := 0.0, 0
+	warmest := -1
 	for i := range cands {
 		if kept[i] {
+			warmest = max(warmest, warmthRank(&cands[i]))
+		}
+	}
+	sum, n := 0.0, 0
+	for i := range cands {
+		if kept[i] && warmthRank(&cands[i]) == warmest {
 			loads[i] = placed(&cands[i])
 			sum += loads[i]
 			n++
@@ -83,7 +91,7 @@ func rendezvousKept(key uint64, cands []Candidate, kept []bool, loads []float64,
 	best, bestWeight := -1, uint64(0)
 	for i := range cands {
 		c := &cands[i]
-		if !kept[i] || loads[i] > limit {
+		if !kept[i] || warmthRank(c) != warmest || loads[i] > limit {
 			continue
 		}
 		var w uint64
@@ -97,6 +105,19 @@ func rendezvousKept(key uint64, cands []Candidate, kept []bool, loads []float64,
 		}
 	}
 	return best
+}
+
+// warmthRank orders candidates for affinity: warm, unknown (or stale), cold.
+func warmthRank(c *Candidate) int {
+	switch {
+	case c.Stale:
+		return 1
+	case c.Warm == Warm:
+		return 2
+	case c.Warm == Cold:
+		return 0
+	}
+	return 1
 }
 
 // placed is a candidate's utilisation with one more request on it.
