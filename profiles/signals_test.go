@@ -247,6 +247,7 @@ func TestSignalsBadInput(t *testing.T) {
 		{"metrics capped mid-name", SignalsMetrics, []byte("llamacpp:requests_processing 2\nllamacpp:requests_def"), "", want{running: n(2)}},
 		{"metrics huge", SignalsMetrics, huge, "", want{waiting: n(7)}},
 		{"metrics CRLF", SignalsMetrics, []byte("llamacpp:requests_processing 2\r\nllamacpp:requests_deferred 1\r\n"), "metrics:", want{}},
+		{"lm studio 2000 loaded", SignalsLMStudio, lmstudioLoaded(2000), "more than 1024", want{}},
 		{"lm studio not json", SignalsLMStudio, []byte("nope"), "lm studio", want{}},
 		{"lm studio none loaded", SignalsLMStudio, []byte(`{"data":[{"id":"a","state":"not-loaded"}]}`), "", want{loaded: []string{}}},
 	}
@@ -274,6 +275,19 @@ func TestSignalsBadInput(t *testing.T) {
 			checkSignals(t, got, err, tt.want)
 		})
 	}
+}
+
+func lmstudioLoaded(k int) []byte {
+	var b bytes.Buffer
+	b.WriteString(`{"object":"list","data":[`)
+	for i := range k {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"id":"model-%d","object":"model","type":"llm","state":"loaded"}`, i)
+	}
+	b.WriteString(`]}`)
+	return b.Bytes()
 }
 
 // Fuzz targets: whatever the body, a parser returns an error or signals in
