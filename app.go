@@ -96,6 +96,11 @@ func (a *App) Start() error {
 	for _, st := range a.members {
 		a.startWatcher(st)
 	}
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		a.kickQueue(a.loops)
+	}()
 	return nil
 }
 

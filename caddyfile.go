@@ -48,6 +48,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			check_interval   <duration>
 //			check_timeout    <duration>
 //			max_connections  <n>
+//			max_concurrency  <n>
 //			forward_client_auth
 //			auth bearer <token> | header <name> <value> | basic <user> <pass>
 //			headers {
@@ -98,6 +99,12 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			fallback_behavior compatible_only|all|none
 //			discovery_timeout <duration>
 //			discovery_refresh_on_miss
+//		}
+//		queue {
+//			max_size <n>
+//			max_wait <duration>
+//			priority <placeholder>
+//			fair_by  <placeholder>
 //		}
 //		model_discovery {
 //			interval <duration>
@@ -230,6 +237,20 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}); err != nil {
 				return err
 			}
+		case "queue":
+			if err := once(sub); err != nil {
+				return err
+			}
+			q := &Queue{}
+			h.Queue = q
+			if err := parseBlock(d, map[string]func() error{
+				"max_size": func() error { return intArg(d, &q.MaxSize, 1) },
+				"max_wait": func() error { return durationArg(d, &q.MaxWait) },
+				"priority": func() error { return stringArg(d, &q.Priority) },
+				"fair_by":  func() error { return stringArg(d, &q.FairBy) },
+			}); err != nil {
+				return err
+			}
 		case "circuit_breaker":
 			if err := once(sub); err != nil {
 				return err
@@ -346,6 +367,11 @@ func parseEndpoint(d *caddyfile.Dispenser) (*Endpoint, error) {
 			err = durationArg(d, &ep.CheckTimeout)
 		case "max_connections":
 			err = intArg(d, &ep.MaxConnections, 0)
+		case "max_concurrency":
+			err = intArg(d, &ep.MaxConcurrency, 0)
+			if err == nil && ep.MaxConcurrency > maxEndpointConcurrency {
+				err = d.Errf("max_concurrency %d is more than %d", ep.MaxConcurrency, maxEndpointConcurrency)
+			}
 		case "forward_client_auth":
 			err = flagArg(d, &ep.ForwardClientAuth)
 		case "auth":
@@ -385,7 +411,7 @@ func parseEndpoint(d *caddyfile.Dispenser) (*Endpoint, error) {
 				"exclude": func() error { return listArg(d, &ep.ModelFilter.Exclude) },
 			})
 		default:
-			return nil, d.Errf("endpoint %q: unrecognized subdirective %q: expected url, type, priority, model_url, health_check_url, check_interval, check_timeout, max_connections, forward_client_auth, auth, headers, tls or model_filter", ep.Name, sub)
+			return nil, d.Errf("endpoint %q: unrecognized subdirective %q: expected url, type, priority, model_url, health_check_url, check_interval, check_timeout, max_connections, max_concurrency, forward_client_auth, auth, headers, tls or model_filter", ep.Name, sub)
 		}
 		if err != nil {
 			if !strings.HasPrefix(err.Error(), "endpoint ") {

@@ -41,6 +41,12 @@ type Endpoint struct {
 	ModelFilter *ModelFilter `json:"model_filter,omitempty"`
 	// MaxConnections caps connections to this endpoint (0 = no cap).
 	MaxConnections int `json:"max_connections,omitempty"`
+	// MaxConcurrency caps the requests in flight to this endpoint (0 = no
+	// cap), counted across every site and config that declares it. Set it
+	// to what the server runs at once (OLLAMA_NUM_PARALLEL, llama-server's
+	// -np) and add a `queue` block: requests beyond it then wait for a slot
+	// instead of piling up inside the server.
+	MaxConcurrency int `json:"max_concurrency,omitempty"`
 	// ForwardClientAuth lets the client's Authorization, Cookie and
 	// X-Api-Key headers through to this endpoint. Off by default.
 	ForwardClientAuth bool `json:"forward_client_auth,omitempty"`

@@ -60,12 +60,14 @@ type dashboardPayload struct {
 	CatalogueShort bool                `json:"catalogue_truncated,omitempty"`
 	Timeline       []timelinePoint     `json:"timeline"`
 	Recent         []recentRequest     `json:"recent"`
+	Queue          map[string]any      `json:"queue"`
 }
 
 func (h *Handler) dashboardData(now time.Time) dashboardPayload {
 	recent := h.app.activity.recent()
 	perEndpoint := summarise(recent)
-	out := dashboardPayload{Time: now.UTC().Truncate(time.Second), Recent: recent, Timeline: h.app.activity.timeline(now)}
+	out := dashboardPayload{Time: now.UTC().Truncate(time.Second), Recent: recent, Timeline: h.app.activity.timeline(now),
+		Queue: h.queueStatus()}
 	byModel := map[string][]string{}
 	for _, st := range h.states {
 		es, _ := describe(st, now)

@@ -47,6 +47,8 @@ type endpointSettings struct {
 	transportKey  string // settings that need a new transport when changed
 	tlsConfig     *tls.Config
 	maxConns      int
+	// maxConcurrency caps requests in flight (0 = no cap)
+	maxConcurrency int
 
 	discoveryInterval time.Duration
 	discoveryTimeout  time.Duration
@@ -149,6 +151,7 @@ func (e *Endpoint) resolve(repl *caddy.Replacer, log *zap.Logger) (*endpointSett
 	}
 	s.forwardAuth = e.ForwardClientAuth
 	s.maxConns = e.MaxConnections
+	s.maxConcurrency = e.MaxConcurrency
 
 	if e.TLS != nil {
 		if u.Scheme != "https" { // a URL with a placeholder is only known now

@@ -73,6 +73,9 @@ type Handler struct {
 	// long, so a backend that stalls mid-stream cannot hold a client
 	// forever. Default 5m; it counts per read, not for the whole stream.
 	StreamIdleTimeout caddy.Duration `json:"stream_idle_timeout,omitempty"`
+	// Queue holds requests that find every candidate endpoint at its
+	// max_concurrency, instead of failing them (off unless given).
+	Queue *Queue `json:"queue,omitempty"`
 	// ResponseHeaderTimeout bounds the wait for a backend's headers; past it
 	// the request fails over to the next endpoint. Default none: loading a
 	// model can take minutes.
@@ -94,6 +97,7 @@ type Handler struct {
 	strategy    routingStrategy
 	limits      *rateLimiter
 	cors        *corsPolicy
+	queue       *queuePolicy
 	catalogue   catalogueCache // catalogue views, built once per model list change
 }
 
@@ -165,6 +169,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.limits = newRateLimiter(h.RateLimits)
 	h.cors = newCORSPolicy(h.CORS)
+	h.queue = newQueuePolicy(h.Queue)
 
 	repl := caddy.NewReplacer()
 	for _, ep := range h.Endpoints {
@@ -355,11 +360,13 @@ func (rq *request) proxy(route route) error {
 		return rq.fail(*decision.err)
 	}
 
+	pk := &picker{remaining: decision.candidates, balancer: h.balancer, maxAttempts: h.maxAttempts, rec: &rq.rec, limits: h.limits,
+		queue: h.queue, req: r, header: rq.w.Header(), metrics: h.app.metrics}
 	plan := &engines.Plan{
 		Path:        rq.apiPath,
 		RawQuery:    r.URL.RawQuery,
 		Body:        body,
-		Picker:      &picker{remaining: decision.candidates, balancer: h.balancer, maxAttempts: h.maxAttempts, rec: &rq.rec, limits: h.limits},
+		Picker:      pk,
 		MaxAttempts: h.maxAttempts,
 		Start:       rq.start,
 		RequestID:   rq.id,
@@ -378,6 +385,14 @@ func (rq *request) proxy(route route) error {
 		}
 	}
 	err := h.engine.Serve(rq.w, r, plan)
+	if err != nil && pk.refusal != nil {
+		// busy, not broken: every candidate was at its max_concurrency
+		return rq.fail(*pk.refusal)
+	}
+	if err != nil && r.Context().Err() != nil {
+		rq.rec.status = statusClientClosed // left while queued: nobody to answer
+		return nil
+	}
 	if err != nil {
 		h.logger.Warn("no endpoint answered", zap.String("request_id", rq.id), zap.String("model", model), zap.Error(err))
 		return rq.fail(apiError{status: http.StatusBadGateway, code: "upstream_error",

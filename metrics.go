@@ -36,6 +36,11 @@ type ollaMetrics struct {
 	// catalogueBuilds counts catalogue views built: a rebuild follows a
 	// model list or availability change, never a request as such.
 	catalogueBuilds *prometheus.CounterVec
+
+	// the admission queue (process-wide, like the endpoints)
+	queueWait     prometheus.Histogram
+	queueRejected *prometheus.CounterVec
+	queueDepth    prometheus.GaugeFunc
 }
 
 func newOllaMetrics() *ollaMetrics {
@@ -59,6 +64,13 @@ func newOllaMetrics() *ollaMetrics {
 		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "olla_rate_limited_total",
 			Help: "Requests refused by a rate limit, by bucket (global, client, health, endpoint)."},
 			[]string{"bucket"}),
+		queueWait: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "olla_queue_wait_seconds",
+			Help: "Time requests waited in the queue for an endpoint with room.", Buckets: buckets}),
+		queueRejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "olla_queue_rejected_total",
+			Help: "Requests that left the queue without a slot, by reason (full, timeout, client_gone)."},
+			[]string{"reason"}),
+		queueDepth: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "olla_queue_depth",
+			Help: "Requests waiting in the queue now."}, func() float64 { return float64(waitingRoom.Depth()) }),
 		catalogueBuilds: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "olla_catalogue_builds_total",
 			Help: "Model catalogue views built (merged or encoded), by kind; each follows a model list or availability change."},
 			[]string{"view"}),
@@ -66,7 +78,8 @@ func newOllaMetrics() *ollaMetrics {
 }
 
 func (m *ollaMetrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.requests, m.duration, m.ttft, m.tokens, m.failovers, m.rateLimited, m.catalogueBuilds}
+	return []prometheus.Collector{m.requests, m.duration, m.ttft, m.tokens, m.failovers, m.rateLimited, m.catalogueBuilds,
+		m.queueWait, m.queueRejected, m.queueDepth}
 }
 
 // register adds cs to reg; the same collectors registered twice (two

@@ -1,6 +1,7 @@
 package olla
 
 import (
+	"context"
 	"net/http"
 	"time"
 
@@ -32,14 +33,53 @@ type picker struct {
 	maxAttempts int
 	rec         *requestRecord // the request's record, filled per attempt
 	limits      *rateLimiter   // per-endpoint buckets, if any
+
+	// admission: candidates found at max_concurrency (or busy) wait here
+	// for a slot, through the site's queue policy if it has one
+	full    []*endpointState
+	queue   *queuePolicy
+	req     *http.Request
+	header  http.Header // the client's response header, for X-Olla-Queue-Time
+	metrics *ollaMetrics
+	queued  time.Duration
+	refusal *apiError // why Next gave up, when it was for want of room
 }
 
-// Next implements engines.Picker.
+// Next implements engines.Picker: the balancer's choice among the
+// candidates with room, else a wait in the queue for whichever frees first.
 func (p *picker) Next() (engines.Target, bool) {
-	for len(p.remaining) > 0 && p.attempts < p.maxAttempts {
+	if p.attempts >= p.maxAttempts {
+		return nil, false
+	}
+	st := p.nextWithRoom()
+	if st == nil {
+		ctx := context.Background()
+		if p.req != nil {
+			ctx = p.req.Context()
+		}
+		if st, p.refusal = p.wait(ctx); st == nil {
+			return nil, false
+		}
+	}
+	p.attempts++
+	if p.rec != nil {
+		p.rec.attempts = p.attempts
+		p.rec.failovers = p.attempts - 1
+	}
+	st.requests.Add(1)
+	return st, true
+}
+
+// nextWithRoom takes the balancer's choice among the remaining candidates
+// and one of its slots; candidates without room move to p.full. While
+// others wait in the queue a request with a queue joins them rather than
+// take a slot they wait for.
+func (p *picker) nextWithRoom() *endpointState {
+	queueing := p.queue != nil && waitingRoom.Depth() > 0
+	for len(p.remaining) > 0 {
 		i := p.balancer.Select(p.remaining)
 		if i < 0 {
-			return nil, false
+			return nil
 		}
 		st := p.remaining[i]
 		// keep config order for the rest: round-robin stays a cycle
@@ -50,21 +90,18 @@ func (p *picker) Next() (engines.Target, bool) {
 		if !p.limits.allowEndpoint(st) {
 			continue // at its own rate limit: treated like a busy endpoint
 		}
-		p.attempts++
-		if p.rec != nil {
-			p.rec.attempts = p.attempts
-			p.rec.failovers = p.attempts - 1
+		if queueing || !st.inFlight.TryAcquire(int64(st.settings.Load().maxConcurrency)) {
+			p.full = append(p.full, st)
+			continue
 		}
-		st.inFlight.Acquire()
-		st.requests.Add(1)
-		return st, true
+		return st
 	}
-	return nil, false
+	return nil
 }
 
 // Remaining implements engines.Picker.
 func (p *picker) Remaining() bool {
-	return len(p.remaining) > 0 && p.attempts < p.maxAttempts
+	return p.attempts < p.maxAttempts && (len(p.remaining) > 0 || p.queue != nil && len(p.full) > 0)
 }
 
 // Done implements engines.Picker: the attempt's in-flight count ends, and
@@ -74,7 +111,7 @@ func (p *picker) Remaining() bool {
 // transform is neither the backend's failure nor its success.
 func (p *picker) Done(t engines.Target, out engines.Outcome) {
 	st := t.(*endpointState)
-	st.inFlight.Release()
+	waitingRoom.Release(st)
 	if rec := p.rec; rec != nil {
 		rec.endpoint, rec.backendType = st.Name(), st.Type()
 		rec.status, rec.headerWait = out.Status, out.HeaderLatency
@@ -98,8 +135,13 @@ func (p *picker) Done(t engines.Target, out engines.Outcome) {
 	default:
 		st.breaker.Success()
 	}
-	if out.RetryAfter > 0 && (out.Status == http.StatusTooManyRequests || out.Status == http.StatusServiceUnavailable) {
+	if out.Status == http.StatusTooManyRequests || out.Status == http.StatusServiceUnavailable {
 		st.park(out.RetryAfter)
+		if p.queue != nil {
+			// busy, not broken: the request goes back in line, and may
+			// come back here once the endpoint's Retry-After is over
+			p.full = append(p.full, st)
+		}
 	}
 }
 

@@ -173,6 +173,8 @@ func (st *endpointState) park(d time.Duration) {
 	if d > 5*time.Minute {
 		d = 5 * time.Minute
 	}
+	// requests queued for it get their turn after it through the app's
+	// queue kicker, which offers free room every queueKick
 	st.parkedUntil.Store(time.Now().Add(d).UnixNano())
 }
 

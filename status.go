@@ -212,6 +212,7 @@ type endpointStatus struct {
 	Reason            string `json:"reason"`
 	Routable          bool   `json:"routable"`
 	Drained           bool   `json:"drained,omitempty"`
+	MaxConcurrency    int    `json:"max_concurrency,omitempty"` // 0: no cap; active_connections counts against it
 	Priority          int    `json:"priority"`
 	URL               string `json:"url"`
 	ModelCount        int    `json:"model_count"`
@@ -256,7 +257,7 @@ func describe(st *endpointState, now time.Time) (endpointStatus, endpointStatus)
 	es := endpointStatus{ID: endpointID(s), Name: s.name, Type: s.typ, Status: string(hs.status), Reason: hs.reason,
 		Routable: st.routable(now), Priority: s.priority, URL: s.displayURL, RequestCount: reqs, FailureCount: fails,
 		ActiveConnections: st.inFlight.Load(), SuccessRate: "N/A", CircuitBreaker: string(cb),
-		BreakerOpens: st.breaker.Opens(), Drained: st.drained.Load()}
+		BreakerOpens: st.breaker.Opens(), Drained: st.drained.Load(), MaxConcurrency: s.maxConcurrency}
 	if reqs > 0 {
 		es.SuccessRate = fmt.Sprintf("%.1f%%", 100*float64(reqs-fails)/float64(reqs))
 		avg := st.latencyNs.Load() / reqs / int64(time.Millisecond)
@@ -359,6 +360,7 @@ func (h *Handler) status() cached {
 			"success_rate": successRate, "total_requests": reqs, "total_failures": fails,
 			"active_connections": active, "uptime": now.Sub(processStart).Round(time.Second).String(),
 			"start_time": processStart.UTC().Format(time.RFC3339), "version": Version, "has_traffic": reqs > 0},
+		"queue": h.queueStatus(),
 	}
 	return cached{body: body, stable: []any{sys, stable, h.Engine, h.Profile, h.LoadBalancer}}
 }

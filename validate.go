@@ -72,6 +72,9 @@ func (h *Handler) Validate() error {
 	if err := h.CORS.validate(); err != nil {
 		return err
 	}
+	if err := h.Queue.validate(); err != nil {
+		return err
+	}
 	if err := h.CircuitBreaker.validate(); err != nil {
 		return err
 	}
@@ -328,6 +331,9 @@ func (e *Endpoint) validate() error {
 		if err := checkSubURL(sub.v); err != nil {
 			return errf("%s %v", sub.name, err)
 		}
+	}
+	if e.MaxConcurrency < 0 || e.MaxConcurrency > maxEndpointConcurrency {
+		return errf("max_concurrency must be between 0 (no cap) and %d, got %d", maxEndpointConcurrency, e.MaxConcurrency)
 	}
 	if e.MaxConnections < 0 {
 		return errf("max_connections must be 0 (no cap) or more")

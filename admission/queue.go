@@ -135,15 +135,23 @@ func (q *Queue) Wait(ctx context.Context, t Ticket) (Gate, error) {
 	q.mu.Lock()
 	// Room may have appeared since the caller looked; checking under the
 	// lock means a slot freed after this point finds us queued (no lost
-	// wake-up), and a slot already free is taken now.
-	for _, g := range t.Gates {
-		if g.TryEnter() {
-			q.mu.Unlock()
-			return g, nil
+	// wake-up). With nobody waiting a free slot is simply taken; otherwise
+	// we queue first and let the turn order decide, so a newcomer never
+	// overtakes a request that waited for the same endpoint.
+	if q.size == 0 {
+		for _, g := range t.Gates {
+			if g.TryEnter() {
+				q.mu.Unlock()
+				return g, nil
+			}
 		}
 	}
 	w := &waiter{gates: t.Gates, grant: make(chan Gate, 1)}
 	q.enqueue(w, t.Priority, t.Key)
+	for _, g := range t.Gates {
+		for q.size > 0 && q.grantOne(g) {
+		}
+	}
 	q.mu.Unlock()
 
 	timer := time.NewTimer(t.MaxWait)

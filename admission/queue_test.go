@@ -13,16 +13,17 @@ import (
 
 // slots is a Gate with a fixed capacity that records its peak.
 type slots struct {
-	name string
-	cap  int64
-	n    atomic.Int64
-	peak atomic.Int64
+	name  string
+	cap   int64
+	extra atomic.Int64 // raised while in use (a reload raising the cap)
+	n     atomic.Int64
+	peak  atomic.Int64
 }
 
 func (s *slots) TryEnter() bool {
 	for {
 		n := s.n.Load()
-		if n >= s.cap {
+		if n >= s.cap+s.extra.Load() {
 			return false
 		}
 		if s.n.CompareAndSwap(n, n+1) {
@@ -274,7 +275,7 @@ func TestWaiterSkipsGatesItCannotUse(t *testing.T) {
 func TestNotifyHandsOutRoomThatAppearedWithoutRelease(t *testing.T) {
 	q, g, b := New(), &slots{cap: 0}, NewBound(10)
 	res := queueUp(t, q, context.Background(), []string{"1", "2"}, func(string) Ticket { return ticket(g, 0, "c", b) })
-	g.cap = 2 // a reload raised the cap (test-only write while nobody reads)
+	g.extra.Store(2) // a reload raised the cap
 	q.Kick()
 	for range 2 {
 		if r := <-res; r.err != nil {
@@ -376,4 +377,35 @@ func TestMemoryPerWaiter(t *testing.T) {
 	}
 	cancel()
 	wg.Wait()
+}
+
+// A newcomer that finds a slot free while others wait for the same gate
+// queues behind them instead of taking it.
+func TestNewcomerDoesNotOvertake(t *testing.T) {
+	q, g, b := New(), &slots{cap: 1}, NewBound(10)
+	g.TryEnter()
+	res := queueUp(t, q, context.Background(), []string{"first"}, func(string) Ticket { return ticket(g, 0, "a", b) })
+	// the slot frees without a Release reaching the queue (a raced Leave)
+	g.Leave()
+	newcomer := make(chan error, 1)
+	go func() {
+		got, err := q.Wait(context.Background(), ticket(g, 0, "b", b))
+		if err == nil {
+			q.Release(got)
+		}
+		newcomer <- err
+	}()
+	r := <-res
+	if r.err != nil || r.id != "first" {
+		t.Fatalf("the free slot went to %q (%v), not the request waiting for it", r.id, r.err)
+	}
+	select {
+	case err := <-newcomer:
+		t.Fatalf("the newcomer got in while the first held the only slot: %v", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	q.Release(g)
+	if err := <-newcomer; err != nil {
+		t.Fatalf("newcomer: %v", err)
+	}
 }

@@ -17,6 +17,24 @@ func (c *Counter) Acquire() {
 	c.n.Add(1)
 }
 
+// TryAcquire records one more attempt in flight if fewer than limit are;
+// a limit of 0 or less means no limit. It reports whether it did.
+func (c *Counter) TryAcquire(limit int64) bool {
+	if limit <= 0 {
+		c.n.Add(1)
+		return true
+	}
+	for {
+		n := c.n.Load()
+		if n >= limit {
+			return false
+		}
+		if c.n.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
 // Release records that an attempt finished. It never takes the count below
 // zero: an unmatched Release (a double release on an error path, or a release
 // for an attempt started before a config reload reset the count) would

@@ -33,7 +33,7 @@ function renderEndpoints(list) {
       el("dt", {}, "type"), el("dd", {}, e.type),
       el("dt", {}, "reason"), el("dd", {}, e.reason || "–"),
       el("dt", {}, "breaker"), el("dd", {}, e.circuit_breaker),
-      el("dt", {}, "in flight"), el("dd", {}, e.in_flight),
+      el("dt", {}, "in flight"), el("dd", {}, e.max_concurrency ? e.in_flight + " of " + e.max_concurrency : e.in_flight),
       el("dt", {}, "TTFT p50"), el("dd", {}, ms(e.ttft_p50_ms)),
       el("dt", {}, "tokens/s"), el("dd", {}, e.tokens_per_second ? e.tokens_per_second.toFixed(1) : "–"),
       el("dt", {}, "requests"), el("dd", {}, e.request_count + " (" + e.success_rate + " ok)"));
@@ -80,7 +80,8 @@ function chart(id, points, key, lastId, unit) {
 
 function render(d) {
   const up = d.endpoints.filter((e) => e.routable).length;
-  document.getElementById("summary").textContent = up + " of " + d.endpoints.length + " endpoints routable, " + d.catalogue.length + " models";
+  const waiting = d.queue && d.queue.depth ? ", " + d.queue.depth + " waiting" : "";
+  document.getElementById("summary").textContent = up + " of " + d.endpoints.length + " endpoints routable, " + d.catalogue.length + " models" + waiting;
   document.getElementById("updated").textContent = "updated " + new Date(d.time).toLocaleTimeString();
   renderEndpoints(d.endpoints);
   renderModels(d.catalogue, d.catalogue_truncated);
