@@ -241,7 +241,8 @@ func (p *Pipeline) schedule(in *Request, c Candidates, why *Reason) int {
 		cand.Index, cand.Priority, cand.InFlight = i, c.Priority(i), c.InFlight(i)
 		if src != nil {
 			cand.Name = src.Name(i)
-			cand.Signals = src.Signals(i, r.Model)
+			cand.Signals = Signals{}
+			src.Signals(i, r.Model, &cand.Signals)
 			cand.Stale = false
 			if cand.MaxAge > 0 && !cand.At.IsZero() {
 				if now.IsZero() {

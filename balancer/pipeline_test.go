@@ -35,11 +35,11 @@ func (f *fleet) Len() int             { return len(f.names) }
 func (f *fleet) Priority(i int) int   { return f.prio[i] }
 func (f *fleet) InFlight(i int) int64 { return f.inFlight[i].Load() }
 func (f *fleet) Name(i int) string    { return f.names[i] }
-func (f *fleet) Signals(i int, _ string) Signals {
+func (f *fleet) Signals(i int, _ string, s *Signals) {
 	if f.counting {
 		f.calls.Add(1)
 	}
-	return f.signals[i]
+	*s = f.signals[i]
 }
 
 func (f *fleet) hold(i int, n int) {

@@ -32,15 +32,15 @@ func (c *polledCandidates) Priority(i int) int   { return (*c)[i].priority }
 func (c *polledCandidates) InFlight(i int) int64 { return (*c)[i].inFlight.Load() }
 func (c *polledCandidates) Name(i int) string    { return (*c)[i].name }
 
-func (c *polledCandidates) Signals(i int, model string) Signals {
+func (c *polledCandidates) Signals(i int, model string, out *Signals) {
 	ep := (*c)[i]
-	out := Signals{MaxConcurrency: ep.maxConcurrency}
+	out.MaxConcurrency = ep.maxConcurrency
 	if avg, ok := ep.ttft.Load(model); ok {
 		out.TTFT = avg.Value()
 	}
 	sig := ep.signals.Load()
 	if sig == nil {
-		return out // never polled: everything unknown
+		return // never polled: everything else unknown
 	}
 	out.At, out.MaxAge = sig.At, 3*ep.loadInterval
 	if resident, known := sig.Resident(model); known {
@@ -53,7 +53,6 @@ func (c *polledCandidates) Signals(i int, model string) Signals {
 	out.Waiting, out.Running = sig.Waiting, sig.Running
 	out.SlotsKnown, out.Slots = sig.SlotsKnown, sig.SlotsTotal
 	out.KVKnown, out.KVUsage = sig.KVKnown, sig.KVUsage
-	return out
 }
 
 func newPolled(n int) polledCandidates {
