@@ -401,6 +401,7 @@ func (broken) End(w io.Writer, err error) error { return nil }
 func conformanceCases() []conformanceCase {
 	// the flush cases' clients close these once they saw the first bytes
 	gate, gate2 := make(chan struct{}), make(chan struct{})
+	arrived := make(chan struct{}) // the backend got the request the client then abandons
 	return []conformanceCase{
 		{
 			name: "pass-through of status, headers, path, query and body",
@@ -603,7 +604,9 @@ func conformanceCases() []conformanceCase {
 		{
 			name:     "a slow client is not an idle backend",
 			backends: []backend{bulk(4 << 20)},
-			plan:     func(p *engines.Plan, _ []*target) { p.StreamIdleTimeout = 50 * time.Millisecond },
+			// long enough that a busy machine's scheduling delays never
+			// reach it while data is flowing
+			plan: func(p *engines.Plan, _ []*target) { p.StreamIdleTimeout = time.Second },
 			client: func(t *testing.T, front string) {
 				res, err := http.Post(front+"/proxy/v1/chat/completions", "application/json", strings.NewReader(chatBody))
 				if err != nil {
@@ -614,11 +617,11 @@ func conformanceCases() []conformanceCase {
 				if _, err := io.ReadFull(res.Body, first); err != nil {
 					t.Fatal(err)
 				}
-				// stop reading for several idle timeouts: the proxy is
+				// stop reading for twice the idle timeout: the proxy is
 				// blocked writing to us, the backend has data ready. A
 				// busier machine only stalls longer, which must not
 				// matter either.
-				time.Sleep(400 * time.Millisecond)
+				time.Sleep(2 * time.Second)
 				rest, err := io.ReadAll(res.Body)
 				if err != nil || len(first)+len(rest) != 4<<20 {
 					t.Errorf("slow client got %d bytes, err %v", len(first)+len(rest), err)
@@ -674,12 +677,16 @@ func conformanceCases() []conformanceCase {
 		{
 			name: "client gone before the headers does not count either",
 			backends: []backend{{handler: func(w http.ResponseWriter, r *http.Request) {
+				close(arrived)
 				<-r.Context().Done() // headers never come
 			}}},
 			client: func(t *testing.T, front string) {
 				ctx, cancel := context.WithCancel(context.Background())
 				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, front+"/proxy/v1/chat/completions", strings.NewReader(chatBody))
-				go func() { time.Sleep(50 * time.Millisecond); cancel() }()
+				go func() {
+					<-arrived // the attempt is under way: leave now
+					cancel()
+				}()
 				if res, err := http.DefaultClient.Do(req); err == nil {
 					res.Body.Close()
 					t.Error("request without headers answered")

@@ -281,14 +281,9 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 			res.Header.Del("Content-Length")
 		}
 	}
-	if idle := plan.StreamIdleTimeout; idle > 0 {
-		// runs only while a read waits on the backend (see Read)
-		tb.idle = idle
-		tb.timer = time.AfterFunc(idle, func() {
-			tb.idled.Store(true)
-			tb.ReadCloser.Close()
-		})
-	}
+	// the idle timer starts with the first read (see readBackend): writing
+	// the headers to a slow client must not run it
+	tb.idle = plan.StreamIdleTimeout
 	res.Body = tb
 	q.wrote = true
 	return res, nil
@@ -375,8 +370,14 @@ func (b *trackedBody) endTransform(err error) error {
 }
 
 func (b *trackedBody) readBackend(p []byte) (int, error) {
-	if b.timer != nil {
+	switch {
+	case b.timer != nil:
 		b.timer.Reset(b.idle)
+	case b.idle > 0:
+		b.timer = time.AfterFunc(b.idle, func() {
+			b.idled.Store(true)
+			b.ReadCloser.Close()
+		})
 	}
 	n, err := b.ReadCloser.Read(p)
 	if b.timer != nil {
