@@ -6,11 +6,13 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/caddy-olla/olla"
 	"github.com/caddy-olla/olla/adapter"
 )
 
 // FuzzAdapt feeds arbitrary documents to the adapter: it must never panic
-// or overflow its stack, and whatever it accepts must be JSON. The golden
+// or overflow its stack, and whatever it accepts must be JSON whose olla
+// handler passes the handler's own Validate. The golden
 // configs seed it; testdata/fuzz/FuzzAdapt holds the hostile cases (a
 // merge key that includes itself, nested merges, deep nesting).
 func FuzzAdapt(f *testing.F) {
@@ -31,8 +33,30 @@ func FuzzAdapt(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if !json.Valid(out) {
-			t.Fatalf("accepted %q but wrote invalid JSON: %s", body, out)
+		var cfg struct {
+			Apps struct {
+				HTTP struct {
+					Servers map[string]struct {
+						Routes []struct {
+							Handle []json.RawMessage `json:"handle"`
+						} `json:"routes"`
+					} `json:"servers"`
+				} `json:"http"`
+			} `json:"apps"`
+		}
+		if err := json.Unmarshal(out, &cfg); err != nil {
+			t.Fatalf("accepted %q but wrote invalid JSON: %v\n%s", body, err, out)
+		}
+		routes := cfg.Apps.HTTP.Servers["olla"].Routes
+		if len(routes) == 0 || len(routes[0].Handle) == 0 {
+			t.Fatalf("accepted %q but wrote no olla handler: %s", body, out)
+		}
+		var h olla.Handler
+		if err := json.Unmarshal(routes[0].Handle[0], &h); err != nil {
+			t.Fatalf("accepted %q but the handler does not decode: %v\n%s", body, err, out)
+		}
+		if err := h.Validate(); err != nil {
+			t.Fatalf("accepted %q but the handler refuses what it wrote: %v\n%s", body, err, out)
 		}
 	})
 }
