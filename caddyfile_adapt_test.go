@@ -184,6 +184,46 @@ func TestProvisionErrors(t *testing.T) {
 			want: []string{`endpoint "shared"`, "http://localhost:11434", "http://10.0.0.5:11434/base", "different"},
 		},
 		{
+			// Checks that span fields live in Validate, for the Caddyfile
+			// as for JSON: they fail the load, not the adapt.
+			name: "cors credentials with every origin",
+			caddyfile: site("8080", `		endpoint local {
+			url http://localhost:11434
+			type ollama
+		}
+		cors {
+			allowed_origins *
+			allow_credentials
+		}
+`),
+			want: []string{"allow_credentials", `"*"`},
+		},
+		{
+			name: "model_discovery timeout above its interval",
+			caddyfile: site("8080", `		endpoint local {
+			url http://localhost:11434
+			type ollama
+		}
+		model_discovery {
+			interval 10s
+			timeout  20s
+		}
+`),
+			want: []string{"model_discovery timeout 20s", "interval 10s"},
+		},
+		{
+			name: "model_discovery interval too short",
+			caddyfile: site("8080", `		endpoint local {
+			url http://localhost:11434
+			type ollama
+		}
+		model_discovery {
+			interval 500ms
+		}
+`),
+			want: []string{"model_discovery interval 500ms", "at least 1s"},
+		},
+		{
 			name: "tls on an http URL",
 			caddyfile: site("8080", `		endpoint plain {
 			url http://localhost:8000
