@@ -47,8 +47,10 @@ type Endpoint struct {
 	// -np) and add a `queue` block: requests beyond it then wait for a slot
 	// instead of piling up inside the server.
 	MaxConcurrency int `json:"max_concurrency,omitempty"`
-	// ForwardClientAuth lets the client's Authorization, Cookie and
-	// X-Api-Key headers through to this endpoint. Off by default.
+	// ForwardClientAuth lets the client's credential headers through to
+	// this endpoint: Authorization, Cookie, X-Api-Key, Api-Key,
+	// X-Goog-Api-Key, X-Auth-Token and any header whose name contains
+	// "key", "token" or "secret". Off by default.
 	ForwardClientAuth bool `json:"forward_client_auth,omitempty"`
 }
 

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-olla/olla/discovery"
+	"github.com/caddy-olla/olla/engines"
 	"github.com/caddy-olla/olla/profiles"
 )
 
@@ -134,7 +135,7 @@ func (e *Endpoint) resolve(repl *caddy.Replacer, log *zap.Logger) (*endpointSett
 			return nil, errf("%v", err)
 		}
 		s.header.Set(k, v)
-		if isCredentialHeader(k) {
+		if engines.IsClientCredential(k) {
 			s.secretHeaders = append(s.secretHeaders, http.CanonicalHeaderKey(k))
 		}
 	}
@@ -215,14 +216,6 @@ func (a *EndpointAuth) header(expand func(field, v string) (string, error)) (str
 		return "Authorization", "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass)), nil
 	}
 	return "", "", fmt.Errorf("unknown auth type %q: expected bearer, header or basic", a.Type)
-}
-
-func isCredentialHeader(name string) bool {
-	switch http.CanonicalHeaderKey(name) {
-	case "Authorization", "Proxy-Authorization", "X-Api-Key", "X-Auth-Token", "Api-Key", "Cookie":
-		return true
-	}
-	return strings.Contains(strings.ToLower(name), "key") || strings.Contains(strings.ToLower(name), "token")
 }
 
 // parseEndpointURL accepts http and https URLs with a host, an optional base

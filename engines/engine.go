@@ -39,8 +39,8 @@ type Target interface {
 	// ApplyHeaders sets the endpoint's configured headers and credentials on
 	// an outbound request's header.
 	ApplyHeaders(h http.Header)
-	// ForwardsClientCredentials reports whether the client's Authorization,
-	// Cookie and X-Api-Key headers may reach this endpoint.
+	// ForwardsClientCredentials reports whether the client's credential
+	// headers (IsClientCredential) may reach this endpoint.
 	ForwardsClientCredentials() bool
 }
 

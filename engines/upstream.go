@@ -45,9 +45,34 @@ var hopHeaders = []string{
 	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
 }
 
-// clientCredentialHeaders are stripped unless the endpoint forwards them:
-// a client's key for the proxy is not the backend's business.
-var clientCredentialHeaders = []string{"Authorization", "Cookie", "X-Api-Key", "X-Auth-Token"}
+// IsClientCredential reports whether a header carries a credential: the
+// well-known ones (Authorization, Proxy-Authorization, Cookie, X-Api-Key,
+// Azure's Api-Key, Google's X-Goog-Api-Key, X-Auth-Token) and any header
+// whose name contains "key", "token" or "secret" in any case. It is the one
+// list: client headers it matches are stripped unless the endpoint forwards
+// client auth, and configured headers it matches are kept out of sight.
+func IsClientCredential(name string) bool {
+	switch http.CanonicalHeaderKey(name) {
+	case "Authorization", "Proxy-Authorization", "Cookie":
+		return true
+	}
+	return containsFold(name, "key") || containsFold(name, "token") || containsFold(name, "secret")
+}
+
+// containsFold reports whether s contains the lower-case ASCII word sub in
+// any case, without allocating.
+func containsFold(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		j := 0
+		for j < len(sub) && s[i+j]|0x20 == sub[j] {
+			j++
+		}
+		if j == len(sub) {
+			return true
+		}
+	}
+	return false
+}
 
 // StripHopByHop removes hop-by-hop headers, including any named in Connection.
 func StripHopByHop(h http.Header) {
@@ -71,10 +96,15 @@ func StripHopByHop(h http.Header) {
 func PrepareOutboundHeader(h http.Header, t Target, requestID string) {
 	StripHopByHop(h)
 	if !t.ForwardsClientCredentials() {
-		for _, name := range clientCredentialHeaders {
-			h.Del(name)
+		for name := range h {
+			if IsClientCredential(name) {
+				delete(h, name)
+			}
 		}
 	}
+	// the body is buffered already: a backend's 100 Continue would only
+	// cost a round trip
+	h.Del("Expect")
 	StripOllaHeaders(h)
 	if requestID != "" {
 		h.Set("X-Request-Id", requestID)

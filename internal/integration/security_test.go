@@ -286,3 +286,67 @@ func TestSecurityModelKeys(t *testing.T) {
 		})
 	}
 }
+
+// clientCredentials are headers a client may send the proxy with its own
+// key for the proxy; none may reach a backend that does not forward client
+// auth.
+var clientCredentials = []string{
+	"Authorization", "Proxy-Authorization", "Cookie", "X-Api-Key", "Api-Key", "X-Goog-Api-Key",
+	"X-Auth-Token", "X-Custom-Token", "Openai-Secret", "X-Team-Apikey",
+}
+
+// TestSecurityCredentials: one rule decides which client headers are
+// credentials, in both engines; they reach only endpoints that forward
+// client auth, and the endpoint's own credential always wins. Expect is not
+// forwarded: the body is already buffered, so a backend's 100 Continue
+// would only add a round trip.
+func TestSecurityCredentials(t *testing.T) {
+	for _, engine := range engineNames {
+		t.Run(engine, func(t *testing.T) {
+			strict := startSim(t, sim.Config{Kind: sim.Ollama, Name: "strict", Models: []string{"m-strict"}})
+			fwd := startSim(t, sim.Config{Kind: sim.Ollama, Name: "fwd", Models: []string{"m-fwd"}})
+			load(t, site("engine "+engine+"\n"+
+				endpointBlock("strict", strict.URL, "ollama", "auth bearer backend-secret")+
+				endpointBlock("fwd", fwd.URL, "ollama", "forward_client_auth")))
+			waitRoutable(t, "strict", "fwd")
+			header := []string{"X-Trace", "kept", "Expect", "100-continue"}
+			for _, name := range clientCredentials {
+				header = append(header, name, "client-"+strings.ToLower(name))
+			}
+			for _, tc := range []struct {
+				model string
+				s     *sim.Server
+			}{{"m-strict", strict}, {"m-fwd", fwd}} {
+				res := send(t, "POST", "/olla/ollama/api/chat", `{"model":"`+tc.model+`","stream":false}`, header...)
+				if b := readAll(t, res); res.StatusCode != 200 {
+					t.Fatalf("%s: %d %s", tc.model, res.StatusCode, b)
+				}
+				got, ok := tc.s.LastRequestTo("/api/chat")
+				if !ok {
+					t.Fatalf("%s: the backend saw no request", tc.model)
+				}
+				if got.Header.Get("X-Trace") != "kept" {
+					t.Errorf("%s: an ordinary header was dropped: %v", tc.model, got.Header)
+				}
+				if v := got.Header.Get("Expect"); v != "" {
+					t.Errorf("%s: Expect %q was forwarded with a buffered body", tc.model, v)
+				}
+				for _, name := range clientCredentials {
+					v := got.Header.Get(name)
+					switch {
+					case name == "Proxy-Authorization" && v != "":
+						t.Errorf("%s: the hop-by-hop %s reached the backend", tc.model, name)
+					case tc.s == strict && name == "Authorization":
+						if v != "Bearer backend-secret" {
+							t.Errorf("strict: Authorization is %q, want the endpoint's own", v)
+						}
+					case tc.s == strict && v != "":
+						t.Errorf("strict: the client's %s reached the backend: %q", name, v)
+					case tc.s == fwd && name != "Proxy-Authorization" && v != "client-"+strings.ToLower(name):
+						t.Errorf("fwd (forward_client_auth): %s is %q, want the client's", name, v)
+					}
+				}
+			}
+		})
+	}
+}
