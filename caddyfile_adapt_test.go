@@ -30,6 +30,10 @@ var (
 	errLine = regexp.MustCompile(`Caddyfile:\d+`)
 	// urlPassword finds the password of a URL with userinfo in a Caddyfile.
 	urlPassword = regexp.MustCompile(`://[^\s/@:]+:([^\s/@]+)@`)
+	// urlSecret finds what lies between a url's scheme (if any) and its
+	// last '@': a password even when it holds '/' or a bad escape, or the
+	// URL has no scheme.
+	urlSecret = regexp.MustCompile(`url\s+(?:[a-z]+://)?[^\s@:]+:([^\s]+)@`)
 )
 
 func TestCaddyfileAdapt(t *testing.T) {
@@ -68,7 +72,7 @@ func TestCaddyfileAdapt(t *testing.T) {
 					t.Errorf("%s: error\n\t%s\ndoes not contain\n\t%s", name, got, want)
 				}
 			}
-			for _, m := range urlPassword.FindAllStringSubmatch(caddyfile, -1) {
+			for _, m := range append(urlPassword.FindAllStringSubmatch(caddyfile, -1), urlSecret.FindAllStringSubmatch(caddyfile, -1)...) {
 				if strings.Contains(got, m[1]) {
 					t.Errorf("%s: error leaks the URL password %q: %s", name, m[1], got)
 				}

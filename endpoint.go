@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -219,13 +220,23 @@ func (a *EndpointAuth) header(expand func(field, v string) (string, error)) (str
 }
 
 // parseEndpointURL accepts http and https URLs with a host, an optional base
-// path, and no userinfo, query or fragment.
+// path, and no userinfo, query or fragment. Errors never carry a password:
+// any '@' is taken for credentials and refused before parsing (a password
+// may hold '/' or a bad escape, which would make the parser's own error
+// quote it), and the URL is shown through redactURL.
 func parseEndpointURL(raw string) (*url.URL, error) {
 	if raw == "" {
 		return nil, fmt.Errorf("url is required")
 	}
+	if strings.Contains(stripQuery(raw), "@") {
+		return nil, fmt.Errorf("url %q: credentials in the URL are not allowed; use `auth basic <user> <pass>` instead", redactURL(raw))
+	}
 	u, err := url.Parse(raw)
 	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // its message repeats the whole URL
+		}
 		return nil, fmt.Errorf("url %q: %v", redactURL(raw), err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
@@ -234,10 +245,7 @@ func parseEndpointURL(raw string) (*url.URL, error) {
 	if u.Host == "" {
 		return nil, fmt.Errorf("url %q: no host", redactURL(raw))
 	}
-	if u.User != nil {
-		return nil, fmt.Errorf("url %q: credentials in the URL are not allowed; use `auth basic <user> <pass>` instead", redactURL(raw))
-	}
-	if u.RawQuery != "" || u.Fragment != "" {
+	if u.RawQuery != "" || u.Fragment != "" || u.ForceQuery {
 		return nil, fmt.Errorf("url %q: a query or fragment is not allowed", redactURL(raw))
 	}
 	u.Path = strings.TrimSuffix(u.Path, "/")
@@ -245,19 +253,30 @@ func parseEndpointURL(raw string) (*url.URL, error) {
 	return u, nil
 }
 
-// redactURL hides userinfo and the query, so an error message never carries
-// a password or a key.
-func redactURL(raw string) string {
+// stripQuery cuts a raw URL at its query or fragment.
+func stripQuery(raw string) string {
 	if i := strings.IndexAny(raw, "?#"); i >= 0 {
-		raw = raw[:i] + "?REDACTED"
-	}
-	if i := strings.Index(raw, "://"); i >= 0 {
-		rest := raw[i+3:]
-		if at := strings.LastIndex(rest, "@"); at >= 0 && !strings.Contains(rest[:at], "/") {
-			return raw[:i+3] + "REDACTED@" + rest[at+1:]
-		}
+		return raw[:i]
 	}
 	return raw
+}
+
+// redactURL hides userinfo and the query, so an error message never carries
+// a password or a key: everything between the scheme (or the start) and the
+// last '@' goes, however the password is written.
+func redactURL(raw string) string {
+	rest, redacted := stripQuery(raw), ""
+	if len(rest) < len(raw) {
+		redacted = "?REDACTED"
+	}
+	if at := strings.LastIndex(rest, "@"); at >= 0 {
+		from := 0
+		if i := strings.Index(rest[:at], "://"); i >= 0 {
+			from = i + 3
+		}
+		rest = rest[:from] + "REDACTED" + rest[at:]
+	}
+	return rest + redacted
 }
 
 // endpointSubURL resolves a health or model path: an absolute URL is used

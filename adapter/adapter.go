@@ -833,7 +833,7 @@ func (c *conv) endpoint(it *field) (*endpoint, string, error) {
 	case u.User != nil:
 		return nil, "", uf.errorf("%q: credentials in the URL are not allowed; move them to auth: {type: basic, username: ..., password: ...}", redactURL(raw))
 	case u.RawQuery != "" || u.Fragment != "":
-		return nil, "", uf.errorf("%q: a query or fragment is not supported in an endpoint URL", raw)
+		return nil, "", uf.errorf("%q: a query or fragment is not supported in an endpoint URL", redactURL(raw))
 	}
 	preserve, err := optBool(m, "preserve_path", false)
 	if err != nil {
@@ -1158,11 +1158,19 @@ func (f *field) fileRef() (string, error) {
 
 // redactURL hides a password in a URL quoted in an error.
 func redactURL(raw string) string {
-	if i := strings.Index(raw, "://"); i >= 0 {
-		rest := raw[i+3:]
-		if at := strings.LastIndex(rest, "@"); at >= 0 && !strings.Contains(rest[:at], "/") {
-			return raw[:i+3] + "REDACTED@" + rest[at+1:]
-		}
+	rest, query := raw, ""
+	if i := strings.IndexAny(raw, "?#"); i >= 0 {
+		rest, query = raw[:i], "?REDACTED"
 	}
-	return raw
+	// everything between the scheme (or the start) and the last '@', so a
+	// password holding '/' or a bad escape, or a URL without a scheme,
+	// still hides it
+	if at := strings.LastIndex(rest, "@"); at >= 0 {
+		from := 0
+		if i := strings.Index(rest[:at], "://"); i >= 0 {
+			from = i + 3
+		}
+		rest = rest[:from] + "REDACTED" + rest[at:]
+	}
+	return rest + query
 }

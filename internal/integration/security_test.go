@@ -350,3 +350,48 @@ func TestSecurityCredentials(t *testing.T) {
 		})
 	}
 }
+
+// TestSecurityConfigErrors: a config whose endpoint URL holds a password is
+// refused by a JSON load too (the Caddyfile cases are golden files in
+// testdata/caddyfile_adapt), and the error never prints the password,
+// however it is written, also when it comes from a placeholder.
+func TestSecurityConfigErrors(t *testing.T) {
+	s := startSim(t, sim.Config{Kind: sim.Ollama, Name: "a", Models: []string{"m"}})
+	load(t, site(endpointBlock("a", s.URL, "ollama")))
+	waitRoutable(t, "a")
+	t.Setenv("OLLA_TEST_SECRET_URL", "http://admin:env-s3cret@127.0.0.1:1")
+	for _, tc := range []struct{ url, secret string }{
+		{"http://admin:s3cret-pa55@127.0.0.1:1", "s3cret-pa55"},
+		{"admin:s3cret-pa55@127.0.0.1:1", "s3cret-pa55"},
+		{"http://admin:s3cret%zzpa55@127.0.0.1:1", "s3cret%zzpa55"},
+		{"http://admin:s3cret/pa55@127.0.0.1:1", "s3cret"},
+		{"http://127.0.0.1:1/v1?api_key=s3cret-pa55", "s3cret-pa55"},
+		{"{env.OLLA_TEST_SECRET_URL}", "env-s3cret"},
+	} {
+		cfg, _ := json.Marshal(map[string]any{
+			"admin": map[string]any{"listen": "localhost:2999"},
+			"apps": map[string]any{"http": map[string]any{"servers": map[string]any{"s": map[string]any{
+				"listen": []string{":40181"},
+				"routes": []any{map[string]any{"handle": []any{map[string]any{
+					"handler": "olla", "endpoints": []any{map[string]any{"name": "x", "url": tc.url, "type": "ollama"}},
+				}}}},
+			}}}},
+		})
+		res, err := http.Post("http://localhost:2999/load", "application/json", strings.NewReader(string(cfg)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := readAll(t, res)
+		if res.StatusCode == 200 {
+			t.Errorf("url %s: the config loaded", tc.url)
+			continue
+		}
+		if strings.Contains(b, tc.secret) || !strings.Contains(b, "REDACTED") {
+			t.Errorf("url %s: the error does not hide the secret: %s", tc.url, b)
+		}
+	}
+	// the running config is untouched
+	if res := post(t, "/olla/ollama/api/chat", chatBodyM); readAll(t, res) == "" || res.StatusCode != 200 {
+		t.Errorf("after the refused loads: %d", res.StatusCode)
+	}
+}
