@@ -66,10 +66,10 @@ func errorMessage(body string) string {
 	return inner.Message
 }
 
-// send makes one request with the path exactly as written: Go's client
+// sendAsWritten makes one request with the path exactly as written: Go's client
 // sends a parsed URL's escaped path unchanged, dot segments, doubled
 // slashes and percent-escapes included.
-func send(t testing.TB, method, path, body string, header ...string) *http.Response {
+func sendAsWritten(t testing.TB, method, path, body string, header ...string) *http.Response {
 	t.Helper()
 	var rd *strings.Reader
 	if body != "" {
@@ -183,7 +183,7 @@ func TestSecurityPaths(t *testing.T) {
 				{"POST", "/olla/proxy//api/chat", `{"model":"lms-only","stream":false}`, anyRefusal, "ollama"},
 				{"POST", "/olla/proxy/api/./chat", `{"model":"lms-only","stream":false}`, anyRefusal, "ollama"},
 			} {
-				res := send(t, tc.method, tc.path, tc.body)
+				res := sendAsWritten(t, tc.method, tc.path, tc.body)
 				b := readAll(t, res)
 				if res.StatusCode != tc.status && !(tc.status == anyRefusal && res.StatusCode >= 400) {
 					t.Errorf("%s %s: status %d, want %d: %s", tc.method, tc.path, res.StatusCode, tc.status, b)
@@ -209,7 +209,7 @@ func TestSecurityPaths(t *testing.T) {
 				{"/olla/openai/v1//chat/./completions", "/v1/chat/completions"},
 			} {
 				o.ResetStats()
-				res := send(t, "POST", tc.path, chatBodyM)
+				res := sendAsWritten(t, "POST", tc.path, chatBodyM)
 				b := readAll(t, res)
 				if res.StatusCode != 200 || res.Header.Get("X-Olla-Endpoint") != "o" {
 					t.Errorf("%s: %d from %q: %s", tc.path, res.StatusCode, res.Header.Get("X-Olla-Endpoint"), b)
@@ -221,7 +221,7 @@ func TestSecurityPaths(t *testing.T) {
 			}
 			// listings answer on the normalised path too
 			for _, p := range []string{"/olla/ollama/api//tags", "/olla/ollama/x/../api/tags", "/olla/openai/v1/./models"} {
-				res := send(t, "GET", p, "")
+				res := sendAsWritten(t, "GET", p, "")
 				if b := readAll(t, res); res.StatusCode != 200 || !strings.Contains(b, `"m`) {
 					t.Errorf("GET %s: %d %s", p, res.StatusCode, b)
 				}
@@ -255,7 +255,7 @@ func TestSecurityModelKeys(t *testing.T) {
 				{"/olla/ollama/v1/messages", `{"model":"m","MODEL":"other","max_tokens":5}`, []string{`"MODEL"`}, "anthropic"},
 				{"/olla/ollama/api/chat", `{"Model":"other"}`, []string{`"Model"`}, "ollama"},
 			} {
-				res := send(t, "POST", tc.path, tc.body)
+				res := sendAsWritten(t, "POST", tc.path, tc.body)
 				b := readAll(t, res)
 				if res.StatusCode != 400 || errorShape(b) != tc.shape {
 					t.Errorf("%s %s: %d in %q format, want 400 in %q: %s", tc.path, tc.body, res.StatusCode, errorShape(b), tc.shape, b)
@@ -272,7 +272,7 @@ func TestSecurityModelKeys(t *testing.T) {
 			}
 
 			// an alias rewrites the one key the backend reads, however spelt
-			res := send(t, "POST", "/olla/ollama/api/chat", `{"mod\u0065l":"fast","stream":false,"messages":[{"role":"user","content":"hi"}]}`)
+			res := sendAsWritten(t, "POST", "/olla/ollama/api/chat", `{"mod\u0065l":"fast","stream":false,"messages":[{"role":"user","content":"hi"}]}`)
 			if b := readAll(t, res); res.StatusCode != 200 {
 				t.Fatalf("aliased request: %d %s", res.StatusCode, b)
 			}
@@ -317,7 +317,7 @@ func TestSecurityCredentials(t *testing.T) {
 				model string
 				s     *sim.Server
 			}{{"m-strict", strict}, {"m-fwd", fwd}} {
-				res := send(t, "POST", "/olla/ollama/api/chat", `{"model":"`+tc.model+`","stream":false}`, header...)
+				res := sendAsWritten(t, "POST", "/olla/ollama/api/chat", `{"model":"`+tc.model+`","stream":false}`, header...)
 				if b := readAll(t, res); res.StatusCode != 200 {
 					t.Fatalf("%s: %d %s", tc.model, res.StatusCode, b)
 				}
