@@ -47,6 +47,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			health_check_url <path|url>
 //			check_interval   <duration>
 //			check_timeout    <duration>
+//			unhealthy_after  <n>
 //			max_connections  <n>
 //			max_concurrency  <n>
 //			forward_client_auth
@@ -365,6 +366,8 @@ func parseEndpoint(d *caddyfile.Dispenser) (*Endpoint, error) {
 			err = durationArg(d, &ep.CheckInterval)
 		case "check_timeout":
 			err = durationArg(d, &ep.CheckTimeout)
+		case "unhealthy_after":
+			err = intArg(d, &ep.UnhealthyAfter, 1)
 		case "max_connections":
 			err = intArg(d, &ep.MaxConnections, 0)
 		case "max_concurrency":
@@ -411,7 +414,7 @@ func parseEndpoint(d *caddyfile.Dispenser) (*Endpoint, error) {
 				"exclude": func() error { return listArg(d, &ep.ModelFilter.Exclude) },
 			})
 		default:
-			return nil, d.Errf("endpoint %q: unrecognized subdirective %q: expected url, type, priority, model_url, health_check_url, check_interval, check_timeout, max_connections, max_concurrency, forward_client_auth, auth, headers, tls or model_filter", ep.Name, sub)
+			return nil, d.Errf("endpoint %q: unrecognized subdirective %q: expected url, type, priority, model_url, health_check_url, check_interval, check_timeout, unhealthy_after, max_connections, max_concurrency, forward_client_auth, auth, headers, tls or model_filter", ep.Name, sub)
 		}
 		if err != nil {
 			if !strings.HasPrefix(err.Error(), "endpoint ") {

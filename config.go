@@ -30,6 +30,13 @@ type Endpoint struct {
 	// CheckTimeout bounds one probe. Default 2s; one not below CheckInterval
 	// is clamped to it, with a warning.
 	CheckTimeout caddy.Duration `json:"check_timeout,omitempty"`
+	// UnhealthyAfter is how many probes in a row must fail transiently (no
+	// answer within check_timeout, a reset, a 5xx other than 503) before
+	// the endpoint is taken out. Default 3. A refused connection, a 503,
+	// 401/403, 429 or another 4xx takes it out at once, and transient
+	// failures while it answers proxied requests successfully do not
+	// count.
+	UnhealthyAfter int `json:"unhealthy_after,omitempty"`
 	// Auth is the credential sent to this endpoint (requests, probes and
 	// discovery). It is never logged or shown.
 	Auth *EndpointAuth `json:"auth,omitempty"`

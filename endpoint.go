@@ -52,6 +52,10 @@ type endpointSettings struct {
 	// maxConcurrency caps requests in flight (0 = no cap)
 	maxConcurrency int
 
+	// unhealthyAfter is how many transient probe failures in a row take
+	// the endpoint out (discovery.Judge).
+	unhealthyAfter int
+
 	discoveryInterval time.Duration
 	discoveryTimeout  time.Duration
 	breaker           discovery.BreakerConfig
@@ -116,6 +120,10 @@ func (e *Endpoint) resolve(repl *caddy.Replacer, log *zap.Logger) (*endpointSett
 				zap.String("endpoint", e.Name), zap.Duration("check_timeout", s.checkTimeout), zap.Duration("check_interval", s.checkInterval))
 			s.checkTimeout = s.checkInterval
 		}
+	}
+	s.unhealthyAfter = discovery.DefaultUnhealthyAfter
+	if e.UnhealthyAfter > 0 {
+		s.unhealthyAfter = e.UnhealthyAfter
 	}
 	if s.healthURL, err = endpointSubURL(u, e.HealthCheckURL, p.HealthPath); err != nil {
 		return nil, errf("health_check_url: %v", err)

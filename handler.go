@@ -354,6 +354,8 @@ func (rq *request) proxy(route route) error {
 		hdr.Set("X-Olla-Routing-Strategy", decision.strategy)
 		hdr.Set("X-Olla-Routing-Decision", decision.action)
 		hdr.Set("X-Olla-Routing-Reason", decision.reason)
+	} else if decision.panic {
+		hdr.Set("X-Olla-Routing-Reason", decision.reason)
 	}
 	rq.rec.reason = decision.reason
 	if decision.err != nil {
@@ -361,7 +363,7 @@ func (rq *request) proxy(route route) error {
 	}
 
 	pk := &picker{remaining: decision.candidates, balancer: h.balancer, maxAttempts: h.maxAttempts, rec: &rq.rec, limits: h.limits,
-		queue: h.queue, req: r, header: rq.w.Header(), metrics: h.app.metrics}
+		queue: h.queue, req: r, header: rq.w.Header(), metrics: h.app.metrics, panic: decision.panic}
 	plan := &engines.Plan{
 		Path:        rq.apiPath,
 		RawQuery:    r.URL.RawQuery,

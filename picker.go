@@ -43,6 +43,9 @@ type picker struct {
 	metrics *ollaMetrics
 	queued  time.Duration
 	refusal *apiError // why Next gave up, when it was for want of room
+	// panic: routing found no routable endpoint and offers ones taken out
+	// only by transient probe failures (endpointState.panicEligible)
+	panic bool
 }
 
 // Next implements engines.Picker: the balancer's choice among the
@@ -84,7 +87,7 @@ func (p *picker) nextWithRoom() *endpointState {
 		st := p.remaining[i]
 		// keep config order for the rest: round-robin stays a cycle
 		p.remaining = append(p.remaining[:i:i], p.remaining[i+1:]...)
-		if !st.routable(time.Now()) {
+		if now := time.Now(); !st.routable(now) && !(p.panic && st.panicEligible(now)) {
 			continue // it went down while this request waited its turn
 		}
 		if !p.limits.allowEndpoint(st) {
@@ -134,6 +137,9 @@ func (p *picker) Done(t engines.Target, out engines.Outcome) {
 		st.breaker.Failure(now)
 	default:
 		st.breaker.Success()
+		if out.Status != http.StatusTooManyRequests {
+			st.lastSuccess.Store(now.UnixNano()) // it is serving: slow probes are forgiven
+		}
 	}
 	if out.Status == http.StatusTooManyRequests || out.Status == http.StatusServiceUnavailable {
 		st.park(out.RetryAfter)

@@ -112,17 +112,32 @@ type decision struct {
 	action   string // routed, fallback, rejected
 	reason   string
 	err      *apiError
+	// panic: the candidates are not routable, only panic-eligible (see
+	// panicRoute); the picker must not skip them for it
+	panic bool
 }
 
 // route chooses the candidates for a request on rt naming model ("" when
 // the request names none).
+//
+// Panic routing (Envoy's panic threshold, at its extreme): when no
+// routable endpoint can take the request, because the route has none or
+// because none of its routable ones serves the model, the endpoints that
+// our probes took out only for transient failures (timeouts, resets, 5xx
+// other than 503: what a loaded backend's health route does first) are
+// tried anyway, and X-Olla-Routing-Reason says so. A 503 from us is then
+// no better than their answer. endpointState.panicEligible lists what
+// never qualifies: open breakers, refused connections, 503/401/403/429
+// answers, Retry-After parkings, drains and endpoints not probed yet.
 func (h *Handler) route(ctx context.Context, rt route, model string, now time.Time) decision {
-	var typed, up candidates
+	var typed, up, down candidates
 	for _, st := range h.states {
 		if rt.allows(st.Type()) {
 			typed = append(typed, st)
 			if st.routable(now) {
 				up = append(up, st)
+			} else if st.panicEligible(now) {
+				down = append(down, st)
 			}
 		}
 	}
@@ -132,13 +147,55 @@ func (h *Handler) route(ctx context.Context, rt route, model string, now time.Ti
 			message: fmt.Sprintf("no %s endpoint is configured for /olla/%s/; configured types are %s",
 				rt.label, rt.prefix, strings.Join(h.configuredTypes(), ", "))})
 	}
+	if len(up) == 0 && len(down) > 0 {
+		return panicRoute(h.routeAmong(ctx, rt, typed, down, model), "no healthy endpoint")
+	}
+	d := h.routeAmong(ctx, rt, typed, up, model)
+	if d.reason == "model_unavailable" && len(down) > 0 {
+		// the model's homes are all out, some only for slow probes
+		if p := h.serving(down, model); len(p.candidates) > 0 {
+			return panicRoute(p, "no healthy endpoint serves the model")
+		}
+	}
+	return d
+}
+
+// panicRoute marks a decision made among panic-eligible endpoints.
+func panicRoute(d decision, why string) decision {
+	if d.err != nil {
+		return d
+	}
+	d.panic = true
+	d.reason = fmt.Sprintf("panic: %s, trying all %d; %s", why, len(d.candidates), d.reason)
+	return d
+}
+
+// routeAmong chooses among up, the endpoints of the route that may take
+// requests; typed are all of the route's endpoints.
+func (h *Handler) routeAmong(ctx context.Context, rt route, typed, up candidates, model string) decision {
 	if model == "" {
 		if len(up) == 0 {
 			return rejected(h.strategy.name, "no_routable_endpoint", h.noneUp(rt, typed))
 		}
 		return decision{candidates: up, strategy: h.strategy.name, action: "routed", reason: "no_model_in_request"}
 	}
+	d := h.serving(up, model)
+	if len(d.candidates) > 0 {
+		return d
+	}
+	if h.strategy.name == strategyDiscovery && h.strategy.refreshOnMiss && len(up) > 0 {
+		h.refreshModels(ctx, up)
+		if d = h.matchModel(up, model); len(d.candidates) > 0 {
+			d.reason = "model_found_after_refresh"
+			return d
+		}
+	}
+	return h.miss(rt, typed, up, model)
+}
 
+// serving keeps the endpoints of up that serve model, through an alias
+// first.
+func (h *Handler) serving(up candidates, model string) decision {
 	if targets := h.aliasTargets(model); len(targets) > 0 {
 		d := decision{strategy: "alias", action: "routed", rewrite: map[*endpointState]string{}}
 		for _, st := range up {
@@ -155,19 +212,7 @@ func (h *Handler) route(ctx context.Context, rt route, model string, now time.Ti
 			return d
 		}
 	}
-
-	d := h.matchModel(up, model)
-	if len(d.candidates) > 0 {
-		return d
-	}
-	if h.strategy.name == strategyDiscovery && h.strategy.refreshOnMiss && len(up) > 0 {
-		h.refreshModels(ctx, up)
-		if d = h.matchModel(up, model); len(d.candidates) > 0 {
-			d.reason = "model_found_after_refresh"
-			return d
-		}
-	}
-	return h.miss(rt, typed, up, model)
+	return h.matchModel(up, model)
 }
 
 // matchModel keeps the routable endpoints that serve model.
@@ -189,7 +234,7 @@ func (h *Handler) matchModel(up candidates, model string) decision {
 
 // miss decides what happens when no routable endpoint of the route serves
 // the model: a fallback the strategy allows, 503 when the model is known
-// (or discovery has not finished) but not routable, else 404.
+// (or a first discovery is under way) but not routable, else 404.
 func (h *Handler) miss(rt route, typed, up candidates, model string) decision {
 	var homes []*endpointState // endpoints that list the model, any status
 	pending := false
@@ -197,7 +242,7 @@ func (h *Handler) miss(rt route, typed, up candidates, model string) decision {
 		if _, ok := st.lookupModel(model); ok {
 			homes = append(homes, st)
 		}
-		if rt.allows(st.Type()) && !st.discovered() {
+		if rt.allows(st.Type()) && st.discoveryPending() {
 			pending = true
 		}
 	}
@@ -243,8 +288,18 @@ func (h *Handler) miss(rt route, typed, up candidates, model string) decision {
 			code: "model_unavailable", retryAfter: retry,
 			message: fmt.Sprintf("model %q is not known yet: model discovery has not finished for every %s endpoint; retry shortly", model, rt.label)})
 	}
+	var unlisted []string // down since start-up: their models are unknown
+	for _, st := range typed {
+		if !st.discovered() {
+			unlisted = append(unlisted, st.Name())
+		}
+	}
+	note := ""
+	if len(unlisted) > 0 {
+		note = fmt.Sprintf(" (%s has not listed its models: down since start-up)", strings.Join(unlisted, ", "))
+	}
 	return rejected(h.strategy.name, "model_not_found", apiError{status: http.StatusNotFound, code: "model_not_found",
-		message: fmt.Sprintf("model '%s' not found: no endpoint serves it; GET /olla/models lists the models available", model)})
+		message: fmt.Sprintf("model '%s' not found: no endpoint serves it%s; GET /olla/models lists the models available", model, note)})
 }
 
 func rejected(strategy, reason string, e apiError) decision {

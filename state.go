@@ -14,6 +14,7 @@ import (
 
 	"github.com/caddy-olla/olla/balancer"
 	"github.com/caddy-olla/olla/discovery"
+	"github.com/caddy-olla/olla/engines"
 	"github.com/caddy-olla/olla/profiles"
 )
 
@@ -43,6 +44,10 @@ type endpointState struct {
 	nextCheck     atomic.Int64
 	nextDiscovery atomic.Int64
 	parkedUntil   atomic.Int64 // Retry-After from a request, unix nanos
+	// lastSuccess is when a proxied attempt last ended well (unix nanos):
+	// evidence that the endpoint is serving, whatever its health route
+	// says (see answering).
+	lastSuccess atomic.Int64
 	// drained is set through the admin API (admin.api.olla): the endpoint
 	// takes no new requests until enabled, whatever its health.
 	drained atomic.Bool
@@ -61,13 +66,23 @@ type endpointState struct {
 	probeCancel context.CancelFunc
 }
 
-// healthSnapshot is the last probe's verdict.
+// healthSnapshot is the probes' verdict so far (discovery.Judge).
 type healthSnapshot struct {
 	status    discovery.Status
 	reason    string
 	checkedAt time.Time
 	latency   time.Duration
 	failures  int // consecutive failed probes
+	misses    int // consecutive transient failures counted towards unhealthy_after
+	// transient: not routable only because of transient probe failures
+	// (timeouts, resets, 5xx other than 503), so panic routing may try it
+	transient bool
+	// probed: at least one probe has finished, whatever its result
+	probed bool
+}
+
+func (hs *healthSnapshot) verdict() discovery.Verdict {
+	return discovery.Verdict{Status: hs.status, Reason: hs.reason, Failures: hs.failures, Misses: hs.misses, Transient: hs.transient}
 }
 
 // modelSnapshot is the last good model list.
@@ -93,9 +108,20 @@ func newEndpointState(s *endpointSettings) *endpointState {
 	return st
 }
 
-// update takes a reloaded config's settings for a kept endpoint.
+// update takes a reloaded config's settings for a kept endpoint. Health,
+// breaker and parking carry over, but a parking or a probe put off by a
+// backend's Retry-After is never kept past the cap from now, whatever set it.
 func (st *endpointState) update(s *endpointSettings) {
 	st.breaker.Configure(s.breaker)
+	limit := time.Now().Add(max(engines.MaxRetryAfter, s.checkInterval+s.checkTimeout)).UnixNano()
+	for _, at := range []*atomic.Int64{&st.parkedUntil, &st.nextCheck} {
+		for {
+			v := at.Load()
+			if v <= limit || at.CompareAndSwap(v, limit) {
+				break
+			}
+		}
+	}
 	old := st.settings.Swap(s)
 	if old != nil && old.transportKey == s.transportKey {
 		return
@@ -165,14 +191,57 @@ func (st *endpointState) routable(now time.Time) bool {
 	return !st.breaker.Blocked()
 }
 
-// park keeps requests away for d, as a backend's Retry-After asked.
+// panicEligible reports whether the endpoint may be tried when no endpoint
+// of a route is routable (panic routing, after Envoy's panic threshold).
+// Only an endpoint that our own probes took out, and only for transient
+// failures (timeouts, resets, 5xx other than 503), qualifies: a loaded
+// backend's health route is often the first thing to miss its deadline,
+// and its inference may still answer. Everything that is evidence the
+// requests themselves would fail, or a wish to be left alone, keeps it out:
+// an open or half-open breaker (requests did fail), a refused connection
+// or an unknown host (nothing to talk to), 503 (the server says it is not
+// ready), 401/403 (our credentials are wrong), 429 or a Retry-After
+// parking (the backend asked for time), a drain (an operator asked), and
+// an endpoint not probed yet (no evidence either way; it is probed within
+// a check interval).
+func (st *endpointState) panicEligible(now time.Time) bool {
+	if st.drained.Load() || st.breaker.Blocked() {
+		return false
+	}
+	if until := st.parkedUntil.Load(); until != 0 && now.UnixNano() < until {
+		return false
+	}
+	hs := st.health.Load()
+	return hs.status.Routable() || hs.transient
+}
+
+// answering reports whether a proxied attempt ended well within window
+// before now: the endpoint is serving, so a slow probe is not counted.
+func (st *endpointState) answering(now time.Time, window time.Duration) bool {
+	last := st.lastSuccess.Load()
+	return last != 0 && now.UnixNano()-last <= int64(window)
+}
+
+// parkedTill is when the endpoint takes requests again by a backend's
+// Retry-After (a request's 429/503, or a probe's 429), or zero.
+func (st *endpointState) parkedTill(now time.Time) time.Time {
+	until := st.parkedUntil.Load()
+	if st.health.Load().status == discovery.StatusRateLimited {
+		until = max(until, st.nextCheck.Load())
+	}
+	if until <= now.UnixNano() {
+		return time.Time{}
+	}
+	return time.Unix(0, until)
+}
+
+// park keeps requests away for d, as a backend's Retry-After asked, capped
+// as the parser caps it.
 func (st *endpointState) park(d time.Duration) {
 	if d <= 0 {
 		return
 	}
-	if d > 5*time.Minute {
-		d = 5 * time.Minute
-	}
+	d = min(d, engines.MaxRetryAfter)
 	// requests queued for it get their turn after it through the app's
 	// queue kicker, which offers free room every queueKick
 	st.parkedUntil.Store(time.Now().Add(d).UnixNano())
@@ -205,8 +274,21 @@ func (st *endpointState) lookupModel(name string) (string, bool) {
 	return "", false
 }
 
-// discovered reports whether a model list was ever obtained.
+// discovered reports whether a model list was ever fetched (a failed fetch
+// counts: it stores its error).
 func (st *endpointState) discovered() bool { return st.models.Load() != nil }
+
+// discoveryPending reports whether the endpoint's first discovery is still
+// to come: no probe has finished yet, or the first good probe's model fetch
+// is under way. An endpoint whose probes fail had its chance: a model
+// nobody lists is then not found, not "retry shortly" forever.
+func (st *endpointState) discoveryPending() bool {
+	if st.discovered() {
+		return false
+	}
+	hs := st.health.Load()
+	return !hs.probed || hs.status.Routable()
+}
 
 // modelGenerations hands out modelSnapshot gens, unique in the process.
 var modelGenerations atomic.Uint64

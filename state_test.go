@@ -6,6 +6,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/caddy-olla/olla/discovery"
+	"github.com/caddy-olla/olla/engines"
 	"github.com/caddy-olla/olla/profiles"
 )
 
@@ -37,4 +42,37 @@ func BenchmarkModelMemory(b *testing.B) {
 	runtime.ReadMemStats(&after)
 	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(b.N*n), "B/model")
 	runtime.KeepAlive(keep)
+}
+
+// TestReloadCapsParking: a reload never carries a parking or a put-off
+// probe further than the Retry-After cap from now, whatever set it.
+func TestReloadCapsParking(t *testing.T) {
+	e := Endpoint{Name: "a", URL: "http://127.0.0.1:1", Type: "ollama"}
+	s, err := e.resolve(caddy.NewReplacer(), zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := newEndpointState(s)
+	defer st.Destruct()
+	day := time.Now().Add(24 * time.Hour).UnixNano()
+	st.parkedUntil.Store(day)
+	st.nextCheck.Store(day)
+	st.health.Store(&healthSnapshot{status: discovery.StatusRateLimited, probed: true})
+	st.update(s)
+	limit := time.Now().Add(engines.MaxRetryAfter)
+	for name, v := range map[string]int64{"parked until": st.parkedUntil.Load(), "next check": st.nextCheck.Load()} {
+		if time.Unix(0, v).After(limit) {
+			t.Errorf("%s %s after a reload, past the %s cap", name, time.Until(time.Unix(0, v)).Round(time.Second), engines.MaxRetryAfter)
+		}
+	}
+	if got := st.parkedTill(time.Now()); got.IsZero() || got.After(limit) {
+		t.Errorf("parkedTill = %v, want a time within %s", got, engines.MaxRetryAfter)
+	}
+	// a short parking is kept as it is
+	soon := time.Now().Add(time.Minute).UnixNano()
+	st.parkedUntil.Store(soon)
+	st.update(s)
+	if st.parkedUntil.Load() != soon {
+		t.Error("a reload moved a parking within the cap")
+	}
 }

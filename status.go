@@ -226,6 +226,7 @@ type endpointStatus struct {
 	HealthCheck       string `json:"health_check"`
 	HealthCheckAt     string `json:"health_check_at,omitempty"`
 	NextCheckAt       string `json:"next_check_at,omitempty"`
+	ParkedUntil       string `json:"parked_until,omitempty"` // a backend's Retry-After, capped at 5m
 	ResponseTime      string `json:"response_time,omitempty"`
 	LastModelSync     string `json:"last_model_sync,omitempty"`
 	LastModelSyncAt   string `json:"last_model_sync_at,omitempty"`
@@ -281,6 +282,9 @@ func describe(st *endpointState, now time.Time) (endpointStatus, endpointStatus)
 		issues = append(issues, "circuit breaker "+string(cb))
 	}
 	es.Issues = strings.Join(issues, ", ")
+	if until := st.parkedTill(now); !until.IsZero() {
+		es.ParkedUntil = until.UTC().Format(time.RFC3339)
+	}
 	stable := es
 	stable.Reason = "" // carries latencies
 	stable.AvgLatencyMs = nil

@@ -338,6 +338,9 @@ func (e *Endpoint) validate() error {
 	if e.MaxConnections < 0 {
 		return errf("max_connections must be 0 (no cap) or more")
 	}
+	if e.UnhealthyAfter < 0 {
+		return errf("unhealthy_after must be 1 or more (0 takes the default, 3), got %d", e.UnhealthyAfter)
+	}
 	if err := e.Auth.validate(); err != nil {
 		return errf("auth: %v", err)
 	}

@@ -84,6 +84,7 @@ func TestValidateJSON(t *testing.T) {
 		{"negative max_connections", url(`"max_connections":-1`), []string{`endpoint "a"`, "max_connections"}, ""},
 		{"negative max_concurrency", url(`"max_concurrency":-2`), []string{`endpoint "a"`, "max_concurrency"}, ""},
 		{"huge max_concurrency", url(`"max_concurrency":1000000000`), []string{`endpoint "a"`, "max_concurrency"}, ""},
+		{"negative unhealthy_after", url(`"unhealthy_after":-1`), []string{`endpoint "a"`, "unhealthy_after must be 1 or more"}, ""},
 		{"unknown auth type", url(`"auth":{"type":"digest"}`), []string{`endpoint "a"`, "auth", `"digest"`}, ""},
 		{"bearer without token", url(`"auth":{"type":"bearer"}`), []string{`endpoint "a"`, "bearer auth needs token"}, ""},
 		{"header auth without a name", url(`"auth":{"type":"header","value":"v"}`), []string{`endpoint "a"`, "header auth needs header"}, ""},

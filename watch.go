@@ -91,16 +91,22 @@ func (a *App) check(ctx context.Context, st *endpointState, s *endpointSettings)
 		}
 	}
 
-	snap := &healthSnapshot{status: res.Status, reason: res.Reason, checkedAt: now, latency: res.Latency}
+	// A probe that failed only transiently is forgiven while proxied
+	// requests end well: one within the last interval and this probe's
+	// own wait. (A stream still running is only seen when it ends.)
+	serving := res.Transient && st.answering(now, s.checkInterval+s.checkTimeout)
+	v := discovery.Judge(prev.verdict(), res, s.unhealthyAfter, serving)
+	snap := &healthSnapshot{status: v.Status, reason: v.Reason, checkedAt: now, latency: res.Latency,
+		failures: v.Failures, misses: v.Misses, transient: v.Transient, probed: true}
 	var next time.Time
 	switch {
-	case ok:
+	case v.Status.Routable() || v.Status == discovery.StatusUnknown:
+		// in rotation (or not yet judged), failing or not: probe at the
+		// usual pace so a streak is decided soon
 		next = now.Add(discovery.Jitter(s.checkInterval))
 	case res.Status == discovery.StatusRateLimited:
-		snap.failures = prev.failures + 1
-		next = now.Add(max(res.RetryAfter, s.checkInterval))
+		next = now.Add(max(res.RetryAfter, s.checkInterval)) // RetryAfter is capped
 	default:
-		snap.failures = prev.failures + 1
 		next = now.Add(discovery.Backoff(s.checkInterval, snap.failures))
 	}
 	st.health.Store(snap)

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/caddy-olla/olla/engines"
@@ -44,8 +45,20 @@ type ProbeResult struct {
 	Status     Status
 	Reason     string // one line, for status pages and logs
 	Latency    time.Duration
-	RetryAfter time.Duration // from a 429
+	RetryAfter time.Duration // from a 429, capped (engines.MaxRetryAfter)
+	// Transient marks a failure a busy server also shows: no answer in
+	// time, a connection reset or cut off, a 5xx other than 503. One is
+	// not proof the endpoint is down (see Judge). Every other failure is
+	// definite and counts at once: a refused connection (nothing
+	// listening), an unknown host, a 503 (the server says it is not
+	// ready: llama.cpp answers it while loading a model), 401/403, 429
+	// and other 4xx answers.
+	Transient bool
 }
+
+// probeRetryAfter is how long a 429 probe waits when the answer gives no
+// usable Retry-After, as the standalone proxy does.
+const probeRetryAfter = 30 * time.Second
 
 // Probe sends one health check: GET url with the endpoint's headers, bounded
 // by timeout. It never returns an error: every failure is a status and a
@@ -66,7 +79,8 @@ func Probe(ctx context.Context, client *http.Client, url string, header http.Hea
 	res, err := client.Do(req)
 	latency := time.Since(start)
 	if err != nil {
-		return ProbeResult{Status: StatusOffline, Reason: TransportReason(err, timeout), Latency: latency}
+		return ProbeResult{Status: StatusOffline, Reason: TransportReason(err, timeout), Latency: latency,
+			Transient: TransientError(err)}
 	}
 	defer res.Body.Close()
 	// read a little so the connection can be reused, and so a truncated or
@@ -75,10 +89,13 @@ func Probe(ctx context.Context, client *http.Client, url string, header http.Hea
 	latency = time.Since(start)
 	r := Classify(res.StatusCode, latency)
 	if r.Status == StatusRateLimited {
-		r.RetryAfter = parseRetryAfter(res.Header.Get("Retry-After"))
+		if r.RetryAfter = engines.ParseRetryAfter(res.Header.Get("Retry-After"), time.Now()); r.RetryAfter <= 0 {
+			r.RetryAfter = probeRetryAfter
+		}
 	}
 	if rerr != nil && r.Status.Routable() {
-		return ProbeResult{Status: StatusUnhealthy, Reason: "health answer cut off: " + shortErr(rerr), Latency: latency}
+		return ProbeResult{Status: StatusUnhealthy, Reason: "health answer cut off: " + shortErr(rerr), Latency: latency,
+			Transient: TransientError(rerr)}
 	}
 	return r
 }
@@ -98,8 +115,95 @@ func Classify(code int, latency time.Duration) ProbeResult {
 		r.Status, r.Reason = StatusRateLimited, "health check answered 429: the endpoint is rate limiting us"
 	default:
 		r.Status, r.Reason = StatusUnhealthy, fmt.Sprintf("health check answered %d", code)
+		// a gateway in front of a busy server answers 502/504, and a
+		// server short of memory or threads 500; 503 is a deliberate
+		// "not ready" and counts at once
+		r.Transient = code >= 500 && code != http.StatusServiceUnavailable
 	}
 	return r
+}
+
+// TransientError reports whether a failed request may only mean the server
+// is busy: it timed out, or the connection was reset or closed early. A
+// refused connection, an unknown host, a TLS failure or a bad URL are not.
+func TransientError(err error) bool {
+	var ne net.Error
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, syscall.ECONNREFUSED) || strings.Contains(err.Error(), "connection refused"):
+		return false
+	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()):
+		return true
+	case errors.Is(err, syscall.ECONNRESET) || strings.Contains(err.Error(), "connection reset"):
+		return true
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		return true
+	}
+	return false
+}
+
+// DefaultUnhealthyAfter is how many transient probe failures in a row take
+// an endpoint out unless configured otherwise.
+const DefaultUnhealthyAfter = 3
+
+// Verdict is an endpoint's health as its probes so far have judged it.
+type Verdict struct {
+	Status Status
+	Reason string
+	// Failures counts failed probes in a row, of any kind (for backoff).
+	Failures int
+	// Misses counts transient failures in a row that were not forgiven.
+	Misses int
+	// Transient reports that the endpoint is not routable only because of
+	// transient failures: it may still serve requests, so panic routing
+	// may try it when nothing else is left.
+	Transient bool
+}
+
+// Judge folds one probe's result into an endpoint's verdict. A definite
+// failure takes the endpoint out at once. A transient one takes it out
+// when unhealthyAfter of them come in a row (0 means
+// DefaultUnhealthyAfter); until then the endpoint keeps its status. A
+// transient failure while the endpoint is serving proxied requests well
+// (serving) is forgiven: a loaded backend whose health route is slow must
+// not be taken out from under its own traffic. A passing probe clears
+// every count.
+func Judge(prev Verdict, r ProbeResult, unhealthyAfter int, serving bool) Verdict {
+	if unhealthyAfter <= 0 {
+		unhealthyAfter = DefaultUnhealthyAfter
+	}
+	switch {
+	case r.Status.Routable():
+		return Verdict{Status: r.Status, Reason: r.Reason}
+	case !r.Transient:
+		return Verdict{Status: r.Status, Reason: r.Reason, Failures: prev.Failures + 1}
+	case serving:
+		// the streak is broken by the requests it answered
+		v := prev
+		v.Misses = 0
+		v.Reason = r.Reason + "; not counted: it is answering proxied requests"
+		if prev.Status.Routable() || prev.Status == StatusUnknown {
+			v.Failures = 0
+		} else {
+			v.Failures = prev.Failures + 1
+		}
+		return v
+	}
+	v := Verdict{Failures: prev.Failures + 1, Misses: prev.Misses + 1, Transient: true}
+	if v.Misses >= unhealthyAfter {
+		v.Status, v.Reason = r.Status, fmt.Sprintf("%s (%d in a row)", r.Reason, v.Misses)
+		return v
+	}
+	// not yet: the endpoint keeps its status
+	v.Status = prev.Status
+	v.Reason = fmt.Sprintf("%s (%d of %d before it is taken out)", r.Reason, v.Misses, unhealthyAfter)
+	v.Transient = !prev.Status.Routable()
+	if !prev.Status.Routable() && prev.Status != StatusUnknown {
+		// already out for another reason; the newest reason is this one
+		v.Status = r.Status
+	}
+	return v
 }
 
 // TransportReason explains a failed request in one line, without URLs that
@@ -136,15 +240,6 @@ func shortErr(err error) string {
 		return s[i+3:]
 	}
 	return s
-}
-
-// parseRetryAfter reads a 429 probe's Retry-After; absent or malformed
-// means the reference's 30 s.
-func parseRetryAfter(v string) time.Duration {
-	if d := engines.ParseRetryAfter(v, time.Now()); d > 0 {
-		return d
-	}
-	return 30 * time.Second
 }
 
 // Backoff is the delay before the next probe after `failures` consecutive

@@ -170,22 +170,46 @@ func RetryableStatus(code int) bool {
 	return code == http.StatusTooManyRequests || code == http.StatusBadGateway || code == http.StatusServiceUnavailable
 }
 
-// ParseRetryAfter reads a Retry-After header in seconds or as an HTTP date.
-// It returns 0 when absent or malformed.
+// MaxRetryAfter caps how long a backend's Retry-After may keep us away from
+// it: its advice, not its command. A day-long (or overflowing) value must not
+// park an endpoint for longer than an operator would notice.
+const MaxRetryAfter = 5 * time.Minute
+
+// ParseRetryAfter reads a Retry-After header, delta-seconds or an HTTP
+// date, capped at MaxRetryAfter. Absent, negative, malformed or past values
+// give 0. Seconds are read digit by digit, so no value overflows: a number
+// of any length above the cap is the cap.
 func ParseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
 	if v == "" {
 		return 0
 	}
-	if secs, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
-		if secs < 0 {
-			return 0
+	if isDigits(v) {
+		var secs int64
+		for i := 0; i < len(v); i++ {
+			secs = secs*10 + int64(v[i]-'0')
+			if secs > int64(MaxRetryAfter/time.Second) {
+				return MaxRetryAfter
+			}
 		}
 		return time.Duration(secs) * time.Second
 	}
-	if t, err := http.ParseTime(v); err == nil {
-		if d := t.Sub(now); d > 0 {
-			return d
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return 0
+	}
+	d := t.Sub(now) // saturates rather than overflows for far dates
+	if d <= 0 {
+		return 0
+	}
+	return min(d, MaxRetryAfter)
+}
+
+func isDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
 		}
 	}
-	return 0
+	return len(s) > 0
 }
