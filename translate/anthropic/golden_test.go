@@ -1,0 +1,198 @@
+package anthropic
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+// fixedIDs makes ids deterministic for golden output: toolu_gen1, msg_gen2...
+func fixedIDs(t testing.TB) {
+	old := newID
+	n := 0
+	newID = func(prefix string) string { n++; return fmt.Sprintf("%sgen%d", prefix, n) }
+	t.Cleanup(func() { newID = old })
+}
+
+// inputs lists testdata/<dir>/*<ext>, skipping the goldens (*.want*).
+func inputs(t *testing.T, dir, ext string) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join("testdata", dir, "*"+ext))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, f := range files {
+		if !strings.Contains(filepath.Base(f), ".want") {
+			out = append(out, f)
+		}
+	}
+	if len(out) == 0 {
+		t.Fatalf("no inputs in testdata/%s", dir)
+	}
+	return out
+}
+
+// golden compares got with the file, or writes it under -update.
+func golden(t *testing.T, path string, got []byte) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs\n got: %s\nwant: %s", path, got, want)
+	}
+}
+
+func indent(t *testing.T, b []byte) []byte {
+	t.Helper()
+	var out bytes.Buffer
+	if err := json.Indent(&out, b, "", "  "); err != nil {
+		t.Fatalf("output is not JSON: %v: %s", err, b)
+	}
+	out.WriteByte('\n')
+	return out.Bytes()
+}
+
+// TestGoldenRequests: testdata/requests/X.json → X.want.json (the OpenAI
+// body), or for err_* the Anthropic error the client gets.
+func TestGoldenRequests(t *testing.T) {
+	for _, in := range inputs(t, "requests", ".json") {
+		name := strings.TrimSuffix(filepath.Base(in), ".json")
+		t.Run(name, func(t *testing.T) {
+			body, err := os.ReadFile(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req, err := ParseRequest(bytes.TrimSpace(body))
+			if err != nil {
+				t.Fatalf("ParseRequest: %v", err)
+			}
+			out, err := ToOpenAI(req)
+			want := strings.TrimSuffix(in, ".json") + ".want.json"
+			if strings.HasPrefix(name, "err_") {
+				var re *RequestError
+				if !errors.As(err, &re) {
+					t.Fatalf("ToOpenAI = %v, %s; want a *RequestError", err, out)
+				}
+				if req.Features().Translatable() {
+					t.Errorf("Features().Translatable() = true for a request ToOpenAI refuses: %+v", req.Features())
+				}
+				golden(t, want, indent(t, re.Body()))
+				return
+			}
+			if err != nil {
+				t.Fatalf("ToOpenAI: %v", err)
+			}
+			if !req.Features().Translatable() {
+				t.Errorf("Features().Translatable() = false for a request ToOpenAI takes: %+v", req.Features())
+			}
+			golden(t, want, indent(t, out))
+		})
+	}
+}
+
+// goldenRequest is the request the answer and stream goldens answer.
+func goldenRequest(t *testing.T) *Request {
+	req, err := ParseRequest([]byte(`{"model":"claude-test","max_tokens":100,"stop_sequences":["END"],"messages":[{"role":"user","content":"hi"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
+}
+
+// TestGoldenAnswers: testdata/answers/X.json (an OpenAI completion) →
+// X.want.json (the Anthropic message), or for err_* the api_error body.
+func TestGoldenAnswers(t *testing.T) {
+	for _, in := range inputs(t, "answers", ".json") {
+		name := strings.TrimSuffix(filepath.Base(in), ".json")
+		t.Run(name, func(t *testing.T) {
+			fixedIDs(t)
+			body, err := os.ReadFile(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := FromOpenAI(body, goldenRequest(t))
+			want := strings.TrimSuffix(in, ".json") + ".want.json"
+			if strings.HasPrefix(name, "err_") {
+				var be *BackendError
+				if !errors.As(err, &be) {
+					t.Fatalf("FromOpenAI = %v, %s; want a *BackendError", err, out)
+				}
+				golden(t, want, indent(t, be.Body()))
+				return
+			}
+			if err != nil {
+				t.Fatalf("FromOpenAI: %v", err)
+			}
+			golden(t, want, indent(t, out))
+		})
+	}
+}
+
+var goldenStreamOpts = StreamOptions{Model: "claude-test", MessageID: "msg_test", InputTokens: 7, StopSequences: []string{"END"}}
+
+// translateStream feeds in split at the given offsets (sorted) and closes
+// cleanly.
+func translateStream(t testing.TB, in []byte, cuts ...int) []byte {
+	var out bytes.Buffer
+	st := NewStreamTranslator(&out, goldenStreamOpts)
+	prev := 0
+	for _, c := range append(cuts, len(in)) {
+		if _, err := st.Write(in[prev:c]); err != nil {
+			t.Fatal(err)
+		}
+		prev = c
+	}
+	if err := st.Close(nil); err != nil {
+		t.Fatal(err)
+	}
+	return out.Bytes()
+}
+
+// TestGoldenStreams: testdata/streams/X.sse → X.want.sse, the same output
+// however the input is split: at every byte offset, and byte by byte.
+func TestGoldenStreams(t *testing.T) {
+	for _, in := range inputs(t, "streams", ".sse") {
+		name := strings.TrimSuffix(filepath.Base(in), ".sse")
+		t.Run(name, func(t *testing.T) {
+			fixedIDs(t)
+			body, err := os.ReadFile(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			whole := translateStream(t, body)
+			golden(t, strings.TrimSuffix(in, ".sse")+".want.sse", whole)
+			checkEventOrder(t, whole, strings.HasPrefix(name, "err_"))
+			for cut := 1; cut < len(body); cut++ {
+				fixedIDs(t)
+				if got := translateStream(t, body, cut); !bytes.Equal(got, whole) {
+					t.Fatalf("split at byte %d changes the output:\n%s\nwant:\n%s", cut, got, whole)
+				}
+			}
+			every := make([]int, 0, len(body))
+			for i := 1; i < len(body); i++ {
+				every = append(every, i)
+			}
+			fixedIDs(t)
+			if got := translateStream(t, body, every...); !bytes.Equal(got, whole) {
+				t.Fatalf("byte-by-byte input changes the output:\n%s", got)
+			}
+		})
+	}
+}

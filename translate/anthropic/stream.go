@@ -1,0 +1,417 @@
+package anthropic
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+)
+
+// MaxStreamLine caps one line of the backend's SSE stream; a longer line
+// fails the stream rather than growing the buffer.
+const MaxStreamLine = 1 << 20
+
+// maxToolCalls caps the tool calls one streamed answer may open.
+const maxToolCalls = 1024
+
+// StreamOptions configure a StreamTranslator.
+type StreamOptions struct {
+	// Model is echoed in message_start; empty means the backend's.
+	Model string
+	// MessageID is the message id; empty means a fresh msg_ id.
+	MessageID string
+	// InputTokens goes in message_start (the backend's count arrives only at
+	// the end, in message_delta); pass EstimateTokens or 0.
+	InputTokens int
+	// StopSequences are the request's, to recognise a matched one.
+	StopSequences []string
+}
+
+// StreamTranslator turns an OpenAI chat-completions SSE stream into an
+// Anthropic Messages event stream. Feed it the backend's bytes with Write, in
+// chunks split anywhere; end with Close. The events are written to the
+// underlying writer once per Write (flushed when it has Flush()).
+//
+// A stream that breaks, carries an error object or garbage, or ends without
+// finishing gets an `event: error` and never a message_stop, so a client can
+// not take half an answer for a whole one. After that, Write discards input.
+type StreamTranslator struct {
+	w    io.Writer
+	opts StreamOptions
+
+	out     bytes.Buffer
+	enc     *json.Encoder
+	pending []byte // a line not yet ended by '\n'
+
+	started  bool // message_start sent
+	finished bool // message_stop sent
+	failed   error
+
+	blockOpen  bool
+	blockKind  string // text, thinking, tool_use
+	blockIndex int    // index of the open block, or of the next one
+	toolIndex  int    // backend index of the open tool call
+	toolsSeen  map[int]bool
+
+	finishReason string
+	stopMatch    json.RawMessage
+	usage        *oaUsage
+	writeErr     error
+}
+
+type flusher interface{ Flush() }
+
+// NewStreamTranslator writes Anthropic events to w.
+func NewStreamTranslator(w io.Writer, opts StreamOptions) *StreamTranslator {
+	t := &StreamTranslator{w: w, opts: opts}
+	t.enc = json.NewEncoder(&t.out)
+	t.enc.SetEscapeHTML(false)
+	return t
+}
+
+// Complete reports whether the stream ended with message_stop.
+func (t *StreamTranslator) Complete() bool { return t.finished }
+
+// Err is why the translated stream ended with an error event, or nil.
+func (t *StreamTranslator) Err() error { return t.failed }
+
+// Write consumes backend bytes. It returns an error only when the underlying
+// writer fails (the client is gone); translation failures are reported in the
+// stream itself and by Err.
+func (t *StreamTranslator) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 && t.live() {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			if len(t.pending)+len(p) > MaxStreamLine {
+				t.fail(fmt.Errorf("backend stream line longer than %d bytes", MaxStreamLine))
+				break
+			}
+			t.pending = append(t.pending, p...)
+			break
+		}
+		line := p[:i]
+		if len(t.pending) > 0 {
+			if len(t.pending)+i > MaxStreamLine {
+				t.fail(fmt.Errorf("backend stream line longer than %d bytes", MaxStreamLine))
+				break
+			}
+			t.pending = append(t.pending, line...)
+			line = t.pending
+		}
+		t.line(line)
+		t.pending = t.pending[:0]
+		p = p[i+1:]
+	}
+	if err := t.emit(); err != nil {
+		return n, err
+	}
+	return n, nil
+}
+
+// Close ends the stream. streamErr is how the backend's stream ended (nil for
+// a clean EOF). A stream that did not finish gets an error event.
+func (t *StreamTranslator) Close(streamErr error) error {
+	if t.live() && streamErr == nil && len(t.pending) > 0 {
+		t.line(t.pending) // a last line without its newline
+		t.pending = t.pending[:0]
+	}
+	if t.live() {
+		switch {
+		case streamErr != nil:
+			t.fail(fmt.Errorf("backend stream broke: %v", streamErr))
+		case t.finishReason != "":
+			t.finish() // [DONE] missing, but the model said it was done
+		default:
+			t.fail(errNoDone)
+		}
+	}
+	t.pending = nil
+	return t.emit()
+}
+
+func (t *StreamTranslator) live() bool { return !t.finished && t.failed == nil }
+
+func (t *StreamTranslator) emit() error {
+	if t.out.Len() == 0 || t.writeErr != nil {
+		t.out.Reset()
+		return t.writeErr
+	}
+	_, t.writeErr = t.w.Write(t.out.Bytes())
+	t.out.Reset()
+	if f, ok := t.w.(flusher); ok && t.writeErr == nil {
+		f.Flush()
+	}
+	return t.writeErr
+}
+
+func (t *StreamTranslator) event(name string, v any) {
+	t.out.WriteString("event: ")
+	t.out.WriteString(name)
+	t.out.WriteString("\ndata: ")
+	_ = t.enc.Encode(v) // our own types: cannot fail; ends the line
+	t.out.WriteByte('\n')
+}
+
+func (t *StreamTranslator) fail(err error) {
+	t.failed = err
+	t.closeBlockSilently()
+	t.out.WriteString("event: error\ndata: ")
+	t.out.Write(marshalError("api_error", err.Error(), ""))
+	t.out.WriteString("\n\n")
+}
+
+// closeBlockSilently forgets the open block: after an error no stop events
+// follow, so nothing looks finished.
+func (t *StreamTranslator) closeBlockSilently() { t.blockOpen = false }
+
+// chunk is one chat.completion.chunk (or an error object in its place).
+type chunk struct {
+	Model   string `json:"model"`
+	Choices []struct {
+		Index int `json:"index"`
+		Delta struct {
+			Content          *string `json:"content"`
+			ReasoningContent *string `json:"reasoning_content"`
+			Reasoning        *string `json:"reasoning"`
+			ToolCalls        []struct {
+				Index    int    `json:"index"`
+				ID       string `json:"id"`
+				Function struct {
+					Name      string `json:"name"`
+					Arguments string `json:"arguments"`
+				} `json:"function"`
+			} `json:"tool_calls"`
+		} `json:"delta"`
+		FinishReason *string         `json:"finish_reason"`
+		StopReason   json.RawMessage `json:"stop_reason"`
+	} `json:"choices"`
+	Usage   *oaUsage        `json:"usage"`
+	Error   json.RawMessage `json:"error"`
+	Object  string          `json:"object"`
+	Message string          `json:"message"`
+}
+
+func (t *StreamTranslator) line(line []byte) {
+	line = bytes.TrimSuffix(line, []byte("\r"))
+	if len(line) == 0 || line[0] == ':' {
+		return // event boundary or comment
+	}
+	field, value, _ := bytes.Cut(line, []byte(":"))
+	value = bytes.TrimPrefix(value, []byte(" "))
+	switch string(field) {
+	case "data":
+	case "event", "id", "retry":
+		return
+	default:
+		// Not SSE: a plain JSON error sent with a 200, or garbage.
+		t.fail(fmt.Errorf("backend stream is not OpenAI SSE: %s", BackendErrorMessage(502, line)))
+		return
+	}
+	if bytes.Equal(value, []byte("[DONE]")) {
+		t.finish()
+		return
+	}
+	var c chunk
+	if err := json.Unmarshal(value, &c); err != nil {
+		t.fail(fmt.Errorf("backend sent an event that is not valid JSON: %v", err))
+		return
+	}
+	if len(c.Error) > 0 && !bytes.Equal(c.Error, []byte("null")) || c.Object == "error" {
+		t.fail(fmt.Errorf("backend error: %s", BackendErrorMessage(502, value)))
+		return
+	}
+	t.start(c.Model)
+	if c.Usage != nil {
+		t.usage = c.Usage // the last one wins: some servers send zeros early
+	}
+	for i := range c.Choices {
+		ch := &c.Choices[i]
+		if ch.Index != 0 {
+			continue // n>1 has no Anthropic counterpart
+		}
+		d := &ch.Delta
+		reasoning := d.ReasoningContent
+		if reasoning == nil || *reasoning == "" {
+			reasoning = d.Reasoning
+		}
+		if reasoning != nil && *reasoning != "" {
+			t.ensureBlock("thinking", -1, "", "")
+			t.event("content_block_delta", blockDelta{"content_block_delta", t.blockIndex, thinkingDelta{"thinking_delta", *reasoning}})
+		}
+		if d.Content != nil && *d.Content != "" {
+			t.ensureBlock("text", -1, "", "")
+			t.event("content_block_delta", blockDelta{"content_block_delta", t.blockIndex, textDelta{"text_delta", *d.Content}})
+		}
+		for _, tc := range d.ToolCalls {
+			if !(t.blockOpen && t.blockKind == "tool_use" && t.toolIndex == tc.Index) {
+				if t.toolsSeen[tc.Index] {
+					t.fail(fmt.Errorf("backend resumed tool call %d after another block began", tc.Index))
+					return
+				}
+				if len(t.toolsSeen) >= maxToolCalls {
+					t.fail(fmt.Errorf("backend opened more than %d tool calls", maxToolCalls))
+					return
+				}
+				if t.toolsSeen == nil {
+					t.toolsSeen = map[int]bool{}
+				}
+				t.toolsSeen[tc.Index] = true
+				id := tc.ID
+				if id == "" {
+					id = newID("toolu_")
+				}
+				t.ensureBlock("tool_use", tc.Index, id, tc.Function.Name)
+			}
+			if tc.Function.Arguments != "" {
+				t.event("content_block_delta", blockDelta{"content_block_delta", t.blockIndex, jsonDelta{"input_json_delta", tc.Function.Arguments}})
+			}
+		}
+		if ch.FinishReason != nil && *ch.FinishReason != "" {
+			t.finishReason = *ch.FinishReason
+			t.stopMatch = append(t.stopMatch[:0], ch.StopReason...)
+		}
+	}
+}
+
+func (t *StreamTranslator) start(backendModel string) {
+	if t.started {
+		return
+	}
+	t.started = true
+	id := t.opts.MessageID
+	if id == "" {
+		id = newID("msg_")
+	}
+	model := t.opts.Model
+	if model == "" {
+		model = backendModel
+	}
+	t.event("message_start", messageStart{Type: "message_start", Message: anMessageStart{
+		ID: id, Type: "message", Role: "assistant", Model: model, Content: []struct{}{},
+		Usage: anUsage{InputTokens: t.opts.InputTokens},
+	}})
+	t.event("ping", typeOnly{"ping"})
+}
+
+// ensureBlock opens a block of kind unless one is open already (a tool_use
+// block is always new: the caller checked it is another call).
+func (t *StreamTranslator) ensureBlock(kind string, toolIndex int, id, name string) {
+	if t.blockOpen && t.blockKind == kind && kind != "tool_use" {
+		return
+	}
+	t.closeBlock()
+	t.blockOpen, t.blockKind, t.toolIndex = true, kind, toolIndex
+	var cb any
+	switch kind {
+	case "text":
+		cb = textStart{Type: "text"}
+	case "thinking":
+		cb = thinkingStart{Type: "thinking"}
+	default:
+		cb = toolStart{Type: "tool_use", ID: id, Name: name, Input: struct{}{}}
+	}
+	t.event("content_block_start", blockStart{"content_block_start", t.blockIndex, cb})
+}
+
+func (t *StreamTranslator) closeBlock() {
+	if !t.blockOpen {
+		return
+	}
+	t.event("content_block_stop", blockStop{"content_block_stop", t.blockIndex})
+	t.blockOpen = false
+	t.blockIndex++
+}
+
+func (t *StreamTranslator) finish() {
+	t.start("")
+	if !t.blockOpen && t.blockIndex == 0 {
+		t.ensureBlock("text", -1, "", "") // never an answer without content
+	}
+	t.closeBlock()
+	reason, seq := stopReason(t.finishReason, t.stopMatch, t.opts.StopSequences)
+	if len(t.toolsSeen) > 0 && reason == "end_turn" {
+		reason = "tool_use"
+	}
+	md := messageDelta{Type: "message_delta", Delta: stopDelta{StopReason: reason, StopSequence: seq}}
+	if t.usage != nil {
+		u := usageOf(t.usage)
+		md.Usage = u
+	} else {
+		md.Usage = anUsage{InputTokens: t.opts.InputTokens}
+	}
+	t.event("message_delta", md)
+	t.event("message_stop", typeOnly{"message_stop"})
+	t.finished = true
+}
+
+// Event payloads, in Anthropic's field order.
+type (
+	typeOnly struct {
+		Type string `json:"type"`
+	}
+	messageStart struct {
+		Type    string         `json:"type"`
+		Message anMessageStart `json:"message"`
+	}
+	anMessageStart struct {
+		ID           string     `json:"id"`
+		Type         string     `json:"type"`
+		Role         string     `json:"role"`
+		Model        string     `json:"model"`
+		Content      []struct{} `json:"content"`
+		StopReason   *string    `json:"stop_reason"`
+		StopSequence *string    `json:"stop_sequence"`
+		Usage        anUsage    `json:"usage"`
+	}
+	blockStart struct {
+		Type         string `json:"type"`
+		Index        int    `json:"index"`
+		ContentBlock any    `json:"content_block"`
+	}
+	textStart struct {
+		Type string `json:"type"`
+		Text string `json:"text"`
+	}
+	thinkingStart struct {
+		Type      string `json:"type"`
+		Thinking  string `json:"thinking"`
+		Signature string `json:"signature"`
+	}
+	toolStart struct {
+		Type  string   `json:"type"`
+		ID    string   `json:"id"`
+		Name  string   `json:"name"`
+		Input struct{} `json:"input"`
+	}
+	blockDelta struct {
+		Type  string `json:"type"`
+		Index int    `json:"index"`
+		Delta any    `json:"delta"`
+	}
+	textDelta struct {
+		Type string `json:"type"`
+		Text string `json:"text"`
+	}
+	thinkingDelta struct {
+		Type     string `json:"type"`
+		Thinking string `json:"thinking"`
+	}
+	jsonDelta struct {
+		Type        string `json:"type"`
+		PartialJSON string `json:"partial_json"`
+	}
+	blockStop struct {
+		Type  string `json:"type"`
+		Index int    `json:"index"`
+	}
+	messageDelta struct {
+		Type  string    `json:"type"`
+		Delta stopDelta `json:"delta"`
+		Usage anUsage   `json:"usage"`
+	}
+	stopDelta struct {
+		StopReason   string  `json:"stop_reason"`
+		StopSequence *string `json:"stop_sequence"`
+	}
+)
