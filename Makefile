@@ -51,11 +51,12 @@ xcaddy: ## the same binary through xcaddy, with the olla config adapter (offline
 	CADDY_VERSION=$(CADDY_VERSION) GOPROXY=off GOSUMDB=off $(GO) tool xcaddy build $(CADDY_VERSION) --output $(BIN)/caddy-xcaddy \
 		--with $(MODULE)=./ --with $(MODULE)/adapter
 
-fuzz: ## FUZZTIME of fuzzing for each target: model extractor, Caddyfile parser, YAML adapter
+fuzz: ## FUZZTIME of fuzzing for each target: model extractor, Caddyfile parser, YAML adapter, Anthropic stream translator
 	@# go test -fuzz takes one target per run, so they run one after another.
 	$(GO) test -run '^$$' -fuzz '^FuzzExtractModel$$' -fuzztime $(FUZZTIME) .
 	$(GO) test -run '^$$' -fuzz '^FuzzCaddyfile$$' -fuzztime $(FUZZTIME) .
 	$(GO) test -run '^$$' -fuzz '^FuzzAdapt$$' -fuzztime $(FUZZTIME) ./adapter/
+	$(GO) test -run '^$$' -fuzz '^FuzzStreamTranslator$$' -fuzztime $(FUZZTIME) ./translate/anthropic/
 
 vet:
 	$(GO) vet ./...

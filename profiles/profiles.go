@@ -37,8 +37,12 @@ type Profile struct {
 	// the Format* constants.
 	ModelFormat string
 	// AnthropicPath is the path of the backend's native Anthropic Messages API,
-	// or "" when it has none.
+	// or "" when it has none: requests for such backends are passed through
+	// unchanged, the others are translated to OpenAI chat completions.
 	AnthropicPath string
+	// AnthropicCountTokens says the native Messages API also answers
+	// <AnthropicPath>/count_tokens; otherwise count_tokens is estimated.
+	AnthropicCountTokens bool
 	// Paths are the API paths this backend serves, used to narrow
 	// /olla/proxy/ by path. An entry may hold a segment pattern: "{name}"
 	// matches exactly one non-empty segment, and a final "{name...}" matches

@@ -1,6 +1,8 @@
 package profiles
 
 import (
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"sort"
@@ -316,6 +318,55 @@ func TestRegisterRejectsClashes(t *testing.T) {
 		reset()
 		if err := register(p); err == nil {
 			t.Errorf("register(%+v) accepted a bad profile", p)
+		}
+	}
+}
+
+// TestAnthropicNative pins which backend types serve the Anthropic Messages
+// API natively (passthrough) and which are translated.
+func TestAnthropicNative(t *testing.T) {
+	native := map[string]bool{"ollama": true, "lm-studio": true, "vllm": true, "llamacpp": true}
+	counts := map[string]bool{"llamacpp": true}
+	for _, p := range All() {
+		if got := p.AnthropicPath != ""; got != native[p.Name] {
+			t.Errorf("%s: native Messages API = %v, want %v", p.Name, got, native[p.Name])
+		}
+		if native[p.Name] && p.AnthropicPath != "/v1/messages" {
+			t.Errorf("%s: AnthropicPath = %q", p.Name, p.AnthropicPath)
+		}
+		if p.AnthropicCountTokens != counts[p.Name] {
+			t.Errorf("%s: AnthropicCountTokens = %v, want %v", p.Name, p.AnthropicCountTokens, counts[p.Name])
+		}
+		if p.AnthropicCountTokens && !p.ServesPath(p.AnthropicPath+"/count_tokens") {
+			t.Errorf("%s counts tokens natively but does not list %s/count_tokens", p.Name, p.AnthropicPath)
+		}
+	}
+}
+
+// TestAnthropicNativeMatchesCaptures checks the table against the real
+// servers: each captured backend answers its AnthropicPath with an Anthropic
+// message, plain and streamed.
+func TestAnthropicNativeMatchesCaptures(t *testing.T) {
+	for dir, typ := range map[string]string{"ollama-0.17.4": "ollama", "llamacpp": "llamacpp"} {
+		p, ok := Lookup(typ)
+		if !ok || p.AnthropicPath == "" {
+			t.Fatalf("%s has no native Messages API in the table", typ)
+		}
+		for file, want := range map[string]string{
+			"POST_v1_messages_nonstream.txt": `"type":"message"`,
+			"POST_v1_messages_stream.txt":    "event: message_stop\n",
+		} {
+			raw, err := os.ReadFile(filepath.Join("..", "testdata", "real", dir, file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req, resp, _ := strings.Cut(string(raw), "\n---\n")
+			if !strings.HasPrefix(req, "POST "+p.AnthropicPath+" ") {
+				t.Errorf("%s/%s was not sent to %s: %.40q", dir, file, p.AnthropicPath, req)
+			}
+			if !strings.HasPrefix(resp, "HTTP/1.1 200 ") || !strings.Contains(resp, want) {
+				t.Errorf("%s/%s: not a 200 Anthropic answer (%q)", dir, file, want)
+			}
 		}
 	}
 }

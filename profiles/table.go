@@ -25,6 +25,13 @@ const (
 // backend type, add an entry here (and, if its model list has a new shape, a
 // Format constant and a case in ParseModels).
 //
+// AnthropicPath marks the backends whose own server speaks the Anthropic
+// Messages API: Ollama (0.14+; captured from 0.17.4 in testdata/real), LM
+// Studio (0.4.1+), vLLM (0.11.1+) and llama.cpp (captured in testdata/real).
+// SGLang, Lemonade, LMDeploy, LiteLLM and plain OpenAI-compatible servers get
+// translated requests. Of these, only llama.cpp counts tokens natively (Ollama
+// answers 404 there, vLLM has no such route).
+//
 // Sources: the reference's shipped-profile table (prefixes, discovery and
 // health paths, parsers, api.paths, default ports), completed with each
 // backend's documented routes where the reference list was short (Ollama's
@@ -115,6 +122,8 @@ var table = []*Profile{
 		ModelsPath:       pathModels,
 		ModelFormat:      FormatLlamaCpp,
 		AnthropicPath:    pathMessages,
+		// llama-server routes /v1/messages/count_tokens next to /v1/messages.
+		AnthropicCountTokens: true,
 		Paths: []string{
 			"/health", "/props", "/slots", "/metrics", "/models",
 			pathModels, pathChatCompletions, pathCompletions, pathEmbeddings,
