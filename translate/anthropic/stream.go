@@ -51,6 +51,8 @@ type StreamTranslator struct {
 	blockKind  string // text, thinking, tool_use
 	blockIndex int    // index of the open block, or of the next one
 	toolIndex  int    // backend index of the open tool call
+	toolID     string // backend id of the open tool call
+	toolCalls  int    // tool calls opened
 	toolsSeen  map[int]bool
 
 	finishReason string
@@ -244,12 +246,16 @@ func (t *StreamTranslator) line(line []byte) {
 			t.event("content_block_delta", blockDelta{"content_block_delta", t.blockIndex, textDelta{"text_delta", *d.Content}})
 		}
 		for _, tc := range d.ToolCalls {
-			if !(t.blockOpen && t.blockKind == "tool_use" && t.toolIndex == tc.Index) {
-				if t.toolsSeen[tc.Index] {
+			sameCall := t.blockOpen && t.blockKind == "tool_use" && t.toolIndex == tc.Index
+			// Servers that leave out the index send every call as index 0;
+			// a new id is then a new call.
+			anotherID := tc.ID != "" && tc.ID != t.toolID
+			if !sameCall || anotherID {
+				if t.toolsSeen[tc.Index] && !(sameCall && anotherID) {
 					t.fail(fmt.Errorf("backend resumed tool call %d after another block began", tc.Index))
 					return
 				}
-				if len(t.toolsSeen) >= maxToolCalls {
+				if t.toolCalls >= maxToolCalls {
 					t.fail(fmt.Errorf("backend opened more than %d tool calls", maxToolCalls))
 					return
 				}
@@ -257,11 +263,8 @@ func (t *StreamTranslator) line(line []byte) {
 					t.toolsSeen = map[int]bool{}
 				}
 				t.toolsSeen[tc.Index] = true
-				id := tc.ID
-				if id == "" {
-					id = newID("toolu_")
-				}
-				t.ensureBlock("tool_use", tc.Index, id, tc.Function.Name)
+				t.toolCalls++
+				t.ensureBlock("tool_use", tc.Index, tc.ID, tc.Function.Name)
 			}
 			if tc.Function.Arguments != "" {
 				t.event("content_block_delta", blockDelta{"content_block_delta", t.blockIndex, jsonDelta{"input_json_delta", tc.Function.Arguments}})
@@ -301,7 +304,7 @@ func (t *StreamTranslator) ensureBlock(kind string, toolIndex int, id, name stri
 		return
 	}
 	t.closeBlock()
-	t.blockOpen, t.blockKind, t.toolIndex = true, kind, toolIndex
+	t.blockOpen, t.blockKind, t.toolIndex, t.toolID = true, kind, toolIndex, id
 	var cb any
 	switch kind {
 	case "text":
@@ -309,6 +312,9 @@ func (t *StreamTranslator) ensureBlock(kind string, toolIndex int, id, name stri
 	case "thinking":
 		cb = thinkingStart{Type: "thinking"}
 	default:
+		if id == "" {
+			id = newID("toolu_") // t.toolID stays "": the backend gave none
+		}
 		cb = toolStart{Type: "tool_use", ID: id, Name: name, Input: struct{}{}}
 	}
 	t.event("content_block_start", blockStart{"content_block_start", t.blockIndex, cb})
@@ -330,7 +336,7 @@ func (t *StreamTranslator) finish() {
 	}
 	t.closeBlock()
 	reason, seq := stopReason(t.finishReason, t.stopMatch, t.opts.StopSequences)
-	if len(t.toolsSeen) > 0 && reason == "end_turn" {
+	if t.toolCalls > 0 && reason == "end_turn" {
 		reason = "tool_use"
 	}
 	md := messageDelta{Type: "message_delta", Delta: stopDelta{StopReason: reason, StopSequence: seq}}

@@ -228,7 +228,8 @@ func userMessages(field string, blocks []Block) ([]oaMessage, error) {
 			return nil, untranslatable(bf, b)
 		}
 	}
-	if len(parts) > 0 {
+	if len(parts) > 0 || len(out) == 0 {
+		// An empty turn stays a turn, so roles keep alternating.
 		if hasImage {
 			out = append(out, oaMessage{Role: "user", Content: parts})
 		} else {
