@@ -152,7 +152,7 @@ func ParseRequest(body []byte) (*Request, error) {
 		return nil, err
 	}
 	if raw, ok := present(top, "system"); ok {
-		blocks, err := decodeContent("system", raw, r)
+		blocks, err := decodeContent("system", raw, r, false)
 		if err != nil {
 			return nil, err
 		}
@@ -296,7 +296,7 @@ func decodeMessages(raw json.RawMessage, r *Request) error {
 		if len(msg.Content) == 0 || bytes.Equal(msg.Content, []byte("null")) {
 			return fieldError(field+".content", "field required")
 		}
-		blocks, err := decodeContent(field+".content", msg.Content, r)
+		blocks, err := decodeContent(field+".content", msg.Content, r, false)
 		if err != nil {
 			return err
 		}
@@ -306,7 +306,9 @@ func decodeMessages(raw json.RawMessage, r *Request) error {
 }
 
 // decodeContent reads a string or an array of blocks, noting features.
-func decodeContent(field string, raw json.RawMessage, r *Request) ([]Block, error) {
+// inResult is set for a tool_result's content, where tool blocks may not
+// appear (which also keeps hostile nesting from being parsed once per level).
+func decodeContent(field string, raw json.RawMessage, r *Request, inResult bool) ([]Block, error) {
 	var s string
 	if json.Unmarshal(raw, &s) == nil {
 		return []Block{{Type: "text", Text: s}}, nil
@@ -325,6 +327,9 @@ func decodeContent(field string, raw json.RawMessage, r *Request) ([]Block, erro
 			return nil, fieldError(bf+".type", "field required")
 		}
 		typ := *head.Type
+		if inResult && (typ == "tool_result" || typ == "tool_use") {
+			return nil, fieldError(bf+".type", "%s cannot appear inside a tool_result", typ)
+		}
 		if !slices.Contains(knownBlocks, typ) {
 			if !slices.Contains(r.features.UnknownBlocks, typ) && len(r.features.UnknownBlocks) < 16 {
 				r.features.UnknownBlocks = append(r.features.UnknownBlocks, typ)
@@ -375,7 +380,7 @@ func checkBlock(field string, b *Block, r *Request) error {
 		}
 		if len(b.Content) > 0 && b.Content[0] == '[' {
 			// Nested blocks count for features (an image in a result).
-			if _, err := decodeContent(field+".content", b.Content, r); err != nil {
+			if _, err := decodeContent(field+".content", b.Content, r, true); err != nil {
 				return err
 			}
 		}

@@ -55,6 +55,7 @@ func TestParseRequestRejects(t *testing.T) {
 		{"tool_choice tool without name", `{"model":"m","max_tokens":1,"tool_choice":{"type":"tool"},` + msgs + `}`, "tool_choice.name"},
 		{"metadata user_id numeric", `{"model":"m","max_tokens":1,"metadata":{"user_id":1},` + msgs + `}`, "metadata"},
 		{"thinking without budget", `{"model":"m","max_tokens":1,"thinking":{"type":"enabled"},` + msgs + `}`, "thinking.budget_tokens"},
+		{"tool_result nested in tool_result", `{"model":"m","max_tokens":1,"messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"a","content":[{"type":"tool_result","tool_use_id":"b","content":"x"}]}]}]}`, "messages.0.content.0.content.0.type"},
 		{"thinking not object", `{"model":"m","max_tokens":1,"thinking":true,` + msgs + `}`, "thinking"},
 	}
 	for _, c := range cases {
@@ -121,6 +122,20 @@ func TestFeatures(t *testing.T) {
 				t.Errorf("Features() = %+v, want %+v", got, c.want)
 			}
 		})
+	}
+}
+
+// TestDeepToolResultNesting: nesting is refused at the second level, so a
+// body nested thousands deep is not parsed once per level.
+func TestDeepToolResultNesting(t *testing.T) {
+	const depth = 3000 // 6000 JSON levels, under encoding/json's limit
+	open := `{"type":"tool_result","tool_use_id":"a","content":[`
+	body := `{"model":"m","max_tokens":1,"messages":[{"role":"user","content":[` +
+		strings.Repeat(open, depth) + `{"type":"text","text":"x"}` + strings.Repeat("]}", depth) + `]}]}`
+	_, err := ParseRequest([]byte(body))
+	var re *RequestError
+	if !errors.As(err, &re) || re.Field != "messages.0.content.0.content.0.type" {
+		t.Fatalf("err = %v", err)
 	}
 }
 
