@@ -254,7 +254,7 @@ func decodeMaxTokens(top map[string]json.RawMessage, r *Request) error {
 // wholeNumber reads a JSON integer (1 and 1.0 both count) that fits an int.
 func wholeNumber(raw json.RawMessage) (int, bool) {
 	var f float64
-	if json.Unmarshal(raw, &f) != nil || f != float64(int64(f)) || f > 1<<53 || f < -(1<<53) {
+	if json.Unmarshal(raw, &f) != nil || f > 1<<53 || f < -(1<<53) || f != float64(int64(f)) {
 		return 0, false
 	}
 	return int(f), true

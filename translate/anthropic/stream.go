@@ -103,6 +103,9 @@ func (t *StreamTranslator) Write(p []byte) (int, error) {
 		}
 		t.line(line)
 		t.pending = t.pending[:0]
+		if cap(t.pending) > 64<<10 {
+			t.pending = nil // one long line should not pin its buffer for the whole stream
+		}
 		p = p[i+1:]
 	}
 	if err := t.emit(); err != nil {
