@@ -68,3 +68,12 @@ clean:
 loadtest: build ## olla and sherpa engines vs plain reverse_proxy under load, hostile clients on loaded backends, then reload under load (~7 min; quick: LOADTEST_FLAGS="-scenarios a -duration 3s -rounds 1"; only the hostile one: LOADTEST_FLAGS="-scenarios h")
 	$(GO) build -o $(BIN)/loadtest ./internal/loadtest
 	$(BIN)/loadtest -go "$(GO)" $(LOADTEST_FLAGS)
+
+.PHONY: loadtest-routing loadtest-overload
+loadtest-routing: build ## routing quality (issue 11): multi-turn sessions on vLLM-like, Ollama-like and uneven fleets; Caddy's round_robin and least_conn vs olla's strategies (~12 min; one fleet: LOADTEST_FLAGS="-routing r2")
+	$(GO) build -o $(BIN)/loadtest ./internal/loadtest
+	$(BIN)/loadtest -go "$(GO)" -routing all $(LOADTEST_FLAGS)
+
+loadtest-overload: build ## admission (issue 12): 200 clients at once on 4 backends of 2 slots that answer 503 when full; queue vs no queue vs reverse_proxy, queued memory and queue overhead (~4 min)
+	$(GO) build -o $(BIN)/loadtest ./internal/loadtest
+	$(BIN)/loadtest -go "$(GO)" -overload $(LOADTEST_FLAGS)

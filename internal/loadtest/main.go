@@ -62,6 +62,12 @@ type options struct {
 	portBase  int
 	adminBase int
 	profile   string // scenario keys whose round 1 is CPU-profiled
+
+	// routing fleets (routing.go) and the overload scenario (overload.go);
+	// when either is given, only they run.
+	routing         []fleet
+	routingDuration time.Duration
+	overload        bool
 }
 
 func main() {
@@ -95,8 +101,19 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		"(keep all ports out of net.ipv4.ip_local_port_range, or a client connection's source port may take one)")
 	fs.IntVar(&o.adminBase, "admin-base", 2100, "Caddy admin ports are this +1 (olla), +2 (sherpa), +3 (reverse_proxy)")
 	fs.StringVar(&o.profile, "profile", "a,c", "scenarios whose round 1 fetches a CPU profile from each contender (empty: none)")
+	routing := fs.String("routing", "", "routing-quality fleets to run instead of -scenarios, comma-separated or all: "+fleetHelp())
+	fs.DurationVar(&o.routingDuration, "routing-duration", 15*time.Second, "measured time per routing run (after each fleet's warm-up)")
+	fs.BoolVar(&o.overload, "overload", false, "run the overload scenario (admission control, overload.go) instead of -scenarios")
 	if err := fs.Parse(args); err != nil {
 		return o, err
+	}
+	if *routing != "" {
+		fl, err := pickFleets(*routing)
+		if err != nil {
+			fmt.Fprintln(stderr, "loadtest:", err)
+			return o, err
+		}
+		o.routing = fl
 	}
 	if fs.NArg() > 0 {
 		err := fmt.Errorf("unexpected argument %q", fs.Arg(0))
@@ -147,6 +164,9 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) int {
 	}
 	sup := newSupervisor(work.logs, work.env)
 	defer sup.stopAll()
+	if len(o.routing) > 0 || o.overload {
+		return runAdmissionAndRouting(ctx, o, sup, work, stdout, stderr, began)
+	}
 
 	contenders := newContenders(o.portBase, o.adminBase)
 	simAddrs := []string{addrOf(o.portBase + 1), addrOf(o.portBase + 2)}

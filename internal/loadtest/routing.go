@@ -1,0 +1,864 @@
+package main
+
+// Routing quality (issue 11, `make loadtest-routing`): multi-turn chat
+// sessions over simulated fleets whose latency depends on what routing
+// does — queueing for slots, prefill of prompt tokens that are not in the
+// server's prefix cache, and Ollama's model swaps — so that a balancer that
+// only spreads requests evenly pays for it in time to first token.
+//
+// Each fleet runs every contender once, each against a fresh simulator
+// process (cold caches, no model resident) and a fresh Caddy; the clients
+// are the same script for every contender (seeded per user), so the
+// contenders see the same conversations in the same order.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// fleet is one routing scenario: the simulated servers and the workload.
+type fleet struct {
+	key   string
+	title string
+	kind  string   // simulator kind and endpoint type: "vllm" or "ollama"
+	opts  []string // per backend: the simulator options after the models
+	// models are served by every backend; popularity is each one's share
+	// of sessions (nil: the first model only).
+	models     []string
+	popularity []float64
+	users      int              // concurrent users, each running sessions back to back
+	think      [2]time.Duration // think time between turns, uniform in [0], [1]
+	turns      [2]int           // turns per session, uniform in [0], [1]
+	system     int              // bytes of each shared system prompt
+	systems    int              // how many system prompts the sessions share
+	userBytes  int              // bytes of each user message
+	replyBytes int              // bytes of each assistant message the client resends
+	// single: every request is a new one-turn conversation of userBytes
+	// with nothing shared (no reuse at all).
+	single bool
+	warmup time.Duration
+	load   string // offered load, for the report
+}
+
+func (f fleet) route() string { return f.kind }
+
+// apiPath is the upstream chat path the fleet's servers take.
+func (f fleet) apiPath() string {
+	if f.kind == "ollama" {
+		return "/api/chat"
+	}
+	return "/v1/chat/completions"
+}
+
+// chatURL is the URL clients send chat requests to through a contender.
+func (f fleet) chatURL(port int) string {
+	return "http://" + addrOf(port) + "/olla/" + f.route() + f.apiPath()
+}
+
+// Simulator options shared by the vLLM-like fleets: 8 slots in a batch with
+// a long FIFO behind them; prefill of 1 ms per prompt token that is not in
+// the prefix cache (a big model on a modest GPU: 1,000 tokens/s); decode of
+// 24 tokens at 40/s, 4 % slower per other running request.
+const (
+	vllmSlots   = 8
+	vllmBase    = "ttft=20ms;tps=40;tokens=24;slots=8;queue=512;slowdown=0.04"
+	vllmPrefill = time.Millisecond
+	slowFactor  = 3
+)
+
+// usersFor is how many users offer load (a fraction of the fleet's slots)
+// when one request holds a slot for service and users think for think on
+// average between requests.
+func usersFor(load float64, slots int, service, think time.Duration) int {
+	return int(load*float64(slots)*float64(service+think)/float64(service) + 0.5)
+}
+
+// fleets lists the routing scenarios in report order.
+//
+// The vLLM sessions: one of 4 system prompts of 4,000 bytes (1,000 tokens),
+// 3 to 10 turns of a 150-byte question and a 350-byte answer, so turn k
+// sends about 4,000 + 500k bytes and the last 500 are new. A server that
+// saw the conversation's previous turn prefills about 125 tokens; one that
+// did not, everything after the system prompt. The prefix cache holds 2,500
+// blocks of 16 tokens per server: what a quarter of the users' histories
+// need, not all of them.
+//
+// Offered load is counted against the least work the fleet can do: every
+// request's history cached, so its slot is held for 20 ms + 125 ms prefill
+// + 24 tokens at 40/s slowed by the batch (about 0.8 s in all).
+func fleets() []fleet {
+	const (
+		think   = 2 * time.Second // mean of [1s, 3s]
+		service = 870 * time.Millisecond
+	)
+	vllmCache := vllmBase + ";prefill=" + vllmPrefill.String() + ";cache=2500;block=16"
+	chat := fleet{kind: "vllm", models: []string{"Qwen/Qwen2.5-7B-Instruct"}, think: [2]time.Duration{time.Second, 3 * time.Second},
+		turns: [2]int{3, 10}, system: 4000, systems: 4, userBytes: 150, replyBytes: 350, warmup: 5 * time.Second}
+
+	r170 := chat
+	r170.key, r170.load = "r1-70", "~70 %"
+	r170.title = "4 vLLM-like servers (8 slots, prefix cache, 1 ms prefill per uncached token), multi-turn sessions at ~70 % load"
+	r170.opts = repeat(vllmCache, 4)
+	r170.users = usersFor(0.7, 4*vllmSlots, service, think)
+
+	r1100 := r170
+	r1100.key, r1100.load = "r1-100", "~100 %"
+	r1100.title = "the same at ~100 % load"
+	r1100.users = usersFor(1.0, 4*vllmSlots, service, think)
+
+	// Ollama: each server holds one model at a time and takes 3 s to load
+	// another; three models, 60/30/10 % of sessions. Light load, so time
+	// to first token is about model placement alone.
+	r2 := fleet{key: "r2", kind: "ollama", load: "~35 %",
+		title:      "3 Ollama-like servers holding one model each (3 s to load another), 3 models used 60/30/10 %",
+		models:     []string{"llama3.2:3b", "qwen2.5:7b", "mistral:7b"},
+		popularity: []float64{0.6, 0.3, 0.1},
+		opts:       repeat("ttft=30ms;tps=50;tokens=16;slots=4;queue=64;prefill=200us;maxloaded=1;load=3s", 3),
+		users:      24, think: chat.think, turns: [2]int{2, 6}, system: 1000, systems: 2, userBytes: 150, replyBytes: 350,
+		warmup: 8 * time.Second}
+
+	// One server of four is 3x slower in every phase. No prefix cache, so
+	// only speed and queueing tell them apart. Offered load ~60 % of what
+	// the fleet can do (3 fast servers + a third of one).
+	slow := fmt.Sprintf("ttft=%s;tps=%g;tokens=24;slots=8;queue=512;slowdown=0.04;prefill=%s",
+		20*time.Millisecond*slowFactor, 40.0/slowFactor, vllmPrefill*slowFactor)
+	r3 := chat
+	r3.key, r3.load = "r3", "~60 %"
+	r3.title = "4 vLLM-like servers, one 3x slower (time to first token, prefill and decode), no prefix cache"
+	r3.opts = append(repeat(vllmBase+";prefill="+vllmPrefill.String(), 3), slow)
+	// service without a cache: 20 ms + ~1,600 tokens of prefill + decode
+	r3.users = usersFor(0.6, 3*vllmSlots+vllmSlots/slowFactor, 2400*time.Millisecond, think)
+
+	u := fleet{key: "u", kind: "vllm", load: "~70 %",
+		title:  "uniform: 4 equal vLLM-like servers, one-turn requests of 2,000 bytes with nothing shared",
+		models: chat.models, opts: repeat(vllmBase+";prefill="+vllmPrefill.String(), 4),
+		think: chat.think, userBytes: 2000, single: true, warmup: 5 * time.Second}
+	// service: 20 ms + 520 tokens of prefill + decode
+	u.users = usersFor(0.7, 4*vllmSlots, 1300*time.Millisecond, think)
+	return []fleet{r170, r1100, r2, r3, u}
+}
+
+func repeat(s string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = s
+	}
+	return out
+}
+
+// pickFleets parses the -routing list ("all" for every fleet).
+func pickFleets(list string) ([]fleet, error) {
+	all := fleets()
+	if strings.TrimSpace(list) == "all" {
+		return all, nil
+	}
+	var out []fleet
+	for _, k := range strings.Split(list, ",") {
+		k = strings.ToLower(strings.TrimSpace(k))
+		if k == "" {
+			continue
+		}
+		i := slices.IndexFunc(all, func(f fleet) bool { return f.key == k })
+		if i < 0 {
+			var keys []string
+			for _, f := range all {
+				keys = append(keys, f.key)
+			}
+			return nil, fmt.Errorf("unknown routing fleet %q (have %s, or all)", k, strings.Join(keys, ", "))
+		}
+		if !slices.ContainsFunc(out, func(f fleet) bool { return f.key == k }) {
+			out = append(out, all[i])
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no routing fleet given")
+	}
+	return out, nil
+}
+
+// routingContender is one Caddy configuration in the routing runs.
+type routingContender struct {
+	name   string
+	policy string // reverse_proxy lb_policy; empty for olla
+	lb     string // olla load_balancer
+	sticky bool   // olla sticky_sessions keyed by the session header, then the prefix
+}
+
+func routingContenders() []routingContender {
+	return []routingContender{
+		{name: "caddy round_robin", policy: "round_robin"},
+		{name: "caddy least_conn", policy: "least_conn"},
+		{name: "olla round-robin", lb: "round-robin"},
+		{name: "olla least-connections", lb: "least-connections"},
+		{name: "olla adaptive", lb: "adaptive"},
+		{name: "olla adaptive+sticky", lb: "adaptive", sticky: true},
+	}
+}
+
+// adaptive reports whether c is one of the contenders the targets are for.
+func (c routingContender) adaptive() bool { return c.lb == "adaptive" }
+
+// slug is the contender's name as a file name.
+func (c routingContender) slug() string {
+	return strings.NewReplacer(" ", "-", "+", "-").Replace(c.name)
+}
+
+// sessionHeader carries the session key, the standalone's header.
+const sessionHeader = "X-Olla-Session-ID"
+
+// caddyfile renders c for f's backends.
+func (c routingContender) caddyfile(f fleet, backends []string, port, admin int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# generated by internal/loadtest (routing fleet %s) for %s\n", f.key, c.name)
+	fmt.Fprintf(&b, "{\n\tadmin %s\n\tauto_https off\n\tpersist_config off\n}\n\n", addrOf(admin))
+	fmt.Fprintf(&b, "http://:%d {\n\tbind 127.0.0.1\n", port)
+	if c.policy != "" {
+		fmt.Fprintf(&b, "\thandle_path /olla/%s/* {\n\t\treverse_proxy %s {\n\t\t\tlb_policy %s\n\t\t\tflush_interval -1\n\t\t}\n\t}\n}\n",
+			f.route(), strings.Join(backends, " "), c.policy)
+		return b.String()
+	}
+	fmt.Fprintf(&b, "\tolla {\n\t\tengine olla\n\t\tload_balancer %s\n", c.lb)
+	if c.sticky {
+		b.WriteString("\t\tsticky_sessions {\n\t\t\tkey_sources session_header prefix_hash\n\t\t}\n")
+	}
+	for i, a := range backends {
+		fmt.Fprintf(&b, "\t\tendpoint sim-%c {\n\t\t\turl http://%s\n\t\t\ttype %s\n\t\t\tcheck_interval 2s\n\t\t\tcheck_timeout 1s\n\t\t}\n",
+			'a'+i, a, f.kind)
+	}
+	b.WriteString("\t}\n}\n")
+	return b.String()
+}
+
+// routingStats is what one contender's run on one fleet came to.
+type routingStats struct {
+	skipped   string // why the contender did not run (its config was refused)
+	ok        int64
+	shed429   int64
+	shed503   int64
+	failed    int64 // transport errors, other statuses, truncated answers
+	ttftP50   time.Duration
+	ttftP99   time.Duration
+	prompt    int64 // prompt tokens the servers saw
+	cached    int64 // of which from their prefix caches
+	loads     int64 // model loads
+	rejected  int64 // the servers' own 503s for want of a slot
+	split     []int64
+	samples   []string
+	logErrors int
+}
+
+func (s routingStats) total() int64 { return s.ok + s.shed429 + s.shed503 + s.failed }
+
+func (s routingStats) hitRatio() float64 {
+	if s.prompt == 0 {
+		return 0
+	}
+	return float64(s.cached) / float64(s.prompt)
+}
+
+// routingPorts: the simulators and the one contender running at a time.
+type routingPorts struct {
+	sims  []string
+	port  int
+	admin int
+}
+
+func newRoutingPorts(portBase, adminBase int) routingPorts {
+	p := routingPorts{port: portBase + 50, admin: adminBase + 10}
+	for i := 0; i < 4; i++ {
+		p.sims = append(p.sims, addrOf(portBase+41+i))
+	}
+	return p
+}
+
+// runRouting runs every fleet with every contender and prints the tables.
+func runRouting(ctx context.Context, o options, fleetsToRun []fleet, sup *supervisor, work workDirs, stdout, stderr io.Writer) int {
+	logf := func(format string, a ...any) { fmt.Fprintf(stderr, "loadtest: "+format+"\n", a...) }
+	ports := newRoutingPorts(o.portBase, o.adminBase)
+	if err := checkPortsFree(append(slices.Clone(ports.sims), addrOf(ports.port), addrOf(ports.admin))); err != nil {
+		logf("%v", err)
+		return 1
+	}
+	cs := routingContenders()
+	var est time.Duration
+	for _, f := range fleetsToRun {
+		est += time.Duration(len(cs)) * (f.warmup + o.routingDuration + 4*time.Second)
+	}
+	logf("routing: %d fleets x %d contenders, %s measured each; about %s", len(fleetsToRun), len(cs), o.routingDuration, est.Round(time.Second))
+	results := make([][]routingStats, len(fleetsToRun))
+	for fi, f := range fleetsToRun {
+		results[fi] = make([]routingStats, len(cs))
+		for k := range cs {
+			ci := (fi + k) % len(cs) // rotate who goes first, so drift is shared out
+			st, err := runRoutingOne(ctx, o, f, cs[ci], ports, sup, work)
+			if err != nil {
+				if ctx.Err() != nil {
+					return 130
+				}
+				logf("fleet %s, %s: %v", f.key, cs[ci].name, err)
+				st = routingStats{skipped: skipReason(err)}
+			}
+			results[fi][ci] = st
+			printRoutingProgress(stderr, f, cs[ci], st)
+		}
+	}
+	fmt.Fprintln(stdout)
+	for fi, f := range fleetsToRun {
+		printRoutingTable(stdout, f, cs, results[fi])
+		fmt.Fprintln(stdout)
+	}
+	printRoutingTargets(stdout, fleetsToRun, cs, results)
+	return 0
+}
+
+// skipReason says why a contender did not run: Caddy's own complaint when
+// it refused the config (a feature another branch has not landed yet, say).
+func skipReason(err error) string {
+	s := err.Error()
+	for _, line := range strings.Split(s, "\n") {
+		var entry struct {
+			Level string `json:"level"`
+			Msg   string `json:"msg"`
+		}
+		if json.Unmarshal([]byte(line), &entry) == nil && entry.Level == "error" {
+			return clip(entry.Msg, 200)
+		}
+	}
+	return firstLine(s)
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	return clip(s, 160)
+}
+
+// runRoutingOne starts f's simulators and c's Caddy, drives the users and
+// reads the servers' counters.
+func runRoutingOne(ctx context.Context, o options, f fleet, c routingContender, ports routingPorts,
+	sup *supervisor, work workDirs) (routingStats, error) {
+	backends := ports.sims[:len(f.opts)]
+	logName := fmt.Sprintf("routing-%s-%s", f.key, c.slug())
+	sims, err := startFleet(ctx, sup, o.simBin, f, backends, logName)
+	if err != nil {
+		return routingStats{}, err
+	}
+	defer sims.proc.stop(3 * time.Second)
+
+	cfg := filepath.Join(o.out, logName+".Caddyfile")
+	if err := os.WriteFile(cfg, []byte(c.caddyfile(f, backends, ports.port, ports.admin)), 0o644); err != nil {
+		return routingStats{}, err
+	}
+	url := f.chatURL(ports.port)
+	ready := []byte(fmt.Sprintf(`{"model":%q,"messages":[{"role":"user","content":"ready?"}],"stream":false}`, f.models[0]))
+	p, err := startCaddyReady(ctx, sup, work.caddy, cfg, logName, url, ready)
+	if err != nil {
+		return routingStats{}, err
+	}
+	defer p.stop(3 * time.Second)
+
+	w := newWindow(time.Now(), f.warmup, o.routingDuration)
+	resetDone := make(chan error, 1)
+	go func() {
+		if !sleepUntil(ctx, w.measureFrom) {
+			resetDone <- ctx.Err()
+			return
+		}
+		resetDone <- sims.resetStats(ctx)
+	}()
+	out := driveSessions(ctx, f, url, w)
+	if err := <-resetDone; err != nil {
+		return routingStats{}, err
+	}
+	if ctx.Err() != nil {
+		return routingStats{}, ctx.Err()
+	}
+	if p.exited() {
+		return routingStats{}, fmt.Errorf("%w (%v); log %s:\n%s", errProcessGone, p.err, p.log, p.logTail(15))
+	}
+	st := out
+	caps, split, err := sims.capacityStats(ctx, f.apiPath())
+	if err != nil {
+		return routingStats{}, err
+	}
+	for _, cp := range caps {
+		st.prompt += cp.PromptTokens
+		st.cached += cp.CachedTokens
+		st.loads += cp.Loads
+		st.rejected += cp.Rejected
+	}
+	st.split = split
+	st.logErrors, _ = logErrorLines(p.log)
+	return st, nil
+}
+
+// startFleet starts one simulator process serving f's backends.
+func startFleet(ctx context.Context, sup *supervisor, bin string, f fleet, addrs []string, logName string) (*simSet, error) {
+	var args []string
+	s := &simSet{}
+	for i, a := range addrs {
+		args = append(args, "-sim", fmt.Sprintf("%s@%s=%s;name=sim-%c;norecord;%s", f.kind, a, strings.Join(f.models, ","), 'a'+i, f.opts[i]))
+		s.urls = append(s.urls, "http://"+a)
+	}
+	p, err := sup.start("olla-sim", logName+"-sim", bin, args...)
+	if err != nil {
+		return nil, err
+	}
+	s.proc = p
+	for _, u := range s.urls {
+		if err := waitHTTP(ctx, p, 10*time.Second, func(c *http.Client) bool {
+			res, err := c.Get(u + "/_sim/stats")
+			if err != nil {
+				return false
+			}
+			drain(res.Body)
+			return res.StatusCode == http.StatusOK
+		}); err != nil {
+			p.stop(3 * time.Second)
+			return nil, fmt.Errorf("simulator %s: %w", u, err)
+		}
+	}
+	return s, nil
+}
+
+// simCapacity is the part of GET /_sim/stats the routing runs read.
+type simCapacity struct {
+	Running      int64 `json:"running"`
+	PeakRunning  int64 `json:"peak_running"`
+	Rejected     int64 `json:"rejected"`
+	Loads        int64 `json:"loads"`
+	PromptTokens int64 `json:"prompt_tokens"`
+	CachedTokens int64 `json:"cached_tokens"`
+}
+
+// capacityStats reads every backend's capacity counters and how many chat
+// requests (POST path) each received.
+func (s *simSet) capacityStats(ctx context.Context, path string) ([]simCapacity, []int64, error) {
+	caps := make([]simCapacity, len(s.urls))
+	split := make([]int64, len(s.urls))
+	for i, u := range s.urls {
+		var st struct {
+			ByPath   map[string]int64 `json:"by_path"`
+			Capacity *simCapacity     `json:"capacity"`
+		}
+		if err := controlCall(ctx, http.MethodGet, u+"/_sim/stats", "", &st); err != nil {
+			return nil, nil, err
+		}
+		if st.Capacity != nil {
+			caps[i] = *st.Capacity
+		}
+		split[i] = st.ByPath["POST "+path]
+	}
+	return caps, split, nil
+}
+
+// startCaddyReady starts Caddy with config and waits until body POSTed to
+// url answers 200. A config Caddy refuses comes back as the error, with the
+// log's last lines.
+func startCaddyReady(ctx context.Context, sup *supervisor, caddyBin, config, logName, url string, body []byte) (*child, error) {
+	var err error
+	for attempt := 1; attempt <= 3; attempt++ {
+		var p *child
+		p, err = sup.start("caddy", logName, caddyBin, "run", "--config", config, "--adapter", "caddyfile")
+		if err != nil {
+			return nil, err
+		}
+		err = waitHTTP(ctx, p, 30*time.Second, func(hc *http.Client) bool {
+			res, err := hc.Post(url, "application/json", bytes.NewReader(body))
+			if err != nil {
+				return false
+			}
+			drain(res.Body)
+			return res.StatusCode == http.StatusOK
+		})
+		if err == nil {
+			return p, nil
+		}
+		p.stop(3 * time.Second)
+		if !errors.Is(err, errExitedEarly) || ctx.Err() != nil || strings.Contains(err.Error(), "adapting config") ||
+			strings.Contains(err.Error(), "loading config") {
+			return nil, err
+		}
+		if !sleepUntil(ctx, time.Now().Add(time.Second)) {
+			return nil, ctx.Err()
+		}
+	}
+	return nil, err
+}
+
+// ---- the users ----
+
+// userRecord is one user's measurements; only its goroutine writes it.
+type userRecord struct {
+	ttft                     []time.Duration
+	shed429, shed503, failed int64
+	sample                   string
+}
+
+// driveSessions runs f's users over w and merges what they measured.
+func driveSessions(ctx context.Context, f fleet, url string, w window) routingStats {
+	ctx, cancel := context.WithDeadline(ctx, w.stopAt.Add(drainLimit))
+	defer cancel()
+	tr := &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConnsPerHost: f.users + 10,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+	}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr}
+	systems := make([]string, max(f.systems, 1))
+	for i := range systems {
+		systems[i] = filler(rand.New(rand.NewPCG(7, uint64(i))), f.system)
+	}
+	recs := make([]userRecord, f.users)
+	var wg sync.WaitGroup
+	for i := range recs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			u := &user{f: f, id: i, hc: hc, url: url, systems: systems,
+				rng: rand.New(rand.NewPCG(42, uint64(i))), buf: make([]byte, 16<<10)}
+			// users start spread over the warm-up's first half
+			u.run(ctx, w.start.Add(time.Duration(i)*f.warmup/2/time.Duration(f.users)), w, &recs[i])
+		}()
+	}
+	wg.Wait()
+	var st routingStats
+	var ttft []time.Duration
+	seen := map[string]bool{}
+	for i := range recs {
+		r := &recs[i]
+		ttft = append(ttft, r.ttft...)
+		st.shed429 += r.shed429
+		st.shed503 += r.shed503
+		st.failed += r.failed
+		if r.sample != "" && !seen[r.sample] && len(st.samples) < maxErrorSamples {
+			seen[r.sample] = true
+			st.samples = append(st.samples, r.sample)
+		}
+	}
+	slices.Sort(ttft)
+	st.ok = int64(len(ttft))
+	st.ttftP50, st.ttftP99 = percentile(ttft, 0.5), percentile(ttft, 0.99)
+	return st
+}
+
+// user runs chat sessions back to back: each turn resends the whole
+// conversation with one more question, then the user thinks.
+type user struct {
+	f       fleet
+	id      int
+	hc      *http.Client
+	url     string
+	systems []string
+	rng     *rand.Rand
+	buf     []byte
+	term    terminatorScan
+}
+
+func (u *user) run(ctx context.Context, begin time.Time, w window, rec *userRecord) {
+	if !sleepUntil(ctx, begin) {
+		return
+	}
+	f := u.f
+	var body bytes.Buffer
+	var msgs []byte
+	for session := 0; ; session++ {
+		sid := fmt.Sprintf("user%d-session%d", u.id, session)
+		model := f.models[pickWeighted(u.rng, f.popularity)]
+		turns := 1
+		msgs = msgs[:0]
+		if !f.single {
+			turns = f.turns[0] + u.rng.IntN(f.turns[1]-f.turns[0]+1)
+			msgs = appendMessage(msgs, "system", u.systems[u.rng.IntN(len(u.systems))])
+		}
+		for t := 0; t < turns; t++ {
+			msgs = appendMessage(msgs, "user", fmt.Sprintf("[%s turn %d] ", sid, t)+filler(u.rng, f.userBytes))
+			body.Reset()
+			fmt.Fprintf(&body, `{"model":%q,"stream":true,"messages":[`, model)
+			body.Write(msgs)
+			body.WriteString("]}")
+			start := time.Now()
+			if !start.Before(w.stopAt) || ctx.Err() != nil {
+				return
+			}
+			ttft, status, detail := u.once(ctx, body.Bytes(), sid)
+			if !start.Before(w.measureFrom) {
+				switch {
+				case status == http.StatusOK && detail == "":
+					rec.ttft = append(rec.ttft, ttft)
+				case status == http.StatusTooManyRequests:
+					rec.shed429++
+				case status == http.StatusServiceUnavailable:
+					rec.shed503++
+				default:
+					rec.failed++
+					if rec.sample == "" {
+						rec.sample = fmt.Sprintf("status %d: %s", status, detail)
+					}
+				}
+			}
+			// the conversation goes on whatever the answer was, so every
+			// contender sees the same script
+			msgs = appendMessage(msgs, "assistant", filler(u.rng, f.replyBytes))
+			think := f.think[0] + time.Duration(u.rng.Int64N(int64(f.think[1]-f.think[0])+1))
+			if !sleepUntil(ctx, time.Now().Add(think)) {
+				return
+			}
+		}
+	}
+}
+
+// once sends one chat request and reads the stream to its end. It returns
+// the time to the first body byte (the first token: the servers send
+// nothing before it), the status, and a description when the answer was
+// not a complete 200.
+func (u *user) once(ctx context.Context, body []byte, sid string) (time.Duration, int, string) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.url, bytes.NewReader(body))
+	if err != nil {
+		return 0, 0, err.Error()
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(sessionHeader, sid)
+	start := time.Now()
+	res, err := u.hc.Do(req)
+	if err != nil {
+		return 0, 0, err.Error()
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		n, _ := io.ReadFull(res.Body, u.buf[:200])
+		_, _ = io.Copy(io.Discard, res.Body)
+		return 0, res.StatusCode, string(bytes.TrimSpace(u.buf[:n]))
+	}
+	u.term.reset(ndjsonDone)
+	if strings.HasPrefix(res.Header.Get("Content-Type"), "text/event-stream") {
+		u.term.reset(sseDone)
+	}
+	var first time.Time
+	for {
+		n, err := res.Body.Read(u.buf)
+		if n > 0 {
+			if first.IsZero() {
+				first = time.Now()
+			}
+			u.term.feed(u.buf[:n])
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return 0, res.StatusCode, "read: " + err.Error()
+		}
+	}
+	if !u.term.found {
+		return 0, res.StatusCode, "truncated: no " + u.term.pat
+	}
+	return first.Sub(start), res.StatusCode, ""
+}
+
+// appendMessage adds one chat message to a JSON array's contents; text
+// needs no escaping (filler is letters and spaces, the tag plain ASCII).
+func appendMessage(msgs []byte, role, text string) []byte {
+	if len(msgs) > 0 {
+		msgs = append(msgs, ',')
+	}
+	msgs = append(msgs, `{"role":"`...)
+	msgs = append(msgs, role...)
+	msgs = append(msgs, `","content":"`...)
+	msgs = append(msgs, text...)
+	return append(msgs, `"}`...)
+}
+
+var fillerWords = strings.Fields("the model answers each question with care and a little more detail than " +
+	"asked so that routing has real prompts to cache tokens blocks prefix server queue slot batch decode " +
+	"prefill latency first token time session turn system prompt user assistant context window memory")
+
+// filler is n bytes of words drawn from rng.
+func filler(rng *rand.Rand, n int) string {
+	var b strings.Builder
+	b.Grow(n + 16)
+	for b.Len() < n {
+		if b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(fillerWords[rng.IntN(len(fillerWords))])
+	}
+	return b.String()[:n]
+}
+
+// pickWeighted draws an index with the given weights (nil: 0).
+func pickWeighted(rng *rand.Rand, weights []float64) int {
+	if len(weights) == 0 {
+		return 0
+	}
+	x := rng.Float64()
+	for i, w := range weights {
+		if x < w {
+			return i
+		}
+		x -= w
+	}
+	return len(weights) - 1
+}
+
+// ---- report ----
+
+func printRoutingProgress(w io.Writer, f fleet, c routingContender, st routingStats) {
+	if st.skipped != "" {
+		fmt.Fprintf(w, "loadtest: routing %-6s %-24s not run: %s\n", f.key, c.name, st.skipped)
+		return
+	}
+	fmt.Fprintf(w, "loadtest: routing %-6s %-24s ok %d, shed %d/%d, failed %d, TTFT p50 %s p99 %s, prefix hit %.2f, loads %d, split %v\n",
+		f.key, c.name, st.ok, st.shed429, st.shed503, st.failed, st.ttftP50.Round(time.Millisecond), st.ttftP99.Round(time.Millisecond),
+		st.hitRatio(), st.loads, st.split)
+	for _, s := range st.samples {
+		fmt.Fprintf(w, "loadtest:   %s\n", clip(s, 200))
+	}
+}
+
+// printRoutingTable prints one fleet's markdown table.
+func printRoutingTable(w io.Writer, f fleet, cs []routingContender, res []routingStats) {
+	fmt.Fprintf(w, "### (%s) %s\n\n%d users, think %s-%s, offered load %s; TTFT is the client's time to the first streamed byte\n\n",
+		f.key, f.title, f.users, f.think[0], f.think[1], f.load)
+	fmt.Fprintln(w, "| contender | TTFT p50 | TTFT p99 | answered | success | shed 429/503 | failed | prefix hit | model loads | backend 503s | requests per backend |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+	for i, c := range cs {
+		st := res[i]
+		if st.skipped != "" {
+			fmt.Fprintf(w, "| %s | not run: %s |||||||||\n", c.name, strings.ReplaceAll(st.skipped, "|", "/"))
+			continue
+		}
+		succ := 0.0
+		if st.total() > 0 {
+			succ = 100 * float64(st.ok) / float64(st.total())
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %d | %.1f %% | %d/%d | %d | %.3f | %d | %d | %s |\n", c.name,
+			fmtMS(st.ttftP50), fmtMS(st.ttftP99), st.total(), succ, st.shed429, st.shed503, st.failed, st.hitRatio(),
+			st.loads, st.rejected, joinInts(st.split))
+	}
+}
+
+func fmtMS(d time.Duration) string {
+	if d >= 10*time.Second {
+		return fmt.Sprintf("%.1f s", d.Seconds())
+	}
+	return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond))
+}
+
+func joinInts(v []int64) string {
+	s := make([]string, len(v))
+	for i, n := range v {
+		s[i] = fmt.Sprint(n)
+	}
+	return strings.Join(s, " / ")
+}
+
+// bestOther is the index of the contender, other than the adaptive ones,
+// that does best on value (lower is better), or -1.
+func bestOther(cs []routingContender, res []routingStats, value func(routingStats) float64) int {
+	best := -1
+	for i, c := range cs {
+		if c.adaptive() || res[i].skipped != "" || res[i].ok == 0 {
+			continue
+		}
+		if best < 0 || value(res[i]) < value(res[best]) {
+			best = i
+		}
+	}
+	return best
+}
+
+// printRoutingTargets prints, per fleet and adaptive contender, the issue's
+// targets as ratios against the best other contender.
+func printRoutingTargets(w io.Writer, fs []fleet, cs []routingContender, results [][]routingStats) {
+	fmt.Fprintln(w, "### Targets (issue 11): ratios against the best non-adaptive contender in the same run")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| fleet | contender | measure | value | best other | ratio | target | met |")
+	fmt.Fprintln(w, "|---|---|---|---:|---|---:|---|---|")
+	p50 := func(s routingStats) float64 { return float64(s.ttftP50) }
+	p99 := func(s routingStats) float64 { return float64(s.ttftP99) }
+	loads := func(s routingStats) float64 { return float64(s.loads) }
+	for fi, f := range fs {
+		res := results[fi]
+		for i, c := range cs {
+			if !c.adaptive() {
+				continue
+			}
+			st := res[i]
+			if st.skipped != "" {
+				fmt.Fprintf(w, "| %s | %s | not run | | | | | |\n", f.key, c.name)
+				continue
+			}
+			row := func(measure string, value func(routingStats) float64, show func(float64) string, target float64, against int) {
+				if against < 0 {
+					fmt.Fprintf(w, "| %s | %s | %s | %s | none | | <= %.2fx | |\n", f.key, c.name, measure, show(value(st)), target)
+					return
+				}
+				ratio := 0.0
+				if v := value(res[against]); v > 0 {
+					ratio = value(st) / v
+				} else if value(st) == 0 {
+					ratio = 1
+				} else {
+					ratio = 999
+				}
+				fmt.Fprintf(w, "| %s | %s | %s | %s | %s (%s) | %.2fx | <= %.2fx | %s |\n", f.key, c.name, measure, show(value(st)),
+					cs[against].name, show(value(res[against])), ratio, target, yesNo(ratio <= target))
+			}
+			ms := func(v float64) string { return fmtMS(time.Duration(v)) }
+			count := func(v float64) string { return fmt.Sprint(int64(v)) }
+			switch f.key {
+			case "r2":
+				row("TTFT p50", p50, ms, 0.2, bestOther(cs, res, p50))
+				row("model loads", loads, count, 0.25, bestOther(cs, res, loads))
+			case "r1-70":
+				row("TTFT p99", p99, ms, 0.7, bestOther(cs, res, p99))
+				fmt.Fprintf(w, "| %s | %s | prefix hit ratio | %.3f | | | >= 0.90 | %s |\n", f.key, c.name, st.hitRatio(), yesNo(st.hitRatio() >= 0.9))
+			case "r1-100":
+				row("TTFT p50", p50, ms, 1.05, bestOther(cs, res, p50))
+				row("TTFT p99", p99, ms, 1.05, bestOther(cs, res, p99))
+			case "r3":
+				row("TTFT p99", p99, ms, 0.7, bestOther(cs, res, p99))
+			case "u":
+				lc := slices.IndexFunc(cs, func(c routingContender) bool { return c.lb == "least-connections" })
+				if lc >= 0 && res[lc].skipped != "" {
+					lc = -1
+				}
+				row("TTFT p50 vs olla least-connections", p50, ms, 1.05, lc)
+				row("TTFT p99 vs olla least-connections", p99, ms, 1.05, lc)
+			}
+			fmt.Fprintf(w, "| %s | %s | failed requests (shed + failed) | %d | | | 0 | %s |\n", f.key, c.name,
+				st.shed429+st.shed503+st.failed, yesNo(st.shed429+st.shed503+st.failed == 0))
+		}
+	}
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "**no**"
+}
+
+// fleetHelp describes the fleets for -h.
+func fleetHelp() string {
+	var parts []string
+	for _, f := range fleets() {
+		parts = append(parts, "("+f.key+") "+f.title)
+	}
+	return strings.Join(parts, "; ")
+}

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddy-olla/olla/internal/sim"
+)
+
+func TestPickFleets(t *testing.T) {
+	fl, err := pickFleets("r2, u,r2")
+	if err != nil || len(fl) != 2 || fl[0].key != "r2" || fl[1].key != "u" {
+		t.Fatalf("pickFleets = %v, %v", fl, err)
+	}
+	if all, err := pickFleets("all"); err != nil || len(all) != len(fleets()) {
+		t.Fatalf("all = %d fleets, %v", len(all), err)
+	}
+	for _, bad := range []string{"r9", "", " , "} {
+		if _, err := pickFleets(bad); err == nil {
+			t.Errorf("pickFleets(%q) accepted", bad)
+		}
+	}
+}
+
+// TestFleetsFitTheContext keeps every fleet's longest conversation inside
+// the simulators' context window (4,096 tokens at 4 bytes each), beyond
+// which Ollama truncates and vLLM refuses.
+func TestFleetsFitTheContext(t *testing.T) {
+	for _, f := range fleets() {
+		longest := f.system + f.turns[1]*(f.userBytes+f.replyBytes+80)
+		if f.single {
+			longest = f.userBytes + 80
+		}
+		if longest/4+20 >= 4096 {
+			t.Errorf("fleet %s: the longest conversation is about %d tokens", f.key, longest/4+20)
+		}
+		if len(f.opts) == 0 || f.users <= 0 {
+			t.Errorf("fleet %s: %d backends, %d users", f.key, len(f.opts), f.users)
+		}
+		for _, o := range f.opts {
+			if _, err := sim.ParseSpec(f.kind + "@127.0.0.1:1=" + strings.Join(f.models, ",") + ";" + o); err != nil {
+				t.Errorf("fleet %s: %v", f.key, err)
+			}
+		}
+	}
+}
+
+func TestRoutingCaddyfiles(t *testing.T) {
+	f := fleets()[0]
+	backends := []string{"127.0.0.1:1", "127.0.0.1:2"}
+	for _, c := range routingContenders() {
+		cf := c.caddyfile(f, backends, 31150, 2110)
+		for _, want := range []string{"admin 127.0.0.1:2110", "bind 127.0.0.1", "http://:31150"} {
+			if !strings.Contains(cf, want) {
+				t.Errorf("%s: no %q in\n%s", c.name, want, cf)
+			}
+		}
+		switch {
+		case c.policy != "":
+			if !strings.Contains(cf, "lb_policy "+c.policy) || !strings.Contains(cf, "handle_path /olla/vllm/*") {
+				t.Errorf("%s:\n%s", c.name, cf)
+			}
+		case !strings.Contains(cf, "load_balancer "+c.lb) || !strings.Contains(cf, "type vllm"):
+			t.Errorf("%s:\n%s", c.name, cf)
+		}
+		if c.sticky != strings.Contains(cf, "sticky_sessions") {
+			t.Errorf("%s: sticky %v in\n%s", c.name, c.sticky, cf)
+		}
+	}
+}
+
+// TestSessionsReusePrefixes drives two users of a small fleet straight at
+// one simulator with a prefix cache: every turn resends the conversation,
+// so the server finds most of each prompt in its cache; the answers are
+// counted as successes with a time to first token.
+func TestSessionsReusePrefixes(t *testing.T) {
+	s, err := sim.Start(sim.Config{Kind: sim.VLLM, Models: []string{"m"}, NoRecord: true, Tokens: 3,
+		Capacity: sim.Capacity{Slots: 4, QueueMax: 16, CacheBlocks: 1000, BlockTokens: 16}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	f := fleet{kind: "vllm", models: []string{"m"}, users: 2, think: [2]time.Duration{time.Millisecond, 2 * time.Millisecond},
+		turns: [2]int{4, 4}, system: 2000, systems: 1, userBytes: 100, replyBytes: 300, warmup: time.Second}
+	var st routingStats
+	// a slow machine may fit few turns in the window: run until some did
+	deadline := time.Now().Add(time.Minute)
+	for st.ok < 4 && time.Now().Before(deadline) {
+		st = driveSessions(context.Background(), f, s.URL+f.apiPath(), newWindow(time.Now(), time.Second, 2*time.Second))
+		if st.failed+st.shed429+st.shed503 != 0 {
+			t.Fatalf("failures: %+v", st)
+		}
+	}
+	if st.ok < 4 || st.ttftP50 <= 0 {
+		t.Fatalf("answers: %+v", st)
+	}
+	cs := s.CapacityStats()
+	if cs.PromptTokens == 0 || float64(cs.CachedTokens)/float64(cs.PromptTokens) < 0.5 {
+		t.Errorf("prefix cache: %d of %d prompt tokens cached, want most", cs.CachedTokens, cs.PromptTokens)
+	}
+}
+
+// TestOverloadBurstCounts runs the overload clients straight at one
+// simulated llama-server with one slot that refuses when full: every
+// request gets an answer, the refusals are 503s with a Retry-After.
+func TestOverloadBurstCounts(t *testing.T) {
+	s, err := sim.Start(sim.Config{Kind: sim.LlamaCpp, Models: []string{overloadModel}, NoRecord: true, Tokens: 3,
+		TTFT: 20 * time.Millisecond, Capacity: sim.Capacity{Slots: 1, RejectWhenFull: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	body := []byte(`{"model":"` + overloadModel + `","messages":[{"role":"user","content":"hi"}],"stream":true}`)
+	st := overloadBurst(context.Background(), s.URL+"/v1/chat/completions", body)
+	total := st.ok + st.status429 + st.status503 + st.otherStatus + st.transport + st.truncated
+	if total != overloadClients*overloadRequests {
+		t.Fatalf("%d answers counted, want %d: %+v", total, overloadClients*overloadRequests, st)
+	}
+	if st.ok == 0 || st.status503 == 0 || st.status5xx != st.status503 || st.withoutRetry != 0 || st.transport != 0 {
+		t.Errorf("counts: %+v", st)
+	}
+	if st.statuses[http.StatusServiceUnavailable] != st.status503 || s.CapacityStats().PeakRunning != 1 {
+		t.Errorf("statuses %v, peak %d", st.statuses, s.CapacityStats().PeakRunning)
+	}
+}
