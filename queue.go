@@ -119,9 +119,12 @@ func (p *queuePolicy) ticket(r *http.Request, gates []admission.Gate) admission.
 // --- endpoints as admission gates ---
 
 // TryEnter takes one of the endpoint's max_concurrency slots if it is
-// routable and has one free.
+// routable, or out only for transient probe failures, and has one free.
+// The second admits requests that panic routing queued for it; a request
+// queued while it was routable may then get it too, as panic would have
+// offered it.
 func (st *endpointState) TryEnter() bool {
-	if !st.routable(time.Now()) {
+	if now := time.Now(); !st.routable(now) && !st.panicEligible(now) {
 		return false
 	}
 	return st.inFlight.TryAcquire(int64(st.settings.Load().maxConcurrency))

@@ -316,3 +316,26 @@ func TestUnknownModelWithEndpointDownSinceStart(t *testing.T) {
 			res.StatusCode, res.Header.Get("X-Olla-Routing-Reason"), body)
 	}
 }
+
+// TestPanicRoutingQueues: panic routing to an endpoint at its
+// max_concurrency waits in the queue like any request and gets the slot
+// when it frees, rather than waiting out max_wait for an endpoint the
+// queue would not let it into.
+func TestPanicRoutingQueues(t *testing.T) {
+	s := startSim(t, sim.Config{Kind: sim.Ollama, Models: []string{"m"}, TTFT: 50 * time.Millisecond, TokensPerSecond: 10, Tokens: 600})
+	load(t, site(slowEndpoint("solo", s.URL, "max_concurrency 1")+"\t\tqueue {\n\t\t\tmax_wait 60s\n\t\t}\n"))
+	waitRoutable(t, "solo")
+	s.SetFault(sim.Fault{Mode: sim.FaultSlowHealth, Delay: 2 * time.Second})
+	waitFor(t, "solo taken out", 30*time.Second, func() bool { return !endpointsStatus(t)["solo"].Routable })
+
+	finish := holdSlot(t) // a panic-routed stream holds the only slot
+	defer finish()
+	out := make(chan queued, 1)
+	enqueue(t, []string{"waiter"}, out, func(string) []string { return nil })
+	finish()
+	q := collect(t, out, 1)[0]
+	if q.status != 200 || !strings.HasPrefix(q.header.Get("X-Olla-Routing-Reason"), "panic:") || q.header.Get("X-Olla-Queue-Time") == "" {
+		t.Errorf("queued panic request: %d (%v), reason %q, queue time %q: %s",
+			q.status, q.err, q.header.Get("X-Olla-Routing-Reason"), q.header.Get("X-Olla-Queue-Time"), q.body)
+	}
+}
