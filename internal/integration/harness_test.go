@@ -110,9 +110,20 @@ func endpointsStatus(t testing.TB) map[string]endpointInfo {
 }
 
 // endpointsStatusVia is endpointsStatus through hc.
+//
+// A connection the read goes out on may be accepted by the server a config
+// load is just stopping, and closed under it (Caddy stops the old servers
+// in the background); the read is idempotent, so a transport error is
+// retried for up to 30 s.
 func endpointsStatusVia(t testing.TB, hc *http.Client) map[string]endpointInfo {
 	t.Helper()
-	res, err := hc.Get(base + "/internal/status/endpoints")
+	var res *http.Response
+	var err error
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(25 * time.Millisecond) {
+		if res, err = hc.Get(base + "/internal/status/endpoints"); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
 	if err != nil {
 		t.Fatalf("status: %v", err)
 	}
