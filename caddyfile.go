@@ -94,6 +94,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		request_limits {
 //			max_body_size   <size>
 //			max_header_size <size>
+//			max_buffered_bytes <size>   process-wide, default 256MiB
 //		}
 //		model_registry {
 //			routing_strategy  strict|optimistic|discovery
@@ -270,8 +271,9 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			h.RequestLimits = &RequestLimits{}
 			if err := parseBlock(d, map[string]func() error{
-				"max_body_size":   func() error { return sizeArg(d, &h.RequestLimits.MaxBodySize) },
-				"max_header_size": func() error { return sizeArg(d, &h.RequestLimits.MaxHeaderSize) },
+				"max_body_size":      func() error { return sizeArg(d, &h.RequestLimits.MaxBodySize) },
+				"max_header_size":    func() error { return sizeArg(d, &h.RequestLimits.MaxHeaderSize) },
+				"max_buffered_bytes": func() error { return sizeArg(d, &h.RequestLimits.MaxBufferedBytes) },
 			}); err != nil {
 				return err
 			}

@@ -103,6 +103,12 @@ type RequestLimits struct {
 	// MaxHeaderSize is the largest request header block accepted (default
 	// 1 MiB).
 	MaxHeaderSize int64 `json:"max_header_size,omitempty"`
+	// MaxBufferedBytes bounds the request bodies buffered at once by every
+	// olla handler in the process together (default 256 MiB): a request
+	// whose body would take the total past it gets 503 with Retry-After,
+	// and a body larger than it 413. A declared Content-Length is reserved
+	// whole before reading; a chunked body reserves as it grows.
+	MaxBufferedBytes int64 `json:"max_buffered_bytes,omitempty"`
 }
 
 // ModelRegistry is how requests are routed by model.

@@ -1,9 +1,7 @@
 package olla
 
 import (
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -92,6 +90,7 @@ type Handler struct {
 	maxAttempts int
 	maxBody     int64
 	maxHeader   int64
+	maxBuffered int64 // process-wide budget this handler enforces
 	idle        time.Duration
 	internalOff bool
 	strategy    routingStrategy
@@ -150,6 +149,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if rl.MaxHeaderSize != 0 {
 			h.maxHeader = rl.MaxHeaderSize
 		}
+	}
+	h.maxBuffered = defaultMaxBufferedBytes
+	if rl := h.RequestLimits; rl != nil && rl.MaxBufferedBytes != 0 {
+		h.maxBuffered = rl.MaxBufferedBytes
 	}
 	h.idle = defaultStreamIdleTimeout
 	if h.StreamIdleTimeout != 0 {
@@ -300,6 +303,8 @@ type request struct {
 	prefix  string // route prefix after /olla/
 	apiPath string
 	rec     requestRecord
+
+	reserved int64 // bytes of the process-wide body budget this request holds
 }
 
 func (rq *request) fail(e apiError) error {
@@ -329,6 +334,7 @@ func (rq *request) serveOlla() error {
 // proxy reads the body, routes by model and hands the request to the engine.
 func (rq *request) proxy(route route) error {
 	h, r := rq.h, rq.r
+	defer rq.releaseBody()
 	body, aerr := rq.readBody()
 	if aerr != nil {
 		return rq.fail(*aerr)
@@ -413,50 +419,6 @@ func (rq *request) streamEnded(_ engines.Target, firstByte time.Time, n int64, t
 	if tail != nil {
 		rec.usage, rec.hasUsage = engines.ParseUsage(tail.Bytes())
 	}
-}
-
-// readBody reads the whole request body, up to the configured cap, so it can
-// be inspected and replayed on failover. It returns nil for no body.
-func (rq *request) readBody() ([]byte, *apiError) {
-	r := rq.r
-	if r.Body == nil || r.Body == http.NoBody {
-		return nil, nil
-	}
-	tooLarge := &apiError{status: http.StatusRequestEntityTooLarge, code: "request_too_large",
-		message: fmt.Sprintf("request body is larger than the %d-byte limit (request_limits max_body_size)", rq.h.maxBody)}
-	if r.ContentLength > rq.h.maxBody {
-		return nil, tooLarge
-	}
-	size := r.ContentLength
-	if size < 0 || size > 1<<20 {
-		size = 4 << 10
-	}
-	buf := make([]byte, 0, size+1)
-	lr := io.LimitReader(r.Body, rq.h.maxBody+1)
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := lr.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			var mbe *http.MaxBytesError
-			if errors.As(err, &mbe) {
-				return nil, tooLarge
-			}
-			return nil, &apiError{status: http.StatusBadRequest, code: "invalid_request", message: "reading request body: " + err.Error()}
-		}
-	}
-	if int64(len(buf)) > rq.h.maxBody {
-		return nil, tooLarge
-	}
-	if len(buf) == 0 {
-		return nil, nil
-	}
-	return buf, nil
 }
 
 var (

@@ -476,6 +476,8 @@ func processStats() map[string]any {
 		"garbage_collection": map[string]any{"num_gc_cycles": m.NumGC, "total_gc_time": time.Duration(m.PauseTotalNs).String(),
 			"gc_cpu_fraction": m.GCCPUFraction},
 		"goroutines": map[string]any{"count": runtime.NumGoroutine()},
+		// the process-wide budget's use (request_limits max_buffered_bytes)
+		"request_bodies": map[string]any{"buffered_bytes": bufferedBodies.used.Load()},
 		"runtime": map[string]any{"uptime": time.Since(processStart).Round(time.Second).String(), "go_version": runtime.Version(),
 			"num_cpu": runtime.NumCPU(), "gomaxprocs": runtime.GOMAXPROCS(0)},
 		"allocations": map[string]any{"total_mallocs": m.Mallocs, "total_frees": m.Frees, "net_objects": m.Mallocs - m.Frees},

@@ -163,7 +163,7 @@ func (rl *RequestLimits) validate() error {
 	for _, s := range []struct {
 		name string
 		v    int64
-	}{{"max_body_size", rl.MaxBodySize}, {"max_header_size", rl.MaxHeaderSize}} {
+	}{{"max_body_size", rl.MaxBodySize}, {"max_header_size", rl.MaxHeaderSize}, {"max_buffered_bytes", rl.MaxBufferedBytes}} {
 		if err := checkSize(s.name, s.v); err != nil {
 			return fmt.Errorf("request_limits %w", err)
 		}

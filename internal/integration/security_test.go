@@ -6,10 +6,15 @@ package integration
 // from the client's side still fails.
 
 import (
+	"bufio"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddy-olla/olla/internal/sim"
 )
@@ -393,5 +398,172 @@ func TestSecurityConfigErrors(t *testing.T) {
 	// the running config is untouched
 	if res := post(t, "/olla/ollama/api/chat", chatBodyM); readAll(t, res) == "" || res.StatusCode != 200 {
 		t.Errorf("after the refused loads: %d", res.StatusCode)
+	}
+}
+
+// paddedChat is a valid Ollama chat body of exactly n bytes.
+func paddedChat(n int) string {
+	const head, tail = `{"model":"m","stream":false,"messages":[{"role":"user","content":"hi"}],"pad":"`, `"}`
+	return head + strings.Repeat("x", n-len(head)-len(tail)) + tail
+}
+
+// holdBody starts a request on a raw connection and sends only part of its
+// body, so the proxy is left reading it. chunked sends the part as one
+// chunk of a chunked body instead of declaring a length.
+func holdBody(t *testing.T, path string, declared int, part string, chunked bool) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", fmt.Sprintf("localhost:%d", httpPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	head := "POST " + path + " HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+	if chunked {
+		head += "Transfer-Encoding: chunked\r\n\r\n" + fmt.Sprintf("%x\r\n%s\r\n", len(part), part)
+	} else {
+		head += fmt.Sprintf("Content-Length: %d\r\n\r\n%s", declared, part)
+	}
+	if _, err := io.WriteString(c, head); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// rawResponse reads one response from a raw connection.
+func rawResponse(t *testing.T, c net.Conn) (*http.Response, string) {
+	t.Helper()
+	res, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("reading the response: %v", err)
+	}
+	return res, readAll(t, res)
+}
+
+// TestSecurityBodyBudget: buffered request bodies share one process-wide
+// budget (request_limits max_buffered_bytes). A request that does not fit
+// while others hold it gets 503 with Retry-After in its API's format, before
+// a byte of its body is read; the share comes back when a request ends,
+// however it ends. A body over a limit is refused from its Content-Length,
+// unread; a chunked one is read no further than the limit.
+func TestSecurityBodyBudget(t *testing.T) {
+	for _, engine := range engineNames {
+		t.Run(engine, func(t *testing.T) {
+			s := startSim(t, sim.Config{Kind: sim.Ollama, Name: "a", Models: []string{"m"}, Tokens: 2})
+			load(t, site("engine "+engine+"\n"+endpointBlock("a", s.URL, "ollama")+
+				"\nrequest_limits {\n max_body_size 1MiB\n max_buffered_bytes 64KiB\n}\n"))
+			waitRoutable(t, "a")
+			const held = 60000
+			body := paddedChat(held)
+			// buffered reads the process-wide budget's use; waiting on it
+			// orders the holder's reservation before a probe
+			buffered := func(what string, want int64) {
+				t.Helper()
+				var got int64
+				waitFor(t, what, 10*time.Second, func() bool {
+					var p struct {
+						RequestBodies struct {
+							BufferedBytes int64 `json:"buffered_bytes"`
+						} `json:"request_bodies"`
+					}
+					getJSON(t, "/internal/process", &p)
+					got = p.RequestBodies.BufferedBytes
+					return got == want
+				})
+			}
+			chat := func(n int) (*http.Response, string) {
+				t.Helper()
+				res := post(t, "/olla/ollama/api/chat", paddedChat(n))
+				return res, readAll(t, res)
+			}
+			busy := func(what string, n int) {
+				t.Helper()
+				res, b := chat(n)
+				if res.StatusCode != 503 || res.Header.Get("Retry-After") == "" || errorShape(b) != "ollama" || !strings.Contains(b, "max_buffered_bytes") {
+					t.Errorf("%s: a %d-byte request got %d, Retry-After %q: %s", what, n, res.StatusCode, res.Header.Get("Retry-After"), b)
+				}
+			}
+			fits := func(what string, n int) {
+				t.Helper()
+				if res, b := chat(n); res.StatusCode != 200 {
+					t.Errorf("%s: a %d-byte request got %d: %s", what, n, res.StatusCode, b)
+				}
+			}
+			buffered("nothing buffered at the start", 0)
+
+			// one request holds most of the budget while its body trickles in
+			c := holdBody(t, "/olla/ollama/api/chat", held, body[:100], false)
+			buffered("the declared length reserved before it arrives", held)
+			busy("beside 60000 held bytes", 10000)
+			// every API answers busy in its own format
+			for _, tc := range []struct{ path, shape string }{
+				{"/olla/openai/v1/chat/completions", "openai"},
+				{"/olla/ollama/v1/messages", "anthropic"},
+			} {
+				res := post(t, tc.path, paddedChat(10000))
+				if b := readAll(t, res); res.StatusCode != 503 || errorShape(b) != tc.shape || res.Header.Get("Retry-After") == "" {
+					t.Errorf("%s while busy: %d %q %s", tc.path, res.StatusCode, errorShape(b), b)
+				}
+			}
+			// refused before its body is read: with Expect: 100-continue the
+			// answer comes without the body ever being sent
+			e, err := net.Dial("tcp", fmt.Sprintf("localhost:%d", httpPort))
+			if err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(e, "POST /olla/ollama/api/chat HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\nContent-Length: 10000\r\n\r\n")
+			if res, b := rawResponse(t, e); res.StatusCode != 503 {
+				t.Errorf("Expect: 100-continue while busy: %d %s", res.StatusCode, b)
+			}
+			e.Close()
+			// a small one still fits beside it
+			fits("beside 60000 held bytes", 4000)
+			// the held request completes, and its share comes back
+			if _, err := io.WriteString(c, body[100:]); err != nil {
+				t.Fatal(err)
+			}
+			if res, b := rawResponse(t, c); res.StatusCode != 200 {
+				t.Errorf("the held request: %d %s", res.StatusCode, b)
+			}
+			buffered("the share given back when the request ended", 0)
+			fits("after the held one ended", 10000)
+
+			// a client that hangs up mid-body gives its share back
+			c = holdBody(t, "/olla/ollama/api/chat", held, body[:100], false)
+			buffered("a second body held", held)
+			busy("beside a second held body", 10000)
+			c.Close()
+			buffered("the share given back when the client hung up", 0)
+			fits("after the holder hung up", 10000)
+
+			// a chunked body reserves as it grows: 40000 bytes read take
+			// buffers of 16, 32 and 64 KiB, never more than the limit
+			c = holdBody(t, "/olla/ollama/api/chat", 0, body[:40000], true)
+			buffered("a chunked body growing to 40000 bytes", 64<<10)
+			busy("beside a chunked body being read", 1000)
+			c.Close()
+			buffered("the chunked body's share given back", 0)
+			fits("after the chunked holder hung up", 30000)
+
+			// over a limit: refused from Content-Length, the body never sent
+			for _, tc := range []struct {
+				declared int
+				limit    string
+			}{{2 << 20, "max_body_size"}, {100000, "max_buffered_bytes"}} {
+				c := holdBody(t, "/olla/ollama/api/chat", tc.declared, "", false)
+				res, b := rawResponse(t, c)
+				if res.StatusCode != 413 || errorShape(b) != "ollama" || !strings.Contains(b, tc.limit) {
+					t.Errorf("Content-Length %d: %d %s", tc.declared, res.StatusCode, b)
+				}
+			}
+			// a chunked body over max_body_size is cut at the limit: the
+			// answer comes while the client is still sending
+			c = holdBody(t, "/olla/ollama/api/chat", 0, strings.Repeat("x", 70000), true)
+			if res, b := rawResponse(t, c); res.StatusCode != 413 || !strings.Contains(b, "max_buffered_bytes") {
+				t.Errorf("chunked body over the limit: %d %s", res.StatusCode, b)
+			}
+			if n := s.Requests("/api/chat"); n == 0 {
+				t.Errorf("nothing reached the backend at all")
+			}
+		})
 	}
 }
