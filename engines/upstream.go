@@ -52,8 +52,7 @@ var hopHeaders = []string{
 // list: client headers it matches are stripped unless the endpoint forwards
 // client auth, and configured headers it matches are kept out of sight.
 func IsClientCredential(name string) bool {
-	switch http.CanonicalHeaderKey(name) {
-	case "Authorization", "Proxy-Authorization", "Cookie":
+	if strings.EqualFold(name, "Authorization") || strings.EqualFold(name, "Proxy-Authorization") || strings.EqualFold(name, "Cookie") {
 		return true
 	}
 	return containsFold(name, "key") || containsFold(name, "token") || containsFold(name, "secret")
