@@ -52,6 +52,14 @@ func (rq *request) reserve(n int64) bool {
 	return true
 }
 
+// holdBuffered counts n more bytes against the budget whatever its state:
+// a copy already made (an alias rewritten into the body) is memory held
+// all the same, and others must see it.
+func (rq *request) holdBuffered(n int64) {
+	bufferedBodies.used.Add(n)
+	rq.reserved += n
+}
+
 // releaseBody gives the request's share of the budget back, once the body
 // is no longer needed (the response has ended).
 func (rq *request) releaseBody() {

@@ -385,11 +385,22 @@ func (rq *request) proxy(route route) error {
 		OnStreamEnd:       rq.streamEnded,
 	}
 	if len(decision.rewrite) > 0 {
+		var rewritten map[string][]byte // one copy per name, not per attempt
 		plan.Upstream = func(t engines.Target) (string, []byte) {
-			if name, ok := decision.rewrite[t.(*endpointState)]; ok && name != model {
-				return rq.apiPath, rewriteModel(body, span, name)
+			name, ok := decision.rewrite[t.(*endpointState)]
+			if !ok || name == model {
+				return rq.apiPath, body
 			}
-			return rq.apiPath, body
+			if b, ok := rewritten[name]; ok {
+				return rq.apiPath, b
+			}
+			if rewritten == nil {
+				rewritten = make(map[string][]byte, 1)
+			}
+			b := rewriteModel(body, span, name)
+			rewritten[name] = b
+			rq.holdBuffered(int64(cap(b)))
+			return rq.apiPath, b
 		}
 	}
 	err := h.engine.Serve(rq.w, r, plan)

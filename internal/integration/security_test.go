@@ -567,3 +567,56 @@ func TestSecurityBodyBudget(t *testing.T) {
 		})
 	}
 }
+
+// bufferedBytes is the process-wide body budget's use, from /internal/process.
+func bufferedBytes(t testing.TB) int64 {
+	t.Helper()
+	var p struct {
+		RequestBodies struct {
+			BufferedBytes int64 `json:"buffered_bytes"`
+		} `json:"request_bodies"`
+	}
+	getJSON(t, "/internal/process", &p)
+	return p.RequestBodies.BufferedBytes
+}
+
+// TestSecurityAliasCopyCounted: a body rewritten for an alias is a second
+// copy in memory; it is made once per name (not per attempt) and counted
+// against the body budget until the request ends.
+func TestSecurityAliasCopyCounted(t *testing.T) {
+	for _, engine := range engineNames {
+		t.Run(engine, func(t *testing.T) {
+			// streams hold at one token a minute until released
+			s := startSim(t, sim.Config{Kind: sim.Ollama, Name: "a", Models: []string{"a-much-longer-name"}, Tokens: 3, TokensPerSecond: 1.0 / 60})
+			load(t, site("engine "+engine+"\n"+endpointBlock("a", s.URL, "ollama")+"\naliases {\n fast a-much-longer-name\n}\n"))
+			waitRoutable(t, "a")
+			waitFor(t, "nothing buffered", 10*time.Second, func() bool { return bufferedBytes(t) == 0 })
+			body := `{"model":"fast","stream":true,"messages":[{"role":"user","content":"` + strings.Repeat("x", 20000) + `"}]}`
+			want := int64(2*len(body) + len("a-much-longer-name") - len("fast"))
+			done := make(chan string, 1)
+			go func() {
+				res, err := client.Post(base+"/olla/ollama/api/chat", "application/json", strings.NewReader(body))
+				if err != nil {
+					done <- err.Error()
+					return
+				}
+				b, _ := io.ReadAll(res.Body)
+				res.Body.Close()
+				done <- fmt.Sprintf("%d %s", res.StatusCode, b)
+			}()
+			var got int64
+			waitFor(t, "the body and its rewritten copy counted", 10*time.Second, func() bool {
+				got = bufferedBytes(t)
+				return got == want
+			})
+			s.SetTiming(0, 0, 3)
+			if r := <-done; !strings.HasPrefix(r, "200 ") || !strings.Contains(r, `"done":true`) {
+				t.Errorf("the aliased stream: %.200s", r)
+			}
+			waitFor(t, "both copies given back", 10*time.Second, func() bool { return bufferedBytes(t) == 0 })
+			if rec, ok := s.LastRequestTo("/api/chat"); !ok || !strings.Contains(string(rec.Body), `"model":"a-much-longer-name"`) {
+				t.Errorf("the backend did not get the rewritten body")
+			}
+		})
+	}
+}
