@@ -17,7 +17,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-olla/olla/discovery"
-	"github.com/caddy-olla/olla/engines"
 	"github.com/caddy-olla/olla/profiles"
 )
 
@@ -43,7 +42,6 @@ type endpointSettings struct {
 	checkInterval time.Duration
 	checkTimeout  time.Duration
 	header        http.Header // configured headers, then auth (auth wins)
-	secretHeaders []string    // header names that carry credentials
 	filter        profiles.ModelFilter
 	forwardAuth   bool
 	transportKey  string // settings that need a new transport when changed
@@ -144,9 +142,6 @@ func (e *Endpoint) resolve(repl *caddy.Replacer, log *zap.Logger) (*endpointSett
 			return nil, errf("%v", err)
 		}
 		s.header.Set(k, v)
-		if engines.IsClientCredential(k) {
-			s.secretHeaders = append(s.secretHeaders, http.CanonicalHeaderKey(k))
-		}
 	}
 	if e.Auth != nil {
 		name, value, err := e.Auth.header(expand)
@@ -154,7 +149,6 @@ func (e *Endpoint) resolve(repl *caddy.Replacer, log *zap.Logger) (*endpointSett
 			return nil, errf("auth: %v", err)
 		}
 		s.header.Set(name, value)
-		s.secretHeaders = append(s.secretHeaders, http.CanonicalHeaderKey(name))
 	}
 	if e.ModelFilter != nil {
 		s.filter = profiles.ModelFilter{Include: e.ModelFilter.Include, Exclude: e.ModelFilter.Exclude}
