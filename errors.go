@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/caddy-olla/olla/translate/anthropic"
 )
 
 // apiFormat is the error dialect of the API a path speaks.
@@ -22,7 +24,7 @@ const (
 // Anthropic, everything else the OpenAI envelope.
 func formatFor(prefix, apiPath string) apiFormat {
 	switch {
-	case strings.HasPrefix(apiPath, "/v1/messages"):
+	case prefix == anthropicPrefix || strings.HasPrefix(apiPath, "/v1/messages"):
 		return formatAnthropic
 	case (prefix == "ollama" || prefix == "proxy") && strings.HasPrefix(apiPath, "/api/"):
 		return formatOllama
@@ -45,29 +47,6 @@ func openAIType(status int) string {
 		return "rate_limit_error"
 	case status == http.StatusRequestEntityTooLarge, status == http.StatusRequestHeaderFieldsTooLarge, status < 500:
 		return "invalid_request_error"
-	}
-	return "api_error"
-}
-
-// anthropicType maps a status to the Anthropic envelope's error type.
-func anthropicType(status int) string {
-	switch status {
-	case http.StatusBadRequest:
-		return "invalid_request_error"
-	case http.StatusUnauthorized:
-		return "authentication_error"
-	case http.StatusForbidden:
-		return "permission_error"
-	case http.StatusNotFound:
-		return "not_found_error"
-	case http.StatusRequestEntityTooLarge:
-		return "request_too_large"
-	case http.StatusTooManyRequests:
-		return "rate_limit_error"
-	case http.StatusGatewayTimeout:
-		return "timeout_error"
-	case http.StatusServiceUnavailable:
-		return "overloaded_error"
 	}
 	return "api_error"
 }
@@ -100,7 +79,7 @@ func writeError(w http.ResponseWriter, f apiFormat, e apiError, requestID string
 			Type      string `json:"type"`
 			Error     inner  `json:"error"`
 			RequestID string `json:"request_id,omitempty"`
-		}{"error", inner{anthropicType(e.status), e.message}, requestID}
+		}{"error", inner{anthropic.ErrorType(e.status), e.message}, requestID}
 	default:
 		type inner struct {
 			Message string  `json:"message"`

@@ -303,6 +303,7 @@ type request struct {
 	prefix  string // route prefix after /olla/
 	apiPath string
 	rec     requestRecord
+	anth    *anthropicCall // on /olla/anthropic/ Messages routes
 
 	reserved int64 // bytes of the process-wide body budget this request holds
 }
@@ -318,6 +319,9 @@ func (rq *request) serveOlla() error {
 	prefix := rq.prefix
 	if prefix == "models" {
 		return rq.serveCatalogue(strings.TrimPrefix(rq.apiPath, "/"))
+	}
+	if prefix == anthropicPrefix {
+		return rq.serveAnthropic()
 	}
 	route, ok := resolveRoute(prefix, rq.apiPath)
 	if !ok {
@@ -338,6 +342,11 @@ func (rq *request) proxy(route route) error {
 	body, aerr := rq.readBody()
 	if aerr != nil {
 		return rq.fail(*aerr)
+	}
+	if rq.anth != nil {
+		if aerr := rq.anth.parse(body); aerr != nil {
+			return rq.fail(*aerr)
+		}
 	}
 	var model string
 	var span bodySpan
@@ -364,6 +373,11 @@ func (rq *request) proxy(route route) error {
 		hdr.Set("X-Olla-Routing-Reason", decision.reason)
 	}
 	rq.rec.reason = decision.reason
+	if rq.anth != nil {
+		if done, err := rq.anth.routed(&decision); done {
+			return err
+		}
+	}
 	if decision.err != nil {
 		return rq.fail(*decision.err)
 	}
@@ -402,6 +416,9 @@ func (rq *request) proxy(route route) error {
 			rq.holdBuffered(int64(cap(b)))
 			return rq.apiPath, b
 		}
+	}
+	if rq.anth != nil {
+		rq.anth.shape(plan, decision, model, span)
 	}
 	err := h.engine.Serve(rq.w, r, plan)
 	if err != nil && pk.refusal != nil {

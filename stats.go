@@ -155,14 +155,8 @@ func (rq *request) serveModelStats() error {
 		"models": models, "summary": summary})
 }
 
-// serveTranslatorStats answers /internal/stats/translators: there are no
-// translators until the Anthropic API exists, so the lists are empty.
+// serveTranslatorStats answers /internal/stats/translators: the Anthropic
+// Messages API's passthrough and translation counts (anthropic.go).
 func (rq *request) serveTranslatorStats() error {
-	return rq.writeJSON(http.StatusOK, map[string]any{
-		"timestamp":   time.Now().UTC().Format(time.RFC3339),
-		"translators": []any{},
-		"summary": map[string]any{"total_translators": 0, "active_translators": 0, "total_requests": 0,
-			"total_passthrough": 0, "total_translations": 0, "total_streaming": 0, "total_non_streaming": 0,
-			"overall_success_rate": 0, "overall_passthrough_rate": 0},
-	})
+	return rq.writeJSON(http.StatusOK, translatorStatsBody(time.Now()))
 }

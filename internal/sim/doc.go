@@ -28,6 +28,14 @@
 //     served (as with llama-server --embeddings).
 //   - openai: only the common routes. Health and models: /v1/models.
 //
+// Every kind but openai also serves the Anthropic Messages API, POST
+// /v1/messages (streaming when "stream":true), in the captured shapes of
+// Ollama and llama.cpp (the others answer like llama.cpp); llama.cpp also
+// answers POST /v1/messages/count_tokens. Errors there are Anthropic
+// envelopes (llama.cpp: its own shape, as captured). A non-stream request
+// that forces a tool (tool_choice "tool" or "any") is answered with a
+// tool_use block.
+//
 // Unknown paths and wrong methods get the server's own 404/405 answer.
 // Bodies that are not JSON get 400; unknown models get 404 in the server's
 // error shape. The answer's "model" echoes the request's model name.

@@ -27,6 +27,20 @@ func (s *Sim) writeError(c *call, status int, msg string) {
 func (s *Sim) writeErr(c *call, e errSpec) {
 	b := c.sc.buf[:0]
 	h := c.w.Header()
+	if c.rt != nil && c.rt.api == apiAnthropic && s.kind != LlamaCpp {
+		// llama.cpp answers its Messages route's errors in its own shape
+		b = appendAnthropicError(b, e.status, e.msg)
+		switch {
+		case s.kind != Ollama:
+			c.writeBody(e.status, ctJSON, b, true)
+		case e.gin:
+			c.writeBody(e.status, ctJSONUTF8, b, false)
+		default:
+			c.writeBody(e.status, ctJSON, append(b, '\n'), false)
+		}
+		c.sc.buf = b
+		return
+	}
 	switch s.kind {
 	case Ollama:
 		if c.rt == nil || c.rt.api == apiNative {

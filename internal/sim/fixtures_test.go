@@ -222,6 +222,15 @@ var fixtureCases = []fixtureCase{
 	{file: "llamacpp/POST_v1_chat_completions_stream_context_exceeded.txt", kind: LlamaCpp, cfg: perSlotCtx},
 	{file: "llamacpp/POST_v1_completions.txt", kind: LlamaCpp},
 	{file: "llamacpp/POST_v1_completions_stream.txt", kind: LlamaCpp},
+	// Anthropic Messages
+	{file: "ollama-0.17.4/POST_v1_messages_nonstream.txt", kind: Ollama},
+	{file: "ollama-0.17.4/POST_v1_messages_stream.txt", kind: Ollama},
+	{file: "ollama-0.17.4/POST_v1_messages_unknown_model.txt", kind: Ollama},
+	{file: "ollama-0.17.4/POST_v1_messages_invalid_json.txt", kind: Ollama},
+	{file: "llamacpp/POST_v1_messages_nonstream.txt", kind: LlamaCpp},
+	{file: "llamacpp/POST_v1_messages_stream.txt", kind: LlamaCpp},
+	{file: "llamacpp/POST_v1_messages_unknown_model.txt", kind: LlamaCpp},
+	{file: "llamacpp/POST_v1_messages_invalid_json.txt", kind: LlamaCpp},
 }
 
 // perSlotCtx gives llama.cpp the fixtures' per-slot context (-c 4096 -np 4).
@@ -333,6 +342,15 @@ func compareExchange(t *testing.T, ex exchange, res *http.Response, got []byte) 
 		sse := strings.HasPrefix(wantCT, "text/event-stream")
 		for i := range wantF {
 			w, g := wantF[i], gotF[i]
+			if sse && strings.HasPrefix(w, "event: ") {
+				// a named event (Anthropic's): the name must match
+				wName, wData, _ := strings.Cut(w, "\n")
+				gName, gData, _ := strings.Cut(g, "\n")
+				if gName != wName {
+					t.Fatalf("event %d is %q, want %q", i, gName, wName)
+				}
+				w, g = wData, gData
+			}
 			if sse {
 				if !strings.HasPrefix(g, "data: ") || !strings.HasSuffix(g, "\n\n") {
 					t.Fatalf("event %d is not `data: ...\\n\\n`: %q", i, g)

@@ -16,6 +16,9 @@ const (
 
 // appendEvent appends stream event k (0-based over pre, token and post events).
 func (s *Sim) appendEvent(b []byte, g *gen, k int) []byte {
+	if g.d == dOllamaMessages || g.d == dMessages {
+		return g.appendMessagesEvent(b, k)
+	}
 	if k < g.pre {
 		return g.appendPre(b)
 	}
@@ -354,6 +357,8 @@ func (g *gen) appendOllamaDone(b []byte) []byte {
 // appendFull appends the complete non-stream answer.
 func (s *Sim) appendFull(b []byte, g *gen) []byte {
 	switch g.d {
+	case dOllamaMessages, dMessages:
+		return g.appendMessage(b)
 	case dOllamaChat, dOllamaGenerate:
 		b = append(b, `{"model":`...)
 		b = append(b, g.model...)

@@ -146,11 +146,16 @@ const (
 	dLMSCompletion
 	dOpenAIChat
 	dOpenAICompletion
+	// Anthropic Messages: Ollama's shape, and the standard one (llama.cpp,
+	// vLLM, LM Studio), which adds stop_sequence and cache counts
+	dOllamaMessages
+	dMessages
 )
 
 // gen is the state of one generated answer.
 type gen struct {
 	d       dialect
+	tool    string // Messages: the tool a non-stream answer calls, "" for text
 	model   []byte // JSON string literal, quotes included
 	id      []byte // completion id, plain ASCII
 	created int64  // unix seconds
@@ -219,11 +224,20 @@ func appendID(b []byte, d dialect, seed uint64) []byte {
 	switch d {
 	case dOllamaChat, dOllamaGenerate:
 		return b
+	case dOllamaMessages:
+		b = append(b, "msg_"...)
+		for i := 0; i < 24; i++ {
+			b = append(b, hexDigits[r>>(i%16*4)&15])
+			if i == 15 {
+				r = rand.Uint64()
+			}
+		}
+		return b
 	case dOllamaV1Chat:
 		return strconv.AppendUint(append(b, "chatcmpl-"...), seed%1000, 10)
 	case dOllamaV1Completion:
 		return strconv.AppendUint(append(b, "cmpl-"...), seed%1000, 10)
-	case dLlamaChat, dLlamaCompletion:
+	case dLlamaChat, dLlamaCompletion, dMessages:
 		b = append(b, "chatcmpl-"...)
 		for i := 0; i < 32; i++ {
 			if i%10 == 0 {
@@ -279,6 +293,8 @@ func (g *gen) plan() (pre, post int) {
 		return 0, 2 // finish (with usage when asked), [DONE]
 	case dVLLMChat, dOpenAIChat:
 		return 1, 2 + u
+	case dOllamaMessages, dMessages:
+		return 2, 3 // message_start, content_block_start; content_block_stop, message_delta, message_stop
 	}
 	return 0, 2 + u // finish, [usage], [DONE]
 }
@@ -363,9 +379,13 @@ func (p *pacer) stop() {
 func (s *Sim) streamHeaders(h http.Header, d dialect) {
 	switch s.kind {
 	case Ollama:
-		if d == dOllamaChat || d == dOllamaGenerate {
+		switch d {
+		case dOllamaChat, dOllamaGenerate:
 			h["Content-Type"] = ctNDJSON
-		} else {
+		case dOllamaMessages:
+			h["Content-Type"] = ctSSE
+			h["Cache-Control"] = hdrNoCache
+		default:
 			h["Content-Type"] = ctSSE
 		}
 	case LlamaCpp:

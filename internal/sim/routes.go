@@ -56,6 +56,12 @@ func (s *Sim) buildRoutes() {
 	if s.kind != LlamaCpp {
 		add("/v1/models/", get, 0, apiOpenAI, (*Sim).handleV1Model)
 	}
+	if s.kind != OpenAI {
+		add("/v1/messages", post, classInference, apiAnthropic, (*Sim).handleMessages)
+	}
+	if s.kind == LlamaCpp {
+		add("/v1/messages/count_tokens", post, 0, apiAnthropic, (*Sim).handleCountTokens)
+	}
 
 	switch s.kind {
 	case Ollama:

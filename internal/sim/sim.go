@@ -388,8 +388,9 @@ const (
 
 // API styles, which decide the error format on kinds that speak two APIs.
 const (
-	apiNative uint8 = iota // Ollama /api/* and /
-	apiOpenAI              // /v1/*
+	apiNative    uint8 = iota // Ollama /api/* and /
+	apiOpenAI                 // /v1/*
+	apiAnthropic              // /v1/messages*
 )
 
 // HTTP methods counted per route; anything else goes to the slow path.

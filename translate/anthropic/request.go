@@ -135,7 +135,13 @@ var knownBlocks = []string{"text", "image", "document", "tool_use", "tool_result
 // ParseRequest parses and validates a Messages request. A *RequestError
 // names the field at fault. Unknown content block types are not an error here
 // (a native backend may know them); they show in Features.
-func ParseRequest(body []byte) (*Request, error) {
+func ParseRequest(body []byte) (*Request, error) { return parse(body, true) }
+
+// ParseCountTokens parses and validates a count_tokens request: a Messages
+// request without max_tokens (one that is given is still checked).
+func ParseCountTokens(body []byte) (*Request, error) { return parse(body, false) }
+
+func parse(body []byte, needMaxTokens bool) (*Request, error) {
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(body, &top); err != nil || top == nil {
 		return nil, &RequestError{Message: "request body is not a JSON object"}
@@ -148,8 +154,10 @@ func ParseRequest(body []byte) (*Request, error) {
 	if r.Model == "" {
 		return nil, fieldError("model", "must not be empty")
 	}
-	if err := decodeMaxTokens(top, r); err != nil {
-		return nil, err
+	if _, given := present(top, "max_tokens"); given || needMaxTokens {
+		if err := decodeMaxTokens(top, r); err != nil {
+			return nil, err
+		}
 	}
 	if raw, ok := present(top, "system"); ok {
 		blocks, err := decodeContent("system", raw, r, false)

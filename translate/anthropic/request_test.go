@@ -157,3 +157,27 @@ func TestUnknownBlockTypesAreBounded(t *testing.T) {
 		t.Errorf("UnknownBlocks holds %d types, want 1..16", n)
 	}
 }
+
+func TestParseCountTokens(t *testing.T) {
+	for _, tc := range []struct {
+		body, field string
+	}{
+		{`{"model":"m","messages":[{"role":"user","content":"hi"}]}`, ""},
+		{`{"model":"m","max_tokens":8,"messages":[{"role":"user","content":"hi"}]}`, ""},
+		{`{"model":"m","max_tokens":0,"messages":[{"role":"user","content":"hi"}]}`, "max_tokens"},
+		{`{"messages":[{"role":"user","content":"hi"}]}`, "model"},
+		{`{"model":"m","messages":[]}`, "messages"},
+	} {
+		_, err := ParseCountTokens([]byte(tc.body))
+		var bad *RequestError
+		switch {
+		case tc.field == "" && err != nil:
+			t.Errorf("%s: %v", tc.body, err)
+		case tc.field != "" && (!errors.As(err, &bad) || bad.Field != tc.field):
+			t.Errorf("%s: error %v, want one naming %s", tc.body, err, tc.field)
+		}
+	}
+	if _, err := ParseRequest([]byte(`{"model":"m","messages":[{"role":"user","content":"hi"}]}`)); err == nil {
+		t.Error("ParseRequest took a request without max_tokens")
+	}
+}

@@ -1,0 +1,664 @@
+package olla
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddy-olla/olla/discovery"
+	"github.com/caddy-olla/olla/engines"
+	"github.com/caddy-olla/olla/profiles"
+	"github.com/caddy-olla/olla/translate/anthropic"
+)
+
+// The Anthropic Messages API under /olla/anthropic/. Each attempt of a
+// request is either passed through (the endpoint's own server speaks
+// Messages: the body goes unchanged to its AnthropicPath and the answer
+// comes back verbatim) or translated (to OpenAI chat completions and back,
+// by translate/anthropic). Endpoints that pass through are tried first; the
+// others are the failover. Every answer names the mode in X-Olla-Mode.
+const (
+	anthropicPrefix = "anthropic"
+
+	modeHeader      = "X-Olla-Mode"
+	modePassthrough = "passthrough"
+	modeTranslation = "translation"
+
+	// tokenCountHeader says where a count_tokens answer came from:
+	// "backend" (the endpoint's own tokenizer) or "estimate".
+	tokenCountHeader = "X-Olla-Token-Count"
+
+	// maxTranslatedAnswer bounds a non-stream answer held for translation;
+	// maxBackendError an error body held for its message.
+	maxTranslatedAnswer = 32 << 20
+	maxBackendError     = 64 << 10
+)
+
+// anthropicRoute is every type that can answer a Messages request: the
+// OpenAI-compatible ones by translation, the native ones directly.
+var anthropicRoute = sync.OnceValue(func() route {
+	types := map[string]bool{}
+	for _, p := range profiles.All() {
+		if p.OpenAICompatible || p.AnthropicPath != "" {
+			types[p.Name] = true
+		}
+	}
+	return route{prefix: anthropicPrefix, types: types, label: "OpenAI-compatible or Anthropic-native"}
+})
+
+// serveAnthropic answers /olla/anthropic/<api path>.
+func (rq *request) serveAnthropic() error {
+	hw := &heldWriter{ResponseWriter: rq.w}
+	rq.w = hw
+	defer hw.commit()
+	// our own answers (errors, lists, estimates) are composed, not passed
+	// through; a proxied attempt sets its own mode
+	rq.w.Header().Set(modeHeader, modeTranslation)
+	p, method := rq.apiPath, rq.r.Method
+	switch {
+	case p == "/v1/messages" || p == "/v1/messages/count_tokens":
+		if method != http.MethodPost {
+			rq.w.Header().Set("Allow", http.MethodPost)
+			return rq.fail(apiError{status: http.StatusMethodNotAllowed, code: "method_not_allowed",
+				message: fmt.Sprintf("%s %s is not allowed: use POST", method, rq.r.URL.Path)})
+		}
+		c := &anthropicCall{rq: rq, hw: hw, countTokens: p == "/v1/messages/count_tokens", start: rq.start}
+		rq.anth = c
+		err := rq.proxy(anthropicRoute())
+		if hw.changed != 0 {
+			rq.rec.status = hw.changed // the engine recorded the backend's
+		}
+		if !c.countTokens {
+			c.record()
+		}
+		return err
+	case p == "/v1/models" || strings.HasPrefix(p, "/v1/models/"):
+		if method != http.MethodGet && method != http.MethodHead {
+			rq.w.Header().Set("Allow", "GET, HEAD")
+			return rq.fail(apiError{status: http.StatusMethodNotAllowed, code: "method_not_allowed",
+				message: fmt.Sprintf("%s %s is not allowed: use GET", method, rq.r.URL.Path)})
+		}
+		return rq.serveAnthropicModels(strings.TrimPrefix(strings.TrimPrefix(p, "/v1/models"), "/"))
+	}
+	return rq.fail(apiError{status: http.StatusNotFound, code: "not_found",
+		message: fmt.Sprintf("no such route %s: /olla/anthropic/ serves POST /v1/messages, POST /v1/messages/count_tokens and GET /v1/models", rq.r.URL.Path)})
+}
+
+// serveAnthropicModels answers GET /v1/models (id == "") and
+// /v1/models/<id> in Anthropic's shape, from the catalogue: the models a
+// routable endpoint of the route serves.
+func (rq *request) serveAnthropicModels(id string) error {
+	h := rq.h
+	in := h.catalogueInput(time.Now())
+	rt := anthropicRoute()
+	v, err := h.view(rq.r.Context(), in, "anthropic/models", "", func() (any, int64) {
+		var ids []string
+		for _, e := range discovery.Unify(in.sourcesFor(rt)) {
+			if e.Routable() {
+				ids = append(ids, e.ID)
+			}
+		}
+		body := append(anthropic.ModelsBody(ids, processStart), '\n')
+		return anthropicModels{ids: ids, body: body}, int64(len(body) + 32*len(ids))
+	})
+	if err != nil {
+		return rq.viewFailed(err)
+	}
+	list := v.(anthropicModels)
+	if id == "" {
+		if rq.notModified(h.etag(in, "anthropic/models")) {
+			return nil
+		}
+		body := list.body
+		return rq.writeTagged(len(body), func(w io.Writer) error { _, err := w.Write(body); return err },
+			func() []byte { return gzipBytes(body) })
+	}
+	for _, m := range list.ids {
+		if m == id {
+			entry := map[string]string{"type": "model", "id": id, "display_name": id,
+				"created_at": processStart.UTC().Format(time.RFC3339)}
+			return rq.writeJSON(http.StatusOK, entry)
+		}
+	}
+	return rq.fail(apiError{status: http.StatusNotFound, code: "model_not_found",
+		message: fmt.Sprintf("model '%s' not found; GET /olla/anthropic/v1/models lists the models available", id)})
+}
+
+type anthropicModels struct {
+	ids  []string
+	body []byte
+}
+
+// anthropicCall is one Messages (or count_tokens) request on its way
+// through proxy: it validates the body, chooses each attempt's mode and
+// shapes the answer.
+type anthropicCall struct {
+	rq          *request
+	hw          *heldWriter
+	countTokens bool
+
+	req        *anthropic.Request
+	translated map[string][]byte // OpenAI body per model name; nil when untranslatable
+	rewritten  map[string][]byte // passthrough body per model name, when an alias renames it
+	start      time.Time
+
+	// what the request came to, for the translator stats
+	mode        string // of the attempt that answered
+	triedNative bool   // an attempt went to a native endpoint
+	anyNative   bool   // a candidate was native
+	ok          bool   // the answer was a complete success
+	answered    bool
+	tier        int // candidates that pass through, first in the decision
+}
+
+// parse validates the body: a 400 naming the field, or nil.
+func (c *anthropicCall) parse(body []byte) *apiError {
+	parse := anthropic.ParseRequest
+	if c.countTokens {
+		parse = anthropic.ParseCountTokens
+	}
+	req, err := parse(body)
+	if err != nil {
+		var bad *anthropic.RequestError
+		if errors.As(err, &bad) {
+			return &apiError{status: bad.Status(), code: "invalid_request_error", message: bad.Message}
+		}
+		return &apiError{status: http.StatusBadRequest, code: "invalid_request_error", message: err.Error()}
+	}
+	c.req = req
+	return nil
+}
+
+// native reports whether an endpoint's own server answers Messages (and,
+// for count_tokens, counts tokens).
+func (c *anthropicCall) native(st *endpointState) bool {
+	p := st.settings.Load().profile
+	if p == nil || p.AnthropicPath == "" {
+		return false
+	}
+	return !c.countTokens || p.AnthropicCountTokens
+}
+
+// routed narrows a routing decision for the call. done reports that the
+// request was answered here (err is then what to return).
+func (c *anthropicCall) routed(d *decision) (done bool, err error) {
+	rq := c.rq
+	if c.countTokens {
+		if d.err != nil && d.err.status == http.StatusNotFound {
+			return false, nil // an unknown model is an error like on /v1/messages
+		}
+		var counters candidates
+		for _, st := range d.candidates {
+			if c.native(st) {
+				counters = append(counters, st)
+			}
+		}
+		if d.err != nil || len(counters) == 0 {
+			return true, c.writeEstimate()
+		}
+		d.candidates = counters
+		return false, nil
+	}
+	if d.err != nil {
+		return false, nil
+	}
+	var native, other candidates
+	for _, st := range d.candidates {
+		if c.native(st) {
+			native = append(native, st)
+		} else {
+			other = append(other, st)
+		}
+	}
+	c.anyNative = len(native) > 0
+	if len(other) > 0 {
+		if !c.req.Features().Translatable() || c.translation(c.req.Model) == nil {
+			// only a native server can carry it (an unknown block type, a
+			// server tool, a PDF)
+			if len(native) == 0 {
+				_, terr := anthropic.ToOpenAI(c.req)
+				msg := "the request cannot be translated for the endpoints that serve this model"
+				var bad *anthropic.RequestError
+				if errors.As(terr, &bad) {
+					msg = bad.Message + " (no endpoint serving this model speaks the Messages API natively)"
+				}
+				return true, rq.fail(apiError{status: http.StatusBadRequest, code: "invalid_request_error", message: msg})
+			}
+			other = nil
+		}
+	}
+	// passthrough first, translation as the failover
+	d.candidates = append(native[:len(native):len(native)], other...)
+	c.tier = len(native)
+	return false, nil
+}
+
+// translation returns the OpenAI body for model, built once per name; nil
+// when the request cannot be translated.
+func (c *anthropicCall) translation(model string) []byte {
+	if b, ok := c.translated[model]; ok {
+		return b
+	}
+	r := *c.req
+	r.Model = model
+	b, err := anthropic.ToOpenAI(&r)
+	if err != nil {
+		b = nil
+	}
+	c.rq.holdBuffered(int64(cap(b))) // counted against the body budget until the request ends
+	if c.translated == nil {
+		c.translated = map[string][]byte{}
+	}
+	c.translated[model] = b
+	return b
+}
+
+// shape sets the plan's per-attempt upstream and response transform.
+func (c *anthropicCall) shape(plan *engines.Plan, d decision, model string, span bodySpan) {
+	body := plan.Body
+	split(plan, c.tier)
+	plan.Upstream = func(t engines.Target) (string, []byte) {
+		st := t.(*endpointState)
+		name := model
+		if n, ok := d.rewrite[st]; ok {
+			name = n
+		}
+		if c.native(st) {
+			c.triedNative = true
+			path := st.settings.Load().profile.AnthropicPath
+			if c.countTokens {
+				path += "/count_tokens"
+			}
+			if name == model {
+				return path, body
+			}
+			b, ok := c.rewritten[name]
+			if !ok {
+				b = rewriteModel(body, span, name)
+				c.rq.holdBuffered(int64(cap(b)))
+				if c.rewritten == nil {
+					c.rewritten = map[string][]byte{}
+				}
+				c.rewritten[name] = b
+			}
+			return path, b
+		}
+		return anthropic.OpenAIPath, c.translation(name)
+	}
+	plan.Response = func(t engines.Target, status int, h http.Header) engines.ResponseTransform {
+		st := t.(*endpointState)
+		c.answered = true
+		ch := c.hw.Header()
+		h.Del(modeHeader)
+		h.Del("Request-Id")
+		if status >= 400 {
+			ch.Set("Request-Id", c.rq.id)
+		}
+		if c.native(st) {
+			c.mode = modePassthrough
+			ch.Set(modeHeader, modePassthrough)
+			c.ok = status >= 200 && status < 300
+			if c.countTokens {
+				if c.ok {
+					ch.Set(tokenCountHeader, "backend")
+					return nil
+				}
+				// the backend could not count: the estimate stands in
+				c.hw.hold()
+				return &estimateTransform{c: c}
+			}
+			return nil
+		}
+		c.mode = modeTranslation
+		ch.Set(modeHeader, modeTranslation)
+		if status < 200 || status >= 300 {
+			h.Set("Content-Type", "application/json")
+			return &errorTransform{c: c, status: status}
+		}
+		if c.req.Stream {
+			h.Set("Content-Type", "text/event-stream; charset=utf-8")
+			h.Set("Cache-Control", "no-cache")
+			return &streamTransform{c: c}
+		}
+		h.Set("Content-Type", "application/json")
+		c.hw.hold() // the status waits for the whole answer: it may not translate
+		return &messageTransform{c: c}
+	}
+}
+
+// writeEstimate answers count_tokens with the local estimate.
+func (c *anthropicCall) writeEstimate() error {
+	h := c.rq.w.Header()
+	h.Set(tokenCountHeader, "estimate")
+	body := append(anthropic.CountTokensBody(anthropic.EstimateTokens(c.req)), '\n')
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	c.rq.rec.status = http.StatusOK
+	c.rq.w.WriteHeader(http.StatusOK)
+	_, _ = c.rq.w.Write(body)
+	return nil
+}
+
+// apiErrorBody is an Anthropic envelope naming this request.
+func (c *anthropicCall) apiErrorBody(status int, message string) []byte {
+	return anthropic.ErrorBodyWithRequestID(status, message, c.rq.id)
+}
+
+// messageTransform translates a non-stream chat completion once it is
+// whole. Its status is held: an answer that does not translate becomes a
+// 502 api_error instead of a 200.
+type messageTransform struct {
+	c        *anthropicCall
+	buf      bytes.Buffer
+	overflow bool
+}
+
+func (m *messageTransform) Write(_ io.Writer, p []byte) error {
+	if m.overflow || m.buf.Len()+len(p) > maxTranslatedAnswer {
+		m.overflow = true
+		return nil
+	}
+	m.buf.Write(p)
+	return nil
+}
+
+func (m *messageTransform) End(w io.Writer, err error) error {
+	c := m.c
+	var out []byte
+	switch {
+	case err != nil:
+		out = c.failAnswer(fmt.Sprintf("the backend's answer broke off: %v", err))
+	case m.overflow:
+		out = c.failAnswer(fmt.Sprintf("the backend's answer is larger than %d bytes", maxTranslatedAnswer))
+	default:
+		msg, terr := anthropic.FromOpenAI(m.buf.Bytes(), c.req)
+		if terr != nil {
+			out = c.failAnswer(terr.Error())
+		} else {
+			c.ok = true
+			out = msg
+		}
+	}
+	m.buf = bytes.Buffer{}
+	_, werr := w.Write(out)
+	return werr
+}
+
+// failAnswer turns the held answer into a 502 api_error.
+func (c *anthropicCall) failAnswer(message string) []byte {
+	c.ok = false
+	c.hw.override(http.StatusBadGateway)
+	c.hw.Header().Set("Request-Id", c.rq.id)
+	return c.apiErrorBody(http.StatusBadGateway, message)
+}
+
+// errorTransform turns a backend's error answer (any format) into the
+// Anthropic envelope with the backend's status.
+type errorTransform struct {
+	c      *anthropicCall
+	status int
+	buf    []byte
+}
+
+func (e *errorTransform) Write(_ io.Writer, p []byte) error {
+	if room := maxBackendError - len(e.buf); room > 0 {
+		e.buf = append(e.buf, p[:min(room, len(p))]...)
+	}
+	return nil
+}
+
+func (e *errorTransform) End(w io.Writer, _ error) error {
+	e.c.ok = false
+	_, err := w.Write(e.c.apiErrorBody(e.status, anthropic.BackendErrorMessage(e.status, e.buf)))
+	return err
+}
+
+// streamTransform runs the stream translator over a 2xx answer to a
+// streamed request.
+type streamTransform struct {
+	c  *anthropicCall
+	st *anthropic.StreamTranslator
+}
+
+func (s *streamTransform) translator(w io.Writer) *anthropic.StreamTranslator {
+	if s.st == nil {
+		r := s.c.req
+		s.st = anthropic.NewStreamTranslator(w, anthropic.StreamOptions{Model: r.Model,
+			InputTokens: anthropic.EstimateTokens(r), StopSequences: r.StopSequences})
+	}
+	return s.st
+}
+
+func (s *streamTransform) Write(w io.Writer, p []byte) error {
+	_, err := s.translator(w).Write(p)
+	return err
+}
+
+func (s *streamTransform) End(w io.Writer, err error) error {
+	st := s.translator(w)
+	cerr := st.Close(err)
+	s.c.ok = st.Complete()
+	if cerr != nil {
+		return cerr
+	}
+	// an incomplete stream ended with an error event: told in-band
+	return nil
+}
+
+// estimateTransform replaces a native count_tokens failure with the
+// estimate.
+type estimateTransform struct{ c *anthropicCall }
+
+func (e *estimateTransform) Write(io.Writer, []byte) error { return nil }
+
+func (e *estimateTransform) End(w io.Writer, _ error) error {
+	c := e.c
+	c.hw.override(http.StatusOK)
+	h := c.hw.Header()
+	h.Del("Request-Id")
+	h.Set(tokenCountHeader, "estimate")
+	h.Set("Content-Type", "application/json")
+	_, err := w.Write(append(anthropic.CountTokensBody(anthropic.EstimateTokens(c.req)), '\n'))
+	return err
+}
+
+// heldWriter can hold back a response's status line until its body is
+// known, so a translated answer that turns out not to translate is a 502,
+// not a 200 with an error inside. It holds only once armed, and only the
+// final status; writes and flushes commit it.
+type heldWriter struct {
+	http.ResponseWriter
+	armed   bool
+	status  int // held status, 0 when none
+	sent    bool
+	changed int // the status override put in place of the backend's
+}
+
+func (w *heldWriter) hold() { w.armed = true }
+
+// override replaces the held status.
+func (w *heldWriter) override(status int) {
+	if w.status != 0 {
+		w.status, w.changed = status, status
+	}
+}
+
+func (w *heldWriter) WriteHeader(status int) {
+	if w.armed && !w.sent && status >= 200 {
+		w.status = status
+		return
+	}
+	if status >= 200 {
+		w.sent = true
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *heldWriter) Write(p []byte) (int, error) {
+	w.commit()
+	return w.ResponseWriter.Write(p)
+}
+
+// commit sends a held status.
+func (w *heldWriter) commit() {
+	if w.status != 0 {
+		status := w.status
+		w.status, w.armed, w.sent = 0, false, true
+		w.ResponseWriter.WriteHeader(status)
+	}
+}
+
+// FlushError implements the flush http.ResponseController looks for: a
+// held status is not flushed out early.
+func (w *heldWriter) FlushError() error {
+	if w.status != 0 {
+		return nil
+	}
+	return http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+func (w *heldWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// tieredPicker offers the endpoints that pass through first and the others
+// (translated) once those are spent: tried and failed, gone, or full. It
+// waits in the queue only when no tier is left, so a full native endpoint
+// does not keep a request from a translated one with room.
+type tieredPicker struct {
+	*picker
+	later candidates
+}
+
+func (p *tieredPicker) Next() (engines.Target, bool) {
+	if len(p.later) == 0 {
+		return p.picker.Next()
+	}
+	if p.queue == nil || waitingRoom.Depth() == 0 {
+		q := p.queue
+		p.queue = nil // no waiting while the next tier may have room
+		t, ok := p.picker.Next()
+		p.queue = q
+		if ok || p.attempts >= p.maxAttempts {
+			return t, ok
+		}
+		p.refusal = nil
+	}
+	p.remaining = append(p.remaining, p.later...)
+	p.later = nil
+	return p.picker.Next()
+}
+
+func (p *tieredPicker) Remaining() bool {
+	return p.picker.Remaining() || len(p.later) > 0 && p.attempts < p.maxAttempts
+}
+
+// split makes the plan's picker offer the first n candidates as a tier of
+// their own.
+func split(plan *engines.Plan, n int) {
+	pk, ok := plan.Picker.(*picker)
+	if !ok || n <= 0 || n >= len(pk.remaining) {
+		return
+	}
+	later := pk.remaining[n:]
+	pk.remaining = pk.remaining[:n:n]
+	plan.Picker = &tieredPicker{picker: pk, later: later}
+}
+
+// Fallback reasons: why a request was translated.
+const (
+	// fallbackNoNative: no endpoint serving the model speaks Messages.
+	fallbackNoNative = "no_native_endpoint"
+	// fallbackNativeUnavailable: a native endpoint serves the model but
+	// failed before answering, or was full.
+	fallbackNativeUnavailable = "native_endpoint_unavailable"
+)
+
+// translatorStats counts the Messages requests since the process started
+// (process-wide, like the endpoints: a reload keeps the counts).
+type translatorStats struct {
+	total, successes, failures          atomic.Int64
+	passthrough, translation, rejected  atomic.Int64
+	streaming, nonStreaming             atomic.Int64
+	latencyNs                           atomic.Int64
+	fallbackNoNative, fallbackNativeOut atomic.Int64
+}
+
+var anthropicStats translatorStats
+
+// record counts the request in the translator stats.
+func (c *anthropicCall) record() {
+	s := &anthropicStats
+	s.total.Add(1)
+	s.latencyNs.Add(int64(time.Since(c.start)))
+	if c.ok && c.answered {
+		s.successes.Add(1)
+	} else {
+		s.failures.Add(1)
+	}
+	if c.req != nil && c.req.Stream {
+		s.streaming.Add(1)
+	} else {
+		s.nonStreaming.Add(1)
+	}
+	switch {
+	case !c.answered:
+		s.rejected.Add(1) // answered by us: bad input, no endpoint
+	case c.mode == modePassthrough:
+		s.passthrough.Add(1)
+	default:
+		s.translation.Add(1)
+		if c.anyNative {
+			s.fallbackNativeOut.Add(1)
+		} else {
+			s.fallbackNoNative.Add(1)
+		}
+	}
+}
+
+func percent(part, total int64) float64 {
+	if total == 0 {
+		return 0
+	}
+	return math.Round(1000*float64(part)/float64(total)) / 10
+}
+
+// translatorStatsBody is /internal/stats/translators in the standalone's
+// shape, with our own fallback reasons and rejected count added.
+func translatorStatsBody(now time.Time) map[string]any {
+	s := &anthropicStats
+	total, ok, failed := s.total.Load(), s.successes.Load(), s.failures.Load()
+	pass, trans := s.passthrough.Load(), s.translation.Load()
+	stream, nonStream := s.streaming.Load(), s.nonStreaming.Load()
+	noNative, nativeOut := s.fallbackNoNative.Load(), s.fallbackNativeOut.Load()
+	avg := int64(0)
+	if total > 0 {
+		avg = time.Duration(s.latencyNs.Load() / total).Milliseconds()
+	}
+	active := 0
+	if total > 0 {
+		active = 1
+	}
+	return map[string]any{
+		"timestamp": now.UTC().Format(time.RFC3339),
+		"translators": []map[string]any{{
+			"translator_name": "anthropic", "total_requests": total, "successful_requests": ok, "failed_requests": failed,
+			"success_rate": percent(ok, total), "passthrough_rate": percent(pass, pass+trans), "average_latency_ms": avg,
+			"passthrough_requests": pass, "translation_requests": trans, "rejected_requests": s.rejected.Load(),
+			"streaming_requests": stream, "non_streaming_requests": nonStream,
+			"fallback_no_compatible_endpoints":                 noNative,
+			"fallback_translator_does_not_support_passthrough": 0,
+			"fallback_cannot_passthrough":                      nativeOut,
+			"fallback_reasons":                                 map[string]int64{fallbackNoNative: noNative, fallbackNativeUnavailable: nativeOut},
+		}},
+		"summary": map[string]any{"total_translators": 1, "active_translators": active, "total_requests": total,
+			"total_passthrough": pass, "total_translations": trans, "total_streaming": stream, "total_non_streaming": nonStream,
+			"overall_success_rate": percent(ok, total), "overall_passthrough_rate": percent(pass, pass+trans)},
+	}
+}

@@ -1,0 +1,244 @@
+package sim
+
+import (
+	"encoding/json"
+	"net/http"
+)
+
+// The Anthropic Messages API, as the servers that speak it natively answer
+// it (Ollama 0.14+, llama.cpp, vLLM 0.11.1+, LM Studio 0.4.1+). Shapes follow
+// the captures in testdata/real (Ollama 0.17.4, llama.cpp b11669): Ollama
+// leaves out stop_sequence and sends input_tokens in message_delta;
+// llama.cpp adds stop_sequence and cache_read_input_tokens. A request that
+// defines tools and forces one with tool_choice {"type":"tool"} or
+// {"type":"any"} is answered with a tool_use block for that (or the first)
+// tool, its input {} (non-stream answers only; a stream answers with text).
+
+// messagesFields are the Messages request fields the simulator reads beyond
+// reqFields.
+type messagesFields struct {
+	Tools []struct {
+		Name string `json:"name"`
+	} `json:"tools"`
+	ToolChoice struct {
+		Type string `json:"type"`
+		Name string `json:"name"`
+	} `json:"tool_choice"`
+}
+
+// forcedTool is the tool a Messages request forces, or "".
+func forcedTool(body []byte) string {
+	var f messagesFields
+	if json.Unmarshal(body, &f) != nil || len(f.Tools) == 0 {
+		return ""
+	}
+	switch f.ToolChoice.Type {
+	case "tool":
+		return f.ToolChoice.Name
+	case "any":
+		return f.Tools[0].Name
+	}
+	return ""
+}
+
+func (s *Sim) handleMessages(c *call) {
+	req, err := c.parse()
+	if err != nil {
+		s.invalidJSON(c, err)
+		return
+	}
+	if req.Messages.empty() {
+		s.writeErr(c, errSpec{status: http.StatusBadRequest, msg: "messages: field required"})
+		return
+	}
+	ms := s.models.Load()
+	e, model, ok := s.resolveModel(c, ms, req.Model)
+	if !ok {
+		return
+	}
+	ms.markUsed(e, c.start)
+	d := dMessages
+	if s.kind == Ollama {
+		d = dOllamaMessages
+	}
+	g := s.newGen(c, d, req, model, e.ctx)
+	release, ok := s.admit(c, g, e.id, promptBytes(req))
+	if !ok {
+		return
+	}
+	defer release()
+	if req.Stream == boolTrue {
+		s.stream(c, g)
+		return
+	}
+	g.tool = forcedTool(c.body)
+	s.complete(c, g)
+}
+
+// handleCountTokens is llama.cpp's /v1/messages/count_tokens.
+func (s *Sim) handleCountTokens(c *call) {
+	req, err := c.parse()
+	if err != nil {
+		s.invalidJSON(c, err)
+		return
+	}
+	b := append(c.sc.buf[:0], `{"input_tokens":`...)
+	b = appendInt(b, int64(req.promptTokens()))
+	b = append(b, '}')
+	c.sc.buf = b
+	s.writeOK(c, b, false)
+}
+
+// appendAnthropicError appends the Anthropic error envelope.
+func appendAnthropicError(b []byte, status int, msg string) []byte {
+	typ := "api_error"
+	switch status {
+	case http.StatusBadRequest:
+		typ = "invalid_request_error"
+	case http.StatusUnauthorized:
+		typ = "authentication_error"
+	case http.StatusNotFound:
+		typ = "not_found_error"
+	case http.StatusTooManyRequests:
+		typ = "rate_limit_error"
+	case http.StatusServiceUnavailable, 529:
+		typ = "overloaded_error"
+	}
+	b = append(b, `{"type":"error","error":{"type":"`...)
+	b = append(b, typ...)
+	b = append(b, `","message":`...)
+	b = appendString(b, msg)
+	b = append(b, `},"request_id":"req_`...)
+	for i := 0; i < 24; i++ {
+		b = append(b, hexDigits[(i*7+len(msg))&15])
+	}
+	return append(b, `"}`...)
+}
+
+func (g *gen) stopReason(b []byte) []byte {
+	switch {
+	case g.tool != "":
+		return append(b, `"tool_use"`...)
+	case g.finish == "length":
+		return append(b, `"max_tokens"`...)
+	}
+	return append(b, `"end_turn"`...)
+}
+
+// appendMessageUsage appends the usage object of a message (out: output
+// tokens so far).
+func (g *gen) appendMessageUsage(b []byte, out int) []byte {
+	b = append(b, `"usage":{`...)
+	if g.d == dMessages {
+		b = append(b, `"cache_read_input_tokens":0,`...)
+	}
+	b = append(b, `"input_tokens":`...)
+	b = appendInt(b, int64(g.prompt))
+	b = append(b, `,"output_tokens":`...)
+	b = appendInt(b, int64(out))
+	return append(b, '}')
+}
+
+// messageHead appends a message object's fields up to its content array.
+func (g *gen) messageHead(b []byte) []byte {
+	b = append(b, `{"id":"`...)
+	b = append(b, g.id...)
+	b = append(b, `","type":"message","role":"assistant",`...)
+	if g.d == dOllamaMessages {
+		b = append(b, `"model":`...)
+		b = append(b, g.model...)
+		return append(b, `,"content":[`...)
+	}
+	return append(b, `"content":[`...)
+}
+
+// messageTail appends what follows the content array.
+func (g *gen) messageTail(b []byte, stop bool, out int) []byte {
+	b = append(b, `],`...)
+	if g.d == dMessages {
+		b = append(b, `"model":`...)
+		b = append(b, g.model...)
+		b = append(b, ',')
+	}
+	switch {
+	case stop:
+		b = append(b, `"stop_reason":`...)
+		b = g.stopReason(b)
+		b = append(b, ',')
+		if g.d == dMessages {
+			b = append(b, `"stop_sequence":null,`...)
+		}
+	case g.d == dMessages:
+		b = append(b, `"stop_reason":null,"stop_sequence":null,`...)
+	}
+	b = g.appendMessageUsage(b, out)
+	return append(b, '}')
+}
+
+// appendMessage appends a complete (non-stream) message.
+func (g *gen) appendMessage(b []byte) []byte {
+	b = g.messageHead(b)
+	if g.tool != "" {
+		b = append(b, `{"type":"tool_use","id":"toolu_`...)
+		b = append(b, g.id[len(g.id)-12:]...)
+		b = append(b, `","name":`...)
+		b = appendString(b, g.tool)
+		b = append(b, `,"input":{}}`...)
+	} else {
+		b = append(b, `{"type":"text","text":`...)
+		b = g.appendText(b)
+		b = append(b, '}')
+	}
+	b = g.messageTail(b, true, g.n)
+	if g.d == dOllamaMessages {
+		b = append(b, '\n')
+	}
+	return b
+}
+
+func appendSSEEvent(b []byte, name string) []byte {
+	b = append(b, "event: "...)
+	b = append(b, name...)
+	return append(b, "\ndata: "...)
+}
+
+// appendMessagesEvent appends stream event k of a Messages stream.
+func (g *gen) appendMessagesEvent(b []byte, k int) []byte {
+	tok := k - g.pre
+	switch {
+	case k == 0:
+		b = appendSSEEvent(b, "message_start")
+		b = append(b, `{"type":"message_start","message":`...)
+		b = g.messageHead(b)
+		b = g.messageTail(b, false, 0)
+		b = append(b, '}')
+	case k == 1:
+		b = appendSSEEvent(b, "content_block_start")
+		b = append(b, `{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}`...)
+	case tok < g.n:
+		b = appendSSEEvent(b, "content_block_delta")
+		b = append(b, `{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"`...)
+		b = append(b, g.word(tok)...)
+		b = append(b, `"}}`...)
+	case tok == g.n:
+		b = appendSSEEvent(b, "content_block_stop")
+		b = append(b, `{"type":"content_block_stop","index":0}`...)
+	case tok == g.n+1:
+		b = appendSSEEvent(b, "message_delta")
+		b = append(b, `{"type":"message_delta","delta":{"stop_reason":`...)
+		b = g.stopReason(b)
+		if g.d == dMessages {
+			b = append(b, `,"stop_sequence":null},"usage":{"output_tokens":`...)
+			b = appendInt(b, int64(g.n))
+			b = append(b, `}}`...)
+		} else {
+			b = append(b, `},`...)
+			b = g.appendMessageUsage(b, g.n)
+			b = append(b, '}')
+		}
+	default:
+		b = appendSSEEvent(b, "message_stop")
+		b = append(b, `{"type":"message_stop"}`...)
+	}
+	return append(b, sseEnd...)
+}
