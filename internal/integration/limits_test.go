@@ -143,8 +143,17 @@ func TestMetrics(t *testing.T) {
 	}
 	var tr map[string]any
 	getJSON(t, "/internal/stats/translators", &tr)
-	if list, ok := tr["translators"].([]any); !ok || len(list) != 0 {
-		t.Errorf("/internal/stats/translators: %v", tr)
+	// the Anthropic translator, in the standalone's shape
+	list, _ := tr["translators"].([]any)
+	summary, _ := tr["summary"].(map[string]any)
+	if len(list) != 1 || summary == nil || summary["total_translators"] != float64(1) {
+		t.Fatalf("/internal/stats/translators: %v", tr)
+	}
+	entry, _ := list[0].(map[string]any)
+	for _, k := range []string{"total_requests", "passthrough_requests", "translation_requests", "fallback_cannot_passthrough"} {
+		if _, ok := entry[k].(float64); !ok || entry["translator_name"] != "anthropic" {
+			t.Errorf("/internal/stats/translators entry lacks %s: %v", k, entry)
+		}
 	}
 }
 
