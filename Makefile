@@ -21,7 +21,7 @@ test: ## every test, with the race detector
 	$(GO) test -race -count=1 ./...
 
 .PHONY: e2e
-e2e: build ## end-to-end: bin/caddy + simulated backends, driven by the official openai and ollama npm clients
+e2e: build ## end-to-end: bin/caddy + simulated backends, driven by the official openai, ollama and @anthropic-ai/sdk npm clients
 	./e2e/run.sh
 
 test-short: ## unit tests only (no in-process Caddy)

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # End-to-end suite (`make e2e`): the real proxy, bin/caddy, in front of
 # simulated backends, bin/olla-sim (one process per backend, so a test can
-# kill one mid-run), driven by the official `openai` and `ollama` npm clients
-# under `node --test`.
+# kill one mid-run), driven by the official `openai`, `ollama` and
+# `@anthropic-ai/sdk` npm clients under `node --test` (50-anthropic and
+# 80-dashboard start proxies and simulators of their own).
 #
 # Everything listens on free 127.0.0.1 ports. The generated Caddyfile, the
 # process logs and Caddy's data directories go to e2e/.run/ (kept after the
@@ -21,7 +22,8 @@ cd "$root"
 if [[ -z "${MAKELEVEL:-}" || ! -x bin/caddy || ! -x bin/olla-sim ]]; then
 	make --no-print-directory build >&2
 fi
-if [[ ! -d e2e/node_modules/openai || ! -d e2e/node_modules/ollama || ! -d e2e/node_modules/puppeteer-core ]]; then
+if [[ ! -d e2e/node_modules/openai || ! -d e2e/node_modules/ollama || ! -d e2e/node_modules/puppeteer-core ||
+	! -d e2e/node_modules/@anthropic-ai/sdk ]]; then
 	(cd e2e && npm ci --no-audit --no-fund >&2)
 fi
 

@@ -356,6 +356,9 @@ func (g *gen) appendOllamaDone(b []byte) []byte {
 
 // appendFull appends the complete non-stream answer.
 func (s *Sim) appendFull(b []byte, g *gen) []byte {
+	if g.tool != "" && g.d != dOllamaMessages && g.d != dMessages {
+		return g.appendToolCallCompletion(b)
+	}
 	switch g.d {
 	case dOllamaMessages, dMessages:
 		return g.appendMessage(b)

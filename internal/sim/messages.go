@@ -242,3 +242,52 @@ func (g *gen) appendMessagesEvent(b []byte, k int) []byte {
 	}
 	return append(b, sseEnd...)
 }
+
+// openAIToolFields are the chat-completion fields that force a tool call.
+type openAIToolFields struct {
+	Tools []struct {
+		Function struct {
+			Name string `json:"name"`
+		} `json:"function"`
+	} `json:"tools"`
+	ToolChoice json.RawMessage `json:"tool_choice"`
+}
+
+// forcedFunction is the function a chat-completion request forces with
+// tool_choice "required" (the first tool) or {"type":"function",
+// "function":{"name":...}}, or "".
+func forcedFunction(body []byte) string {
+	var f openAIToolFields
+	if json.Unmarshal(body, &f) != nil || len(f.Tools) == 0 || len(f.ToolChoice) == 0 {
+		return ""
+	}
+	var mode string
+	if json.Unmarshal(f.ToolChoice, &mode) == nil {
+		if mode == "required" {
+			return f.Tools[0].Function.Name
+		}
+		return ""
+	}
+	var named struct {
+		Function struct {
+			Name string `json:"name"`
+		} `json:"function"`
+	}
+	if json.Unmarshal(f.ToolChoice, &named) == nil {
+		return named.Function.Name
+	}
+	return ""
+}
+
+// appendToolCallCompletion appends a non-stream chat completion that calls
+// g.tool with {} (OpenAI's shape, whatever the server).
+func (g *gen) appendToolCallCompletion(b []byte) []byte {
+	b = g.head(b, "chat.completion", "")
+	b = append(b, `{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[{"id":"call_`...)
+	b = append(b, g.id[len(g.id)-12:]...)
+	b = append(b, `","type":"function","function":{"name":`...)
+	b = appendString(b, g.tool)
+	b = append(b, `,"arguments":"{}"}}]},"logprobs":null,"finish_reason":"tool_calls"}],`...)
+	b = g.appendUsage(b)
+	return append(b, '}')
+}

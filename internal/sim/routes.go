@@ -369,6 +369,9 @@ func (s *Sim) openAIGenerate(c *call, chat bool) {
 	if req.Stream == boolTrue {
 		s.stream(c, g)
 	} else {
+		if chat {
+			g.tool = forcedFunction(c.body)
+		}
 		s.complete(c, g)
 	}
 }

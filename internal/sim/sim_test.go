@@ -599,3 +599,39 @@ func TestServeHTTPWithoutServer(t *testing.T) {
 		t.Errorf("status %d, %d flushes, body %s", rec.status, rec.flushes, rec.body.String())
 	}
 }
+
+// TestForcedTools: a request that forces a tool gets a call to it, on the
+// Messages API and on chat completions; one that does not gets text.
+func TestForcedTools(t *testing.T) {
+	for _, tc := range []struct {
+		kind, path, body, want string
+	}{
+		{Ollama, "/v1/messages", `{"model":"m","max_tokens":9,"tools":[{"name":"get_weather","input_schema":{}}],"tool_choice":{"type":"tool","name":"get_weather"},"messages":[{"role":"user","content":"hi"}]}`,
+			`"content":[{"type":"tool_use","id":"toolu_`},
+		{LlamaCpp, "/v1/messages", `{"model":"m","max_tokens":9,"tools":[{"name":"a"},{"name":"b"}],"tool_choice":{"type":"any"},"messages":[{"role":"user","content":"hi"}]}`,
+			`"name":"a","input":{}}],"model":"m","stop_reason":"tool_use"`},
+		{Ollama, "/v1/messages", `{"model":"m","max_tokens":9,"tools":[{"name":"a"}],"messages":[{"role":"user","content":"hi"}]}`,
+			`"content":[{"type":"text"`},
+		{OpenAI, "/v1/chat/completions", `{"model":"m","tools":[{"type":"function","function":{"name":"get_weather"}}],"tool_choice":{"type":"function","function":{"name":"get_weather"}},"messages":[{"role":"user","content":"hi"}]}`,
+			`"function":{"name":"get_weather","arguments":"{}"}}]},"logprobs":null,"finish_reason":"tool_calls"`},
+		{VLLM, "/v1/chat/completions", `{"model":"m","tools":[{"type":"function","function":{"name":"x"}}],"tool_choice":"required","messages":[{"role":"user","content":"hi"}]}`,
+			`"finish_reason":"tool_calls"`},
+		{OpenAI, "/v1/chat/completions", `{"model":"m","tools":[{"type":"function","function":{"name":"x"}}],"tool_choice":"auto","messages":[{"role":"user","content":"hi"}]}`,
+			`"finish_reason":"stop"`},
+	} {
+		s, err := Start(Config{Kind: tc.kind, Models: []string{"m"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := http.Post(s.URL+tc.path, "application/json", strings.NewReader(tc.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		s.Close()
+		if res.StatusCode != 200 || !strings.Contains(string(b), tc.want) || !json.Valid(b) {
+			t.Errorf("%s %s: %d %s; want it to contain %s", tc.kind, tc.path, res.StatusCode, b, tc.want)
+		}
+	}
+}
