@@ -111,7 +111,7 @@ type overloadStats struct {
 	otherStatus    int64 // anything else that is not 200
 	transport      int64 // no answer at all: the request was dropped
 	truncated      int64
-	elapsed        time.Duration // first request to the last answer
+	elapsed        time.Duration // from the start to the last answer (every client done)
 	peak           []int64       // per backend: the most requests it ran at once
 	backendRejects int64         // the backends' own 503s (a request beyond 2 reached one)
 	samples        []string
@@ -147,12 +147,17 @@ func runOverload(ctx context.Context, o options, sup *supervisor, work workDirs,
 		results[i] = st
 		printOverloadProgress(stderr, c, st)
 	}
-	mem, memErr := measureQueueMemory(ctx, o, ports, sup, work)
-	if memErr != nil {
-		if ctx.Err() != nil {
-			return 130
+	var mems []memoryResult
+	var memErrs []error
+	for _, queued := range []bool{true, false} {
+		mem, err := measureWaitingMemory(ctx, o, ports, sup, work, queued)
+		if err != nil {
+			if ctx.Err() != nil {
+				return 130
+			}
+			logf("memory (queued %v): %v", queued, err)
 		}
-		logf("queue memory: %v", memErr)
+		mems, memErrs = append(mems, mem), append(memErrs, err)
 	}
 	over, overErr := measureQueueOverhead(ctx, o, ports, sup, work, stderr)
 	if overErr != nil {
@@ -164,7 +169,7 @@ func runOverload(ctx context.Context, o options, sup *supervisor, work workDirs,
 	fmt.Fprintln(stdout)
 	printOverloadTable(stdout, cs, results, perRequest)
 	fmt.Fprintln(stdout)
-	printAdmissionCosts(stdout, mem, memErr, over, overErr)
+	printAdmissionCosts(stdout, mems, memErrs, over, overErr)
 	return 0
 }
 
@@ -313,9 +318,6 @@ func overloadBurst(ctx context.Context, url string, body []byte) overloadStats {
 					st.transport++
 				case r.status == http.StatusOK && r.detail == "":
 					st.ok++
-					if now > lastAnswer.Load() {
-						lastAnswer.Store(now)
-					}
 				case r.status == http.StatusOK:
 					st.truncated++
 				case r.status == http.StatusTooManyRequests:
@@ -327,6 +329,9 @@ func overloadBurst(ctx context.Context, url string, body []byte) overloadStats {
 				}
 				if r.status >= 500 {
 					st.status5xx++
+				}
+				if now > lastAnswer.Load() {
+					lastAnswer.Store(now)
 				}
 				if (r.status == http.StatusTooManyRequests || r.status == http.StatusServiceUnavailable) && r.retryAfter == "" {
 					st.withoutRetry++
@@ -397,7 +402,7 @@ func printOverloadTable(w io.Writer, cs []overloadContender, res []overloadStats
 			st.status503, st.withoutRetry, st.otherStatus-(st.status5xx-st.status503), st.transport, st.truncated, rate, vs, joinInts(st.peak), st.backendRejects)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "5xx counts every status >= 500 (503 included); \"other\" is any status that is not 200, 429 or 5xx; completed/s is 200s over the time from the start to the last 200.")
+	fmt.Fprintln(w, "5xx counts every status >= 500 (503 included); \"other\" is any status that is not 200, 429 or 5xx; completed/s is 200s over the time from the start until every client had its 5 answers.")
 	for i, c := range cs {
 		for _, s := range res[i].samples {
 			fmt.Fprintf(w, "- %s: %s\n", c.name, s)
@@ -407,21 +412,35 @@ func printOverloadTable(w io.Writer, cs []overloadContender, res []overloadStats
 
 // ---- the costs of admission ----
 
-// memoryResult is the RSS of the Caddy process before and while
-// memoryQueued requests wait.
-type memoryResult struct {
-	baseKiB, queuedKiB int64
-	depth              int
+// memSample is the Caddy process's memory at one instant: its resident set,
+// and the Go heap and goroutine stacks in use right after a collection.
+type memSample struct {
+	rssKiB, heapBytes, stackBytes int64
 }
 
-// measureQueueMemory holds every slot with long requests, queues
-// memoryQueued more, and reads the Caddy process's RSS before and while
-// they wait.
-func measureQueueMemory(ctx context.Context, o options, ports routingPorts, sup *supervisor, work workDirs) (memoryResult, error) {
-	var m memoryResult
-	c := overloadContender{name: "olla memory", cap: overloadSlots, queue: 2 * memoryQueued, maxWait: 2 * time.Minute}
-	logName := "overload-memory"
-	sims, err := startOverloadSims(ctx, sup, o.simBin, "llamacpp", overloadModel, overloadSim, ports.sims, logName)
+// memoryResult is the memory of the Caddy process before and while
+// memoryQueued requests wait, queued (queued) or in flight at backends
+// that hold them (not queued), beside memoryQueued open idle connections.
+type memoryResult struct {
+	queued       bool
+	base, loaded memSample
+	waiting      int // requests seen waiting: queue depth, or at the backends
+}
+
+// measureWaitingMemory holds every slot with long requests, then sends
+// memoryQueued more and samples the Caddy process's memory before and while
+// they wait: in olla's queue (queued) or, with neither cap nor queue, in
+// flight at backends that hold them.
+func measureWaitingMemory(ctx context.Context, o options, ports routingPorts, sup *supervisor, work workDirs, queued bool) (memoryResult, error) {
+	m := memoryResult{queued: queued}
+	c := overloadContender{name: "olla memory, in flight"}
+	simOpts := "ttft=50ms;tps=100;tokens=20"
+	logName := "memory-inflight"
+	if queued {
+		c = overloadContender{name: "olla memory, queued", cap: overloadSlots, queue: 2 * memoryQueued, maxWait: 2 * time.Minute}
+		simOpts, logName = overloadSim, "memory-queued"
+	}
+	sims, err := startOverloadSims(ctx, sup, o.simBin, "llamacpp", overloadModel, simOpts, ports.sims, logName)
 	if err != nil {
 		return m, err
 	}
@@ -459,41 +478,105 @@ func measureQueueMemory(ctx context.Context, o options, ports routingPorts, sup 
 		}
 	}
 	status := "http://" + addrOf(ports.port) + "/internal/status"
-	running := func() int64 {
-		caps, _, err := sims.capacityStats(ctx, "/v1/chat/completions")
+	atBackends := func() int {
+		n, err := sims.active(ctx)
 		if err != nil {
 			return -1
 		}
-		var n int64
-		for _, cp := range caps {
-			n += cp.Running
-		}
 		return n
 	}
-	if err := sims.resetStats(ctx); err != nil {
-		return m, err
-	}
 	launch(4 * overloadSlots)
-	if err := waitFor(ctx, 30*time.Second, func() bool { return running() == 4*overloadSlots }); err != nil {
+	if err := waitFor(ctx, 30*time.Second, func() bool { return atBackends() >= 4*overloadSlots }); err != nil {
 		return m, fmt.Errorf("the slots were not all taken: %w", err)
 	}
-	time.Sleep(time.Second)
-	if m.baseKiB, err = currentRSS(p.pid()); err != nil {
+	if m.base, err = sampleMemory(ctx, "http://"+addrOf(ports.admin), p.pid()); err != nil {
 		return m, err
 	}
 	launch(memoryQueued)
 	if err := waitFor(ctx, 60*time.Second, func() bool {
-		m.depth = queueDepth(ctx, status)
-		return m.depth >= memoryQueued
+		if queued {
+			m.waiting = queueDepth(ctx, status)
+		} else {
+			m.waiting = atBackends() - 4*overloadSlots
+		}
+		return m.waiting >= memoryQueued
 	}); err != nil {
-		return m, fmt.Errorf("queue depth %d, not %d: %w", m.depth, memoryQueued, err)
+		return m, fmt.Errorf("%d waiting, not %d: %w", m.waiting, memoryQueued, err)
 	}
-	time.Sleep(time.Second)
-	if m.queuedKiB, err = currentRSS(p.pid()); err != nil {
+	if m.loaded, err = sampleMemory(ctx, "http://"+addrOf(ports.admin), p.pid()); err != nil {
 		return m, err
 	}
-	m.depth = queueDepth(ctx, status)
 	return m, nil
+}
+
+// active sums the requests every backend is answering now.
+func (s *simSet) active(ctx context.Context) (int, error) {
+	n := 0
+	for _, u := range s.urls {
+		var st struct {
+			Active int `json:"active"`
+		}
+		if err := controlCall(ctx, http.MethodGet, u+"/_sim/stats", "", &st); err != nil {
+			return 0, err
+		}
+		n += st.Active
+	}
+	return n, nil
+}
+
+// sampleMemory collects the garbage in the Caddy process (a heap profile
+// with gc=1 from its admin endpoint), then reads the Go heap and stacks in
+// use from its /metrics and its resident set from /proc.
+func sampleMemory(ctx context.Context, adminURL string, pid int) (memSample, error) {
+	var m memSample
+	if _, err := getText(ctx, adminURL+"/debug/pprof/heap?gc=1"); err != nil {
+		return m, err
+	}
+	text, err := getText(ctx, adminURL+"/metrics")
+	if err != nil {
+		return m, err
+	}
+	for _, line := range strings.Split(text, "\n") {
+		name, val, ok := strings.Cut(line, " ")
+		if !ok {
+			continue
+		}
+		var f float64
+		if _, err := fmt.Sscan(val, &f); err != nil {
+			continue
+		}
+		switch name {
+		case "go_memstats_heap_inuse_bytes":
+			m.heapBytes = int64(f)
+		case "go_memstats_stack_inuse_bytes":
+			m.stackBytes = int64(f)
+		}
+	}
+	if m.heapBytes == 0 {
+		return m, fmt.Errorf("no go_memstats_heap_inuse_bytes in %s/metrics", adminURL)
+	}
+	m.rssKiB, err = currentRSS(pid)
+	return m, err
+}
+
+// getText GETs url and returns its body (at most 4 MiB).
+func getText(ctx context.Context, url string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(res.Body, 4<<20))
+	if err == nil && res.StatusCode != http.StatusOK {
+		err = fmt.Errorf("GET %s: %s", url, res.Status)
+	}
+	return string(b), err
 }
 
 // queueDepth reads the queue's depth from the site's /internal/status
@@ -624,18 +707,31 @@ func medianD(v []time.Duration) time.Duration {
 	return s[len(s)/2]
 }
 
-func printAdmissionCosts(w io.Writer, mem memoryResult, memErr error, over overheadResult, overErr error) {
+func printAdmissionCosts(w io.Writer, mems []memoryResult, memErrs []error, over overheadResult, overErr error) {
 	fmt.Fprintln(w, "### Costs of admission (issue 12)")
 	fmt.Fprintln(w)
+	fmt.Fprintf(w, "Memory: the Caddy process with 8 requests holding every slot, then with %d more waiting; heap and stacks are Go's in use right after a collection, RSS is the resident set.\n\n", memoryQueued)
 	fmt.Fprintln(w, "| measure | value | target |")
 	fmt.Fprintln(w, "|---|---:|---|")
-	if memErr != nil {
-		fmt.Fprintf(w, "| %d queued requests: RSS of the Caddy process | not measured: %s | < 20 MB |\n", memoryQueued, clip(memErr.Error(), 120))
-	} else {
-		delta := mem.queuedKiB - mem.baseKiB
-		fmt.Fprintf(w, "| %d queued requests: RSS of the Caddy process | %.1f MiB -> %.1f MiB, +%.1f MiB (%.1f KiB each; queue depth %d) | < 20 MB: %s |\n",
-			memoryQueued, float64(mem.baseKiB)/1024, float64(mem.queuedKiB)/1024, float64(delta)/1024, float64(delta)/float64(memoryQueued),
-			mem.depth, yesNo(float64(delta)*1024 < 20e6))
+	for i, m := range mems {
+		what := fmt.Sprintf("%d requests queued (max_concurrency 2 + queue)", memoryQueued)
+		if !m.queued {
+			what = fmt.Sprintf("for comparison: %d requests in flight at backends that hold them (no cap, no queue)", memoryQueued)
+		}
+		if memErrs[i] != nil {
+			fmt.Fprintf(w, "| %s | not measured: %s | |\n", what, clip(memErrs[i].Error(), 120))
+			continue
+		}
+		goDelta := (m.loaded.heapBytes + m.loaded.stackBytes) - (m.base.heapBytes + m.base.stackBytes)
+		rssDelta := (m.loaded.rssKiB - m.base.rssKiB) * 1024
+		target := ""
+		if m.queued {
+			target = "< 20 MB: " + yesNo(float64(max(goDelta, rssDelta)) < 20e6)
+		}
+		fmt.Fprintf(w, "| %s: Go heap + stacks | +%.1f MB (%.1f KB each; %d waiting) | %s |\n", what, float64(goDelta)/1e6,
+			float64(goDelta)/1e3/float64(memoryQueued), m.waiting, target)
+		fmt.Fprintf(w, "| %s: RSS | %.1f MB -> %.1f MB, +%.1f MB (%.1f KB each) | |\n", what, float64(m.base.rssKiB)*1024/1e6,
+			float64(m.loaded.rssKiB)*1024/1e6, float64(rssDelta)/1e6, float64(rssDelta)/1e3/float64(memoryQueued))
 	}
 	if overErr != nil {
 		fmt.Fprintf(w, "| queue overhead when nothing waits | not measured: %s | < 50 us |\n", clip(overErr.Error(), 120))

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -124,5 +126,27 @@ func TestOverloadBurstCounts(t *testing.T) {
 	}
 	if st.statuses[http.StatusServiceUnavailable] != st.status503 || s.CapacityStats().PeakRunning != 1 {
 		t.Errorf("statuses %v, peak %d", st.statuses, s.CapacityStats().PeakRunning)
+	}
+}
+
+func TestOverloadCaddyfiles(t *testing.T) {
+	backends := []string{"127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:4"}
+	for _, c := range overloadContenders() {
+		cf := c.caddyfile("llamacpp", backends, 31150, 2110)
+		if got := strings.Count(cf, "\tmax_concurrency 2\n"); (c.cap > 0) != (got == len(backends)) || (c.cap == 0 && got != 0) {
+			t.Errorf("%s: %d max_concurrency lines in\n%s", c.name, got, cf)
+		}
+		if (c.queue > 0) != strings.Contains(cf, "queue {") || (c.policy != "") != strings.Contains(cf, "reverse_proxy") {
+			t.Errorf("%s:\n%s", c.name, cf)
+		}
+		if c.queue > 0 && !strings.Contains(cf, fmt.Sprintf("max_size %d", c.queue)) {
+			t.Errorf("%s: no max_size in\n%s", c.name, cf)
+		}
+	}
+}
+
+func TestCurrentRSS(t *testing.T) {
+	if kib, err := currentRSS(os.Getpid()); err != nil || kib <= 0 {
+		t.Fatalf("currentRSS = %d, %v", kib, err)
 	}
 }
