@@ -728,8 +728,9 @@ func printAdmissionCosts(w io.Writer, mems []memoryResult, memErrs []error, over
 		if m.queued {
 			target = "< 20 MB: " + yesNo(float64(max(goDelta, rssDelta)) < 20e6)
 		}
-		fmt.Fprintf(w, "| %s: Go heap + stacks | +%.1f MB (%.1f KB each; %d waiting) | %s |\n", what, float64(goDelta)/1e6,
-			float64(goDelta)/1e3/float64(memoryQueued), m.waiting, target)
+		fmt.Fprintf(w, "| %s: Go heap + stacks | +%.1f MB (%.1f KB each: heap %.1f, stacks %.1f; %d waiting) | %s |\n", what, float64(goDelta)/1e6,
+			float64(goDelta)/1e3/float64(memoryQueued), float64(m.loaded.heapBytes-m.base.heapBytes)/1e3/float64(memoryQueued),
+			float64(m.loaded.stackBytes-m.base.stackBytes)/1e3/float64(memoryQueued), m.waiting, target)
 		fmt.Fprintf(w, "| %s: RSS | %.1f MB -> %.1f MB, +%.1f MB (%.1f KB each) | |\n", what, float64(m.base.rssKiB)*1024/1e6,
 			float64(m.loaded.rssKiB)*1024/1e6, float64(rssDelta)/1e6, float64(rssDelta)/1e3/float64(memoryQueued))
 	}

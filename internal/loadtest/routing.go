@@ -50,7 +50,19 @@ type fleet struct {
 	// with nothing shared (no reuse at all).
 	single bool
 	warmup time.Duration
-	load   string // offered load, for the report
+	// measure scales -routing-duration for this fleet: more for one whose
+	// answers are few or bimodal (loaded model or not), less for one
+	// whose answers all look alike.
+	measure float64
+	load    string // offered load, for the report
+}
+
+// duration is the fleet's measured window.
+func (f fleet) duration(base time.Duration) time.Duration {
+	if f.measure <= 0 {
+		return base
+	}
+	return time.Duration(float64(base) * f.measure).Round(time.Second)
 }
 
 func (f fleet) route() string { return f.kind }
@@ -120,32 +132,39 @@ func fleets() []fleet {
 	r1100.users = usersFor(1.0, 4*vllmSlots, service, think)
 
 	// Ollama: each server holds one model at a time and takes 3 s to load
-	// another; three models, 60/30/10 % of sessions. Light load, so time
-	// to first token is about model placement alone.
-	r2 := fleet{key: "r2", kind: "ollama", load: "~35 %",
-		title:      "3 Ollama-like servers holding one model each (3 s to load another), 3 models used 60/30/10 %",
+	// another; three models, 50/30/20 % of sessions. Each server has 4
+	// slots; a request holds one about 0.45 s (30 ms + prefill of ~500
+	// tokens at 0.2 ms + 16 tokens at 50/s) and thinks 2 s, so 24 users
+	// keep ~4.4 of the 12 slots busy, the popular model ~2.2 of 4: one
+	// server per model can carry it, and a server that swaps on
+	// (1 - 0.5² - 0.3² - 0.2²) = 62 % of arrivals spends them loading.
+	r2 := fleet{key: "r2", kind: "ollama", load: "~37 % of the slots (without loads)",
+		title:      "3 Ollama-like servers holding one model each (3 s to load another), 3 models used by 50/30/20 % of sessions",
 		models:     []string{"llama3.2:3b", "qwen2.5:7b", "mistral:7b"},
-		popularity: []float64{0.6, 0.3, 0.1},
+		popularity: []float64{0.5, 0.3, 0.2},
 		opts:       repeat("ttft=30ms;tps=50;tokens=16;slots=4;queue=64;prefill=200us;maxloaded=1;load=3s", 3),
 		users:      24, think: chat.think, turns: [2]int{2, 6}, system: 1000, systems: 2, userBytes: 150, replyBytes: 350,
-		warmup: 8 * time.Second}
+		warmup: 8 * time.Second, measure: 5.0 / 3}
 
 	// One server of four is 3x slower in every phase. No prefix cache, so
 	// only speed and queueing tell them apart. Offered load ~60 % of what
 	// the fleet can do (3 fast servers + a third of one).
+	// Prefill is faster here (0.3 ms a token), so a request takes ~1.2 s
+	// and the run collects enough answers for a p99.
+	const fastPrefill = 300 * time.Microsecond
 	slow := fmt.Sprintf("ttft=%s;tps=%g;tokens=24;slots=8;queue=512;slowdown=0.04;prefill=%s",
-		20*time.Millisecond*slowFactor, 40.0/slowFactor, vllmPrefill*slowFactor)
+		20*time.Millisecond*slowFactor, 40.0/slowFactor, fastPrefill*slowFactor)
 	r3 := chat
 	r3.key, r3.load = "r3", "~60 %"
 	r3.title = "4 vLLM-like servers, one 3x slower (time to first token, prefill and decode), no prefix cache"
-	r3.opts = append(repeat(vllmBase+";prefill="+vllmPrefill.String(), 3), slow)
+	r3.opts = append(repeat(vllmBase+";prefill="+fastPrefill.String(), 3), slow)
 	// service without a cache: 20 ms + ~1,600 tokens of prefill + decode
-	r3.users = usersFor(0.6, 3*vllmSlots+vllmSlots/slowFactor, 2400*time.Millisecond, think)
+	r3.users = usersFor(0.6, 3*vllmSlots+vllmSlots/slowFactor, 1240*time.Millisecond, think)
 
 	u := fleet{key: "u", kind: "vllm", load: "~70 %",
 		title:  "uniform: 4 equal vLLM-like servers, one-turn requests of 2,000 bytes with nothing shared",
 		models: chat.models, opts: repeat(vllmBase+";prefill="+vllmPrefill.String(), 4),
-		think: chat.think, userBytes: 2000, single: true, warmup: 5 * time.Second}
+		think: chat.think, userBytes: 2000, single: true, warmup: 5 * time.Second, measure: 2.0 / 3}
 	// service: 20 ms + 520 tokens of prefill + decode
 	u.users = usersFor(0.7, 4*vllmSlots, 1300*time.Millisecond, think)
 	return []fleet{r170, r1100, r2, r3, u}
@@ -295,7 +314,7 @@ func runRouting(ctx context.Context, o options, fleetsToRun []fleet, sup *superv
 	cs := routingContenders()
 	var est time.Duration
 	for _, f := range fleetsToRun {
-		est += time.Duration(len(cs)) * (f.warmup + o.routingDuration + 4*time.Second)
+		est += time.Duration(len(cs)) * (f.warmup + f.duration(o.routingDuration) + 4*time.Second)
 	}
 	logf("routing: %d fleets x %d contenders, %s measured each; about %s", len(fleetsToRun), len(cs), o.routingDuration, est.Round(time.Second))
 	results := make([][]routingStats, len(fleetsToRun))
@@ -317,7 +336,7 @@ func runRouting(ctx context.Context, o options, fleetsToRun []fleet, sup *superv
 	}
 	fmt.Fprintln(stdout)
 	for fi, f := range fleetsToRun {
-		printRoutingTable(stdout, f, cs, results[fi])
+		printRoutingTable(stdout, f, cs, results[fi], o.routingDuration)
 		fmt.Fprintln(stdout)
 	}
 	printRoutingTargets(stdout, fleetsToRun, cs, results)
@@ -369,7 +388,7 @@ func runRoutingOne(ctx context.Context, o options, f fleet, c routingContender, 
 	}
 	defer p.stop(3 * time.Second)
 
-	w := newWindow(time.Now(), f.warmup, o.routingDuration)
+	w := newWindow(time.Now(), f.warmup, f.duration(o.routingDuration))
 	resetDone := make(chan error, 1)
 	go func() {
 		if !sleepUntil(ctx, w.measureFrom) {
@@ -731,15 +750,15 @@ func printRoutingProgress(w io.Writer, f fleet, c routingContender, st routingSt
 }
 
 // printRoutingTable prints one fleet's markdown table.
-func printRoutingTable(w io.Writer, f fleet, cs []routingContender, res []routingStats) {
-	fmt.Fprintf(w, "### (%s) %s\n\n%d users, think %s-%s, offered load %s; TTFT is the client's time to the first streamed byte\n\n",
-		f.key, f.title, f.users, f.think[0], f.think[1], f.load)
+func printRoutingTable(w io.Writer, f fleet, cs []routingContender, res []routingStats, routingDurationShown time.Duration) {
+	fmt.Fprintf(w, "### (%s) %s\n\n%d users, think %s-%s, offered load %s, %s measured; TTFT is the client's time to the first streamed byte\n\n",
+		f.key, f.title, f.users, f.think[0], f.think[1], f.load, f.duration(routingDurationShown))
 	fmt.Fprintln(w, "| contender | TTFT p50 | TTFT p99 | answered | success | shed 429/503 | failed | prefix hit | model loads | backend 503s | requests per backend |")
 	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 	for i, c := range cs {
 		st := res[i]
 		if st.skipped != "" {
-			fmt.Fprintf(w, "| %s | not run: %s |||||||||\n", c.name, strings.ReplaceAll(st.skipped, "|", "/"))
+			fmt.Fprintf(w, "| %s | not run: %s |||||||||\n", c.name, clip(strings.ReplaceAll(st.skipped, "|", "/"), 110))
 			continue
 		}
 		succ := 0.0
