@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -342,12 +343,66 @@ func TestNoGoroutineLeak(t *testing.T) {
 	run(50) // warm pools
 	tr.CloseIdleConnections()
 	time.Sleep(200 * time.Millisecond)
-	before := runtime.NumGoroutine()
+	before, kinds := runtime.NumGoroutine(), goroutineKinds()
 	run(1000)
 	tr.CloseIdleConnections()
-	waitFor(t, fmt.Sprintf("goroutines back to %d", before), 10*time.Second, func() bool {
-		return runtime.NumGoroutine() <= before+3
-	})
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > before+3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("goroutines not back to %d+3 after 10 s: %d; more than before: %s",
+				before, runtime.NumGoroutine(), goroutineGrowth(kinds, goroutineKinds()))
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+// goroutineKinds counts the running goroutines by their top three
+// functions, so a leak report can say which kind grew.
+func goroutineKinds() map[string]int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	kinds := map[string]int{}
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		lines := strings.Split(g, "\n")
+		var fns []string
+		for i := 1; i < len(lines) && len(fns) < 3; i += 2 { // function lines; file:line lines follow each
+			fn := lines[i]
+			if j := strings.LastIndex(fn, "("); j > 0 {
+				fn = fn[:j]
+			}
+			fns = append(fns, fn)
+		}
+		kinds[strings.Join(fns, " < ")]++
+	}
+	return kinds
+}
+
+// goroutineGrowth lists the kinds of which there are more in after than in
+// before, most first.
+func goroutineGrowth(before, after map[string]int) string {
+	type grown struct {
+		kind string
+		n    int
+	}
+	var g []grown
+	for k, n := range after {
+		if n > before[k] {
+			g = append(g, grown{k, n - before[k]})
+		}
+	}
+	sort.Slice(g, func(i, j int) bool { return g[i].n > g[j].n })
+	var parts []string
+	for _, x := range g[:min(len(g), 10)] {
+		parts = append(parts, fmt.Sprintf("\n\t+%d %s", x.n, x.kind))
+	}
+	return strings.Join(parts, "")
 }
 
 // TestOtherPathsPassThrough checks olla composes with file_server.
