@@ -329,6 +329,11 @@ func (rq *request) serveOlla() error {
 			message: fmt.Sprintf("unknown provider %q in /olla/%s/: use one of %s, openai, proxy, or /olla/models",
 				prefix, prefix, strings.Join(profiles.Prefixes(), ", "))})
 	}
+	if isResponsesPath(rq.apiPath) {
+		if refused := responsesRoute(route, rq.apiPath); refused != nil {
+			return rq.fail(*refused)
+		}
+	}
 	if handled, err := rq.serveListing(route); handled {
 		return err
 	}
@@ -376,6 +381,11 @@ func (rq *request) proxy(route route) error {
 	if rq.anth != nil {
 		if done, err := rq.anth.routed(&decision); done {
 			return err
+		}
+	}
+	if rq.apiPath == profiles.PathResponses {
+		if refused := responsesCandidates(&decision, model); refused != nil {
+			return rq.fail(*refused)
 		}
 	}
 	if decision.err != nil {

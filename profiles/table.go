@@ -19,6 +19,10 @@ const (
 	pathCompletions     = "/v1/completions"
 	pathEmbeddings      = "/v1/embeddings"
 	pathMessages        = "/v1/messages"
+	// PathResponses is OpenAI's Responses API, served (stateless) by Ollama
+	// 0.13.3+, LM Studio 0.3.29+ and vLLM; the others answer it with 501
+	// from the load balancer.
+	PathResponses = "/v1/responses"
 )
 
 // table holds every backend type, in the order All returns them. To add a
@@ -54,7 +58,7 @@ var table = []*Profile{
 			"/api/pull", "/api/push", "/api/create", "/api/copy", "/api/delete",
 			"/api/blobs/{digest}",
 			pathModels, "/v1/models/{model...}",
-			pathChatCompletions, pathCompletions, pathEmbeddings, pathMessages,
+			pathChatCompletions, pathCompletions, pathEmbeddings, pathMessages, PathResponses,
 		},
 		DefaultPort:  11434,
 		LoadSurfaces: []LoadSurface{{Path: "/api/ps", Format: SignalsOllamaPS}},
@@ -69,7 +73,7 @@ var table = []*Profile{
 		ModelFormat:      FormatLMStudio,
 		AnthropicPath:    pathMessages,
 		Paths: []string{
-			pathModels, pathChatCompletions, pathCompletions, pathEmbeddings, pathMessages,
+			pathModels, pathChatCompletions, pathCompletions, pathEmbeddings, pathMessages, PathResponses,
 			"/api/v0/models", "/api/v0/models/{model...}",
 			"/api/v0/chat/completions", "/api/v0/completions", "/api/v0/embeddings",
 		},
@@ -87,7 +91,7 @@ var table = []*Profile{
 		AnthropicPath:    pathMessages,
 		Paths: []string{
 			"/health", "/metrics", "/version",
-			pathModels, pathChatCompletions, pathCompletions, pathEmbeddings, pathMessages,
+			pathModels, pathChatCompletions, pathCompletions, pathEmbeddings, pathMessages, PathResponses,
 			"/tokenize", "/detokenize", "/v1/tokenize", "/v1/detokenize",
 			"/rerank", "/v1/rerank", "/v2/rerank", "/get_tokenizer_info",
 		},

@@ -36,6 +36,10 @@
 // that forces a tool (tool_choice "tool" or "any") is answered with a
 // tool_use block.
 //
+// Ollama, vLLM and LM Studio serve OpenAI's Responses API, POST
+// /v1/responses, statelessly and as one response object (a streamed
+// request is answered the same way).
+//
 // Unknown paths and wrong methods get the server's own 404/405 answer.
 // Bodies that are not JSON get 400; unknown models get 404 in the server's
 // error shape. The answer's "model" echoes the request's model name.

@@ -27,6 +27,7 @@ type reqFields struct {
 	Messages            rawVal   `json:"messages"`
 	Prompt              rawVal   `json:"prompt"`
 	Input               rawVal   `json:"input"`
+	MaxOutputTokens     float64  `json:"max_output_tokens"` // Responses API
 	Dimensions          int      `json:"dimensions"`
 	EncodingFormat      string   `json:"encoding_format"`
 }

@@ -291,3 +291,58 @@ func (g *gen) appendToolCallCompletion(b []byte) []byte {
 	b = g.appendUsage(b)
 	return append(b, '}')
 }
+
+// handleResponses is OpenAI's Responses API as Ollama, vLLM and LM Studio
+// serve it (stateless): the answer as one response object. A streamed
+// request is answered the same way (its event stream is not simulated).
+func (s *Sim) handleResponses(c *call) {
+	req, err := c.parse()
+	if err != nil {
+		s.invalidJSON(c, err)
+		return
+	}
+	if req.Input.empty() {
+		s.writeErr(c, errSpec{status: http.StatusBadRequest, msg: "input: field required", param: "input"})
+		return
+	}
+	ms := s.models.Load()
+	e, model, ok := s.resolveModel(c, ms, req.Model)
+	if !ok {
+		return
+	}
+	ms.markUsed(e, c.start)
+	g := s.newGen(c, dialectFor(s.kind, true), req, model, e.ctx)
+	if req.MaxOutputTokens > 0 && int(req.MaxOutputTokens) < g.n {
+		g.n, g.finish = int(req.MaxOutputTokens), "length"
+	}
+	release, ok := s.admit(c, g, e.id, req.Input)
+	if !ok {
+		return
+	}
+	defer release()
+	p := pacer{ctx: c.r.Context()}
+	defer p.stop()
+	if !p.until(g.start.Add(g.ttft)) {
+		return
+	}
+	b := append(c.sc.buf[:0], `{"id":"resp_`...)
+	b = append(b, g.id[len(g.id)-12:]...)
+	b = append(b, `","object":"response","created_at":`...)
+	b = g.appendCreated(b)
+	b = append(b, `,"status":"completed","model":`...)
+	b = append(b, g.model...)
+	b = append(b, `,"output":[{"type":"message","id":"msg_`...)
+	b = append(b, g.id[len(g.id)-12:]...)
+	b = append(b, `","status":"completed","role":"assistant","content":[{"type":"output_text","text":`...)
+	b = g.appendText(b)
+	b = append(b, `,"annotations":[]}]}],"usage":{"input_tokens":`...)
+	b = appendInt(b, int64(g.prompt))
+	b = append(b, `,"output_tokens":`...)
+	b = appendInt(b, int64(g.n))
+	b = append(b, `,"total_tokens":`...)
+	b = appendInt(b, int64(g.prompt+g.n))
+	b = append(b, `}}`...)
+	c.sc.buf = b
+	s.tokensOut.Add(int64(g.n))
+	s.writeOK(c, b, false)
+}

@@ -62,6 +62,9 @@ func (s *Sim) buildRoutes() {
 	if s.kind == LlamaCpp {
 		add("/v1/messages/count_tokens", post, 0, apiAnthropic, (*Sim).handleCountTokens)
 	}
+	if s.kind == Ollama || s.kind == VLLM || s.kind == LMStudio {
+		add("/v1/responses", post, classInference, apiOpenAI, (*Sim).handleResponses)
+	}
 
 	switch s.kind {
 	case Ollama:

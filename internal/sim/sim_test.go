@@ -635,3 +635,35 @@ func TestForcedTools(t *testing.T) {
 		}
 	}
 }
+
+func TestResponsesAPI(t *testing.T) {
+	for _, kind := range []string{Ollama, VLLM, LMStudio, LlamaCpp, OpenAI} {
+		s, err := Start(Config{Kind: kind, Models: []string{"m"}, Tokens: 4})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := http.Post(s.URL+"/v1/responses", "application/json", strings.NewReader(`{"model":"m","input":"hi","max_output_tokens":3}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		s.Close()
+		served := kind == Ollama || kind == VLLM || kind == LMStudio
+		var r struct {
+			Object string `json:"object"`
+			Output []struct {
+				Content []struct {
+					Text string `json:"text"`
+				} `json:"content"`
+			} `json:"output"`
+		}
+		switch {
+		case served && (res.StatusCode != 200 || json.Unmarshal(b, &r) != nil || r.Object != "response" ||
+			len(r.Output) != 1 || len(strings.Fields(r.Output[0].Content[0].Text)) != 3):
+			t.Errorf("%s: %d %s", kind, res.StatusCode, b)
+		case !served && res.StatusCode != 404:
+			t.Errorf("%s serves /v1/responses: %d", kind, res.StatusCode)
+		}
+	}
+}
