@@ -35,7 +35,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	olla {
 //		engine           sherpa|olla
 //		profile          auto|streaming|standard
-//		load_balancer    priority|round-robin|least-connections
+//		load_balancer    priority|round-robin|least-connections|adaptive [{
+//			<scorer> <weight>   # adaptive only: warm, load, affinity, ttft, priority, inflight
+//		}]
 //		internal         on|off
 //		stream_idle_timeout     <duration>
 //		response_header_timeout <duration>
@@ -50,6 +52,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			unhealthy_after  <n>
 //			max_connections  <n>
 //			max_concurrency  <n>
+//			load_interval    <duration>|off
 //			forward_client_auth
 //			auth bearer <token> | header <name> <value> | basic <user> <pass>
 //			headers {
@@ -102,6 +105,12 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			discovery_timeout <duration>
 //			discovery_refresh_on_miss
 //		}
+//		sticky_sessions {
+//			idle_ttl          <duration>
+//			max_sessions      <n>
+//			key_sources       session_header|prefix_hash|auth_header|ip...
+//			prefix_hash_bytes <n>
+//		}
 //		queue {
 //			max_size <n>
 //			max_wait <duration>
@@ -131,7 +140,31 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for d.NextBlock(0) {
 		sub := d.Val()
 		switch sub {
-		case "engine", "profile", "load_balancer", "internal":
+		case "load_balancer":
+			if err := once(sub); err != nil {
+				return err
+			}
+			if err := h.parseLoadBalancer(d); err != nil {
+				return err
+			}
+		case "sticky_sessions":
+			if err := once(sub); err != nil {
+				return err
+			}
+			ss := &StickySessions{}
+			h.StickySessions = ss
+			if err := parseBlock(d, map[string]func() error{
+				"idle_ttl":          func() error { return durationArg(d, &ss.IdleTTL) },
+				"max_sessions":      func() error { return intArg(d, &ss.MaxSessions, 1) },
+				"key_sources":       func() error { return listArg(d, &ss.KeySources) },
+				"prefix_hash_bytes": func() error { return intArg(d, &ss.PrefixHashBytes, 1) },
+			}); err != nil {
+				return err
+			}
+			if err := ss.validate(); err != nil {
+				return d.Errf("%v", err)
+			}
+		case "engine", "profile", "internal":
 			if err := once(sub); err != nil {
 				return err
 			}
@@ -146,9 +179,6 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.Engine, err = val, checkEnum(sub, val, engineNames...)
 			case "profile":
 				h.Profile, err = val, checkEnum(sub, val, profileNames...)
-			case "load_balancer":
-				h.LoadBalancer = val
-				_, err = balancer.New(val)
 			case "internal":
 				h.Internal, err = val, checkEnum(sub, val, internalNames...)
 			}
@@ -308,7 +338,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 		default:
-			return d.Errf("unrecognized olla subdirective %q: expected engine, profile, load_balancer, internal, endpoint, aliases, retry, circuit_breaker, rate_limits, cors, request_limits, model_registry, model_discovery, stream_idle_timeout or response_header_timeout", sub)
+			return d.Errf("unrecognized olla subdirective %q: expected engine, profile, load_balancer, internal, endpoint, aliases, retry, circuit_breaker, rate_limits, cors, request_limits, model_registry, model_discovery, queue, sticky_sessions, stream_idle_timeout or response_header_timeout", sub)
 		}
 	}
 	if len(h.Endpoints) == 0 {
@@ -377,6 +407,17 @@ func parseEndpoint(d *caddyfile.Dispenser) (*Endpoint, error) {
 			if err == nil && ep.MaxConcurrency > maxEndpointConcurrency {
 				err = d.Errf("max_concurrency %d is more than %d", ep.MaxConcurrency, maxEndpointConcurrency)
 			}
+		case "load_interval":
+			var v string
+			if v, err = oneArg(d); err == nil {
+				if v == "off" {
+					ep.NoLoadPolling = true
+				} else if dur, perr := caddy.ParseDuration(v); perr != nil || dur < minLoadInterval {
+					err = d.Errf("endpoint %q: load_interval %q is not off or a duration of at least %s", ep.Name, v, minLoadInterval)
+				} else {
+					ep.LoadInterval = caddy.Duration(dur)
+				}
+			}
 		case "forward_client_auth":
 			err = flagArg(d, &ep.ForwardClientAuth)
 		case "auth":
@@ -416,7 +457,7 @@ func parseEndpoint(d *caddyfile.Dispenser) (*Endpoint, error) {
 				"exclude": func() error { return listArg(d, &ep.ModelFilter.Exclude) },
 			})
 		default:
-			return nil, d.Errf("endpoint %q: unrecognized subdirective %q: expected url, type, priority, model_url, health_check_url, check_interval, check_timeout, unhealthy_after, max_connections, max_concurrency, forward_client_auth, auth, headers, tls or model_filter", ep.Name, sub)
+			return nil, d.Errf("endpoint %q: unrecognized subdirective %q: expected url, type, priority, model_url, health_check_url, check_interval, check_timeout, unhealthy_after, max_connections, max_concurrency, load_interval, forward_client_auth, auth, headers, tls or model_filter", ep.Name, sub)
 		}
 		if err != nil {
 			if !strings.HasPrefix(err.Error(), "endpoint ") {
@@ -465,6 +506,39 @@ var repeatable = map[string]bool{"include": true, "exclude": true}
 
 // parseBlock reads a block of subdirectives, each used once unless
 // repeatable. Errors inside it name the block.
+// parseLoadBalancer reads `load_balancer <name> [{ <scorer> <weight>... }]`.
+func (h *Handler) parseLoadBalancer(d *caddyfile.Dispenser) error {
+	if !d.NextArg() {
+		return d.Err("load_balancer needs a value: priority, round-robin, least-connections or adaptive")
+	}
+	h.LoadBalancer = d.Val()
+	if d.NextArg() {
+		return d.Errf("load_balancer takes one value and an optional block of weights, got %q", d.Val())
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		name := d.Val()
+		v, err := oneArg(d)
+		if err != nil {
+			return err
+		}
+		w, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return d.Errf("load_balancer weight of %s: %q is not a number", name, v)
+		}
+		if h.LoadBalancerWeights == nil {
+			h.LoadBalancerWeights = map[string]float64{}
+		}
+		if _, dup := h.LoadBalancerWeights[name]; dup {
+			return d.Errf("load_balancer weight of %s is already set", name)
+		}
+		h.LoadBalancerWeights[name] = w
+	}
+	if _, err := balancer.NewPipeline(balancer.Config{Strategy: h.LoadBalancer, Weights: h.LoadBalancerWeights}); err != nil {
+		return d.Errf("%v", err)
+	}
+	return nil
+}
+
 func parseBlock(d *caddyfile.Dispenser, subs map[string]func() error) error {
 	block := d.Val()
 	if d.NextArg() {

@@ -54,6 +54,14 @@ type Endpoint struct {
 	// -np) and add a `queue` block: requests beyond it then wait for a slot
 	// instead of piling up inside the server.
 	MaxConcurrency int `json:"max_concurrency,omitempty"`
+	// LoadInterval is how often the endpoint's load surface (Ollama
+	// /api/ps, LM Studio /api/v0/models, vLLM and SGLang /metrics,
+	// llama.cpp /slots) is polled for the adaptive balancer and the status
+	// pages. Default 2s; at least 100ms.
+	LoadInterval caddy.Duration `json:"load_interval,omitempty"`
+	// NoLoadPolling turns that polling off (Caddyfile `load_interval off`):
+	// the endpoint's backend signals stay unknown and score neutral.
+	NoLoadPolling bool `json:"no_load_polling,omitempty"`
 	// ForwardClientAuth lets the client's credential headers through to
 	// this endpoint: Authorization, Cookie, X-Api-Key, Api-Key,
 	// X-Goog-Api-Key, X-Auth-Token and any header whose name contains

@@ -44,7 +44,10 @@ type dashboardEndpoint struct {
 	endpointStatus
 	Models      []string `json:"models"`
 	ModelsTotal int      `json:"models_total"`
-	InFlight    int64    `json:"in_flight"`
+	// Warm are the listed models resident now (load signals), drawn as
+	// warm chips; a server that serves all it lists has them all warm
+	Warm     []string `json:"warm_models,omitempty"`
+	InFlight int64    `json:"in_flight"`
 	endpointActivity
 }
 
@@ -73,11 +76,17 @@ func (h *Handler) dashboardData(now time.Time) dashboardPayload {
 		es, _ := describe(st, now)
 		de := dashboardEndpoint{endpointStatus: es, Models: []string{}, InFlight: st.inFlight.Load(),
 			endpointActivity: perEndpoint[es.Name]}
+		sig := st.freshSignals(now)
 		if ms := st.models.Load(); ms != nil {
 			de.ModelsTotal = len(ms.models)
 			for i, m := range ms.models {
 				if i < dashboardModelsPerEndpoint {
 					de.Models = append(de.Models, m.Name)
+					if sig != nil {
+						if resident, _ := sig.Resident(m.Name); resident {
+							de.Warm = append(de.Warm, m.Name)
+						}
+					}
 				}
 				if len(byModel) < dashboardCatalogue || byModel[m.Name] != nil {
 					byModel[m.Name] = append(byModel[m.Name], es.Name)

@@ -53,6 +53,14 @@ type endpointSettings struct {
 	// unhealthyAfter is how many transient probe failures in a row take
 	// the endpoint out (discovery.Judge).
 	unhealthyAfter int
+	// load signals: the surfaces to poll in order of preference, every
+	// loadInterval (0: off), each request bounded by loadTimeout
+	loadSurfaces []loadSurface
+	loadInterval time.Duration
+	loadTimeout  time.Duration
+	// slotCap makes the backend's slot count (llama.cpp /slots) the
+	// concurrency cap when max_concurrency is unset (load_balancer adaptive)
+	slotCap bool
 
 	discoveryInterval time.Duration
 	discoveryTimeout  time.Duration
@@ -152,6 +160,9 @@ func (e *Endpoint) resolve(repl *caddy.Replacer, log *zap.Logger) (*endpointSett
 	}
 	if e.ModelFilter != nil {
 		s.filter = profiles.ModelFilter{Include: e.ModelFilter.Include, Exclude: e.ModelFilter.Exclude}
+	}
+	if err := s.resolveLoad(e); err != nil {
+		return nil, errf("%v", err)
 	}
 	s.forwardAuth = e.ForwardClientAuth
 	s.maxConns = e.MaxConnections

@@ -44,8 +44,16 @@ type Handler struct {
 	// Profile is auto (default: stream SSE/NDJSON, buffer small JSON),
 	// streaming (flush every write) or standard (buffer).
 	Profile string `json:"profile,omitempty"`
-	// LoadBalancer is priority (default), round-robin or least-connections.
+	// LoadBalancer is priority (default), round-robin, least-connections or
+	// adaptive (scores backend signals: model residency, queue, TTFT).
 	LoadBalancer string `json:"load_balancer,omitempty"`
+	// LoadBalancerWeights sets the adaptive balancer's scorer weights by
+	// name (warm, load, affinity, ttft, priority, inflight), 0 to 1000; a
+	// weight of 0 turns a scorer off. Only with adaptive.
+	LoadBalancerWeights map[string]float64 `json:"load_balancer_weights,omitempty"`
+	// StickySessions keeps a session on the endpoint that served it (off
+	// unless given).
+	StickySessions *StickySessions `json:"sticky_sessions,omitempty"`
 	// Endpoints are the backends, in order.
 	Endpoints []*Endpoint `json:"endpoints,omitempty"`
 	// Aliases maps a model name clients use to the names endpoints know, in
@@ -83,7 +91,8 @@ type Handler struct {
 	logger      *zap.Logger
 	states      []*endpointState // config order
 	settings    []*endpointSettings
-	balancer    balancer.Balancer
+	balancer    *balancer.Pipeline
+	sticky      *stickyPolicy
 	engine      engines.Engine
 	sherpa      *sherpa.Engine
 	flush       engines.FlushPolicy
@@ -124,9 +133,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.LoadBalancer == "" {
 		h.LoadBalancer = balancer.Priority
 	}
-	if h.balancer, err = balancer.New(h.LoadBalancer); err != nil {
+	if h.balancer, err = balancer.NewPipeline(balancer.Config{Strategy: h.LoadBalancer, Weights: h.LoadBalancerWeights}); err != nil {
 		return err
 	}
+	h.sticky = newStickyPolicy(h.StickySessions)
 	switch h.Profile {
 	case "streaming":
 		h.flush = engines.FlushAlways
@@ -181,6 +191,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			return err
 		}
 		s.discoveryInterval, s.discoveryTimeout = discoveryInterval, discoveryTimeout
+		s.slotCap = h.LoadBalancer == balancer.Adaptive
 		if cb := h.CircuitBreaker; cb != nil {
 			s.breaker = discovery.BreakerConfig{Threshold: cb.Failures, OpenFor: time.Duration(cb.OpenFor)}
 		}
@@ -392,8 +403,17 @@ func (rq *request) proxy(route route) error {
 		return rq.fail(*decision.err)
 	}
 
-	pk := &picker{remaining: decision.candidates, balancer: h.balancer, maxAttempts: h.maxAttempts, rec: &rq.rec, limits: h.limits,
-		queue: h.queue, req: r, header: rq.w.Header(), metrics: h.app.metrics, panic: decision.panic}
+	pk := &picker{remaining: decision.candidates, balancer: h.balancer, strategy: h.LoadBalancer, maxAttempts: h.maxAttempts,
+		rec: &rq.rec, limits: h.limits, queue: h.queue, req: r, header: rq.w.Header(), metrics: h.app.metrics, panic: decision.panic,
+		sched: balancer.Request{Model: model}, model: model}
+	if h.LoadBalancer == balancer.Adaptive {
+		pk.reasonPrefix = decision.reason + "; "
+	}
+	if h.sticky != nil {
+		pk.sticky = h.sticky.keyFor(r, body, model)
+		pk.sticky.setHeaders(r, hdr)
+		pk.sched.Key, pk.sched.Pinned = pk.sticky.key, pk.sticky.pinned
+	}
 	plan := &engines.Plan{
 		Path:        rq.apiPath,
 		RawQuery:    r.URL.RawQuery,
@@ -406,7 +426,10 @@ func (rq *request) proxy(route route) error {
 
 		StreamIdleTimeout: h.idle,
 		HeaderTimeout:     time.Duration(h.ResponseHeaderTimeout),
-		OnStreamEnd:       rq.streamEnded,
+		OnStreamEnd: func(t engines.Target, firstByte time.Time, n int64, tail *engines.Tail, err error) {
+			pk.firstByte(t, firstByte)
+			rq.streamEnded(t, firstByte, n, tail, err)
+		},
 	}
 	if len(decision.rewrite) > 0 {
 		var rewritten map[string][]byte // one copy per name, not per attempt

@@ -133,10 +133,27 @@ var (
 		"Attempts sent to the endpoint.", []string{"endpoint"}, nil)
 	descEndpointFailures = prometheus.NewDesc("olla_endpoint_failures_total",
 		"Attempts to the endpoint that failed (no answer or a 5xx).", []string{"endpoint"}, nil)
+	descSignalsFresh = prometheus.NewDesc("olla_endpoint_signals_fresh",
+		"1 while the endpoint's load signals are recent enough to schedule on (at most 3 load_intervals old).", []string{"endpoint"}, nil)
+	descSignalAge = prometheus.NewDesc("olla_endpoint_signals_age_seconds",
+		"Age of the endpoint's last good load-signal read.", []string{"endpoint"}, nil)
+	descSignalWaiting = prometheus.NewDesc("olla_endpoint_backend_waiting",
+		"Requests waiting in the backend's own queue, as its load surface last said.", []string{"endpoint"}, nil)
+	descSignalRunning = prometheus.NewDesc("olla_endpoint_backend_running",
+		"Requests the backend is running, as its load surface last said.", []string{"endpoint"}, nil)
+	descSignalSlots = prometheus.NewDesc("olla_endpoint_backend_slots",
+		"Parallel slots the backend reports (llama.cpp /slots).", []string{"endpoint"}, nil)
+	descSignalKV = prometheus.NewDesc("olla_endpoint_backend_kv_cache_usage",
+		"The backend's KV-cache occupancy, 0 to 1.", []string{"endpoint"}, nil)
+	descSignalWarm = prometheus.NewDesc("olla_endpoint_models_warm",
+		"Model names resident on the endpoint now (Ollama /api/ps, LM Studio state), by the last read; a name and its :latest spelling count apart.", []string{"endpoint"}, nil)
+	descSignalPollFailures = prometheus.NewDesc("olla_endpoint_signal_poll_failures_total",
+		"Load-surface polls that gave no signals (missing, slow, too large or unreadable).", []string{"endpoint"}, nil)
 )
 
 func (c endpointCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descUp, descBreaker, descInFlight, descModels, descEndpointRequests, descEndpointFailures} {
+	for _, d := range []*prometheus.Desc{descUp, descBreaker, descInFlight, descModels, descEndpointRequests, descEndpointFailures,
+		descSignalsFresh, descSignalAge, descSignalWaiting, descSignalRunning, descSignalSlots, descSignalKV, descSignalWarm, descSignalPollFailures} {
 		ch <- d
 	}
 }
@@ -163,5 +180,35 @@ func (c endpointCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descModels, prometheus.GaugeValue, float64(models), s.name)
 		ch <- prometheus.MustNewConstMetric(descEndpointRequests, prometheus.CounterValue, float64(st.requests.Load()), s.name)
 		ch <- prometheus.MustNewConstMetric(descEndpointFailures, prometheus.CounterValue, float64(st.failures.Load()), s.name)
+		collectSignals(ch, st, s.name, now)
+	}
+}
+
+// collectSignals reports an endpoint's load signals: only the values its
+// backend exposes, so an absent gauge means "unknown", not zero.
+func collectSignals(ch chan<- prometheus.Metric, st *endpointState, name string, now time.Time) {
+	ch <- prometheus.MustNewConstMetric(descSignalPollFailures, prometheus.CounterValue, float64(st.sched.failures.Load()), name)
+	sig := st.sched.signals.Load()
+	if sig == nil {
+		ch <- prometheus.MustNewConstMetric(descSignalsFresh, prometheus.GaugeValue, 0, name)
+		return
+	}
+	fresh := 0.0
+	if st.freshSignals(now) != nil {
+		fresh = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descSignalsFresh, prometheus.GaugeValue, fresh, name)
+	ch <- prometheus.MustNewConstMetric(descSignalAge, prometheus.GaugeValue, now.Sub(sig.At).Seconds(), name)
+	gauge := func(d *prometheus.Desc, known bool, v float64) {
+		if known {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, name)
+		}
+	}
+	gauge(descSignalWaiting, sig.WaitingKnown, float64(sig.Waiting))
+	gauge(descSignalRunning, sig.RunningKnown, float64(sig.Running))
+	gauge(descSignalSlots, sig.SlotsKnown, float64(sig.SlotsTotal))
+	gauge(descSignalKV, sig.KVKnown, sig.KVUsage)
+	if sig.LoadedKnown {
+		ch <- prometheus.MustNewConstMetric(descSignalWarm, prometheus.GaugeValue, float64(len(sig.LoadedModels())), name)
 	}
 }

@@ -27,12 +27,26 @@ func (c candidates) names() (out []string) {
 // order, counts in-flight attempts, and feeds each attempt's outcome back to
 // the endpoint's passive health.
 type picker struct {
-	remaining   candidates
-	balancer    balancer.Balancer
-	attempts    int
-	maxAttempts int
-	rec         *requestRecord // the request's record, filled per attempt
-	limits      *rateLimiter   // per-endpoint buckets, if any
+	remaining candidates
+	balancer  *balancer.Pipeline
+	strategy  string           // the balancer's name
+	sched     balancer.Request // what the scheduler knows of the request
+	sticky    *stickyRequest   // the request's session, if sticky_sessions is on
+	// reasonPrefix, when set (adaptive), starts X-Olla-Routing-Reason,
+	// which then names the winner's top scores
+	reasonPrefix string
+	// TTFT of the current attempt, recorded once both the first byte and
+	// a successful status are known (engines report them in either order)
+	model        string
+	current      *endpointState
+	attemptStart time.Time
+	firstByteAt  time.Time
+	okStatus     bool
+	ttftDone     bool
+	attempts     int
+	maxAttempts  int
+	rec          *requestRecord // the request's record, filled per attempt
+	limits       *rateLimiter   // per-endpoint buckets, if any
 
 	// admission: candidates found at max_concurrency (or busy) wait here
 	// for a slot, through the site's queue policy if it has one
@@ -65,6 +79,8 @@ func (p *picker) Next() (engines.Target, bool) {
 		}
 	}
 	p.attempts++
+	p.current, p.attemptStart, p.firstByteAt, p.okStatus, p.ttftDone = st, time.Now(), time.Time{}, false, false
+	p.sticky.placed(st, p.header)
 	if p.rec != nil {
 		p.rec.attempts = p.attempts
 		p.rec.failovers = p.attempts - 1
@@ -80,7 +96,7 @@ func (p *picker) Next() (engines.Target, bool) {
 func (p *picker) nextWithRoom() *endpointState {
 	queueing := p.queue != nil && waitingRoom.Depth() > 0
 	for len(p.remaining) > 0 {
-		i := p.balancer.Select(p.remaining)
+		i := p.choose()
 		if i < 0 {
 			return nil
 		}
@@ -93,13 +109,47 @@ func (p *picker) nextWithRoom() *endpointState {
 		if !p.limits.allowEndpoint(st) {
 			continue // at its own rate limit: treated like a busy endpoint
 		}
-		if queueing || !st.inFlight.TryAcquire(int64(st.settings.Load().maxConcurrency)) {
+		if queueing || !st.inFlight.TryAcquire(st.concurrencyCap()) {
 			p.full = append(p.full, st)
 			continue
 		}
 		return st
 	}
 	return nil
+}
+
+// choose is the index of the next candidate to try: the session's endpoint
+// or its rendezvous home under sticky sessions (except with adaptive, which
+// weighs the pin as one of its scores), else the balancer's choice.
+func (p *picker) choose() int {
+	if p.strategy != balancer.Adaptive {
+		if i := p.sticky.choose(p); i >= 0 {
+			return i
+		}
+	}
+	i, why := p.balancer.Schedule(p.sched, &p.remaining)
+	if p.reasonPrefix != "" && p.header != nil && i >= 0 {
+		p.header.Set("X-Olla-Routing-Reason", p.reasonPrefix+why.String())
+	}
+	return i
+}
+
+// firstByte notes when the current attempt's first body byte arrived.
+func (p *picker) firstByte(t engines.Target, at time.Time) {
+	if st, ok := t.(*endpointState); ok && st == p.current && !at.IsZero() {
+		p.firstByteAt = at
+		p.recordTTFT()
+	}
+}
+
+// recordTTFT feeds a successful attempt's time to first byte to the
+// endpoint's TTFT average for the model (the adaptive balancer's speed).
+func (p *picker) recordTTFT() {
+	if p.ttftDone || !p.okStatus || p.firstByteAt.IsZero() || p.current == nil {
+		return
+	}
+	p.ttftDone = true
+	p.current.observeTTFT(p.model, p.firstByteAt.Sub(p.attemptStart))
 }
 
 // Remaining implements engines.Picker.
@@ -129,6 +179,10 @@ func (p *picker) Done(t engines.Target, out engines.Outcome) {
 	st.latencyNs.Add(int64(out.HeaderLatency))
 	st.bytesOut.Add(out.Bytes)
 	now := time.Now()
+	if st == p.current && out.Err == nil && out.Status >= 200 && out.Status < 300 {
+		p.okStatus = true
+		p.recordTTFT()
+	}
 	switch {
 	case out.ClientGone(), out.TransformFailed():
 		// not the backend's doing

@@ -127,7 +127,7 @@ func (st *endpointState) TryEnter() bool {
 	if now := time.Now(); !st.routable(now) && !st.panicEligible(now) {
 		return false
 	}
-	return st.inFlight.TryAcquire(int64(st.settings.Load().maxConcurrency))
+	return st.inFlight.TryAcquire(st.concurrencyCap())
 }
 
 // Leave gives a slot back; use waitingRoom.Release, which also hands it on.

@@ -61,6 +61,8 @@ type endpointState struct {
 	probes    atomic.Int64
 	latencyNs atomic.Int64 // sum of header latencies, for the average
 
+	sched schedState // load signals and TTFT, for the adaptive balancer (signals.go)
+
 	// probeCtx lives as long as the state; probes in flight end with it.
 	probeCtx    context.Context
 	probeCancel context.CancelFunc

@@ -85,6 +85,8 @@ func (rq *request) serveInternal(path string) error {
 		return nil
 	case "/internal/stats/models":
 		return rq.serveModelStats()
+	case "/internal/stats/sticky":
+		return rq.serveStickyStats()
 	case "/internal/stats/translators":
 		return rq.serveTranslatorStats()
 	case "/internal/process":
@@ -232,6 +234,8 @@ type endpointStatus struct {
 	LastModelSyncAt   string `json:"last_model_sync_at,omitempty"`
 	ModelError        string `json:"model_error,omitempty"`
 	Issues            string `json:"issues,omitempty"`
+	// Signals are the backend's load signals (signals.go)
+	Signals *signalStatus `json:"signals,omitempty"`
 }
 
 // endpointID is a stable short id of an endpoint's sanitised URL and name.
@@ -285,7 +289,11 @@ func describe(st *endpointState, now time.Time) (endpointStatus, endpointStatus)
 	if until := st.parkedTill(now); !until.IsZero() {
 		es.ParkedUntil = until.UTC().Format(time.RFC3339)
 	}
+	sig := st.signalStatus(now)
+	es.Signals = &sig
 	stable := es
+	// what scheduling changes on, not the counts that move every poll
+	stable.Signals = &signalStatus{Polling: sig.Polling, Fresh: sig.Fresh, Warm: sig.Warm, Serves: sig.Serves, Problem: sig.Problem}
 	stable.Reason = "" // carries latencies
 	stable.AvgLatencyMs = nil
 	stable.SuccessRate = ""

@@ -49,10 +49,17 @@ func (h *Handler) Validate() error {
 			return err
 		}
 	}
-	if h.LoadBalancer != "" {
-		if _, err := balancer.New(h.LoadBalancer); err != nil {
+	if h.LoadBalancer != "" || len(h.LoadBalancerWeights) > 0 {
+		strategy := h.LoadBalancer
+		if strategy == "" {
+			strategy = balancer.Priority
+		}
+		if _, err := balancer.NewPipeline(balancer.Config{Strategy: strategy, Weights: h.LoadBalancerWeights}); err != nil {
 			return err
 		}
+	}
+	if err := h.StickySessions.validate(); err != nil {
+		return err
 	}
 	if err := checkDurations(map[string]caddy.Duration{
 		"stream_idle_timeout":     h.StreamIdleTimeout,
@@ -331,6 +338,9 @@ func (e *Endpoint) validate() error {
 		if err := checkSubURL(sub.v); err != nil {
 			return errf("%s %v", sub.name, err)
 		}
+	}
+	if e.LoadInterval < 0 || e.LoadInterval != 0 && time.Duration(e.LoadInterval) < minLoadInterval {
+		return errf("load_interval %s is too short (at least %s; `load_interval off` turns polling off)", time.Duration(e.LoadInterval), minLoadInterval)
 	}
 	if e.MaxConcurrency < 0 || e.MaxConcurrency > maxEndpointConcurrency {
 		return errf("max_concurrency must be between 0 (no cap) and %d, got %d", maxEndpointConcurrency, e.MaxConcurrency)

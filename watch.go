@@ -27,6 +27,7 @@ const (
 // startWatcher runs st's watcher until the app stops or the endpoint's
 // state is destructed. The caller holds a.mu.
 func (a *App) startWatcher(st *endpointState) {
+	a.startLoadPoller(st) // signals.go
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()

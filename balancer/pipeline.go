@@ -44,9 +44,10 @@ type Set struct {
 	// MinTTFT is the fastest known TTFT among the filtered candidates
 	// (0: none known).
 	MinTTFT time.Duration
-	// Affinity is the index of the candidate the request's session or prefix
-	// key hashes to (rendezvous hashing with a load bound), or -1 when the
-	// request has no key or the pipeline no affinity scorer.
+	// Affinity is the index of the candidate the request is pinned to
+	// (Request.Pinned) or else the one its session or prefix key hashes to
+	// (rendezvous hashing with a load bound), or -1 when the request has no
+	// key or the pipeline no affinity scorer.
 	Affinity int
 }
 
@@ -285,7 +286,15 @@ func (p *Pipeline) schedule(in *Request, c Candidates, why *Reason) int {
 		}
 	}
 	if p.affinity {
-		if key, ok := r.affinityKey(); ok {
+		if r.Pinned != "" {
+			for i := range s.cands {
+				if s.kept[i] && s.cands[i].Name == r.Pinned {
+					set.Affinity = i
+					break
+				}
+			}
+		}
+		if key, ok := r.affinityKey(); ok && set.Affinity < 0 {
 			set.Affinity = rendezvousKept(key, s.cands, s.kept, s.totals, p.loadBound) // totals are free until scoring
 		}
 	}

@@ -15,6 +15,14 @@ type Request struct {
 	// PrefixHash is a hash of the prompt's first bytes, used for affinity
 	// when there is no SessionKey (0: none).
 	PrefixHash uint64
+	// Key is an affinity key the caller hashed already (a sticky session's
+	// key, see [HashKey]); it takes precedence over SessionKey and
+	// PrefixHash (0: none).
+	Key uint64
+	// Pinned names the endpoint the request's session is pinned to; when it
+	// is among the kept candidates it is the affinity target instead of the
+	// key's rendezvous home, so a session stays where its cache is.
+	Pinned string
 	// ClientKey names the client for fairness decisions (not used by the
 	// built-in scorers; carried for filters that need it).
 	ClientKey string
@@ -23,6 +31,9 @@ type Request struct {
 // affinityKey returns the key rendezvous hashing places, and false when the
 // request carries none.
 func (r *Request) affinityKey() (uint64, bool) {
+	if r.Key != 0 {
+		return r.Key, true
+	}
 	if r.SessionKey != "" {
 		return HashKey(r.SessionKey), true
 	}

@@ -38,7 +38,8 @@ function renderEndpoints(list) {
       el("dt", {}, "tokens/s"), el("dd", {}, e.tokens_per_second ? e.tokens_per_second.toFixed(1) : "–"),
       el("dt", {}, "requests"), el("dd", {}, e.request_count + " (" + e.success_rate + " ok)"));
     const models = el("div", { class: "models" });
-    for (const m of e.models) models.append(el("span", { class: "chip" }, m));
+    const warm = new Set(e.warm_models || []);
+    for (const m of e.models) models.append(el("span", warm.has(m) ? { class: "chip warm", title: "resident now" } : { class: "chip" }, m));
     if (e.models_total > e.models.length) models.append(el("span", { class: "muted" }, "+" + (e.models_total - e.models.length) + " more"));
     return el("article", { class: "card " + st, "data-endpoint": e.name, "data-status": st },
       el("h3", {}, el("span", {}, e.name), el("span", { class: "badge " + st }, st)), dl, models);

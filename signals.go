@@ -1,0 +1,401 @@
+package olla
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-olla/olla/balancer"
+	"github.com/caddy-olla/olla/discovery"
+	"github.com/caddy-olla/olla/profiles"
+)
+
+// Load-signal polling: each endpoint's load surface (profiles.LoadSurface)
+// is read on its own interval, one request at a time, and the parsed
+// signals are kept on the endpoint's pooled state for the adaptive balancer
+// and the status pages. A surface that is missing, slow, huge or unreadable
+// leaves the signals absent: the endpoint then scores neutral, and is never
+// unroutable for that alone.
+const (
+	defaultLoadInterval = 2 * time.Second
+	minLoadInterval     = 100 * time.Millisecond
+	// maxLoadTimeout bounds one poll; a shorter interval bounds it further.
+	maxLoadTimeout = 2 * time.Second
+	// maxLoadBody caps a load surface's body; a bigger one is refused.
+	maxLoadBody = 1 << 20
+	// signalMaxAge is how many intervals a signal stays usable.
+	signalMaxAge = 3
+)
+
+// loadSurface is a profile's load surface resolved against the endpoint's URL.
+type loadSurface struct {
+	url     string
+	surface profiles.LoadSurface
+}
+
+// resolveLoad fills the load-polling settings from the endpoint's config.
+func (s *endpointSettings) resolveLoad(e *Endpoint) error {
+	if e.NoLoadPolling || len(s.profile.LoadSurfaces) == 0 {
+		return nil
+	}
+	s.loadInterval = defaultLoadInterval
+	if e.LoadInterval > 0 {
+		s.loadInterval = time.Duration(e.LoadInterval)
+	}
+	s.loadTimeout = min(s.loadInterval, maxLoadTimeout)
+	for _, ls := range s.profile.LoadSurfaces {
+		u, err := endpointSubURL(s.url, "", ls.Path)
+		if err != nil {
+			return fmt.Errorf("load surface %s: %v", ls.Path, err)
+		}
+		s.loadSurfaces = append(s.loadSurfaces, loadSurface{url: u, surface: ls})
+	}
+	return nil
+}
+
+// schedState is what the scheduler knows about an endpoint beyond health:
+// the backend's last signals and our TTFT per model.
+type schedState struct {
+	signals atomic.Pointer[profiles.Signals] // nil: absent (never read, or the last poll failed)
+	// problem is why the last poll gave no signals ("" after a good one,
+	// nil before the first poll); it is logged when it changes
+	problem  atomic.Pointer[signalProblem]
+	nextLoad atomic.Int64 // unix nanos; claimed like nextCheck
+	polls    atomic.Int64
+	failures atomic.Int64
+	// ttft holds one moving average per model the endpoint lists, created
+	// on the first sample: a map replaced whole on each new model (rare)
+	// and read without a lock on every selection
+	ttft   atomic.Pointer[map[string]*balancer.EWMA]
+	ttftMu sync.Mutex // serialises new entries
+}
+
+// signalProblem is a failed poll: kind is stable (it decides whether to
+// log), detail says more on the status page.
+type signalProblem struct {
+	kind   string
+	detail string
+	at     time.Time
+}
+
+// startLoadPoller runs st's load poller beside its watcher, with the same
+// lifetime. The caller holds a.mu.
+func (a *App) startLoadPoller(st *endpointState) {
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		ctx, cancel := context.WithCancel(a.loops)
+		defer cancel()
+		stop := context.AfterFunc(st.probeCtx, cancel)
+		defer stop()
+		a.pollLoad(ctx, st)
+	}()
+}
+
+// pollLoad polls st's load surface whenever it is due. A poll is claimed by
+// a compare-and-swap on nextLoad, so two configs overlapping in a reload
+// never poll one endpoint twice.
+func (a *App) pollLoad(ctx context.Context, st *endpointState) {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		}
+		now := time.Now()
+		s := st.settings.Load()
+		if s.loadInterval == 0 {
+			st.sched.signals.Store(nil) // turned off by a reload
+			timer.Reset(watchTick)
+			continue
+		}
+		due := st.sched.nextLoad.Load()
+		if wait := time.Duration(due - now.UnixNano()); wait > 0 {
+			timer.Reset(min(wait, watchTick))
+			continue
+		}
+		if !st.sched.nextLoad.CompareAndSwap(due, now.Add(s.loadInterval+s.loadTimeout).UnixNano()) {
+			timer.Reset(0)
+			continue
+		}
+		if st.health.Load().status.Routable() {
+			a.pollOnce(ctx, st, s)
+		}
+		next := time.Now().Add(s.loadInterval)
+		st.sched.nextLoad.Store(next.UnixNano())
+		timer.Reset(min(s.loadInterval, watchTick))
+	}
+}
+
+// pollOnce reads the endpoint's load surfaces in order until one answers
+// 200 with a body its parser accepts.
+func (a *App) pollOnce(ctx context.Context, st *endpointState, s *endpointSettings) {
+	var sig *profiles.Signals
+	var prob *signalProblem
+	for _, ls := range s.loadSurfaces {
+		got, p := fetchSignals(ctx, st, s, ls)
+		if ctx.Err() != nil {
+			return
+		}
+		if p == nil {
+			sig, prob = got, nil
+			break
+		}
+		prob = p
+		if p.kind == "unreachable" {
+			break // the next surface is on the same server
+		}
+	}
+	st.sched.polls.Add(1)
+	if prob != nil {
+		st.sched.failures.Add(1)
+		prob.at = time.Now()
+	} else {
+		prob = &signalProblem{}
+	}
+	st.sched.signals.Store(sig)
+	prev := st.sched.problem.Swap(prob)
+	switch {
+	case prev != nil && prev.kind == prob.kind, prev == nil && prob.kind == "":
+	case prob.kind == "":
+		a.logger.Info("load signals readable again", zap.String("endpoint", s.name))
+	default:
+		a.logger.Warn("load signals unavailable; the endpoint is scored neutral", zap.String("endpoint", s.name),
+			zap.String("problem", prob.kind), zap.String("detail", prob.detail))
+	}
+}
+
+// fetchSignals GETs one load surface and parses it.
+func fetchSignals(ctx context.Context, st *endpointState, s *endpointSettings, ls loadSurface) (*profiles.Signals, *signalProblem) {
+	ctx, cancel := context.WithTimeout(ctx, s.loadTimeout)
+	defer cancel()
+	problem := func(kind, detail string) *signalProblem {
+		return &signalProblem{kind: ls.surface.Path + ": " + kind, detail: detail}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, ls.url, nil)
+	if err != nil {
+		return nil, problem("bad request", err.Error())
+	}
+	for k, v := range s.header {
+		req.Header[k] = v
+	}
+	req.Header.Set("User-Agent", "olla-caddy-signals")
+	client := &http.Client{Transport: st.transport.Load(), CheckRedirect: noRedirects}
+	res, err := client.Do(req)
+	if err != nil {
+		reason := discovery.TransportReason(err, s.loadTimeout)
+		if ctx.Err() != nil {
+			return nil, problem("timeout", reason)
+		}
+		return nil, &signalProblem{kind: "unreachable", detail: reason}
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return nil, problem(fmt.Sprintf("answered %d", res.StatusCode), "")
+	}
+	body, err := io.ReadAll(io.LimitReader(res.Body, maxLoadBody+1))
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, problem("timeout", "body not read in "+s.loadTimeout.String())
+		}
+		return nil, problem("cut off", discovery.TransportReason(err, s.loadTimeout))
+	}
+	if len(body) > maxLoadBody {
+		return nil, problem("too large", fmt.Sprintf("more than %d bytes", maxLoadBody))
+	}
+	sig, err := s.profile.ParseSignals(ls.surface, body)
+	if err != nil {
+		detail := err.Error()
+		if len(detail) > 200 {
+			detail = detail[:200] + "..."
+		}
+		return nil, problem("unreadable", detail)
+	}
+	return &sig, nil
+}
+
+// freshSignals returns the endpoint's signals if they are recent enough to
+// use (at most signalMaxAge intervals old), else nil.
+func (st *endpointState) freshSignals(now time.Time) *profiles.Signals {
+	sig := st.sched.signals.Load()
+	if sig == nil {
+		return nil
+	}
+	s := st.settings.Load()
+	if s.loadInterval == 0 || now.Sub(sig.At) > signalMaxAge*s.loadInterval {
+		return nil
+	}
+	return sig
+}
+
+// concurrencyCap is the endpoint's cap on attempts in flight (0: none): its
+// max_concurrency, else, under the adaptive balancer, the slot count its
+// backend reports (llama.cpp /slots) while that is fresh. Admission
+// (TryEnter), the picker and the scheduler all read it here.
+func (st *endpointState) concurrencyCap() int64 {
+	s := st.settings.Load()
+	if s.maxConcurrency > 0 {
+		return int64(s.maxConcurrency)
+	}
+	if s.slotCap {
+		if sig := st.freshSignals(time.Now()); sig != nil && sig.SlotsKnown && sig.SlotsTotal > 0 {
+			return sig.SlotsTotal
+		}
+	}
+	return 0
+}
+
+// maxTTFTModels bounds the TTFT table of an endpoint with a short list.
+const maxTTFTModels = 64
+
+// observeTTFT records a time to first token for model, which the endpoint
+// must list: the table holds only listed models (plus a few spellings), so
+// clients naming random models cannot grow it.
+func (st *endpointState) observeTTFT(model string, d time.Duration) {
+	if model == "" || d <= 0 {
+		return
+	}
+	name, ok := st.lookupModel(model)
+	if !ok {
+		return
+	}
+	if m := st.sched.ttft.Load(); m != nil {
+		if avg, ok := (*m)[name]; ok {
+			avg.Observe(d)
+			return
+		}
+	}
+	st.sched.ttftMu.Lock()
+	defer st.sched.ttftMu.Unlock()
+	var old map[string]*balancer.EWMA
+	if m := st.sched.ttft.Load(); m != nil {
+		old = *m
+	}
+	avg, ok := old[name]
+	if !ok {
+		limit := maxTTFTModels
+		if ms := st.models.Load(); ms != nil {
+			limit = max(limit, 2*len(ms.models))
+		}
+		if len(old) >= limit {
+			return
+		}
+		next := make(map[string]*balancer.EWMA, len(old)+1)
+		for k, v := range old {
+			next[k] = v
+		}
+		avg = new(balancer.EWMA)
+		next[name] = avg
+		st.sched.ttft.Store(&next)
+	}
+	avg.Observe(d)
+}
+
+// ttftFor is the endpoint's moving TTFT for model (0: none yet).
+func (st *endpointState) ttftFor(model string) time.Duration {
+	if m := st.sched.ttft.Load(); m != nil {
+		if avg, ok := (*m)[model]; ok {
+			return avg.Value()
+		}
+	}
+	return 0
+}
+
+// schedSignals fills in the endpoint as the balancer sees it for model
+// (out starts zeroed: every value unknown). It does not allocate for a
+// lower-case model name.
+func (st *endpointState) schedSignals(model string, out *balancer.Signals) {
+	out.MaxConcurrency, out.TTFT = st.concurrencyCap(), st.ttftFor(model)
+	sig := st.sched.signals.Load()
+	if sig == nil {
+		return // never read, or the last poll failed: every value unknown
+	}
+	out.At, out.MaxAge = sig.At, signalMaxAge*st.settings.Load().loadInterval
+	if model != "" {
+		if resident, known := sig.Resident(model); known {
+			out.Warm = balancer.Cold
+			if resident {
+				out.Warm = balancer.Warm
+			}
+		}
+	}
+	out.QueueKnown = sig.WaitingKnown || sig.RunningKnown
+	out.Waiting, out.Running = sig.Waiting, sig.Running
+	out.SlotsKnown, out.Slots = sig.SlotsKnown, sig.SlotsTotal
+	out.KVKnown, out.KVUsage = sig.KVKnown, sig.KVUsage
+}
+
+// Name and Signals make candidates a balancer.SignalSource.
+func (c candidates) Name(i int) string { return c[i].Name() }
+func (c candidates) Signals(i int, model string, out *balancer.Signals) {
+	c[i].schedSignals(model, out)
+}
+
+var _ balancer.SignalSource = candidates(nil)
+
+// signalStatus is an endpoint's load signals as the status routes show them.
+type signalStatus struct {
+	Polling  string   `json:"polling"` // "off", or the interval
+	Surface  string   `json:"surface,omitempty"`
+	Age      string   `json:"age,omitempty"` // since the last good read
+	Fresh    bool     `json:"fresh"`
+	Warm     []string `json:"warm_models,omitempty"`
+	Serves   bool     `json:"serves_listed,omitempty"` // every listed model counts as warm
+	Waiting  *int64   `json:"waiting,omitempty"`
+	Running  *int64   `json:"running,omitempty"`
+	Slots    *int64   `json:"slots,omitempty"`
+	KVUsage  *float64 `json:"kv_usage,omitempty"`
+	Cap      int64    `json:"concurrency_cap,omitempty"`
+	Problem  string   `json:"problem,omitempty"`
+	Polls    int64    `json:"polls"`
+	Failures int64    `json:"failed_polls"`
+}
+
+func (st *endpointState) signalStatus(now time.Time) signalStatus {
+	s := st.settings.Load()
+	out := signalStatus{Polling: "off", Polls: st.sched.polls.Load(), Failures: st.sched.failures.Load(), Cap: st.concurrencyCap()}
+	if s.loadInterval == 0 {
+		return out
+	}
+	out.Polling = s.loadInterval.String()
+	paths := make([]string, len(s.loadSurfaces))
+	for i, ls := range s.loadSurfaces {
+		paths[i] = ls.surface.Path
+	}
+	out.Surface = strings.Join(paths, ", ")
+	if p := st.sched.problem.Load(); p != nil && p.kind != "" {
+		out.Problem = p.kind
+		if p.detail != "" {
+			out.Problem += " (" + p.detail + ")"
+		}
+	}
+	sig := st.sched.signals.Load()
+	if sig == nil {
+		return out
+	}
+	out.Age = now.Sub(sig.At).Round(time.Millisecond).String()
+	out.Fresh = st.freshSignals(now) != nil
+	out.Warm, out.Serves = sig.LoadedModels(), sig.ServesListed
+	if sig.WaitingKnown {
+		out.Waiting = &sig.Waiting
+	}
+	if sig.RunningKnown {
+		out.Running = &sig.Running
+	}
+	if sig.SlotsKnown {
+		out.Slots = &sig.SlotsTotal
+	}
+	if sig.KVKnown {
+		out.KVUsage = &sig.KVUsage
+	}
+	return out
+}

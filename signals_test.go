@@ -1,0 +1,208 @@
+package olla
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/caddy-olla/olla/balancer"
+	"github.com/caddy-olla/olla/discovery"
+)
+
+// polledEndpoint builds an endpoint's state as Provision would, for a
+// backend at url.
+func polledEndpoint(t testing.TB, url, typ string, interval time.Duration) (*endpointState, *endpointSettings) {
+	t.Helper()
+	e := &Endpoint{Name: "ep", URL: url, Type: typ, LoadInterval: caddy.Duration(interval)}
+	s, err := e.resolve(caddy.NewReplacer(), zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := newEndpointState(s)
+	t.Cleanup(func() { _ = st.Destruct() })
+	return st, s
+}
+
+// TestSignalPollBadSurfaces: a load surface that is garbage, huge, slow,
+// missing, or an /api/ps that lists too many models leaves the signals
+// absent (every value unknown, so the endpoint scores neutral), and each
+// kind of failure is logged once however many polls repeat it; a good
+// read after it is logged once too. One row per hostile surface.
+func TestSignalPollBadSurfaces(t *testing.T) {
+	manyModels := func() string {
+		var b strings.Builder
+		b.WriteString(`{"models":[`)
+		for i := range 10_000 {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, `{"name":"m%d:latest","model":"m%d:latest","size":1}`, i, i)
+		}
+		b.WriteString(`]}`)
+		return b.String()
+	}()
+	huge := "# HELP x y\n" + strings.Repeat("vllm:num_requests_waiting{engine=\"0\"} 1\n", 40_000) // > 1 MiB
+	tests := []struct {
+		name, typ, path string
+		handler         http.HandlerFunc
+	}{
+		{"garbage metrics", "vllm", "/metrics", func(w http.ResponseWriter, _ *http.Request) {
+			fmt.Fprint(w, "<html>\x00\x01 not prometheus {{{{")
+		}},
+		{"metrics without the load metrics", "vllm", "/metrics", func(w http.ResponseWriter, _ *http.Request) {
+			fmt.Fprint(w, "process_cpu_seconds_total 12\n")
+		}},
+		{"negative and NaN counts", "vllm", "/metrics", func(w http.ResponseWriter, _ *http.Request) {
+			fmt.Fprint(w, "vllm:num_requests_waiting -3\nvllm:num_requests_running NaN\n")
+		}},
+		{"huge metrics", "vllm", "/metrics", func(w http.ResponseWriter, _ *http.Request) {
+			fmt.Fprint(w, huge)
+		}},
+		{"slow metrics", "vllm", "/metrics", func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-r.Context().Done():
+			case <-time.After(10 * time.Second):
+			}
+		}},
+		{"missing metrics", "vllm", "/metrics", http.NotFound},
+		{"ps with 10,000 models", "ollama", "/api/ps", func(w http.ResponseWriter, _ *http.Request) {
+			fmt.Fprint(w, manyModels)
+		}},
+		{"ps that is not JSON", "ollama", "/api/ps", func(w http.ResponseWriter, _ *http.Request) {
+			fmt.Fprint(w, `{"models":[{"name":`)
+		}},
+		{"slots with no slots", "llamacpp", "/slots", func(w http.ResponseWriter, _ *http.Request) {
+			fmt.Fprint(w, `[]`)
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			good := make(chan struct{})
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				select {
+				case <-good:
+					switch r.URL.Path {
+					case "/metrics":
+						fmt.Fprint(w, "vllm:num_requests_waiting 2\nvllm:num_requests_running 1\n")
+					case "/api/ps":
+						fmt.Fprint(w, `{"models":[{"name":"a:latest","model":"a:latest"}]}`)
+					case "/slots":
+						fmt.Fprint(w, `[{"id":0,"is_processing":true},{"id":1,"is_processing":false}]`)
+					default:
+						http.NotFound(w, r)
+					}
+					return
+				default:
+				}
+				if r.URL.Path == tc.path || tc.typ == "llamacpp" {
+					tc.handler(w, r)
+					return
+				}
+				http.NotFound(w, r)
+			}))
+			defer srv.Close()
+			core, logs := observer.New(zapcore.InfoLevel)
+			a := &App{logger: zap.New(core)}
+			st, s := polledEndpoint(t, srv.URL, tc.typ, 100*time.Millisecond)
+			for range 4 {
+				a.pollOnce(context.Background(), st, s)
+				if sig := st.sched.signals.Load(); sig != nil {
+					t.Fatalf("signals kept from a bad surface: %+v", sig)
+				}
+				var got balancer.Signals
+				st.schedSignals("a", &got)
+				if got.Warm != balancer.WarmUnknown || got.QueueKnown || got.SlotsKnown || got.KVKnown {
+					t.Fatalf("a bad surface gave known values: %+v", got)
+				}
+			}
+			if n := logs.FilterMessage("load signals unavailable; the endpoint is scored neutral").Len(); n != 1 {
+				t.Errorf("%d warnings for 4 polls of one failure, want 1: %v", n, logs.All())
+			}
+			if st := st.signalStatus(time.Now()); st.Problem == "" || st.Failures != 4 || st.Fresh {
+				t.Errorf("status does not show the failure: %+v", st)
+			}
+			close(good)
+			for range 3 {
+				a.pollOnce(context.Background(), st, s)
+			}
+			if st.sched.signals.Load() == nil {
+				t.Fatalf("a good read after the bad ones gave no signals (problem %+v)", st.sched.problem.Load())
+			}
+			if n := logs.FilterMessage("load signals readable again").Len(); n != 1 {
+				t.Errorf("%d recovery lines for 3 good polls, want 1", n)
+			}
+			var got balancer.Signals
+			if st.schedSignals("a", &got); got.Warm == balancer.WarmUnknown && !got.QueueKnown && !got.SlotsKnown {
+				t.Errorf("good signals unused: %+v", got)
+			}
+		})
+	}
+}
+
+// TestSignalsGoStale: signals older than three load intervals are ignored.
+func TestSignalsGoStale(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprint(w, `{"models":[{"name":"a:latest","model":"a:latest"}]}`)
+	}))
+	defer srv.Close()
+	a := &App{logger: zap.NewNop()}
+	st, s := polledEndpoint(t, srv.URL, "ollama", time.Second)
+	a.pollOnce(context.Background(), st, s)
+	var sig balancer.Signals
+	st.schedSignals("a", &sig)
+	if st.freshSignals(time.Now()) == nil || sig.Warm != balancer.Warm {
+		t.Fatal("a fresh read is not used")
+	}
+	if st.freshSignals(time.Now().Add(3*time.Second+time.Millisecond)) != nil {
+		t.Error("signals older than 3 intervals are still fresh")
+	}
+	if st.freshSignals(time.Now().Add(2*time.Second)) == nil {
+		t.Error("signals 2 intervals old are already stale")
+	}
+}
+
+// TestSlotCap: under adaptive (slotCap), a llama.cpp endpoint's slot count
+// caps its concurrency when max_concurrency is unset; a configured
+// max_concurrency wins, and without slotCap there is no cap.
+func TestSlotCap(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprint(w, `[{"id":0,"is_processing":false},{"id":1,"is_processing":false},{"id":2,"is_processing":true}]`)
+	}))
+	defer srv.Close()
+	a := &App{logger: zap.NewNop()}
+	st, s := polledEndpoint(t, srv.URL, "llamacpp", time.Second)
+	a.pollOnce(context.Background(), st, s)
+	st.health.Store(&healthSnapshot{status: discovery.StatusHealthy})
+	if got := st.concurrencyCap(); got != 0 {
+		t.Errorf("cap without adaptive = %d, want 0", got)
+	}
+	capped := *s
+	capped.slotCap = true
+	st.settings.Store(&capped)
+	if got := st.concurrencyCap(); got != 3 {
+		t.Errorf("cap from /slots = %d, want 3", got)
+	}
+	for range 3 {
+		if !st.TryEnter() {
+			t.Fatal("a slot was refused below the cap")
+		}
+	}
+	if st.TryEnter() {
+		t.Error("a fourth attempt entered an endpoint with 3 slots")
+	}
+	configured := capped
+	configured.maxConcurrency = 5
+	st.settings.Store(&configured)
+	if got := st.concurrencyCap(); got != 5 {
+		t.Errorf("max_concurrency 5 gives cap %d", got)
+	}
+}

@@ -1,0 +1,403 @@
+package olla
+
+import (
+	"bytes"
+	"container/list"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-olla/olla/balancer"
+)
+
+// StickySessions is the `sticky_sessions` block: requests of one session go
+// to the endpoint that served it before, so the backend's prompt cache is
+// reused. The keys and headers are the standalone Olla proxy's
+// (proxy.sticky_sessions). A key seen for the first time goes to its
+// rendezvous home among the candidates (skipping any loaded above 1.25 x
+// the mean), so two proxies with one config place a new session alike
+// without sharing state; a local pin store keeps it there.
+type StickySessions struct {
+	// IdleTTL forgets a session unused for this long (default 10m).
+	IdleTTL caddy.Duration `json:"idle_ttl,omitempty"`
+	// MaxSessions bounds the pin store; the least recently used pin goes
+	// first (default 10000).
+	MaxSessions int `json:"max_sessions,omitempty"`
+	// KeySources are tried in order, the first that gives a key wins:
+	// session_header (X-Olla-Session-ID), prefix_hash (the first
+	// prefix_hash_bytes of the request's messages or prompt),
+	// auth_header (Authorization) and ip (the client's address). Default
+	// session_header, prefix_hash, auth_header.
+	KeySources []string `json:"key_sources,omitempty"`
+	// PrefixHashBytes is how much of the messages the prefix_hash key
+	// reads (default 512).
+	PrefixHashBytes int `json:"prefix_hash_bytes,omitempty"`
+}
+
+// Sticky-session defaults and bounds.
+const (
+	defaultStickyTTL         = 10 * time.Minute
+	defaultStickySessions    = 10_000
+	maxStickySessions        = 1_000_000
+	defaultPrefixHashBytes   = 512
+	maxPrefixHashBytes       = 1 << 20
+	sessionHeader            = "X-Olla-Session-ID"
+	maxEchoedSessionIDLength = 256
+
+	keySession = "session_header"
+	keyPrefix  = "prefix_hash"
+	keyAuth    = "auth_header"
+	keyIP      = "ip"
+)
+
+var stickyKeySources = []string{keySession, keyPrefix, keyAuth, keyIP}
+
+func (ss *StickySessions) validate() error {
+	if ss == nil {
+		return nil
+	}
+	if ss.IdleTTL < 0 {
+		return fmt.Errorf("sticky_sessions idle_ttl must not be negative")
+	}
+	if ss.MaxSessions < 0 || ss.MaxSessions > maxStickySessions {
+		return fmt.Errorf("sticky_sessions max_sessions must be between 1 and %d (0 for the default %d), got %d", maxStickySessions, defaultStickySessions, ss.MaxSessions)
+	}
+	if ss.PrefixHashBytes < 0 || ss.PrefixHashBytes > maxPrefixHashBytes {
+		return fmt.Errorf("sticky_sessions prefix_hash_bytes must be between 1 and %d (0 for the default %d), got %d", maxPrefixHashBytes, defaultPrefixHashBytes, ss.PrefixHashBytes)
+	}
+	seen := map[string]bool{}
+	for _, src := range ss.KeySources {
+		if err := checkEnum("sticky_sessions key source", src, stickyKeySources...); err != nil || src == "" {
+			return fmt.Errorf("unknown sticky_sessions key source %q: expected %s", src, orList(stickyKeySources))
+		}
+		if seen[src] {
+			return fmt.Errorf("sticky_sessions key source %q is listed twice", src)
+		}
+		seen[src] = true
+	}
+	return nil
+}
+
+// stickyPolicy is a validated StickySessions with its pin store.
+type stickyPolicy struct {
+	sources     []string
+	prefixBytes int
+	pins        *pinStore
+}
+
+func newStickyPolicy(ss *StickySessions) *stickyPolicy {
+	if ss == nil {
+		return nil
+	}
+	p := &stickyPolicy{sources: ss.KeySources, prefixBytes: defaultPrefixHashBytes}
+	if len(p.sources) == 0 {
+		p.sources = []string{keySession, keyPrefix, keyAuth}
+	}
+	if ss.PrefixHashBytes > 0 {
+		p.prefixBytes = ss.PrefixHashBytes
+	}
+	ttl, size := defaultStickyTTL, defaultStickySessions
+	if ss.IdleTTL > 0 {
+		ttl = time.Duration(ss.IdleTTL)
+	}
+	if ss.MaxSessions > 0 {
+		size = ss.MaxSessions
+	}
+	p.pins = newPinStore(size, ttl)
+	return p
+}
+
+// stickyRequest is one request's session: its hashed key, where it was
+// pinned, and (once an endpoint is chosen) the outcome.
+type stickyRequest struct {
+	policy  *stickyPolicy
+	key     uint64 // 0: no key
+	source  string
+	pinned  string // endpoint name the key was pinned to ("" none)
+	outcome string
+}
+
+// keyFor computes the request's session key from the first source that
+// gives one. Every key is hashed with the model: the same conversation
+// with another model is another session. Nothing of the request is kept.
+func (p *stickyPolicy) keyFor(r *http.Request, body []byte, model string) *stickyRequest {
+	sr := &stickyRequest{policy: p}
+	for _, src := range p.sources {
+		var material []byte
+		switch src {
+		case keySession:
+			if v := r.Header.Get(sessionHeader); v != "" {
+				material = []byte(v)
+			}
+		case keyPrefix:
+			material = promptPrefix(body, p.prefixBytes)
+		case keyAuth:
+			if v := r.Header.Get("Authorization"); v != "" {
+				material = []byte(v)
+			}
+		case keyIP:
+			material = []byte(clientIP(r))
+		}
+		if len(material) == 0 {
+			continue
+		}
+		sr.source = src
+		sr.key = stickyHash(src, material, model)
+		break
+	}
+	if sr.key != 0 {
+		sr.pinned = p.pins.get(sr.key, time.Now())
+	}
+	return sr
+}
+
+// stickyHash hashes a key source's material with the model (FNV-1a with
+// a finaliser, as the balancer hashes keys); 0 is kept for "no key".
+func stickyHash(source string, material []byte, model string) uint64 {
+	h := uint64(14695981039346656037)
+	add := func(b []byte) {
+		for _, c := range b {
+			h ^= uint64(c)
+			h *= 1099511628211
+		}
+		h ^= 0xff // separator
+		h *= 1099511628211
+	}
+	add([]byte(source))
+	add(material)
+	add([]byte(model))
+	// a 64-bit finaliser, so that similar keys spread over the rendezvous
+	h ^= h >> 33
+	h *= 0xff51afd7ed558ccd
+	h ^= h >> 33
+	h *= 0xc4ceb9fe1a85ec53
+	h ^= h >> 33
+	if h == 0 {
+		h = 1
+	}
+	return h
+}
+
+// promptPrefix is the first n bytes of the body's top-level "messages"
+// value (as sent, so one conversation's turns share it), or of "prompt"
+// when there are no messages. body is JSON extractModel accepted.
+func promptPrefix(body []byte, n int) []byte {
+	v := topLevelValue(body, `"messages"`)
+	if len(v) == 0 || string(v) == "null" || string(v) == "[]" {
+		v = topLevelValue(body, `"prompt"`)
+	}
+	if len(v) == 0 || string(v) == "null" || string(v) == `""` {
+		return nil
+	}
+	return v[:min(len(v), n)]
+}
+
+// topLevelValue returns the raw value of key (quotes included) in a JSON
+// object known to be valid, or nil.
+func topLevelValue(body []byte, key string) []byte {
+	s := scanner{b: body}
+	s.skipSpace()
+	if s.i >= len(body) || body[s.i] != '{' {
+		return nil
+	}
+	s.i++
+	for s.i < len(body) {
+		s.skipSpace()
+		if s.i >= len(body) || body[s.i] == '}' {
+			return nil
+		}
+		if body[s.i] == ',' {
+			s.i++
+			s.skipSpace()
+		}
+		start := s.i
+		s.skipString()
+		k := body[start:min(s.i, len(body))]
+		s.skipSpace()
+		s.i++ // ':'
+		s.skipSpace()
+		valStart := s.i
+		if s.skipValue() != nil {
+			return nil
+		}
+		if bytes.Equal(k, []byte(key)) {
+			return body[valStart:min(s.i, len(body))]
+		}
+	}
+	return nil
+}
+
+// choose is the sticky choice among p.remaining for a strategy other than
+// adaptive (adaptive weighs the pin as its affinity scorer): the pinned
+// endpoint if it is still a candidate and routable, else the key's
+// rendezvous home. It returns -1 when the request has no key.
+func (sr *stickyRequest) choose(p *picker) int {
+	if sr == nil || sr.key == 0 {
+		return -1
+	}
+	c := p.remaining
+	now := time.Now()
+	if sr.pinned != "" {
+		for i, st := range c {
+			if st.Name() == sr.pinned && st.routable(now) {
+				return i
+			}
+		}
+	}
+	// a new key: rendezvous over the candidates (the top priority tier
+	// under the priority balancer), skipping any loaded above the bound
+	top := 0
+	for i, st := range c {
+		if pr := st.settings.Load().priority; i == 0 || pr > top {
+			top = pr
+		}
+	}
+	names := make([]string, 0, len(c))
+	loads := make([]float64, 0, len(c))
+	index := make([]int, 0, len(c))
+	for i, st := range c {
+		if p.strategy == balancer.Priority && st.settings.Load().priority != top {
+			continue
+		}
+		capacity := float64(max(st.concurrencyCap(), 1))
+		names = append(names, st.Name())
+		loads = append(loads, float64(st.inFlight.Load())/capacity)
+		index = append(index, i)
+	}
+	if w := balancer.Rendezvous(sr.key, names, loads, balancer.DefaultLoadBound); w >= 0 {
+		return index[w]
+	}
+	return -1
+}
+
+// placed records where the request went and sets its headers.
+func (sr *stickyRequest) placed(st *endpointState, h http.Header) {
+	if sr == nil || sr.key == 0 {
+		return
+	}
+	name := st.Name()
+	switch {
+	case sr.pinned == name:
+		sr.outcome = "hit"
+	case sr.pinned != "":
+		sr.outcome = "repin"
+	default:
+		sr.outcome = "miss"
+	}
+	sr.policy.pins.put(sr.key, name, sr.outcome, time.Now())
+	if h != nil {
+		h.Set("X-Olla-Sticky-Session", sr.outcome)
+	}
+}
+
+// setHeaders announces the key source before an endpoint is chosen (a
+// request refused later still says how it was keyed).
+func (sr *stickyRequest) setHeaders(r *http.Request, h http.Header) {
+	if sr.key == 0 {
+		h.Set("X-Olla-Sticky-Session", "disabled")
+		return
+	}
+	h.Set("X-Olla-Sticky-Key-Source", sr.source)
+	if sr.source == keySession {
+		if v := r.Header.Get(sessionHeader); len(v) <= maxEchoedSessionIDLength && !strings.ContainsAny(v, "\r\n") {
+			h.Set(sessionHeader, v)
+		}
+	}
+}
+
+// pinStore maps hashed session keys to endpoint names: an LRU bounded by
+// max, whose entries also expire after idle. It never holds a raw key.
+type pinStore struct {
+	mu    sync.Mutex
+	max   int
+	ttl   time.Duration
+	order *list.List // of *pin, most recently used first
+	byKey map[uint64]*list.Element
+
+	insertions, hits, misses, repins, evictions, expirations int64
+}
+
+type pin struct {
+	key      uint64
+	endpoint string // the endpoint's own name string, shared
+	last     time.Time
+}
+
+func newPinStore(max int, ttl time.Duration) *pinStore {
+	return &pinStore{max: max, ttl: ttl, order: list.New(), byKey: make(map[uint64]*list.Element, min(max, 1024))}
+}
+
+// get returns key's endpoint, or "" when it has none or it expired.
+func (ps *pinStore) get(key uint64, now time.Time) string {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	e, ok := ps.byKey[key]
+	if !ok {
+		return ""
+	}
+	p := e.Value.(*pin)
+	if now.Sub(p.last) > ps.ttl {
+		ps.remove(e)
+		ps.expirations++
+		return ""
+	}
+	return p.endpoint
+}
+
+// put pins key to endpoint and counts the outcome.
+func (ps *pinStore) put(key uint64, endpoint, outcome string, now time.Time) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	switch outcome {
+	case "hit":
+		ps.hits++
+	case "repin":
+		ps.repins++
+	default:
+		ps.misses++
+	}
+	if e, ok := ps.byKey[key]; ok {
+		p := e.Value.(*pin)
+		p.endpoint, p.last = endpoint, now
+		ps.order.MoveToFront(e)
+		return
+	}
+	// expired pins sit at the back: drop them first, then the least
+	// recently used while the store is full
+	for back := ps.order.Back(); back != nil && now.Sub(back.Value.(*pin).last) > ps.ttl; back = ps.order.Back() {
+		ps.remove(back)
+		ps.expirations++
+	}
+	for ps.order.Len() >= ps.max {
+		ps.remove(ps.order.Back())
+		ps.evictions++
+	}
+	ps.byKey[key] = ps.order.PushFront(&pin{key: key, endpoint: endpoint, last: now})
+	ps.insertions++
+}
+
+func (ps *pinStore) remove(e *list.Element) {
+	delete(ps.byKey, e.Value.(*pin).key)
+	ps.order.Remove(e)
+}
+
+// stats is the store as /internal/stats/sticky shows it.
+func (ps *pinStore) stats() map[string]any {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	return map[string]any{"enabled": true, "active_sessions": ps.order.Len(), "insertions": ps.insertions,
+		"hits": ps.hits, "misses": ps.misses, "repins": ps.repins, "evictions": ps.evictions,
+		"expirations": ps.expirations, "max_sessions": ps.max, "idle_ttl_seconds": int64(ps.ttl / time.Second)}
+}
+
+// serveStickyStats answers /internal/stats/sticky.
+func (rq *request) serveStickyStats() error {
+	if rq.h.sticky == nil {
+		return rq.writeJSON(http.StatusOK, map[string]any{"enabled": false})
+	}
+	return rq.writeJSON(http.StatusOK, rq.h.sticky.pins.stats())
+}
