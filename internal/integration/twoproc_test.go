@@ -1,0 +1,104 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddy-olla/olla/internal/sim"
+)
+
+// secondPort is where the second Caddy process listens.
+const secondPort = 40181
+
+// TestStickyTwoProcesses: two Caddy processes with one config, sharing no
+// state, send each new session to the same endpoint. The first is the
+// in-process Caddy every test here uses; the second is a real caddy binary
+// built from ./cmd/caddy and run as its own process (caddytest holds the
+// one admin port, so a second in-process Caddy is not possible, and a
+// second process is the honest test of "no shared state" anyway).
+func TestStickyTwoProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a caddy binary")
+	}
+	names := []string{"e1", "e2", "e3", "e4"}
+	var block string
+	for _, n := range names {
+		s := startSim(t, sim.Config{Kind: sim.OpenAI, Name: n, Models: []string{"m"}})
+		block += endpointBlock(n, s.URL, "openai-compatible")
+	}
+	block += "load_balancer adaptive\nsticky_sessions {\n key_sources session_header\n}\n"
+
+	bin := filepath.Join(t.TempDir(), "caddy")
+	build := exec.Command("go", "build", "-o", bin, "github.com/caddy-olla/olla/cmd/caddy")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the second caddy: %v\n%s", err, out)
+	}
+	dir := t.TempDir()
+	second := strings.NewReplacer("admin localhost:2999", "admin off",
+		fmt.Sprint(httpPort), fmt.Sprint(secondPort), "https_port 40443", "https_port 40444").Replace(site(block))
+	cfg := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(cfg, []byte(second), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, bin, "run", "--config", cfg, "--adapter", "caddyfile")
+	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_CONFIG_HOME="+dir, "XDG_DATA_HOME="+dir)
+	var logs strings.Builder
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		_ = cmd.Wait()
+	})
+
+	load(t, site(block))
+	waitRoutable(t, names...)
+	secondBase := fmt.Sprintf("http://localhost:%d", secondPort)
+	waitFor(t, "the second caddy's endpoints routable", 30*time.Second, func() bool {
+		res, err := client.Get(secondBase + "/internal/ready")
+		if err != nil {
+			return false
+		}
+		defer res.Body.Close()
+		var body struct {
+			Routable int `json:"endpoints_routable"`
+		}
+		return json.NewDecoder(res.Body).Decode(&body) == nil && body.Routable == len(names)
+	})
+
+	placed := map[string]int{}
+	for i := range 24 {
+		id := fmt.Sprintf("session-%d", i)
+		var got [2]string
+		for j, b := range []string{base, secondBase} {
+			req, _ := http.NewRequest(http.MethodPost, b+"/olla/openai/v1/chat/completions", strings.NewReader(`{"model":"m","max_tokens":1,"messages":[{"role":"user","content":"hi"}]}`))
+			req.Header.Set("X-Olla-Session-ID", id)
+			res, err := client.Do(req)
+			if err != nil {
+				t.Fatalf("%s: %v\nsecond caddy's log:\n%s", b, err, logs.String())
+			}
+			res.Body.Close()
+			if res.StatusCode != 200 || res.Header.Get("X-Olla-Sticky-Session") != "miss" {
+				t.Fatalf("%s %s: %d sticky %q", b, id, res.StatusCode, res.Header.Get("X-Olla-Sticky-Session"))
+			}
+			got[j] = res.Header.Get("X-Olla-Endpoint")
+		}
+		if got[0] != got[1] || got[0] == "" {
+			t.Errorf("%s: first caddy chose %q, second %q", id, got[0], got[1])
+		}
+		placed[got[0]]++
+	}
+	if len(placed) < 3 {
+		t.Errorf("24 sessions landed on %d endpoints (%v): the agreement proves little", len(placed), placed)
+	}
+}
