@@ -605,11 +605,60 @@ func (c *conv) proxy(m *mapping, h *handler) error {
 			return err
 		}
 		if on {
-			sf.warn("sticky sessions (KV-cache affinity) are not supported by the Caddy module yet; requests are spread by load_balancer %q; ignored", h.LoadBalancer)
+			if h.StickySessions, err = stickySessionsOf(sm); err != nil {
+				return err
+			}
+		} else {
+			for _, k := range []string{"idle_ttl_seconds", "max_sessions", "key_sources", "prefix_hash_bytes"} {
+				sm.ignore(k, "sticky sessions are off (enabled: false); ignored")
+			}
 		}
+		sm.done()
 	}
 	return nil
 }
+
+// stickySessionsOf maps proxy.sticky_sessions (enabled) onto the handler's
+// sticky_sessions block; the keys and defaults are the same.
+func stickySessionsOf(sm *mapping) (*stickySessions, error) {
+	out := &stickySessions{}
+	ttl, err := optInt(sm, "idle_ttl_seconds", 600)
+	if err != nil {
+		return nil, err
+	}
+	if ttl == 0 {
+		// the standalone keeps pins forever (only max_sessions bounds them)
+		ttl = noStickyTTL
+		sm.entries["idle_ttl_seconds"].warn("0 (no idle expiry) is written as %s; max_sessions still bounds the pins", fmtDuration(time.Duration(noStickyTTL)*time.Second))
+	}
+	out.IdleTTL = fmtDuration(time.Duration(ttl) * time.Second)
+	if out.MaxSessions, err = optInt(sm, "max_sessions", 10_000); err != nil {
+		return nil, err
+	}
+	if out.PrefixHashBytes, err = optInt(sm, "prefix_hash_bytes", 512); err != nil {
+		return nil, err
+	}
+	if f := sm.get("key_sources"); f != nil {
+		list, err := f.list()
+		if err != nil {
+			return nil, err
+		}
+		for _, item := range list {
+			src, err := item.str()
+			if err != nil {
+				return nil, err
+			}
+			if err := oneOf(item, src, "session_header", "prefix_hash", "auth_header", "ip"); err != nil {
+				return nil, err
+			}
+			out.KeySources = append(out.KeySources, src)
+		}
+	}
+	return out, nil
+}
+
+// noStickyTTL (seconds) stands for the standalone's "no idle expiry": a year.
+const noStickyTTL = 365 * 24 * 3600
 
 func (c *conv) discovery(m *mapping, h *handler) error {
 	if t, f, err := optString(m, "type", "static"); err != nil {

@@ -339,6 +339,16 @@ func TestMappings(t *testing.T) {
 			warn: []string{"model_aliases.big"},
 		},
 		{
+			name: "sticky sessions map onto the handler's block",
+			yaml: "proxy:\n  sticky_sessions: {enabled: true, idle_ttl_seconds: 120, max_sessions: 500, key_sources: [session_header, ip], prefix_hash_bytes: 256}\n" + oneEndpoint,
+			want: map[string]any{"h.sticky_sessions": map[string]any{"idle_ttl": "2m", "max_sessions": 500, "key_sources": []string{"session_header", "ip"}, "prefix_hash_bytes": 256}},
+		},
+		{
+			name: "sticky sessions with the standalone's defaults",
+			yaml: "proxy:\n  sticky_sessions: {enabled: true}\n" + oneEndpoint,
+			want: map[string]any{"h.sticky_sessions": map[string]any{"idle_ttl": "10m", "max_sessions": 10000, "prefix_hash_bytes": 512}},
+		},
+		{
 			name: "sections that are switched off are not warned about",
 			yaml: "dashboard: {enabled: false}\ntranslators: {anthropic: {enabled: false}}\nproxy: {sticky_sessions: {enabled: false}}\n" + oneEndpoint,
 			want: map[string]any{"h.engine": "olla"},
@@ -388,6 +398,8 @@ func TestErrors(t *testing.T) {
 		{"port not a number", "server:\n  port: http\n" + oneEndpoint, 2, []string{"server.port", "not a whole number"}},
 		{"unknown engine", "proxy:\n  engine: turbo\n" + oneEndpoint, 2, []string{"proxy.engine", `"turbo"`, "olla, sherpa"}},
 		{"unknown balancer", "proxy:\n  load_balancer: random\n" + oneEndpoint, 2, []string{"proxy.load_balancer", "least-connections"}},
+		{"unknown sticky key source", "proxy:\n  sticky_sessions:\n    enabled: true\n    key_sources: [session_header, cookie]\n" + oneEndpoint, 4, []string{"key_sources[1]", `"cookie"`, "prefix_hash"}},
+		{"negative sticky max_sessions", "proxy:\n  sticky_sessions: {enabled: true, max_sessions: -5}\n" + oneEndpoint, 2, []string{"max_sessions", "negative"}},
 		{"unknown profile", "proxy:\n  profile: fast\n" + oneEndpoint, 2, []string{"proxy.profile"}},
 		{"duration without unit", "proxy:\n  read_timeout: 30\n" + oneEndpoint, 2, []string{"proxy.read_timeout", "no unit"}},
 		{"bad duration", "proxy:\n  read_timeout: soon\n" + oneEndpoint, 2, []string{"proxy.read_timeout", "not a duration"}},
@@ -479,7 +491,7 @@ proxy:
   retry_backoff: 1s
   retry: {enabled: true}
   profile_filter: {include: [ollama]}
-  sticky_sessions: {enabled: true}
+  sticky_sessions: {enabled: true, idle_ttl_seconds: 0}
 discovery:
   type: consul
   refresh_interval: 30s
@@ -517,7 +529,7 @@ extra: 1
 		{6, "server.colour"}, {8, "proxy.stream_buffer_size"}, {9, "proxy.connection_timeout"},
 		{10, "proxy.connection_keep_alive"}, {11, "proxy.tls_handshake_timeout"}, {12, "proxy.response_timeout"},
 		{13, "proxy.max_retries"}, {14, "proxy.retry_backoff"}, {15, "proxy.retry"}, {16, "proxy.profile_filter"},
-		{17, "proxy.sticky_sessions"}, {19, "discovery.type"}, {20, "discovery.refresh_interval"},
+		{17, "proxy.sticky_sessions.idle_ttl_seconds"}, {19, "discovery.type"}, {20, "discovery.refresh_interval"},
 		{21, "discovery.health_check"}, {23, "discovery.model_discovery.enabled"},
 		{24, "discovery.model_discovery.concurrent_workers"}, {25, "discovery.model_discovery.retry_attempts"},
 		{26, "discovery.model_discovery.retry_backoff"}, {32, "discovery.static.endpoints[0].weight"},

@@ -74,6 +74,14 @@ type handler struct {
 	CORS                  *cors               `json:"cors,omitempty"`
 	ModelRegistry         *modelRegistry      `json:"model_registry,omitempty"`
 	ModelDiscovery        *modelDiscovery     `json:"model_discovery,omitempty"`
+	StickySessions        *stickySessions     `json:"sticky_sessions,omitempty"`
+}
+
+type stickySessions struct {
+	IdleTTL         string   `json:"idle_ttl,omitempty"`
+	MaxSessions     int      `json:"max_sessions,omitempty"`
+	KeySources      []string `json:"key_sources,omitempty"`
+	PrefixHashBytes int      `json:"prefix_hash_bytes,omitempty"`
 }
 
 type endpoint struct {
