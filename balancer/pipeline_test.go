@@ -646,3 +646,30 @@ func TestAdaptiveConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestPinnedAndKey: a precomputed Key places like the SessionKey it was
+// hashed from; a Pinned endpoint among the candidates is the affinity
+// target instead of the key's home, and an absent one falls back to the
+// home.
+func TestPinnedAndKey(t *testing.T) {
+	f := newFleet("ep-a", "ep-b", "ep-c", "ep-d")
+	p := mustPipeline(t, Config{Strategy: Adaptive})
+	home, _ := p.Schedule(Request{SessionKey: "conv-1"}, f)
+	if i, _ := p.Schedule(Request{Key: HashKey("conv-1")}, f); i != home {
+		t.Errorf("Key placed on %d, SessionKey on %d", i, home)
+	}
+	pinned := (home + 1) % 4
+	i, why := p.Schedule(Request{Key: HashKey("conv-1"), Pinned: f.names[pinned]}, f)
+	if i != pinned || !strings.Contains(why.String(), "affinity=1") {
+		t.Errorf("pinned to %s: chose %d (%s)", f.names[pinned], i, why.String())
+	}
+	if i, _ := p.Schedule(Request{Key: HashKey("conv-1"), Pinned: "gone"}, f); i != home {
+		t.Errorf("a pin to an absent endpoint chose %d, want the key's home %d", i, home)
+	}
+	// a pinned endpoint that is full loses to the others' load and warmth
+	f.signals[pinned] = Signals{MaxConcurrency: 1}
+	f.hold(pinned, 1)
+	if i, _ := p.Schedule(Request{Key: HashKey("conv-1"), Pinned: f.names[pinned]}, f); i == pinned {
+		t.Error("a full pinned endpoint was chosen while others had room")
+	}
+}
