@@ -597,7 +597,8 @@ func (c *anthropicCall) record() {
 	s := &anthropicStats
 	s.total.Add(1)
 	s.latencyNs.Add(int64(time.Since(c.start)))
-	if c.ok && c.answered {
+	// a passed-through stream that broke off counts as failed
+	if c.ok && c.answered && c.rq.rec.streamErr == nil {
 		s.successes.Add(1)
 	} else {
 		s.failures.Add(1)

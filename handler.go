@@ -253,6 +253,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		// every rule checks what the backend would see
 		prefix, apiPath, _ := strings.Cut(path[len("/olla/"):], "/")
 		rq.prefix, rq.apiPath = prefix, "/"+apiPath
+		if prefix == anthropicPrefix {
+			w.Header().Set(modeHeader, modeTranslation) // even on a refusal before routing
+		}
 		if clean, err := engines.NormalizeAPIPath(rq.apiPath, r.URL.EscapedPath()); err != nil {
 			badPath = err // answered in the format of the path as written
 		} else {

@@ -398,3 +398,52 @@ func TestResponsesAPI(t *testing.T) {
 		t.Error("the OpenAI-compatible backend was sent /v1/responses")
 	}
 }
+
+// TestAnthropicAliasesAndLimits: an alias is renamed to each endpoint's own
+// name in both modes, and a refusal before routing (a rate limit) still
+// names the mode and speaks Anthropic's envelope.
+func TestAnthropicAliasesAndLimits(t *testing.T) {
+	native := startSim(t, sim.Config{Kind: sim.Ollama, Models: []string{"tiny:latest"}, Name: "native"})
+	oai := startSim(t, sim.Config{Kind: sim.OpenAI, Models: []string{"small"}, Name: "oai"})
+	load(t, site(endpointBlock("native", native.URL, "ollama")+endpointBlock("oai", oai.URL, "openai")+
+		"\naliases {\n claude-local tiny:latest small\n}\n"))
+	waitRoutable(t, "native", "oai")
+
+	res := post(t, anthropicMessages, messagesBody("claude-local", false))
+	m := decodeMessage(t, res)
+	if res.StatusCode != 200 || res.Header.Get("X-Olla-Mode") != "passthrough" || len(res.Header.Values("X-Olla-Mode")) != 1 {
+		t.Fatalf("alias on passthrough: %d %v %+v", res.StatusCode, res.Header.Values("X-Olla-Mode"), m)
+	}
+	if rec, _ := native.LastRequestTo("/v1/messages"); !strings.Contains(string(rec.Body), `"model":"tiny:latest"`) {
+		t.Errorf("native backend got model %s, want tiny:latest", rec.Body)
+	}
+
+	// the native endpoint fails: the translated one gets its own name
+	native.SetFault(sim.Fault{Mode: sim.FaultStatus, Status: 502, Path: "/v1/messages", Times: 1})
+	res = post(t, anthropicMessages, messagesBody("claude-local", false))
+	m = decodeMessage(t, res)
+	if res.StatusCode != 200 || res.Header.Get("X-Olla-Mode") != "translation" || len(res.Header.Values("X-Olla-Mode")) != 1 ||
+		m.Model != "claude-local" {
+		t.Fatalf("alias on translation: %d %v %+v", res.StatusCode, res.Header.Values("X-Olla-Mode"), m)
+	}
+	if rec, _ := oai.LastRequestTo("/v1/chat/completions"); !strings.Contains(string(rec.Body), `"model":"small"`) {
+		t.Errorf("OpenAI backend got %s, want model small", rec.Body)
+	}
+
+	// a rate limit answers before routing: still Anthropic's envelope and a mode
+	load(t, site(endpointBlock("native", native.URL, "ollama")+"\nrate_limits {\n per_ip_requests_per_minute 1\n burst_size 1\n}\n"))
+	waitRoutable(t, "native")
+	var last *http.Response
+	for i := 0; i < 3; i++ {
+		last = post(t, anthropicMessages, messagesBody("tiny", false))
+		if last.StatusCode == http.StatusTooManyRequests {
+			break
+		}
+		readAll(t, last)
+	}
+	m = decodeMessage(t, last)
+	if last.StatusCode != http.StatusTooManyRequests || m.Error.Type != "rate_limit_error" || last.Header.Get("X-Olla-Mode") == "" ||
+		last.Header.Get("Request-Id") == "" {
+		t.Fatalf("rate limited: %d %+v %v", last.StatusCode, m, last.Header)
+	}
+}
