@@ -1,2 +1,32 @@
 // Package olla is the Olla LLM load balancer as a Caddy module.
+//
+// The root package is glue: Caddy modules (the olla app and the
+// http.handlers.olla handler), the endpoint registry and request
+// orchestration. Decisions live in leaf packages: profiles (backend types,
+// model lists, load signals), balancer (the scheduling pipeline),
+// admission (the queue), discovery (health), engines (proxying).
+//
+// A request on /olla/<provider>/<api path> goes through, in order:
+//
+//  1. handler.go ServeHTTP: CORS, rate limits, path normalisation, header
+//     size; the body is read once (bounded) and its model extracted
+//     (bodyscan.go).
+//  2. routing.go route: the endpoints of the route's types that are
+//     routable and serve the model (aliases, fallbacks, panic routing).
+//  3. sticky.go keyFor, with sticky_sessions: the session key (hashed)
+//     and the endpoint it is pinned to.
+//  4. picker.go Next, per attempt: choose asks the sticky pin (strategies
+//     other than adaptive) or the balancer.Pipeline, which reads each
+//     candidate through the candidates type: priority, our in-flight
+//     count, and (signals.go) the backend's polled load signals, the
+//     concurrency cap and a TTFT average per endpoint and model. A
+//     candidate without room is set aside; when all are full the request
+//     waits in the admission queue (queue.go).
+//  5. The engine (olla or sherpa) sends the attempt and fails over before
+//     the first byte; picker.Done feeds the outcome to passive health and
+//     the TTFT average, and record.go the metrics and the dashboard.
+//
+// Each endpoint's state (endpointState, pooled across configs and
+// reloads) is refreshed in the background by its watcher (watch.go:
+// health and model discovery) and its load poller (signals.go).
 package olla

@@ -242,16 +242,25 @@ func (st *endpointState) freshSignals(now time.Time) *profiles.Signals {
 // backend reports (llama.cpp /slots) while that is fresh. Admission
 // (TryEnter), the picker and the scheduler all read it here.
 func (st *endpointState) concurrencyCap() int64 {
-	s := st.settings.Load()
+	return st.capWith(st.settings.Load(), st.sched.signals.Load(), time.Time{})
+}
+
+// capWith is concurrencyCap over settings and signals already loaded; now
+// may be zero (the clock is then read only if the slot count matters).
+func (st *endpointState) capWith(s *endpointSettings, sig *profiles.Signals, now time.Time) int64 {
 	if s.maxConcurrency > 0 {
 		return int64(s.maxConcurrency)
 	}
-	if s.slotCap {
-		if sig := st.freshSignals(time.Now()); sig != nil && sig.SlotsKnown && sig.SlotsTotal > 0 {
-			return sig.SlotsTotal
-		}
+	if !s.slotCap || sig == nil || !sig.SlotsKnown || sig.SlotsTotal <= 0 || s.loadInterval == 0 {
+		return 0
 	}
-	return 0
+	if now.IsZero() {
+		now = time.Now()
+	}
+	if now.Sub(sig.At) > signalMaxAge*s.loadInterval {
+		return 0 // stale: no cap rather than an old one
+	}
+	return sig.SlotsTotal
 }
 
 // maxTTFTModels bounds the TTFT table of an endpoint with a short list.
@@ -314,12 +323,12 @@ func (st *endpointState) ttftFor(model string) time.Duration {
 // (out starts zeroed: every value unknown). It does not allocate for a
 // lower-case model name.
 func (st *endpointState) schedSignals(model string, out *balancer.Signals) {
-	out.MaxConcurrency, out.TTFT = st.concurrencyCap(), st.ttftFor(model)
-	sig := st.sched.signals.Load()
+	s, sig := st.settings.Load(), st.sched.signals.Load()
+	out.MaxConcurrency, out.TTFT = st.capWith(s, sig, time.Time{}), st.ttftFor(model)
 	if sig == nil {
 		return // never read, or the last poll failed: every value unknown
 	}
-	out.At, out.MaxAge = sig.At, signalMaxAge*st.settings.Load().loadInterval
+	out.At, out.MaxAge = sig.At, signalMaxAge*s.loadInterval
 	if model != "" {
 		if resident, known := sig.Resident(model); known {
 			out.Warm = balancer.Cold
