@@ -105,6 +105,20 @@ func TestAdaptiveWarmModel(t *testing.T) {
 		return s["o1"].Fresh && s["o2"].Fresh && strings.Contains(strings.Join(s["o1"].Warm, ","), "alpha") &&
 			strings.Contains(strings.Join(s["o2"].Warm, ","), "beta")
 	})
+	// the dashboard's data marks the resident model of each endpoint
+	var dash struct {
+		Endpoints []struct {
+			Name string   `json:"name"`
+			Warm []string `json:"warm_models"`
+		} `json:"endpoints"`
+	}
+	getJSON(t, "/internal/ui/data", &dash)
+	for _, e := range dash.Endpoints {
+		want := map[string]string{"o1": "alpha:latest", "o2": "beta:latest"}[e.Name]
+		if len(e.Warm) != 1 || e.Warm[0] != want {
+			t.Errorf("dashboard: %s warm models %v, want [%s]", e.Name, e.Warm, want)
+		}
+	}
 	loads1, loads2 := o1.CapacityStats().Loads, o2.CapacityStats().Loads
 	for i := range 8 {
 		for _, want := range []struct{ model, endpoint string }{{"alpha", "o1"}, {"beta", "o2"}} {
