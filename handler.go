@@ -408,7 +408,7 @@ func (rq *request) proxy(route route) error {
 
 	pk := &picker{remaining: decision.candidates, balancer: h.balancer, strategy: h.LoadBalancer, maxAttempts: h.maxAttempts,
 		rec: &rq.rec, limits: h.limits, queue: h.queue, req: r, header: rq.w.Header(), metrics: h.app.metrics, panic: decision.panic,
-		sched: balancer.Request{Model: model}, model: model}
+		sched: balancer.Request{Model: model}, model: model, rewrite: decision.rewrite}
 	if h.LoadBalancer == balancer.Adaptive {
 		pk.reasonPrefix = decision.reason + "; "
 	}

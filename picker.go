@@ -32,6 +32,10 @@ type picker struct {
 	strategy  string           // the balancer's name
 	sched     balancer.Request // what the scheduler knows of the request
 	sticky    *stickyRequest   // the request's session, if sticky_sessions is on
+	// rewrite is the model's name per endpoint where it differs from the
+	// request's (aliases); renamed reads signals and TTFT under it
+	rewrite map[*endpointState]string
+	renamed renamedCandidates
 	// reasonPrefix, when set (adaptive), starts X-Olla-Routing-Reason,
 	// which then names the winner's top scores
 	reasonPrefix string
@@ -127,7 +131,12 @@ func (p *picker) choose() int {
 			return i
 		}
 	}
-	i, why := p.balancer.Schedule(p.sched, &p.remaining)
+	var c balancer.Candidates = &p.remaining
+	if len(p.rewrite) > 0 {
+		p.renamed.p = p
+		c = &p.renamed
+	}
+	i, why := p.balancer.Schedule(p.sched, c)
 	if p.reasonPrefix != "" && p.header != nil && i >= 0 {
 		p.header.Set("X-Olla-Routing-Reason", p.reasonPrefix+why.String())
 	}
@@ -149,7 +158,11 @@ func (p *picker) recordTTFT() {
 		return
 	}
 	p.ttftDone = true
-	p.current.observeTTFT(p.model, p.firstByteAt.Sub(p.attemptStart))
+	model := p.model
+	if name, ok := p.rewrite[p.current]; ok {
+		model = name
+	}
+	p.current.observeTTFT(model, p.firstByteAt.Sub(p.attemptStart))
 }
 
 // Remaining implements engines.Picker.

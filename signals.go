@@ -351,6 +351,24 @@ func (c candidates) Signals(i int, model string, out *balancer.Signals) {
 
 var _ balancer.SignalSource = candidates(nil)
 
+// renamedCandidates are a picker's remaining candidates when the request's
+// model has another name on some endpoints (an alias, another case): each
+// endpoint's signals are read for the name it knows, so an alias's target
+// is found warm where it is resident.
+type renamedCandidates struct{ p *picker }
+
+func (c *renamedCandidates) Len() int             { return len(c.p.remaining) }
+func (c *renamedCandidates) Priority(i int) int   { return c.p.remaining.Priority(i) }
+func (c *renamedCandidates) InFlight(i int) int64 { return c.p.remaining.InFlight(i) }
+func (c *renamedCandidates) Name(i int) string    { return c.p.remaining.Name(i) }
+func (c *renamedCandidates) Signals(i int, model string, out *balancer.Signals) {
+	st := c.p.remaining[i]
+	if name, ok := c.p.rewrite[st]; ok {
+		model = name
+	}
+	st.schedSignals(model, out)
+}
+
 // signalStatus is an endpoint's load signals as the status routes show them.
 type signalStatus struct {
 	Polling  string   `json:"polling"` // "off", or the interval

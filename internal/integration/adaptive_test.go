@@ -98,7 +98,8 @@ func TestAdaptiveWarmModel(t *testing.T) {
 		readAll(t, res)
 	}
 	load(t, site(endpointBlock("o1", o1.URL, "ollama", "load_interval 100ms")+
-		endpointBlock("o2", o2.URL, "ollama", "load_interval 100ms")+"load_balancer adaptive\n"))
+		endpointBlock("o2", o2.URL, "ollama", "load_interval 100ms")+"load_balancer adaptive\n"+
+		"aliases {\n first alpha:latest\n second beta:latest\n}\n"))
 	waitRoutable(t, "o1", "o2")
 	waitFor(t, "both endpoints' resident models in the status", 10*time.Second, func() bool {
 		s := signalsStatus(t)
@@ -121,7 +122,8 @@ func TestAdaptiveWarmModel(t *testing.T) {
 	}
 	loads1, loads2 := o1.CapacityStats().Loads, o2.CapacityStats().Loads
 	for i := range 8 {
-		for _, want := range []struct{ model, endpoint string }{{"alpha", "o1"}, {"beta", "o2"}} {
+		// by name, and by an alias whose target the endpoint holds
+		for _, want := range []struct{ model, endpoint string }{{"alpha", "o1"}, {"beta", "o2"}, {"first", "o1"}, {"second", "o2"}} {
 			status, ep, h := chat(t, "/olla/ollama/api/chat", want.model)
 			if status != 200 || ep != want.endpoint {
 				t.Fatalf("request %d for %s: %d from %q, want %s (reason %q)", i, want.model, status, ep, want.endpoint, h.Get("X-Olla-Routing-Reason"))
