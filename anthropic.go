@@ -38,7 +38,7 @@ const (
 
 	// maxTranslatedAnswer bounds a non-stream answer held for translation;
 	// maxBackendError an error body held for its message.
-	maxTranslatedAnswer = 32 << 20
+	maxTranslatedAnswer = 16 << 20
 	maxBackendError     = 64 << 10
 )
 
@@ -367,6 +367,7 @@ func (m *messageTransform) Write(_ io.Writer, p []byte) error {
 		return nil
 	}
 	m.buf.Write(p)
+	m.c.rq.holdBuffered(int64(len(p))) // held like a request body, until the request ends
 	return nil
 }
 

@@ -93,7 +93,7 @@ func TestAnthropicPassthroughAndTranslation(t *testing.T) {
 
 	// passthrough: the body reaches the native route unchanged
 	body := messagesBody("tiny", false)
-	res := post(t, anthropicMessages, body, "anthropic-version", "2023-06-01")
+	res := post(t, anthropicMessages, body, "anthropic-version", "2023-06-01", "x-api-key", "sk-ant-client-secret")
 	if got := res.Header.Get("X-Olla-Mode"); got != "passthrough" {
 		t.Errorf("X-Olla-Mode = %q, want passthrough", got)
 	}
@@ -104,6 +104,9 @@ func TestAnthropicPassthroughAndTranslation(t *testing.T) {
 	rec, ok := native.LastRequestTo("/v1/messages")
 	if !ok || string(rec.Body) != body || rec.Header.Get("Anthropic-Version") != "2023-06-01" {
 		t.Fatalf("native backend got %q (%v), want the body unchanged with anthropic-version", rec.Body, ok)
+	}
+	if rec.Header.Get("X-Api-Key") != "" {
+		t.Error("the client's x-api-key reached the backend")
 	}
 
 	// translation: the OpenAI backend sees chat completions, the client a message
@@ -445,5 +448,31 @@ func TestAnthropicAliasesAndLimits(t *testing.T) {
 	if last.StatusCode != http.StatusTooManyRequests || m.Error.Type != "rate_limit_error" || last.Header.Get("X-Olla-Mode") == "" ||
 		last.Header.Get("Request-Id") == "" {
 		t.Fatalf("rate limited: %d %+v %v", last.StatusCode, m, last.Header)
+	}
+}
+
+// TestAnthropicFullNativeTier: a native endpoint at its max_concurrency
+// does not hold a request back from a translated endpoint with room, with
+// or without a queue.
+func TestAnthropicFullNativeTier(t *testing.T) {
+	for _, queue := range []string{"", "\nqueue {\n max_wait 10s\n}\n"} {
+		native := startSim(t, sim.Config{Kind: sim.Ollama, Models: []string{"tiny"}, Name: "native"})
+		oai := startSim(t, sim.Config{Kind: sim.OpenAI, Models: []string{"tiny"}, Name: "oai"})
+		load(t, site(endpointBlock("native", native.URL, "ollama", "max_concurrency 1")+endpointBlock("oai", oai.URL, "openai")+queue))
+		waitRoutable(t, "native", "oai")
+
+		// hold the native endpoint's one slot with a slow stream
+		native.SetTiming(0, 2, 1000)
+		held := post(t, anthropicMessages, messagesBody("tiny", true))
+		if held.Header.Get("X-Olla-Mode") != "passthrough" {
+			t.Fatalf("first request in mode %q", held.Header.Get("X-Olla-Mode"))
+		}
+		res := post(t, anthropicMessages, messagesBody("tiny", false))
+		m := decodeMessage(t, res)
+		held.Body.Close()
+		if res.StatusCode != 200 || res.Header.Get("X-Olla-Mode") != "translation" || res.Header.Get("X-Sim-Name") != "oai" || m.Type != "message" {
+			t.Fatalf("queue %q: with the native slot taken: %d mode %q from %q %+v", queue, res.StatusCode,
+				res.Header.Get("X-Olla-Mode"), res.Header.Get("X-Sim-Name"), m)
+		}
 	}
 }
