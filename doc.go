@@ -26,6 +26,14 @@
 //     the first byte; picker.Done feeds the outcome to passive health and
 //     the TTFT average, and record.go the metrics and the dashboard.
 //
+// /olla/anthropic/ (anthropic.go) runs the same path with hooks: the
+// Messages body is validated before routing, candidates whose server speaks
+// the Messages API natively form a first tier (passthrough) and the others
+// a second (translated by translate/anthropic through the Plan's Upstream
+// and Response seams), and a non-stream answer's status is held until it is
+// known to translate. /v1/responses (responses.go) narrows the candidates to
+// the types that serve it.
+//
 // Each endpoint's state (endpointState, pooled across configs and
 // reloads) is refreshed in the background by its watcher (watch.go:
 // health and model discovery) and its load poller (signals.go).
