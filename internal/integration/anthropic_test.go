@@ -351,7 +351,15 @@ func TestAnthropicCountTokens(t *testing.T) {
 	if llama.Requests("/v1/messages/count_tokens") != 1 || native.Requests("/v1/messages/count_tokens") != 0 {
 		t.Error("count_tokens went to the wrong backend")
 	}
-	res := post(t, anthropicMessages+"/count_tokens", `{"model":"nope","messages":[{"role":"user","content":"x"}]}`)
+	// the backend cannot count: the estimate stands in, labelled
+	llama.SetFault(sim.Fault{Mode: sim.FaultError, Path: "/v1/messages/count_tokens", Times: 1})
+	res := post(t, anthropicMessages+"/count_tokens", `{"model":"counter","messages":[{"role":"user","content":"how many tokens is this"}]}`)
+	raw := readAll(t, res)
+	if res.StatusCode != 200 || res.Header.Get("X-Olla-Token-Count") != "estimate" || !strings.Contains(raw, `"input_tokens":`) ||
+		res.Header.Get("Request-Id") != "" {
+		t.Fatalf("count_tokens on a failing backend: %d %v %s", res.StatusCode, res.Header, raw)
+	}
+	res = post(t, anthropicMessages+"/count_tokens", `{"model":"nope","messages":[{"role":"user","content":"x"}]}`)
 	if m := decodeMessage(t, res); res.StatusCode != 404 || m.Error.Type != "not_found_error" {
 		t.Fatalf("unknown model count_tokens %d %+v", res.StatusCode, m)
 	}
