@@ -27,6 +27,13 @@
 //     a count of failed and truncated streams and a comparison of the
 //     endpoints' health before and after.
 //
+// Two more modes replace -scenarios when given: -routing (routing.go, `make
+// loadtest-routing`), multi-turn sessions on fleets whose latency depends
+// on prefix caches, model residency and speed, with Caddy's and olla's
+// balancers side by side; and -overload (overload.go, `make
+// loadtest-overload`), admission control when every backend is full.
+// They print markdown tables.
+//
 // It prints one table per scenario, a one-line summary of the targets
 // (report only: a miss never changes the exit status) and the top
 // functions of the CPU profiles taken in round 1.
