@@ -151,12 +151,11 @@ type anthropicCall struct {
 	start      time.Time
 
 	// what the request came to, for the translator stats
-	mode        string // of the attempt that answered
-	triedNative bool   // an attempt went to a native endpoint
-	anyNative   bool   // a candidate was native
-	ok          bool   // the answer was a complete success
-	answered    bool
-	tier        int // candidates that pass through, first in the decision
+	mode      string // of the attempt that answered
+	anyNative bool   // a candidate was native
+	ok        bool   // the answer was a complete success
+	answered  bool
+	tier      int // candidates that pass through, first in the decision
 }
 
 // parse validates the body: a 400 naming the field, or nil.
@@ -272,7 +271,6 @@ func (c *anthropicCall) shape(plan *engines.Plan, d decision, model string, span
 			name = n
 		}
 		if c.native(st) {
-			c.triedNative = true
 			path := st.settings.Load().profile.AnthropicPath
 			if c.countTokens {
 				path += "/count_tokens"
