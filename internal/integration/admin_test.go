@@ -14,7 +14,7 @@ import (
 func adminCall(t *testing.T, method, path string) (int, map[string]any) {
 	t.Helper()
 	req, _ := http.NewRequest(method, "http://localhost:2999"+path, nil)
-	res, err := client.Do(req)
+	res, err := adminClient.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
 	}

@@ -36,7 +36,7 @@ func TestAdminLoadRefusesHostileYAML(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			req, _ := http.NewRequest(http.MethodPost, "http://localhost:2999/load", strings.NewReader(tt.yaml))
 			req.Header.Set("Content-Type", "text/olla")
-			res, err := client.Do(req)
+			res, err := adminClient.Do(req)
 			if err != nil {
 				t.Fatalf("load: %v", err)
 			}

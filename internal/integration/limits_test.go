@@ -104,7 +104,7 @@ func TestMetrics(t *testing.T) {
 		`olla_endpoint_models{endpoint="metrics-ep"} 1`,
 	}
 	for _, url := range []string{"http://localhost:2999/metrics", base + "/internal/metrics"} {
-		res, err := client.Get(url)
+		res, err := adminClient.Get(url)
 		if err != nil {
 			t.Fatal(err)
 		}

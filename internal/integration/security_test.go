@@ -384,7 +384,7 @@ func TestSecurityConfigErrors(t *testing.T) {
 				}}}},
 			}}}},
 		})
-		res, err := http.Post("http://localhost:2999/load", "application/json", strings.NewReader(string(cfg)))
+		res, err := adminClient.Post("http://localhost:2999/load", "application/json", strings.NewReader(string(cfg)))
 		if err != nil {
 			t.Fatal(err)
 		}
