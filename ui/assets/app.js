@@ -23,6 +23,19 @@ function statusOf(e) {
   return e.status || "unknown";
 }
 
+// backendLoad is the backend's own view of its load, from its load surface
+// (/metrics, /slots, /api/ps): what it runs, what waits, its KV cache.
+function backendLoad(sig) {
+  if (!sig || sig.polling === "off") return "not polled";
+  if (!sig.fresh) return sig.problem ? "no signal: " + sig.problem : "no signal yet";
+  const parts = [];
+  if (sig.running !== undefined) parts.push(sig.running + (sig.slots ? " of " + sig.slots : "") + " running");
+  if (sig.waiting !== undefined) parts.push(sig.waiting + " waiting");
+  if (sig.kv_usage !== undefined) parts.push("KV " + Math.round(sig.kv_usage * 100) + "%");
+  if (sig.warm_models && !parts.length) parts.push(sig.warm_models.length + " model(s) resident");
+  return parts.length ? parts.join(", ") : "signal without load figures";
+}
+
 function ms(v) { return v === undefined || v === null ? "–" : v + " ms"; }
 
 function renderEndpoints(list) {
@@ -34,6 +47,7 @@ function renderEndpoints(list) {
       el("dt", {}, "reason"), el("dd", {}, e.reason || "–"),
       el("dt", {}, "breaker"), el("dd", {}, e.circuit_breaker),
       el("dt", {}, "in flight"), el("dd", {}, e.max_concurrency ? e.in_flight + " of " + e.max_concurrency : e.in_flight),
+      el("dt", {}, "backend"), el("dd", { class: "backend-load" }, backendLoad(e.signals)),
       el("dt", {}, "TTFT p50"), el("dd", {}, ms(e.ttft_p50_ms)),
       el("dt", {}, "tokens/s"), el("dd", {}, e.tokens_per_second ? e.tokens_per_second.toFixed(1) : "–"),
       el("dt", {}, "requests"), el("dd", {}, e.request_count + " (" + e.success_rate + " ok)"));
