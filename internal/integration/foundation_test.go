@@ -343,33 +343,62 @@ func TestNoGoroutineLeak(t *testing.T) {
 	run(50) // warm pools
 	tr.CloseIdleConnections()
 	time.Sleep(200 * time.Millisecond)
-	before, kinds := runtime.NumGoroutine(), goroutineKinds()
+	kinds := goroutineKinds()
+	conns, others := splitConnGoroutines()
 	run(1000)
 	tr.CloseIdleConnections()
+	// Everything but idle keep-alive connections must come back to where it
+	// was. Connections may not: the proxy keeps a pool per endpoint, and a
+	// health probe or load poll that overlaps a request leaves one more
+	// idle connection in it (3 goroutines here, as the simulator runs in
+	// this process). A few more are a pool; a leak per request would be
+	// hundreds.
+	const pooledConnSlack = 8 * 3
 	deadline := time.Now().Add(10 * time.Second)
-	for runtime.NumGoroutine() > before+3 {
+	for {
+		c, o := splitConnGoroutines()
+		if o <= others+3 && c <= conns+pooledConnSlack {
+			return
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("goroutines not back to %d+3 after 10 s: %d; more than before: %s",
-				before, runtime.NumGoroutine(), goroutineGrowth(kinds, goroutineKinds()))
+			t.Fatalf("after 1,000 requests: %d goroutines besides connections (was %d, +3 allowed), %d in connections (was %d, +%d allowed); more than before: %s",
+				o, others, c, conns, pooledConnSlack, goroutineGrowth(kinds, goroutineKinds()))
 		}
 		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+// splitConnGoroutines counts the goroutines that serve HTTP connections
+// (net/http's client connection loops and server connections, wherever
+// they block) apart from the rest.
+func splitConnGoroutines() (conns, others int) {
+	for _, g := range strings.Split(allStacks(), "\n\n") {
+		if strings.Contains(g, "net/http.(*persistConn)") || strings.Contains(g, "net/http.(*conn).serve") {
+			conns++
+		} else {
+			others++
+		}
+	}
+	return conns, others
+}
+
+// allStacks is every goroutine's stack.
+func allStacks() string {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			return string(buf[:n])
+		}
+		buf = make([]byte, 2*len(buf))
 	}
 }
 
 // goroutineKinds counts the running goroutines by their top three
 // functions, so a leak report can say which kind grew.
 func goroutineKinds() map[string]int {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
 	kinds := map[string]int{}
-	for _, g := range strings.Split(string(buf), "\n\n") {
+	for _, g := range strings.Split(allStacks(), "\n\n") {
 		lines := strings.Split(g, "\n")
 		var fns []string
 		for i := 1; i < len(lines) && len(fns) < 3; i += 2 { // function lines; file:line lines follow each
