@@ -85,20 +85,6 @@ type signalProblem struct {
 	at     time.Time
 }
 
-// startLoadPoller runs st's load poller beside its watcher, with the same
-// lifetime. The caller holds a.mu.
-func (a *App) startLoadPoller(st *endpointState) {
-	a.wg.Add(1)
-	go func() {
-		defer a.wg.Done()
-		ctx, cancel := context.WithCancel(a.loops)
-		defer cancel()
-		stop := context.AfterFunc(st.probeCtx, cancel)
-		defer stop()
-		a.pollLoad(ctx, st)
-	}()
-}
-
 // pollLoad polls st's load surface whenever it is due. A poll is claimed by
 // a compare-and-swap on nextLoad, so two configs overlapping in a reload
 // never poll one endpoint twice.

@@ -24,10 +24,16 @@ const (
 	watchTick = time.Second
 )
 
-// startWatcher runs st's watcher until the app stops or the endpoint's
-// state is destructed. The caller holds a.mu.
+// startWatcher runs st's watcher and its load poller (signals.go) until the
+// app stops or the endpoint's state is destructed. The caller holds a.mu.
 func (a *App) startWatcher(st *endpointState) {
-	a.startLoadPoller(st) // signals.go
+	a.runForEndpoint(st, a.watch)
+	a.runForEndpoint(st, a.pollLoad)
+}
+
+// runForEndpoint runs loop in a goroutine the app owns, with a context that
+// ends when the app stops or st is destructed.
+func (a *App) runForEndpoint(st *endpointState, loop func(context.Context, *endpointState)) {
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
@@ -35,7 +41,7 @@ func (a *App) startWatcher(st *endpointState) {
 		defer cancel()
 		stop := context.AfterFunc(st.probeCtx, cancel)
 		defer stop()
-		a.watch(ctx, st)
+		loop(ctx, st)
 	}()
 }
 
