@@ -409,3 +409,39 @@ func TestNewcomerDoesNotOvertake(t *testing.T) {
 		t.Fatalf("newcomer: %v", err)
 	}
 }
+
+// A burst far past the bound: the queue holds its bound, refuses the rest
+// at once, and keeps nothing of them.
+func TestBurstPastTheBound(t *testing.T) {
+	q, g, b := New(), &slots{cap: 0}, NewBound(100)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	for i := range 100 {
+		wg.Add(1)
+		go func() { defer wg.Done(); q.Wait(ctx, ticket(g, 0, fmt.Sprint(i), b)) }()
+	}
+	waitFor(t, "100 queued", func() bool { return q.Depth() == 100 })
+	var refused atomic.Int64
+	var burst sync.WaitGroup
+	for w := range 8 {
+		burst.Add(1)
+		go func() {
+			defer burst.Done()
+			for i := range 100_000 / 8 {
+				if _, err := q.Wait(ctx, ticket(g, i%5, fmt.Sprint(w, i), b)); errors.Is(err, ErrFull) {
+					refused.Add(1)
+				}
+			}
+		}()
+	}
+	burst.Wait()
+	if refused.Load() != 100_000 || q.Depth() != 100 || b.Waiting() != 100 {
+		t.Fatalf("refused %d of 100,000; depth %d, bound %d: want all refused and 100 still waiting", refused.Load(), q.Depth(), b.Waiting())
+	}
+	cancel()
+	wg.Wait()
+	if q.Depth() != 0 || len(q.levels) != 0 {
+		t.Fatalf("after everyone left: depth %d, %d levels", q.Depth(), len(q.levels))
+	}
+}
