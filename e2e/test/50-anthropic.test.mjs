@@ -5,57 +5,22 @@
 // (passthrough), and an OpenAI-compatible one, which does not (translation).
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
+import { freePorts, processes, until } from '../lib/procs.mjs';
 import Anthropic from '@anthropic-ai/sdk';
 
 const root = process.cwd();
 const runDir = path.join(root, 'e2e', '.run', 'anthropic');
+const { procs, start, stopAll } = processes(root, runDir);
 const TOKENS = 6;
 const NATIVE_MODEL = 'qwen3:8b';
 const OPENAI_MODEL = 'gpt-sim-mini';
 
-const procs = [];
 let base;
 
-async function freePorts(n) {
-  const servers = [];
-  for (let i = 0; i < n; i++) {
-    const srv = net.createServer();
-    await new Promise((resolve, reject) => { srv.once('error', reject); srv.listen(0, '127.0.0.1', resolve); });
-    servers.push(srv);
-  }
-  const ports = servers.map((s) => s.address().port);
-  await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
-  return ports;
-}
 
-function start(name, cmd, args, env = {}) {
-  const p = spawn(cmd, args, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  const log = [];
-  p.stdout.on('data', (b) => log.push(b));
-  p.stderr.on('data', (b) => log.push(b));
-  p.on('exit', () => writeFileSync(path.join(runDir, `${name}.log`), Buffer.concat(log)));
-  procs.push(p);
-  return p;
-}
 
-async function until(what, fn, ms = 20000) {
-  const deadline = Date.now() + ms;
-  let last;
-  while (Date.now() < deadline) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (err) {
-      last = err;
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what} (last: ${last})`);
-}
 
 before(async () => {
   mkdirSync(runDir, { recursive: true });
@@ -95,7 +60,7 @@ ${endpoint('openai', po, 'openai')}
 });
 
 after(async () => {
-  for (const p of procs) p.kill('SIGTERM');
+  stopAll();
   await Promise.all(procs.map((p) => (p.exitCode !== null ? null : new Promise((r) => p.once('exit', r)))));
 });
 

@@ -5,15 +5,15 @@
 // chose are shown as text and never run, and saves docs/dashboard.png.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync, existsSync } from 'node:fs';
-import net from 'node:net';
 import http from 'node:http';
 import path from 'node:path';
+import { freePorts, processes, until } from '../lib/procs.mjs';
 import puppeteer from 'puppeteer-core';
 
 const root = process.cwd();
 const runDir = path.join(root, 'e2e', '.run', 'dashboard');
+const { procs, start, stopAll } = processes(root, runDir);
 const chromium = process.env.CHROMIUM_PATH ?? ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find(existsSync);
 const screenshot = process.env.E2E_SCREENSHOT ?? path.join(root, 'docs', 'dashboard.png');
 
@@ -22,46 +22,11 @@ const screenshot = process.env.E2E_SCREENSHOT ?? path.join(root, 'docs', 'dashbo
 const evilA = '<img src=x onerror=window.__pwned=1>:v1';
 const evilB = '<script>window.__pwned=2</script>:v1';
 
-const procs = [];
 let base, adminURL, page, browser;
 const consoleErrors = [];
 
-async function freePorts(n) {
-  const servers = [];
-  for (let i = 0; i < n; i++) {
-    const srv = net.createServer();
-    await new Promise((resolve, reject) => { srv.once('error', reject); srv.listen(0, '127.0.0.1', resolve); });
-    servers.push(srv);
-  }
-  const ports = servers.map((s) => s.address().port);
-  await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
-  return ports;
-}
 
-function start(name, cmd, args, env = {}) {
-  const p = spawn(cmd, args, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  const log = [];
-  p.stdout.on('data', (b) => log.push(b));
-  p.stderr.on('data', (b) => log.push(b));
-  p.on('exit', () => writeFileSync(path.join(runDir, `${name}.log`), Buffer.concat(log)));
-  procs.push(p);
-  return p;
-}
 
-async function until(what, fn, ms = 20000) {
-  const deadline = Date.now() + ms;
-  let last;
-  while (Date.now() < deadline) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (err) {
-      last = err;
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what} (last: ${last})`);
-}
 
 const cardStatus = (name) => page.evaluate((n) => {
   const card = [...document.querySelectorAll('article.card')].find((c) => c.dataset.endpoint === n);
@@ -140,7 +105,7 @@ ${endpoint('dash-c', pc, 'lm-studio')}
 
 after(async () => {
   await browser?.close();
-  for (const p of procs) p.kill('SIGTERM');
+  stopAll();
 });
 
 test('every endpoint and model appears', async () => {

@@ -1,0 +1,58 @@
+// Helpers for e2e test files that start their own proxy and simulators:
+// free ports, processes that log to .run/<dir>/<name>.log, and polling.
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+
+// freePorts returns n distinct free TCP ports on 127.0.0.1 (each listener is
+// held until all are bound).
+export async function freePorts(n) {
+  const servers = [];
+  for (let i = 0; i < n; i++) {
+    const srv = net.createServer();
+    await new Promise((resolve, reject) => { srv.once('error', reject); srv.listen(0, '127.0.0.1', resolve); });
+    servers.push(srv);
+  }
+  const ports = servers.map((s) => s.address().port);
+  await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
+  return ports;
+}
+
+// processes starts commands from the repository root whose output goes to
+// runDir/<name>.log when they exit; stopAll ends every one still running.
+export function processes(root, runDir) {
+  const procs = [];
+  return {
+    procs,
+    start(name, cmd, args, env = {}) {
+      const p = spawn(cmd, args, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+      const log = [];
+      p.stdout.on('data', (b) => log.push(b));
+      p.stderr.on('data', (b) => log.push(b));
+      p.on('exit', () => writeFileSync(path.join(runDir, `${name}.log`), Buffer.concat(log)));
+      procs.push(p);
+      return p;
+    },
+    stopAll() {
+      for (const p of procs) p.kill('SIGTERM');
+    },
+  };
+}
+
+// until polls fn every 100 ms until it returns something truthy, or throws
+// after ms naming what it waited for.
+export async function until(what, fn, ms = 20000) {
+  const deadline = Date.now() + ms;
+  let last;
+  while (Date.now() < deadline) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (err) {
+      last = err;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what} (last: ${last})`);
+}
