@@ -175,12 +175,16 @@ func (g *gen) messageTail(b []byte, stop bool, out int) []byte {
 	return append(b, '}')
 }
 
+// idTail is the last 12 characters of the completion id, or all of it:
+// Ollama's ids are as short as "chatcmpl-7".
+func (g *gen) idTail() []byte { return g.id[max(len(g.id)-12, 0):] }
+
 // appendMessage appends a complete (non-stream) message.
 func (g *gen) appendMessage(b []byte) []byte {
 	b = g.messageHead(b)
 	if g.tool != "" {
 		b = append(b, `{"type":"tool_use","id":"toolu_`...)
-		b = append(b, g.id[len(g.id)-12:]...)
+		b = append(b, g.idTail()...)
 		b = append(b, `","name":`...)
 		b = appendString(b, g.tool)
 		b = append(b, `,"input":{}}`...)
@@ -284,7 +288,7 @@ func forcedFunction(body []byte) string {
 func (g *gen) appendToolCallCompletion(b []byte) []byte {
 	b = g.head(b, "chat.completion", "")
 	b = append(b, `{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[{"id":"call_`...)
-	b = append(b, g.id[len(g.id)-12:]...)
+	b = append(b, g.idTail()...)
 	b = append(b, `","type":"function","function":{"name":`...)
 	b = appendString(b, g.tool)
 	b = append(b, `,"arguments":"{}"}}]},"logprobs":null,"finish_reason":"tool_calls"}],`...)
@@ -325,14 +329,15 @@ func (s *Sim) handleResponses(c *call) {
 	if !p.until(g.start.Add(g.ttft)) {
 		return
 	}
+	idTail := g.idTail()
 	b := append(c.sc.buf[:0], `{"id":"resp_`...)
-	b = append(b, g.id[len(g.id)-12:]...)
+	b = append(b, idTail...)
 	b = append(b, `","object":"response","created_at":`...)
 	b = g.appendCreated(b)
 	b = append(b, `,"status":"completed","model":`...)
 	b = append(b, g.model...)
 	b = append(b, `,"output":[{"type":"message","id":"msg_`...)
-	b = append(b, g.id[len(g.id)-12:]...)
+	b = append(b, idTail...)
 	b = append(b, `","status":"completed","role":"assistant","content":[{"type":"output_text","text":`...)
 	b = g.appendText(b)
 	b = append(b, `,"annotations":[]}]}],"usage":{"input_tokens":`...)
