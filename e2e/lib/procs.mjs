@@ -56,3 +56,33 @@ export async function until(what, fn, ms = 20000) {
   }
   throw new Error(`timed out waiting for ${what} (last: ${last})`);
 }
+
+// startProxy writes a Caddyfile with one olla site on port (admin API on
+// admin) in front of endpoints ([name, port, type] triples, probed every
+// 300 ms) and starts bin/caddy on it, its state kept under runDir. Take
+// port and admin from the same freePorts call as the simulators' ports, so
+// none can repeat. It returns the site's base URL and the admin API's.
+export function startProxy(set, runDir, { port, admin }, endpoints) {  const block = endpoints.map(([name, p, type]) => `
+		endpoint ${name} {
+			url http://127.0.0.1:${p}
+			type ${type}
+			check_interval 300ms
+			check_timeout 250ms
+		}`).join('\n');
+  const caddyfile = `{
+	admin 127.0.0.1:${admin}
+	auto_https off
+	persist_config off
+}
+http://:${port} {
+	bind 127.0.0.1
+	olla {
+${block}
+	}
+}
+`;
+  writeFileSync(path.join(runDir, 'Caddyfile'), caddyfile);
+  set.start('caddy', 'bin/caddy', ['run', '--config', path.join(runDir, 'Caddyfile'), '--adapter', 'caddyfile'],
+    { XDG_CONFIG_HOME: path.join(runDir, 'xdg-config'), XDG_DATA_HOME: path.join(runDir, 'xdg-data') });
+  return { base: `http://127.0.0.1:${port}`, adminURL: `http://127.0.0.1:${admin}` };
+}

@@ -5,14 +5,15 @@
 // (passthrough), and an OpenAI-compatible one, which does not (translation).
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { freePorts, processes, until } from '../lib/procs.mjs';
+import { freePorts, processes, startProxy, until } from '../lib/procs.mjs';
 import Anthropic from '@anthropic-ai/sdk';
 
 const root = process.cwd();
 const runDir = path.join(root, 'e2e', '.run', 'anthropic');
-const { procs, start, stopAll } = processes(root, runDir);
+const set = processes(root, runDir);
+const { procs, start, stopAll } = set;
 const TOKENS = 6;
 const NATIVE_MODEL = 'qwen3:8b';
 const OPENAI_MODEL = 'gpt-sim-mini';
@@ -28,30 +29,7 @@ before(async () => {
   const pace = `ttft=20ms;tps=200;tokens=${TOKENS}`;
   start('sim-native', 'bin/olla-sim', ['-sim', `ollama@127.0.0.1:${pn}=${NATIVE_MODEL};name=native;${pace}`]);
   start('sim-openai', 'bin/olla-sim', ['-sim', `openai@127.0.0.1:${po}=${OPENAI_MODEL};name=openai;${pace}`]);
-  const endpoint = (name, p, type) => `
-		endpoint ${name} {
-			url http://127.0.0.1:${p}
-			type ${type}
-			check_interval 300ms
-			check_timeout 250ms
-		}`;
-  const caddyfile = `{
-	admin 127.0.0.1:${admin}
-	auto_https off
-	persist_config off
-}
-http://:${port} {
-	bind 127.0.0.1
-	olla {
-${endpoint('native', pn, 'ollama')}
-${endpoint('openai', po, 'openai')}
-	}
-}
-`;
-  writeFileSync(path.join(runDir, 'Caddyfile'), caddyfile);
-  start('caddy', 'bin/caddy', ['run', '--config', path.join(runDir, 'Caddyfile'), '--adapter', 'caddyfile'],
-    { XDG_CONFIG_HOME: path.join(runDir, 'xdg-config'), XDG_DATA_HOME: path.join(runDir, 'xdg-data') });
-  base = `http://127.0.0.1:${port}`;
+  ({ base } = startProxy(set, runDir, { port, admin }, [['native', pn, 'ollama'], ['openai', po, 'openai']]));
   await until('both endpoints routable', async () => {
     const res = await fetch(`${base}/internal/status/endpoints`);
     const body = await res.json();

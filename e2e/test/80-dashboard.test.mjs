@@ -5,15 +5,16 @@
 // chose are shown as text and never run, and saves docs/dashboard.png.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdirSync, existsSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
-import { freePorts, processes, until } from '../lib/procs.mjs';
+import { freePorts, processes, startProxy, until } from '../lib/procs.mjs';
 import puppeteer from 'puppeteer-core';
 
 const root = process.cwd();
 const runDir = path.join(root, 'e2e', '.run', 'dashboard');
-const { procs, start, stopAll } = processes(root, runDir);
+const set = processes(root, runDir);
+const { procs, start, stopAll } = set;
 const chromium = process.env.CHROMIUM_PATH ?? ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find(existsSync);
 const screenshot = process.env.E2E_SCREENSHOT ?? path.join(root, 'docs', 'dashboard.png');
 
@@ -41,32 +42,7 @@ before(async () => {
   start('sim-a', 'bin/olla-sim', ['-sim', `ollama@127.0.0.1:${pa}=llama3.2:latest,${evilA};name=dash-a;${pace}`]);
   start('sim-b', 'bin/olla-sim', ['-sim', `ollama@127.0.0.1:${pb}=llama3.2:latest,${evilB};name=dash-b;${pace}`]);
   start('sim-c', 'bin/olla-sim', ['-sim', `lmstudio@127.0.0.1:${pc}=qwen2.5-7b-instruct;name=dash-c;${pace}`]);
-  const endpoint = (name, p, type) => `
-		endpoint ${name} {
-			url http://127.0.0.1:${p}
-			type ${type}
-			check_interval 300ms
-			check_timeout 250ms
-		}`;
-  const caddyfile = `{
-	admin 127.0.0.1:${admin}
-	auto_https off
-	persist_config off
-}
-http://:${port} {
-	bind 127.0.0.1
-	olla {
-${endpoint('dash-a', pa, 'ollama')}
-${endpoint('dash-b', pb, 'ollama')}
-${endpoint('dash-c', pc, 'lm-studio')}
-	}
-}
-`;
-  writeFileSync(path.join(runDir, 'Caddyfile'), caddyfile);
-  start('caddy', 'bin/caddy', ['run', '--config', path.join(runDir, 'Caddyfile'), '--adapter', 'caddyfile'],
-    { XDG_CONFIG_HOME: path.join(runDir, 'xdg-config'), XDG_DATA_HOME: path.join(runDir, 'xdg-data') });
-  base = `http://127.0.0.1:${port}`;
-  adminURL = `http://127.0.0.1:${admin}`;
+  ({ base, adminURL } = startProxy(set, runDir, { port, admin }, [['dash-a', pa, 'ollama'], ['dash-b', pb, 'ollama'], ['dash-c', pc, 'lm-studio']]));
   await until('three routable endpoints', async () => {
     const res = await fetch(`${base}/internal/status/endpoints`);
     const body = await res.json();
