@@ -70,6 +70,12 @@ type schedState struct {
 	nextLoad atomic.Int64 // unix nanos; claimed like nextCheck
 	polls    atomic.Int64
 	failures atomic.Int64
+	// inFlightAtPoll is our in-flight count when the last good poll was
+	// sent, so the backend's own count can be split into ours and others'
+	inFlightAtPoll atomic.Int64
+	// seenRunning is the most requests the backend has reported running at
+	// once: the slot count learned for servers that do not state one
+	seenRunning atomic.Int64
 	// ttft holds one moving average per model the endpoint lists, created
 	// on the first sample: a map replaced whole on each new model (rare)
 	// and read without a lock on every selection
@@ -127,6 +133,7 @@ func (a *App) pollLoad(ctx context.Context, st *endpointState) {
 func (a *App) pollOnce(ctx context.Context, st *endpointState, s *endpointSettings) {
 	var sig *profiles.Signals
 	var prob *signalProblem
+	ours := st.inFlight.Load()
 	for _, ls := range s.loadSurfaces {
 		got, p := fetchSignals(ctx, st, s, ls)
 		if ctx.Err() != nil {
@@ -148,6 +155,12 @@ func (a *App) pollOnce(ctx context.Context, st *endpointState, s *endpointSettin
 	} else {
 		prob = &signalProblem{}
 	}
+	if sig != nil {
+		st.sched.inFlightAtPoll.Store(ours)
+		if sig.RunningKnown {
+			raiseTo(&st.sched.seenRunning, min(sig.Running, maxLearnedSlots))
+		}
+	}
 	st.sched.signals.Store(sig)
 	prev := st.sched.problem.Swap(prob)
 	switch {
@@ -157,6 +170,20 @@ func (a *App) pollOnce(ctx context.Context, st *endpointState, s *endpointSettin
 	default:
 		a.logger.Warn("load signals unavailable; the endpoint is scored neutral", zap.String("endpoint", s.name),
 			zap.String("problem", prob.kind), zap.String("detail", prob.detail))
+	}
+}
+
+// maxLearnedSlots bounds the slot count learned from a backend's reports
+// (a backend's word is capped).
+const maxLearnedSlots = 4096
+
+// raiseTo sets v to n if n is higher.
+func raiseTo(v *atomic.Int64, n int64) {
+	for {
+		old := v.Load()
+		if n <= old || v.CompareAndSwap(old, n) {
+			return
+		}
 	}
 }
 
@@ -311,6 +338,7 @@ func (st *endpointState) ttftFor(model string) time.Duration {
 func (st *endpointState) schedSignals(model string, out *balancer.Signals) {
 	s, sig := st.settings.Load(), st.sched.signals.Load()
 	out.MaxConcurrency, out.TTFT = st.capWith(s, sig, time.Time{}), st.ttftFor(model)
+	out.SeenSlots = st.sched.seenRunning.Load()
 	if sig == nil {
 		return // never read, or the last poll failed: every value unknown
 	}
@@ -324,6 +352,7 @@ func (st *endpointState) schedSignals(model string, out *balancer.Signals) {
 		}
 	}
 	out.QueueKnown = sig.WaitingKnown || sig.RunningKnown
+	out.InFlightAtRead = st.sched.inFlightAtPoll.Load()
 	out.Waiting, out.Running = sig.Waiting, sig.Running
 	out.SlotsKnown, out.Slots = sig.SlotsKnown, sig.SlotsTotal
 	out.KVKnown, out.KVUsage = sig.KVKnown, sig.KVUsage
@@ -357,25 +386,29 @@ func (c *renamedCandidates) Signals(i int, model string, out *balancer.Signals) 
 
 // signalStatus is an endpoint's load signals as the status routes show them.
 type signalStatus struct {
-	Polling  string   `json:"polling"` // "off", or the interval
-	Surface  string   `json:"surface,omitempty"`
-	Age      string   `json:"age,omitempty"` // since the last good read
-	Fresh    bool     `json:"fresh"`
-	Warm     []string `json:"warm_models,omitempty"`
-	Serves   bool     `json:"serves_listed,omitempty"` // every listed model counts as warm
-	Waiting  *int64   `json:"waiting,omitempty"`
-	Running  *int64   `json:"running,omitempty"`
-	Slots    *int64   `json:"slots,omitempty"`
-	KVUsage  *float64 `json:"kv_usage,omitempty"`
-	Cap      int64    `json:"concurrency_cap,omitempty"`
-	Problem  string   `json:"problem,omitempty"`
-	Polls    int64    `json:"polls"`
-	Failures int64    `json:"failed_polls"`
+	Polling string   `json:"polling"` // "off", or the interval
+	Surface string   `json:"surface,omitempty"`
+	Age     string   `json:"age,omitempty"` // since the last good read
+	Fresh   bool     `json:"fresh"`
+	Warm    []string `json:"warm_models,omitempty"`
+	Serves  bool     `json:"serves_listed,omitempty"` // every listed model counts as warm
+	Waiting *int64   `json:"waiting,omitempty"`
+	Running *int64   `json:"running,omitempty"`
+	Slots   *int64   `json:"slots,omitempty"`
+	KVUsage *float64 `json:"kv_usage,omitempty"`
+	Cap     int64    `json:"concurrency_cap,omitempty"`
+	// SeenRunning is the most requests the backend has reported running
+	// at once: the slot count the load score uses when none is stated
+	SeenRunning int64  `json:"seen_running,omitempty"`
+	Problem     string `json:"problem,omitempty"`
+	Polls       int64  `json:"polls"`
+	Failures    int64  `json:"failed_polls"`
 }
 
 func (st *endpointState) signalStatus(now time.Time) signalStatus {
 	s := st.settings.Load()
-	out := signalStatus{Polling: "off", Polls: st.sched.polls.Load(), Failures: st.sched.failures.Load(), Cap: st.concurrencyCap()}
+	out := signalStatus{Polling: "off", Polls: st.sched.polls.Load(), Failures: st.sched.failures.Load(), Cap: st.concurrencyCap(),
+		SeenRunning: st.sched.seenRunning.Load()}
 	if s.loadInterval == 0 {
 		return out
 	}

@@ -295,7 +295,7 @@ func (p *Pipeline) schedule(in *Request, c Candidates, why *Reason) int {
 			}
 		}
 		if key, ok := r.affinityKey(); ok && set.Affinity < 0 {
-			set.Affinity = rendezvousKept(key, s.cands, s.kept, s.totals, p.loadBound) // totals are free until scoring
+			set.Affinity = rendezvousKept(key, s.cands, s.kept, s.totals, p.loadBound, set) // totals are free until scoring
 		}
 	}
 

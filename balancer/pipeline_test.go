@@ -309,17 +309,26 @@ func TestScorers(t *testing.T) {
 		{"stale cold is unknown", ScoreWarm, Candidate{Signals: Signals{Warm: Cold}, Stale: true}, Set{}, 0.5},
 
 		{"idle", ScoreLoad, Candidate{}, Set{}, 1},
-		{"one in flight, no capacity", ScoreLoad, Candidate{InFlight: 1}, Set{}, 0.5},
-		{"half of max_concurrency", ScoreLoad, Candidate{InFlight: 2, Signals: Signals{MaxConcurrency: 4}}, Set{}, 1 / 1.5},
-		{"backend queue beats our count", ScoreLoad, Candidate{InFlight: 1, Signals: Signals{QueueKnown: true, Running: 4, Waiting: 4, SlotsKnown: true, Slots: 4}}, Set{}, 1.0 / 3},
-		{"our count beats an old scrape", ScoreLoad, Candidate{InFlight: 3, Signals: Signals{QueueKnown: true, Running: 1}}, Set{}, 0.25},
-		{"stale queue ignored", ScoreLoad, Candidate{InFlight: 1, Signals: Signals{QueueKnown: true, Waiting: 40}, Stale: true}, Set{}, 0.5},
+		{"one in flight, no capacity: it would queue", ScoreLoad, Candidate{InFlight: 1}, Set{}, 1 / 3.25},
+		{"half of max_concurrency", ScoreLoad, Candidate{InFlight: 2, Signals: Signals{MaxConcurrency: 4}}, Set{}, 1 / 1.125},
+		{"the last slot", ScoreLoad, Candidate{InFlight: 3, Signals: Signals{MaxConcurrency: 4}}, Set{}, 1 / (1 + 0.25*0.75)},
+		{"max_concurrency full: it would queue", ScoreLoad, Candidate{InFlight: 4, Signals: Signals{MaxConcurrency: 4}}, Set{}, 1 / 1.75},
+		{"the backend's count is others' work when ours at read time is unknown", ScoreLoad,
+			Candidate{InFlight: 1, Signals: Signals{QueueKnown: true, Running: 4, Waiting: 4, SlotsKnown: true, Slots: 4}}, Set{}, 1 / 4.25},
+		{"our own requests are not counted twice", ScoreLoad,
+			Candidate{InFlight: 3, Signals: Signals{QueueKnown: true, Running: 3, InFlightAtRead: 3, SlotsKnown: true, Slots: 8}}, Set{}, 1 / (1 + 0.25*3.0/8)},
+		{"others' work at the last read plus ours now", ScoreLoad,
+			Candidate{InFlight: 1, Signals: Signals{QueueKnown: true, Running: 5, InFlightAtRead: 2, SlotsKnown: true, Slots: 8}}, Set{}, 1 / 1.125},
+		{"stale queue ignored", ScoreLoad, Candidate{InFlight: 1, Signals: Signals{QueueKnown: true, Waiting: 40}, Stale: true}, Set{}, 1 / 3.25},
+		{"slots learned from the backend's counts", ScoreLoad, Candidate{InFlight: 4, Signals: Signals{SeenSlots: 8}}, Set{}, 1 / 1.125},
 		{"full kv halves", ScoreLoad, Candidate{Signals: Signals{KVKnown: true, KVUsage: 1}}, Set{}, 0.5},
+		{"half full kv is free", ScoreLoad, Candidate{Signals: Signals{KVKnown: true, KVUsage: 0.5}}, Set{}, 1},
 		{"kv above 1 capped", ScoreLoad, Candidate{Signals: Signals{KVKnown: true, KVUsage: 7}}, Set{}, 0.5},
 		{"negative in-flight", ScoreLoad, Candidate{InFlight: -3}, Set{}, 1},
 
 		{"fastest", ScoreTTFT, Candidate{Signals: Signals{TTFT: 50 * time.Millisecond}}, Set{MinTTFT: 50 * time.Millisecond}, 1},
-		{"three times slower", ScoreTTFT, Candidate{Signals: Signals{TTFT: 150 * time.Millisecond}}, Set{MinTTFT: 50 * time.Millisecond}, 1.0 / 3},
+		{"within the tolerance", ScoreTTFT, Candidate{Signals: Signals{TTFT: 70 * time.Millisecond}}, Set{MinTTFT: 50 * time.Millisecond}, 1},
+		{"three times slower", ScoreTTFT, Candidate{Signals: Signals{TTFT: 150 * time.Millisecond}}, Set{MinTTFT: 50 * time.Millisecond}, 0.25},
 		{"not measured yet", ScoreTTFT, Candidate{}, Set{MinTTFT: 50 * time.Millisecond}, 1},
 
 		{"affinity winner", ScoreAffinity, Candidate{Index: 2}, Set{Affinity: 2}, 1},
@@ -586,7 +595,7 @@ func TestReason(t *testing.T) {
 	if i != 1 {
 		t.Fatalf("picked %d, want the warm ep-b", i)
 	}
-	if got, want := why.String(), "adaptive: ep-b warm=1 load=0.5 priority=1 ttft=0.5"; got != want {
+	if got, want := why.String(), "adaptive: ep-b warm=1 priority=1 load=0.31 ttft=0.56"; got != want {
 		t.Errorf("reason = %q, want %q", got, want)
 	}
 	_, why = mustPipeline(t, Config{Strategy: RoundRobin}).Schedule(Request{}, equalEndpoints(3))

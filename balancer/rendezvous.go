@@ -65,21 +65,30 @@ func Rendezvous(key uint64, names []string, loads []float64, bound float64) int 
 // rendezvousKept is Rendezvous over a selection's kept candidates, with
 // utilisation as the load (a candidate's load + 1 being utilisation plus one
 // request's share of its capacity); loads is scratch space, one per
-// candidate. Only the candidates with the best warmth present take part: a
-// key's home must not be an endpoint that would have to load the model while
-// another has it, or the affinity would never be used there. Candidates
+// candidate. Only the candidates with the best warmth present take part,
+// and of those only the ones not clearly slower than the fastest: a key's
+// home must not be an endpoint that would have to load the model while
+// another has it, or one the speed score keeps its traffic from, or the
+// affinity would pull sessions where they are served worst. Candidates
 // without names hash their index, which is stable within one process only.
-func rendezvousKept(key uint64, cands []Candidate, kept []bool, loads []float64, bound float64) int {
+func rendezvousKept(key uint64, cands []Candidate, kept []bool, loads []float64, bound float64, set *Set) int {
 	warmest := -1
 	for i := range cands {
 		if kept[i] {
 			warmest = max(warmest, warmthRank(&cands[i]))
 		}
 	}
+	for i := range cands {
+		if kept[i] && warmthRank(&cands[i]) == warmest && cands[i].clearlySlower(set) {
+			loads[i] = -1 // out of the running
+		} else {
+			loads[i] = 0
+		}
+	}
 	sum, n := 0.0, 0
 	for i := range cands {
-		if kept[i] && warmthRank(&cands[i]) == warmest {
-			loads[i] = placed(&cands[i])
+		if kept[i] && warmthRank(&cands[i]) == warmest && loads[i] == 0 {
+			loads[i] = cands[i].placed()
 			sum += loads[i]
 			n++
 		}
@@ -91,7 +100,7 @@ func rendezvousKept(key uint64, cands []Candidate, kept []bool, loads []float64,
 	best, bestWeight := -1, uint64(0)
 	for i := range cands {
 		c := &cands[i]
-		if !kept[i] || warmthRank(c) != warmest || loads[i] > limit {
+		if !kept[i] || warmthRank(c) != warmest || loads[i] < 0 || loads[i] > limit {
 			continue
 		}
 		var w uint64
@@ -120,7 +129,3 @@ func warmthRank(c *Candidate) int {
 	return 1
 }
 
-// placed is a candidate's utilisation with one more request on it.
-func placed(c *Candidate) float64 {
-	return c.Utilisation() + 1/c.Capacity()
-}

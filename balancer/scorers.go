@@ -95,37 +95,63 @@ func (warmScorer) Score(_ *Request, c *Candidate, _ *Set) float64 {
 	return 0.5
 }
 
-// loadScorer prefers the candidate with the least outstanding work relative
-// to its capacity: 1/(1+u), u being demand over capacity (1 idle, 0.5 full,
-// falling as the queue grows), scaled down by up to half as the KV cache
-// fills, since a full cache means preemption or eviction of cached prefixes.
-// Demand is the backend's running plus waiting count when known, or our
-// in-flight count if higher; capacity is max_concurrency, else the backend's
-// slot count, else 1 (so unknown capacity compares plain counts).
+// loadScorer prefers the candidate where the request would wait least,
+// from its utilisation u (see [Candidate.Demand] and [Candidate.Capacity]).
+// While a slot is free the request only joins the batch, which costs a
+// little: 1 idle, about 0.8 when it takes the last slot. Past that it
+// queues, which costs a whole service time per round, so the score falls
+// steeply (0.31 with one request ahead of it on a one-slot server). A KV
+// cache more than half full takes up to half of that again, since a full
+// cache means preemption and evicted prefixes.
 type loadScorer struct{}
 
 func (loadScorer) Name() string { return ScoreLoad }
 func (loadScorer) usesSignals() {}
 func (loadScorer) Score(_ *Request, c *Candidate, _ *Set) float64 {
-	score := 1 / (1 + c.Utilisation())
+	cost := batchCost * min(c.Utilisation(), 1)
+	if placed := c.placed(); placed > 1 {
+		cost = batchCost + queueCost*(placed-1)
+	}
+	score := 1 / (1 + max(cost, 0))
 	if c.KVKnown && c.Fresh() {
-		score *= 1 - clampScore(c.KVUsage)/2
+		score *= 1 - max(clampScore(c.KVUsage)-0.5, 0)
 	}
 	return score
 }
 
-// ttftScorer prefers fast endpoints: the fastest known TTFT over this one's,
-// so a box three times slower scores 1/3. An endpoint with no sample yet
-// scores 1, so that it gets traffic and is measured.
+// The load score's shape: the cost of sharing a batch at full occupancy,
+// and of queueing per round of the backend's slots ahead of the request.
+const (
+	batchCost = 0.25
+	queueCost = 2
+)
+
+// ttftTolerance is how much slower than the fastest candidate an endpoint's
+// TTFT may be and still count as fast. Within it the differences are mostly
+// prompt lengths, cache hits and queueing that the load score sees already;
+// scoring them too would chase noise.
+const ttftTolerance = 1.5
+
+// ttftScorer prefers endpoints that are clearly faster: 1 within
+// ttftTolerance of the fastest known TTFT, then falling with the square of
+// the excess, so a box three times slower scores 0.25. An endpoint with no
+// sample yet scores 1, so that it gets traffic and is measured.
 type ttftScorer struct{}
 
 func (ttftScorer) Name() string { return ScoreTTFT }
 func (ttftScorer) usesSignals() {}
 func (ttftScorer) Score(_ *Request, c *Candidate, s *Set) float64 {
-	if c.TTFT <= 0 || s.MinTTFT <= 0 {
+	if !c.clearlySlower(s) {
 		return 1
 	}
-	return float64(s.MinTTFT) / float64(c.TTFT)
+	r := float64(c.TTFT) / (ttftTolerance * float64(s.MinTTFT))
+	return 1 / (r * r)
+}
+
+// clearlySlower reports whether c's TTFT is beyond ttftTolerance of the
+// fastest in the set.
+func (c *Candidate) clearlySlower(s *Set) bool {
+	return c.TTFT > 0 && s.MinTTFT > 0 && float64(c.TTFT) > ttftTolerance*float64(s.MinTTFT)
 }
 
 // affinityScorer gives 1 to the candidate the request's key hashes to and 0

@@ -77,6 +77,18 @@ type Signals struct {
 	Slots   int64   // parallel slots: the backend's own capacity (llama.cpp /slots)
 	KVUsage float64 // KV-cache occupancy, 0..1
 
+	// InFlightAtRead is our in-flight count when Waiting and Running were
+	// read. The backend's count less this is the work other clients gave
+	// it; ours since then is the live InFlight. A source that does not know
+	// leaves it 0, and the whole backend count is taken as others' work
+	// (an overcount, never an undercount).
+	InFlightAtRead int64
+	// SeenSlots is the most requests the backend has been seen running at
+	// once: a lower bound on its parallel slots (exact once it has queued),
+	// learned from its own counts for servers that do not say (vLLM,
+	// SGLang). 0: never seen. It does not go stale.
+	SeenSlots int64
+
 	// TTFT is our exponentially weighted time to first token for this
 	// endpoint and the requested model (0: no sample yet). It is our own
 	// measurement, so it never goes stale.
@@ -122,27 +134,29 @@ type Candidate struct {
 // Fresh reports whether the candidate's backend values may be used.
 func (c *Candidate) Fresh() bool { return !c.Stale }
 
-// Demand is the candidate's outstanding work in requests: the backend's own
-// count when known and fresh (it includes other proxies' traffic), our
-// in-flight count when that is higher (it covers the time since the last
-// scrape).
+// Demand is the candidate's outstanding work in requests: our in-flight
+// count now (exact, and live between scrapes), plus the work other clients
+// had given the backend when it was last read (its running and waiting
+// count less ours at that moment) while that reading is fresh.
 func (c *Candidate) Demand() float64 {
-	d := c.InFlight
+	d := max(c.InFlight, 0)
 	if c.QueueKnown && c.Fresh() {
-		d = max(d, c.Running+c.Waiting)
+		d += max(c.Running+c.Waiting-c.InFlightAtRead, 0)
 	}
-	return float64(max(d, 0))
+	return float64(d)
 }
 
 // Capacity is how many requests the candidate runs at once: its configured
-// max_concurrency, else the backend's slot count, else 1 (demand is then a
-// plain count).
+// max_concurrency, else the backend's slot count, else the most it has been
+// seen running at once, else 1 (demand is then a plain count).
 func (c *Candidate) Capacity() float64 {
 	switch {
 	case c.MaxConcurrency > 0:
 		return float64(c.MaxConcurrency)
 	case c.SlotsKnown && c.Slots > 0 && c.Fresh():
 		return float64(c.Slots)
+	case c.SeenSlots > 0:
+		return float64(c.SeenSlots)
 	}
 	return 1
 }
@@ -150,4 +164,10 @@ func (c *Candidate) Capacity() float64 {
 // Utilisation is demand over capacity: 0 idle, 1 full, above 1 queueing.
 func (c *Candidate) Utilisation() float64 {
 	return c.Demand() / c.Capacity()
+}
+
+// placed is the candidate's utilisation with one more request on it: at
+// most 1 when the request would get a slot at once.
+func (c *Candidate) placed() float64 {
+	return (c.Demand() + 1) / c.Capacity()
 }

@@ -45,7 +45,7 @@ type fleet struct {
 	system     int              // bytes of each shared system prompt
 	systems    int              // how many system prompts the sessions share
 	userBytes  int              // bytes of each user message
-	replyBytes int              // bytes of each assistant message the client resends
+	replyBytes int              // bytes of the assistant message resent when a turn got no answer
 	// single: every request is a new one-turn conversation of userBytes
 	// with nothing shared (no reuse at all).
 	single bool
@@ -102,20 +102,21 @@ func usersFor(load float64, slots int, service, think time.Duration) int {
 // fleets lists the routing scenarios in report order.
 //
 // The vLLM sessions: one of 4 system prompts of 4,000 bytes (1,000 tokens),
-// 3 to 10 turns of a 150-byte question and a 350-byte answer, so turn k
-// sends about 4,000 + 500k bytes and the last 500 are new. A server that
-// saw the conversation's previous turn prefills about 125 tokens; one that
-// did not, everything after the system prompt. The prefix cache holds 2,500
-// blocks of 16 tokens per server: what a quarter of the users' histories
-// need, not all of them.
+// 3 to 10 turns of a 150-byte question and the server's answer (24 words,
+// about 140 bytes), which the client sends back, so turn k sends about
+// 4,000 + 330k bytes. A server that answered the previous turn has all of
+// it cached but the new question (it caches the blocks it decoded, as vLLM
+// does), and prefills about 50 tokens; one that did not, everything after
+// the system prompt. The prefix cache holds 2,500 blocks of 16 tokens per
+// server: not every user's history fits in every server.
 //
 // Offered load is counted against the least work the fleet can do: every
-// request's history cached, so its slot is held for 20 ms + 125 ms prefill
+// request's history cached, so its slot is held for 20 ms + 50 ms prefill
 // + 24 tokens at 40/s slowed by the batch (about 0.8 s in all).
 func fleets() []fleet {
 	const (
 		think   = 2 * time.Second // mean of [1s, 3s]
-		service = 870 * time.Millisecond
+		service = 840 * time.Millisecond
 	)
 	vllmCache := vllmBase + ";prefill=" + vllmPrefill.String() + ";cache=2500;block=16"
 	chat := fleet{kind: "vllm", models: []string{"Qwen/Qwen2.5-7B-Instruct"}, think: [2]time.Duration{time.Second, 3 * time.Second},
@@ -599,6 +600,7 @@ type user struct {
 	rng     *rand.Rand
 	buf     []byte
 	term    terminatorScan
+	answer  answerScan
 }
 
 func (u *user) run(ctx context.Context, begin time.Time, w window, rec *userRecord) {
@@ -630,9 +632,10 @@ func (u *user) run(ctx context.Context, begin time.Time, w window, rec *userReco
 				return
 			}
 			ttft, status, detail := u.once(ctx, body.Bytes(), sid)
+			answered := status == http.StatusOK && detail == ""
 			if !start.Before(w.measureFrom) {
 				switch {
-				case status == http.StatusOK && detail == "":
+				case answered:
 					rec.ttft = append(rec.ttft, ttft)
 					prompt, cached := idealCached(len(msgs)+2, shared)
 					rec.idealPrompt += prompt
@@ -648,11 +651,20 @@ func (u *user) run(ctx context.Context, begin time.Time, w window, rec *userReco
 					}
 				}
 			}
-			// the next turn shares everything but the closing bracket
-			shared = len(msgs) + 1
-			// the conversation goes on whatever the answer was, so every
-			// contender sees the same script
-			msgs = appendMessage(msgs, "assistant", filler(u.rng, f.replyBytes))
+			// The conversation goes on whatever the answer was, so every
+			// contender sees the same script: the reply is drawn every
+			// time, and sent back only if the server gave none. A client
+			// resends the answer it was given, and a server caches the
+			// blocks it decoded, so the next turn shares the answer too.
+			reply := filler(u.rng, f.replyBytes)
+			if answered && u.answer.text.Len() > 0 {
+				reply = u.answer.text.String()
+			}
+			msgs = appendMessage(msgs, "assistant", reply)
+			shared = 1 + len(msgs)
+			if !answered {
+				shared -= len(reply) + len(`,{"role":"assistant","content":""}`)
+			}
 			think := f.think[0] + time.Duration(u.rng.Int64N(int64(f.think[1]-f.think[0])+1))
 			if !sleepUntil(ctx, time.Now().Add(think)) {
 				return
@@ -687,6 +699,7 @@ func (u *user) once(ctx context.Context, body []byte, sid string) (time.Duration
 	if strings.HasPrefix(res.Header.Get("Content-Type"), "text/event-stream") {
 		u.term.reset(sseDone)
 	}
+	u.answer.reset()
 	var first time.Time
 	for {
 		n, err := res.Body.Read(u.buf)
@@ -695,6 +708,7 @@ func (u *user) once(ctx context.Context, body []byte, sid string) (time.Duration
 				first = time.Now()
 			}
 			u.term.feed(u.buf[:n])
+			u.answer.feed(u.buf[:n])
 		}
 		if err == io.EOF {
 			break
@@ -707,6 +721,58 @@ func (u *user) once(ctx context.Context, body []byte, sid string) (time.Duration
 		return 0, res.StatusCode, "truncated: no " + u.term.pat
 	}
 	return first.Sub(start), res.StatusCode, ""
+}
+
+// answerScan collects a streamed answer's text from its lines: OpenAI
+// chunks' delta.content (SSE) or Ollama's message.content (NDJSON).
+type answerScan struct {
+	line []byte
+	text strings.Builder
+}
+
+// maxAnswerLine bounds a line kept while it is incomplete.
+const maxAnswerLine = 64 << 10
+
+func (a *answerScan) reset() { a.line, a.text = a.line[:0], strings.Builder{} }
+
+func (a *answerScan) feed(p []byte) {
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			if len(a.line)+len(p) <= maxAnswerLine {
+				a.line = append(a.line, p...)
+			}
+			return
+		}
+		a.line = append(a.line, p[:i]...)
+		a.parse(a.line)
+		a.line, p = a.line[:0], p[i+1:]
+	}
+}
+
+func (a *answerScan) parse(line []byte) {
+	line = bytes.TrimPrefix(bytes.TrimSpace(line), []byte("data:"))
+	line = bytes.TrimSpace(line)
+	if len(line) == 0 || line[0] != '{' {
+		return
+	}
+	var chunk struct {
+		Choices []struct {
+			Delta struct {
+				Content string `json:"content"`
+			} `json:"delta"`
+		} `json:"choices"`
+		Message struct {
+			Content string `json:"content"`
+		} `json:"message"`
+	}
+	if json.Unmarshal(line, &chunk) != nil {
+		return
+	}
+	for _, c := range chunk.Choices {
+		a.text.WriteString(c.Delta.Content)
+	}
+	a.text.WriteString(chunk.Message.Content)
 }
 
 // idealCached is a request's prompt tokens and how many of them a server

@@ -54,6 +54,7 @@ type CapacityStats struct {
 	PromptTokens  int64 `json:"prompt_tokens"`  // prompt tokens seen
 	CachedTokens  int64 `json:"cached_tokens"`  // of which served from the prefix cache
 	CacheUsed     int   `json:"cache_used"`     // blocks in the cache now
+	CacheActive   int   `json:"cache_active"`   // of which running requests hold
 	CacheCapacity int   `json:"cache_capacity"` // blocks it holds
 }
 
@@ -71,6 +72,10 @@ type capacity struct {
 	cached   int64
 	resident []string // loaded models, most recently used last
 	cache    blockLRU
+	// active is the KV blocks the running requests hold: their prompts.
+	// Cached blocks no request holds are free to evict, so (as in vLLM)
+	// they do not count as usage.
+	active int
 }
 
 func newCapacity(cfg Capacity) *capacity {
@@ -126,6 +131,8 @@ func (s *Sim) admit(c *call, g *gen, model string, prompt []byte) (release func(
 	cp.cached += int64(cachedTokens)
 	extra += time.Duration(tokens-cachedTokens) * cfg.PrefillPerToken
 	others := cp.running - 1
+	blocks := (tokens + cfg.BlockTokens - 1) / cfg.BlockTokens
+	cp.active += blocks
 	cp.mu.Unlock()
 
 	// time spent waiting for the slot counts too: g.start is the arrival
@@ -133,7 +140,33 @@ func (s *Sim) admit(c *call, g *gen, model string, prompt []byte) (release func(
 	if cfg.DecodeSlowdown > 0 && others > 0 {
 		g.every = time.Duration(float64(g.every) * (1 + cfg.DecodeSlowdown*float64(others)))
 	}
-	return cp.release, true
+	return func() {
+		cp.mu.Lock()
+		cp.active -= blocks
+		cp.cacheAnswer(prompt, g, cfg.BlockTokens*4)
+		cp.mu.Unlock()
+		cp.release()
+	}, true
+}
+
+// cacheAnswer caches the blocks of a chat conversation with its answer
+// appended, as the client will send it on its next turn, so that turn finds
+// the answer's tokens cached too (vLLM caches the blocks a request fills
+// while decoding, not only its prompt's). The conversation is rendered the
+// way a compact JSON client appends a message; the simulator's words need
+// no escaping. Callers hold cp.mu.
+func (cp *capacity) cacheAnswer(messages []byte, g *gen, blockBytes int) {
+	if cp.cfg.CacheBlocks == 0 || len(messages) < 2 || messages[0] != '[' || messages[len(messages)-1] != ']' {
+		return
+	}
+	b := make([]byte, 0, len(messages)+48+g.n*10)
+	b = append(b, messages[:len(messages)-1]...)
+	b = append(b, `,{"role":"assistant","content":"`...)
+	for i := 0; i < g.n; i++ {
+		b = append(b, g.word(i)...)
+	}
+	b = append(b, `"}`...)
+	cp.cache.touchPrefix(b, blockBytes)
 }
 
 func noRelease() {}
@@ -214,7 +247,7 @@ func (cp *capacity) stats() CapacityStats {
 	defer cp.mu.Unlock()
 	return CapacityStats{Running: int64(cp.running), Waiting: int64(len(cp.waiting)), PeakRunning: int64(cp.peak),
 		Rejected: cp.rejected, Loads: cp.loads, PromptTokens: cp.prompt, CachedTokens: cp.cached,
-		CacheUsed: cp.cache.used(), CacheCapacity: cp.cfg.CacheBlocks}
+		CacheUsed: cp.cache.used(), CacheActive: cp.active, CacheCapacity: cp.cfg.CacheBlocks}
 }
 
 func (cp *capacity) reset() {
@@ -289,9 +322,9 @@ func (s *Sim) handleVLLMMetrics(c *call) {
 		model = ms.list[0].id
 	}
 	lbl := `{engine="0",model_name="` + model + `"}`
-	usage := 0.0
+	usage := 0.0 // blocks held by running requests: cached free blocks are evictable
 	if st.CacheCapacity > 0 {
-		usage = float64(st.CacheUsed) / float64(st.CacheCapacity)
+		usage = min(float64(st.CacheActive)/float64(st.CacheCapacity), 1)
 	}
 	b := c.sc.buf[:0]
 	b = appendGauge(b, "vllm:num_requests_running", "Number of requests in model execution batches.", lbl, float64(st.Running))

@@ -129,6 +129,38 @@ func TestPrefixCacheHitsOnAResentConversation(t *testing.T) {
 	}
 }
 
+func TestPrefixCacheHoldsTheAnswerForTheNextTurn(t *testing.T) {
+	s := startT(t, Config{Kind: VLLM, Tokens: 40, Capacity: Capacity{Slots: 4, CacheBlocks: 1000, BlockTokens: 4}})
+	turn1 := `{"model":"tiny","messages":[{"role":"user","content":"` + strings.Repeat("tell me more ", 10) + `"}]}`
+	_, b := post(t, s.URL+"/v1/chat/completions", turn1)
+	var answer struct {
+		Choices []struct {
+			Message struct{ Content string } `json:"message"`
+		} `json:"choices"`
+	}
+	if err := json.Unmarshal(b, &answer); err != nil || len(answer.Choices) == 0 || len(answer.Choices[0].Message.Content) < 100 {
+		t.Fatalf("answer %s (%v)", b, err)
+	}
+	next := func(reply string) int64 {
+		before := s.CapacityStats()
+		body := strings.TrimSuffix(turn1, "]}") + `,{"role":"assistant","content":"` + reply + `"},{"role":"user","content":"go on"}]}`
+		post(t, s.URL+"/v1/chat/completions", body)
+		return s.CapacityStats().CachedTokens - before.CachedTokens
+	}
+	// what the two next turns share whatever the answer: the first
+	// prompt and the assistant message's opening
+	prompt1 := int64(len(`[{"role":"user","content":"`+strings.Repeat("tell me more ", 10)+`"},{"role":"assistant","content":"`) / 4)
+	// the answer resent as it was given: cached past the first prompt,
+	// through most of the answer
+	if got := next(answer.Choices[0].Message.Content); got < prompt1+20 {
+		t.Fatalf("resent answer: %d tokens cached, want more than the shared %d plus most of the answer", got, prompt1)
+	}
+	// another answer in its place shares only the first prompt
+	if got := next(strings.Repeat("x", len(answer.Choices[0].Message.Content))); got > prompt1 {
+		t.Fatalf("a different answer: %d tokens cached, want at most the shared %d", got, prompt1)
+	}
+}
+
 func TestPrefixCacheIsBounded(t *testing.T) {
 	s := startT(t, Config{Kind: VLLM, Tokens: 1, Capacity: Capacity{CacheBlocks: 8, BlockTokens: 4}})
 	for i := range 20 {
@@ -224,11 +256,18 @@ func TestLoadSurfacesReportTheQueue(t *testing.T) {
 		if m["vllm:num_requests_running"] != 1 || m["vllm:num_requests_waiting"] != 1 {
 			t.Fatalf("metrics %v", m)
 		}
-		if u, ok := m["vllm:kv_cache_usage_perc"]; !ok || u < 0 || u > 1 {
-			t.Fatalf("kv_cache_usage_perc %v, %v", u, ok)
+		if u, ok := m["vllm:kv_cache_usage_perc"]; !ok || u <= 0 || u > 1 {
+			t.Fatalf("kv_cache_usage_perc %v, %v: want the running request's blocks", u, ok)
 		}
 		finish()
 		<-done
+		// idle: the cache still holds blocks, but no request does, and
+		// vLLM counts evictable cached blocks as free
+		waitFor(t, "idle", func() bool { return s.CapacityStats().Running == 0 })
+		_, b = get(t, s.URL+"/metrics")
+		if st, m := s.CapacityStats(), parseMetrics(t, b); st.CacheUsed == 0 || m["vllm:kv_cache_usage_perc"] != 0 {
+			t.Fatalf("idle: %d blocks cached, kv_cache_usage_perc %v; want some cached and usage 0", st.CacheUsed, m["vllm:kv_cache_usage_perc"])
+		}
 	})
 	t.Run("llama.cpp slots and metrics", func(t *testing.T) {
 		s := startT(t, Config{Kind: LlamaCpp, TTFT: 100 * time.Millisecond, TokensPerSecond: 4, Tokens: 3,
