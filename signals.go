@@ -76,6 +76,9 @@ type schedState struct {
 	// seenRunning is the most requests the backend has reported running at
 	// once: the slot count learned for servers that do not state one
 	seenRunning atomic.Int64
+	// seenFull: the backend has reported requests waiting, so seenRunning
+	// is its slot count
+	seenFull atomic.Bool
 	// ttft holds one moving average per model the endpoint lists, created
 	// on the first sample: a map replaced whole on each new model (rare)
 	// and read without a lock on every selection
@@ -159,6 +162,9 @@ func (a *App) pollOnce(ctx context.Context, st *endpointState, s *endpointSettin
 		st.sched.inFlightAtPoll.Store(ours)
 		if sig.RunningKnown {
 			raiseTo(&st.sched.seenRunning, min(sig.Running, maxLearnedSlots))
+			if sig.WaitingKnown && sig.Waiting > 0 && sig.Running > 0 {
+				st.sched.seenFull.Store(true)
+			}
 		}
 	}
 	st.sched.signals.Store(sig)
@@ -338,7 +344,7 @@ func (st *endpointState) ttftFor(model string) time.Duration {
 func (st *endpointState) schedSignals(model string, out *balancer.Signals) {
 	s, sig := st.settings.Load(), st.sched.signals.Load()
 	out.MaxConcurrency, out.TTFT = st.capWith(s, sig, time.Time{}), st.ttftFor(model)
-	out.SeenSlots = st.sched.seenRunning.Load()
+	out.SeenSlots, out.SeenFull = st.sched.seenRunning.Load(), st.sched.seenFull.Load()
 	if sig == nil {
 		return // never read, or the last poll failed: every value unknown
 	}

@@ -287,8 +287,10 @@ func (p *Pipeline) schedule(in *Request, c Candidates, why *Reason) int {
 	}
 	if p.affinity {
 		if r.Pinned != "" {
+			// a pin to a clearly slower endpoint is let go: a warm cache
+			// there does not make up for a server that much slower
 			for i := range s.cands {
-				if s.kept[i] && s.cands[i].Name == r.Pinned {
+				if s.kept[i] && s.cands[i].Name == r.Pinned && !s.cands[i].clearlySlower(set) {
 					set.Affinity = i
 					break
 				}

@@ -682,3 +682,89 @@ func TestPinnedAndKey(t *testing.T) {
 		t.Error("a full pinned endpoint was chosen while others had room")
 	}
 }
+
+// TestCapacityLearned covers the slot count of a server that states none:
+// a lower bound from what it was seen running, room assumed while it
+// reports no queue, and the exact count once it has been seen queueing.
+func TestCapacityLearned(t *testing.T) {
+	fresh := Signals{QueueKnown: true, Running: 6, InFlightAtRead: 6, SeenSlots: 6}
+	tests := []struct {
+		name string
+		c    Candidate
+		want float64
+	}{
+		{"nothing known: plain counts", Candidate{InFlight: 5}, 1},
+		{"seen running, no reading now", Candidate{InFlight: 5, Signals: Signals{SeenSlots: 6}, Stale: true}, 6},
+		{"no queue at the last read: room for this one too", Candidate{InFlight: 9, Signals: fresh}, 10},
+		{"seen full: the count is exact", Candidate{InFlight: 9, Signals: func() Signals { s := fresh; s.SeenFull = true; return s }()}, 6},
+		{"queueing now: the count it was seen at", Candidate{InFlight: 9, Signals: func() Signals { s := fresh; s.Waiting = 3; return s }()}, 6},
+		{"stated slots win", Candidate{InFlight: 9, Signals: func() Signals { s := fresh; s.SlotsKnown, s.Slots = true, 4; return s }()}, 4},
+		{"max_concurrency wins", Candidate{InFlight: 9, Signals: func() Signals { s := fresh; s.MaxConcurrency = 3; return s }()}, 3},
+	}
+	for _, tt := range tests {
+		if got := tt.c.Capacity(); got != tt.want {
+			t.Errorf("%s: Capacity = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+// TestSlowEndpointLosesAffinity: a clearly slower endpoint is no new key's
+// home and loses the sessions pinned to it; one within the tolerance keeps
+// them.
+func TestSlowEndpointLosesAffinity(t *testing.T) {
+	ms := time.Millisecond
+	names := []string{"ep-a", "ep-b", "ep-c", "ep-d"}
+	f := newFleet(names...)
+	for i := range names {
+		f.signals[i].TTFT = 100 * ms
+	}
+	p := mustPipeline(t, Config{Strategy: Adaptive})
+	homes := map[string]int{}
+	for k := range 200 {
+		key := fmt.Sprintf("s%d", k)
+		homes[key], _ = p.Schedule(Request{SessionKey: key}, f)
+	}
+	f.signals[3].TTFT = 140 * ms // within 1.5x: nothing moves
+	for key, was := range homes {
+		if i, why := p.Schedule(Request{SessionKey: key}, f); i != was {
+			t.Fatalf("key %s moved from %d to %d for a 1.4x TTFT: %v", key, was, i, why)
+		}
+		if i, why := p.Schedule(Request{SessionKey: key, Pinned: names[3]}, f); i != 3 && was == 3 {
+			t.Fatalf("key %s left its pin for a 1.4x TTFT: %v", key, why)
+		}
+	}
+	f.signals[3].TTFT = 300 * ms // three times slower
+	for key, was := range homes {
+		i, why := p.Schedule(Request{SessionKey: key}, f)
+		if i == 3 {
+			t.Fatalf("key %s placed on the slow endpoint: %v", key, why)
+		}
+		if was != 3 && i != was {
+			t.Errorf("key %s moved from %d to %d though its home is fast", key, was, i)
+		}
+		if i, why := p.Schedule(Request{SessionKey: key, Pinned: names[3]}, f); i == 3 {
+			t.Fatalf("a session pinned to the slow endpoint stayed there: %v", why)
+		}
+	}
+}
+
+// TestNewKeyAvoidsAFullEndpoint: a new key's home is never an endpoint
+// where it would queue while another has a free slot, even within the load
+// bound.
+func TestNewKeyAvoidsAFullEndpoint(t *testing.T) {
+	names := []string{"ep-a", "ep-b", "ep-c", "ep-d"}
+	f := newFleet(names...)
+	for i := range names {
+		// a vLLM-like server seen full at 4 running (no stated slots, so
+		// no filter drops a full one)
+		f.signals[i] = Signals{QueueKnown: true, Running: 3, InFlightAtRead: 3, SeenSlots: 4, SeenFull: true}
+		f.hold(i, 3)
+	}
+	f.hold(0, 1) // ep-a full: 4 of 4; the mean with the request placed is 1.06 slots, the bound 1.33
+	p := mustPipeline(t, Config{Strategy: Adaptive})
+	for k := range 200 {
+		if i, why := p.Schedule(Request{SessionKey: fmt.Sprintf("s%d", k)}, f); i == 0 {
+			t.Fatalf("a new key went to the full endpoint: %v", why)
+		}
+	}
+}

@@ -69,7 +69,8 @@ func Rendezvous(key uint64, names []string, loads []float64, bound float64) int 
 // and of those only the ones not clearly slower than the fastest: a key's
 // home must not be an endpoint that would have to load the model while
 // another has it, or one the speed score keeps its traffic from, or the
-// affinity would pull sessions where they are served worst. Candidates
+// affinity would pull sessions where they are served worst. Nor is one where
+// the request would queue while another has a free slot. Candidates
 // without names hash their index, which is stable within one process only.
 func rendezvousKept(key uint64, cands []Candidate, kept []bool, loads []float64, bound float64, set *Set) int {
 	warmest := -1
@@ -97,6 +98,18 @@ func rendezvousKept(key uint64, cands []Candidate, kept []bool, loads []float64,
 		return -1
 	}
 	limit := max(bound, 1) * sum / float64(n)
+	// a candidate where the request would queue is no home while another
+	// has a free slot
+	roomy := false
+	for i := range cands {
+		if kept[i] && warmthRank(&cands[i]) == warmest && loads[i] > 0 && loads[i] <= 1 {
+			roomy = true
+			break
+		}
+	}
+	if roomy {
+		limit = min(limit, 1)
+	}
 	best, bestWeight := -1, uint64(0)
 	for i := range cands {
 		c := &cands[i]
@@ -128,4 +141,3 @@ func warmthRank(c *Candidate) int {
 	}
 	return 1
 }
-

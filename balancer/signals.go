@@ -67,6 +67,9 @@ type Signals struct {
 	QueueKnown bool // Waiting and Running
 	SlotsKnown bool // Slots
 	KVKnown    bool // KVUsage
+	// SeenFull says the backend has been seen queueing, so SeenSlots is
+	// its slot count, not only a lower bound on it.
+	SeenFull bool
 
 	// MaxConcurrency is the endpoint's configured limit of attempts in flight
 	// (0: none). It is the capacity our in-flight count is measured against.
@@ -147,18 +150,27 @@ func (c *Candidate) Demand() float64 {
 }
 
 // Capacity is how many requests the candidate runs at once: its configured
-// max_concurrency, else the backend's slot count, else the most it has been
-// seen running at once, else 1 (demand is then a plain count).
+// max_concurrency, else the backend's slot count, else what its own counts
+// show (see below), else 1 (demand is then a plain count).
+//
+// A server that states no slot count (vLLM, SGLang) has as many as it has
+// been seen running at once (SeenSlots) once it has been seen queueing (a
+// server queues only when its slots are full). Until then SeenSlots is only
+// a lower bound, and while its last fresh reading showed nothing waiting
+// it is taken to have room for this request too: it batches, and the load
+// score then weighs only how many share the batch.
 func (c *Candidate) Capacity() float64 {
 	switch {
 	case c.MaxConcurrency > 0:
 		return float64(c.MaxConcurrency)
 	case c.SlotsKnown && c.Slots > 0 && c.Fresh():
 		return float64(c.Slots)
-	case c.SeenSlots > 0:
-		return float64(c.SeenSlots)
 	}
-	return 1
+	slots := float64(max(c.SeenSlots, 1))
+	if !c.SeenFull && c.QueueKnown && c.Fresh() && c.Waiting <= 0 {
+		slots = max(slots, c.Demand()+1)
+	}
+	return slots
 }
 
 // Utilisation is demand over capacity: 0 idle, 1 full, above 1 queueing.
