@@ -287,10 +287,10 @@ func (p *Pipeline) schedule(in *Request, c Candidates, why *Reason) int {
 	}
 	if p.affinity {
 		if r.Pinned != "" {
-			// a pin to a clearly slower endpoint is let go: a warm cache
-			// there does not make up for a server that much slower
+			// a pin to an endpoint far slower than another is let go: a
+			// warm cache there does not make up for it
 			for i := range s.cands {
-				if s.kept[i] && s.cands[i].Name == r.Pinned && !s.cands[i].clearlySlower(set) {
+				if s.kept[i] && s.cands[i].Name == r.Pinned && !s.cands[i].tooSlowForAffinity(set) {
 					set.Affinity = i
 					break
 				}

@@ -724,13 +724,13 @@ func TestSlowEndpointLosesAffinity(t *testing.T) {
 		key := fmt.Sprintf("s%d", k)
 		homes[key], _ = p.Schedule(Request{SessionKey: key}, f)
 	}
-	f.signals[3].TTFT = 140 * ms // within 1.5x: nothing moves
+	f.signals[3].TTFT = 240 * ms // within 2.5x: nothing moves
 	for key, was := range homes {
 		if i, why := p.Schedule(Request{SessionKey: key}, f); i != was {
-			t.Fatalf("key %s moved from %d to %d for a 1.4x TTFT: %v", key, was, i, why)
+			t.Fatalf("key %s moved from %d to %d for a 2.4x TTFT: %v", key, was, i, why)
 		}
 		if i, why := p.Schedule(Request{SessionKey: key, Pinned: names[3]}, f); i != 3 && was == 3 {
-			t.Fatalf("key %s left its pin for a 1.4x TTFT: %v", key, why)
+			t.Fatalf("key %s left its pin for a 2.4x TTFT: %v", key, why)
 		}
 	}
 	f.signals[3].TTFT = 300 * ms // three times slower
@@ -753,18 +753,21 @@ func TestSlowEndpointLosesAffinity(t *testing.T) {
 // bound.
 func TestNewKeyAvoidsAFullEndpoint(t *testing.T) {
 	names := []string{"ep-a", "ep-b", "ep-c", "ep-d"}
-	f := newFleet(names...)
-	for i := range names {
-		// a vLLM-like server seen full at 4 running (no stated slots, so
-		// no filter drops a full one)
-		f.signals[i] = Signals{QueueKnown: true, Running: 3, InFlightAtRead: 3, SeenSlots: 4, SeenFull: true}
-		f.hold(i, 3)
-	}
-	f.hold(0, 1) // ep-a full: 4 of 4; the mean with the request placed is 1.06 slots, the bound 1.33
-	p := mustPipeline(t, Config{Strategy: Adaptive})
-	for k := range 200 {
-		if i, why := p.Schedule(Request{SessionKey: fmt.Sprintf("s%d", k)}, f); i == 0 {
-			t.Fatalf("a new key went to the full endpoint: %v", why)
+	for _, seenFull := range []bool{true, false} {
+		f := newFleet(names...)
+		for i := range names {
+			// a vLLM-like server seen running 4 at most, and (or not)
+			// queueing beyond that; no stated slots, so no filter drops
+			// a full one
+			f.signals[i] = Signals{QueueKnown: true, Running: 3, InFlightAtRead: 3, SeenSlots: 4, SeenFull: seenFull}
+			f.hold(i, 3)
+		}
+		f.hold(0, 1) // ep-a at 4: the mean with the request placed is 1.06 slots, the bound 1.33
+		p := mustPipeline(t, Config{Strategy: Adaptive})
+		for k := range 200 {
+			if i, why := p.Schedule(Request{SessionKey: fmt.Sprintf("s%d", k)}, f); i == 0 {
+				t.Fatalf("seen full %v: a new key went to the endpoint at its slot count: %v", seenFull, why)
+			}
 		}
 	}
 }

@@ -148,6 +148,19 @@ func (ttftScorer) Score(_ *Request, c *Candidate, s *Set) float64 {
 	return 1 / (r * r)
 }
 
+// slowForAffinity is how much slower than the fastest candidate an
+// endpoint's TTFT must be for a session to leave it, or a new one not to
+// start there. It is well above ttftTolerance: TTFT also rises with prefix
+// cache misses and load, which affinity itself moves between endpoints, and
+// a low bar would herd sessions back and forth.
+const slowForAffinity = 2.5
+
+// tooSlowForAffinity reports whether c's TTFT is beyond slowForAffinity of the
+// fastest in the set.
+func (c *Candidate) tooSlowForAffinity(s *Set) bool {
+	return c.TTFT > 0 && s.MinTTFT > 0 && float64(c.TTFT) > slowForAffinity*float64(s.MinTTFT)
+}
+
 // clearlySlower reports whether c's TTFT is beyond ttftTolerance of the
 // fastest in the set.
 func (c *Candidate) clearlySlower(s *Set) bool {

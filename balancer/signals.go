@@ -160,17 +160,26 @@ func (c *Candidate) Demand() float64 {
 // it is taken to have room for this request too: it batches, and the load
 // score then weighs only how many share the batch.
 func (c *Candidate) Capacity() float64 {
+	slots := c.provenCapacity()
+	if c.MaxConcurrency <= 0 && !(c.SlotsKnown && c.Slots > 0 && c.Fresh()) &&
+		!c.SeenFull && c.QueueKnown && c.Fresh() && c.Waiting <= 0 {
+		slots = max(slots, c.Demand()+1)
+	}
+	return slots
+}
+
+// provenCapacity is Capacity without the benefit of the doubt: what is
+// stated, or what the backend has been seen running at once. A new key's
+// home is chosen on it, since a home that turns out full keeps its whole
+// session waiting.
+func (c *Candidate) provenCapacity() float64 {
 	switch {
 	case c.MaxConcurrency > 0:
 		return float64(c.MaxConcurrency)
 	case c.SlotsKnown && c.Slots > 0 && c.Fresh():
 		return float64(c.Slots)
 	}
-	slots := float64(max(c.SeenSlots, 1))
-	if !c.SeenFull && c.QueueKnown && c.Fresh() && c.Waiting <= 0 {
-		slots = max(slots, c.Demand()+1)
-	}
-	return slots
+	return float64(max(c.SeenSlots, 1))
 }
 
 // Utilisation is demand over capacity: 0 idle, 1 full, above 1 queueing.
@@ -182,4 +191,9 @@ func (c *Candidate) Utilisation() float64 {
 // most 1 when the request would get a slot at once.
 func (c *Candidate) placed() float64 {
 	return (c.Demand() + 1) / c.Capacity()
+}
+
+// placedProven is placed against provenCapacity.
+func (c *Candidate) placedProven() float64 {
+	return (c.Demand() + 1) / c.provenCapacity()
 }

@@ -74,6 +74,7 @@ type options struct {
 	// when either is given, only they run.
 	routing         []fleet
 	routingDuration time.Duration
+	routingOnly     string
 	overload        bool
 }
 
@@ -110,6 +111,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.profile, "profile", "a,c", "scenarios whose round 1 fetches a CPU profile from each contender (empty: none)")
 	routing := fs.String("routing", "", "routing-quality fleets to run instead of -scenarios, comma-separated or all: "+fleetHelp())
 	fs.DurationVar(&o.routingDuration, "routing-duration", 15*time.Second, "measured time per routing run (after each fleet's warm-up)")
+	fs.StringVar(&o.routingOnly, "routing-only", "", "run only the routing contenders named (comma-separated, exact names such as \"caddy least_conn,olla adaptive\"); empty: all")
 	fs.BoolVar(&o.overload, "overload", false, "run the overload scenario (admission control, overload.go) instead of -scenarios")
 	if err := fs.Parse(args); err != nil {
 		return o, err

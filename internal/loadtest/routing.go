@@ -319,6 +319,14 @@ func runRouting(ctx context.Context, o options, fleetsToRun []fleet, sup *superv
 		return 1
 	}
 	cs := routingContenders()
+	if o.routingOnly != "" {
+		names := strings.Split(o.routingOnly, ",")
+		cs = slices.DeleteFunc(cs, func(c routingContender) bool { return !slices.Contains(names, c.name) })
+		if len(cs) == 0 {
+			logf("-routing-only %q names no contender", o.routingOnly)
+			return 2
+		}
+	}
 	var est time.Duration
 	for _, f := range fleetsToRun {
 		est += time.Duration(len(cs)) * (f.warmup + f.duration(o.routingDuration) + 4*time.Second)
