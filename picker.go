@@ -51,10 +51,10 @@ type picker struct {
 	// slot count, so its TTFT says how busy it was, not how fast it is,
 	// and is not recorded (the load score covers busy)
 	queuedThere bool
-	attempts     int
-	maxAttempts  int
-	rec          *requestRecord // the request's record, filled per attempt
-	limits       *rateLimiter   // per-endpoint buckets, if any
+	attempts    int
+	maxAttempts int
+	rec         *requestRecord // the request's record, filled per attempt
+	limits      *rateLimiter   // per-endpoint buckets, if any
 
 	// admission: candidates found at max_concurrency (or busy) wait here
 	// for a slot, through the site's queue policy if it has one
