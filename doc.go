@@ -18,13 +18,16 @@
 //  4. picker.go Next, per attempt: choose asks the sticky pin (strategies
 //     other than adaptive) or the balancer.Pipeline, which reads each
 //     candidate through the candidates type: priority, our in-flight
-//     count, and (signals.go) the backend's polled load signals, the
-//     concurrency cap and a TTFT average per endpoint and model. A
+//     count, and (signals.go) the backend's polled load signals with our
+//     in-flight count when they were read, the slot count learned from
+//     them, the concurrency cap and a TTFT average per endpoint and model. A
 //     candidate without room is set aside; when all are full the request
 //     waits in the admission queue (queue.go).
 //  5. The engine (olla or sherpa) sends the attempt and fails over before
 //     the first byte; picker.Done feeds the outcome to passive health and
-//     the TTFT average, and record.go the metrics and the dashboard.
+//     the TTFT average (only for attempts that did not start past the
+//     endpoint's proven slots: it measures speed, not busy), and record.go
+//     the metrics and the dashboard.
 //
 // /olla/anthropic/ (anthropic.go) runs the same path with hooks: the
 // Messages body is validated before routing, candidates whose server speaks

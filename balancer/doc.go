@@ -27,9 +27,16 @@
 //     ([AdaptiveWeights]); endpoints at their max_concurrency are skipped
 //     while others have room.
 //
+// Load is demand over capacity ([Candidate.Demand], [Candidate.Capacity]):
+// our live in-flight count plus other clients' work at the backend's last
+// reading, against the stated, learned or assumed slot count. It costs
+// little while a slot is free and much once the request would queue.
+//
 // Affinity uses rendezvous hashing with a load bound ([Rendezvous]): the hash
 // has no seed, so proxies with one config place a key alike without sharing
-// state. [EWMA] keeps a lock-free moving average for TTFT.
+// state. A new key's home has a free slot if any candidate has one, and is
+// never far slower than the fastest; a pin to one that is far slower is let
+// go. [EWMA] keeps a lock-free moving average for TTFT.
 //
 // Every pipeline is safe for concurrent use. Its state is an atomic cursor and
 // a few scratch slots, created by [New] or [NewPipeline], so separate
