@@ -25,9 +25,7 @@
 //     waits in the admission queue (queue.go).
 //  5. The engine (olla or sherpa) sends the attempt and fails over before
 //     the first byte; picker.Done feeds the outcome to passive health and
-//     the TTFT average (only for attempts that did not start past the
-//     endpoint's proven slots: it measures speed, not busy), and record.go
-//     the metrics and the dashboard.
+//     the TTFT average, and record.go the metrics and the dashboard.
 //
 // /olla/anthropic/ (anthropic.go) runs the same path with hooks: the
 // Messages body is validated before routing, candidates whose server speaks

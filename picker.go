@@ -47,14 +47,10 @@ type picker struct {
 	firstByteAt  time.Time
 	okStatus     bool
 	ttftDone     bool
-	// queuedThere: the attempt started with the endpoint past its proven
-	// slot count, so its TTFT says how busy it was, not how fast it is,
-	// and is not recorded (the load score covers busy)
-	queuedThere bool
-	attempts    int
-	maxAttempts int
-	rec         *requestRecord // the request's record, filled per attempt
-	limits      *rateLimiter   // per-endpoint buckets, if any
+	attempts     int
+	maxAttempts  int
+	rec          *requestRecord // the request's record, filled per attempt
+	limits       *rateLimiter   // per-endpoint buckets, if any
 
 	// admission: candidates found at max_concurrency (or busy) wait here
 	// for a slot, through the site's queue policy if it has one
@@ -88,8 +84,6 @@ func (p *picker) Next() (engines.Target, bool) {
 	}
 	p.attempts++
 	p.current, p.attemptStart, p.firstByteAt, p.okStatus, p.ttftDone = st, time.Now(), time.Time{}, false, false
-	slots := st.provenSlots()
-	p.queuedThere = slots > 0 && st.inFlight.Load() > slots
 	p.sticky.placed(st, p.header)
 	if p.rec != nil {
 		p.rec.attempts = p.attempts
@@ -164,9 +158,6 @@ func (p *picker) recordTTFT() {
 		return
 	}
 	p.ttftDone = true
-	if p.queuedThere {
-		return
-	}
 	model := p.model
 	if name, ok := p.rewrite[p.current]; ok {
 		model = name

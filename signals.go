@@ -282,20 +282,6 @@ func (st *endpointState) capWith(s *endpointSettings, sig *profiles.Signals, now
 	return sig.SlotsTotal
 }
 
-// provenSlots is how many requests the endpoint is known to run at once
-// (0: unknown): its max_concurrency, the slot count its backend states
-// while fresh, or the most it has been seen running.
-func (st *endpointState) provenSlots() int64 {
-	if n := st.concurrencyCap(); n > 0 {
-		return n
-	}
-	s, sig := st.settings.Load(), st.sched.signals.Load()
-	if sig != nil && sig.SlotsKnown && sig.SlotsTotal > 0 && s.loadInterval > 0 && time.Since(sig.At) <= signalMaxAge*s.loadInterval {
-		return sig.SlotsTotal
-	}
-	return st.sched.seenRunning.Load()
-}
-
 // maxTTFTModels bounds the TTFT table of an endpoint with a short list.
 const maxTTFTModels = 64
 

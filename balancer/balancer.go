@@ -164,6 +164,9 @@ func NewPipeline(cfg Config) (*Pipeline, error) {
 		if _, ok := w.Scorer.(usesAffinity); ok {
 			p.affinity = true
 		}
+		if _, ok := w.Scorer.(ttftScorer); ok {
+			p.speed = true
+		}
 	}
 	return p, nil
 }

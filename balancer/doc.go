@@ -35,8 +35,10 @@
 // Affinity uses rendezvous hashing with a load bound ([Rendezvous]): the hash
 // has no seed, so proxies with one config place a key alike without sharing
 // state. A new key's home has a free slot if any candidate has one, and is
-// never far slower than the fastest; a pin to one that is far slower is let
-// go. [EWMA] keeps a lock-free moving average for TTFT.
+// never far slower than the fastest. A pin is only a score: the others can
+// outweigh it, but no rule drops it, since TTFT and load move with the very
+// sessions affinity places and a rule would herd them. [EWMA] keeps a
+// lock-free moving average for TTFT.
 //
 // Every pipeline is safe for concurrent use. Its state is an atomic cursor and
 // a few scratch slots, created by [New] or [NewPipeline], so separate

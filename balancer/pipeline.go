@@ -41,8 +41,9 @@ type Set struct {
 	Len int
 	// TopPriority is the highest priority among all candidates.
 	TopPriority int
-	// MinTTFT is the fastest known TTFT among the filtered candidates
-	// (0: none known).
+	// MinTTFT is the fastest known TTFT among the filtered candidates, but
+	// at least ttftFloor (0: none known, or the pipeline does not score
+	// speed).
 	MinTTFT time.Duration
 	// Affinity is the index of the candidate the request is pinned to
 	// (Request.Pinned) or else the one its session or prefix key hashes to
@@ -128,6 +129,7 @@ type Pipeline struct {
 	loadBound float64 // rendezvous skips candidates above this × the mean
 	signals   bool    // some stage reads backend signals or names
 	affinity  bool    // some scorer reads Set.Affinity
+	speed     bool    // the TTFT scorer has a weight: Set.MinTTFT is wanted
 	slots     []scratch
 	nextSlot  atomic.Uint32
 }
@@ -280,17 +282,20 @@ func (p *Pipeline) schedule(in *Request, c Candidates, why *Reason) int {
 	}
 	set.Len = kept
 
-	for i := range s.cands {
-		if ttft := s.cands[i].TTFT; s.kept[i] && ttft > 0 && (set.MinTTFT == 0 || ttft < set.MinTTFT) {
-			set.MinTTFT = ttft
+	if p.speed {
+		for i := range s.cands {
+			if ttft := s.cands[i].TTFT; s.kept[i] && ttft > 0 && (set.MinTTFT == 0 || ttft < set.MinTTFT) {
+				set.MinTTFT = ttft
+			}
+		}
+		if set.MinTTFT > 0 {
+			set.MinTTFT = max(set.MinTTFT, ttftFloor)
 		}
 	}
 	if p.affinity {
 		if r.Pinned != "" {
-			// a pin to an endpoint far slower than another is let go: a
-			// warm cache there does not make up for it
 			for i := range s.cands {
-				if s.kept[i] && s.cands[i].Name == r.Pinned && !s.cands[i].tooSlowForAffinity(set) {
+				if s.kept[i] && s.cands[i].Name == r.Pinned {
 					set.Affinity = i
 					break
 				}

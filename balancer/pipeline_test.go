@@ -708,9 +708,9 @@ func TestCapacityLearned(t *testing.T) {
 	}
 }
 
-// TestSlowEndpointLosesAffinity: a clearly slower endpoint is no new key's
-// home and loses the sessions pinned to it; one within the tolerance keeps
-// them.
+// TestSlowEndpointLosesAffinity: an endpoint far slower than the fastest
+// is no new key's home; one within the tolerance keeps its keys. A pin is
+// left to the weights: an idle slow endpoint keeps its sessions.
 func TestSlowEndpointLosesAffinity(t *testing.T) {
 	ms := time.Millisecond
 	names := []string{"ep-a", "ep-b", "ep-c", "ep-d"}
@@ -742,8 +742,49 @@ func TestSlowEndpointLosesAffinity(t *testing.T) {
 		if was != 3 && i != was {
 			t.Errorf("key %s moved from %d to %d though its home is fast", key, was, i)
 		}
-		if i, why := p.Schedule(Request{SessionKey: key, Pinned: names[3]}, f); i == 3 {
-			t.Fatalf("a session pinned to the slow endpoint stayed there: %v", why)
+		if i, why := p.Schedule(Request{SessionKey: key, Pinned: names[3]}, f); i != 3 {
+			t.Fatalf("a session pinned to the idle slow endpoint moved to %d: %v", i, why)
+		}
+	}
+}
+
+// TestSpeedIgnoresNoise: TTFTs under ttftFloor are not told apart (a
+// millisecond box is not "ten times slower" than a tenth of one: that is a
+// garbage collection), and with the ttft weight at 0 speed judges nothing,
+// not even where a session lives.
+func TestSpeedIgnoresNoise(t *testing.T) {
+	ms := time.Millisecond
+	names := []string{"ep-a", "ep-b", "ep-c", "ep-d"}
+	for _, tc := range []struct {
+		name    string
+		weights map[string]float64
+		ttft    [4]time.Duration
+	}{
+		{"under the floor", nil, [4]time.Duration{ms / 10, ms / 10, ms / 10, 40 * ms}},
+		{"speed off", map[string]float64{ScoreTTFT: 0}, [4]time.Duration{50 * ms, 50 * ms, 50 * ms, 5000 * ms}},
+	} {
+		f := newFleet(names...)
+		p := mustPipeline(t, Config{Strategy: Adaptive, Weights: tc.weights})
+		homes := map[string]int{}
+		for k := range 200 {
+			key := fmt.Sprintf("s%d", k)
+			homes[key], _ = p.Schedule(Request{SessionKey: key}, f)
+		}
+		for i := range names {
+			f.signals[i].TTFT = tc.ttft[i]
+		}
+		onSlow := 0
+		for key, was := range homes {
+			i, why := p.Schedule(Request{SessionKey: key}, f)
+			if i != was {
+				t.Fatalf("%s: key %s moved from %d to %d: %v", tc.name, key, was, i, why)
+			}
+			if i == 3 {
+				onSlow++
+			}
+		}
+		if onSlow == 0 {
+			t.Fatalf("%s: no key lives on ep-d: the test proves nothing", tc.name)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 )
 
 // Scorer names of the built-in scorers, as weights are set in a config.
@@ -132,6 +133,13 @@ const (
 // scoring them too would chase noise.
 const ttftTolerance = 1.5
 
+// ttftFloor is the least "fastest TTFT" speed is judged against. Below it a
+// difference says more about the moment (a garbage collection, a busy
+// scheduler, one cold connection) than about the box, and no user notices
+// it; judging it would also let two proxies that measured one noisy sample
+// each disagree on where a session lives.
+const ttftFloor = 50 * time.Millisecond
+
 // ttftScorer prefers endpoints that are clearly faster: 1 within
 // ttftTolerance of the fastest known TTFT, then falling with the square of
 // the excess, so a box three times slower scores 0.25. An endpoint with no
@@ -149,10 +157,10 @@ func (ttftScorer) Score(_ *Request, c *Candidate, s *Set) float64 {
 }
 
 // slowForAffinity is how much slower than the fastest candidate an
-// endpoint's TTFT must be for a session to leave it, or a new one not to
-// start there. It is well above ttftTolerance: TTFT also rises with prefix
-// cache misses and load, which affinity itself moves between endpoints, and
-// a low bar would herd sessions back and forth.
+// endpoint's TTFT must be for a new session not to start there. It is well
+// above ttftTolerance: TTFT also rises with prefix cache misses and load,
+// which affinity itself moves between endpoints, and a low bar would herd
+// new sessions back and forth.
 const slowForAffinity = 2.5
 
 // tooSlowForAffinity reports whether c's TTFT is beyond slowForAffinity of the
