@@ -76,9 +76,13 @@ type schedState struct {
 	// seenRunning is the most requests the backend has reported running at
 	// once: the slot count learned for servers that do not state one
 	seenRunning atomic.Int64
-	// seenFull: the backend has reported requests waiting, so seenRunning
-	// is its slot count
-	seenFull atomic.Bool
+	// seenFull: the backend has reported requests waiting while running
+	// its most, on two polls in a row, so seenRunning is its slot count.
+	// One poll is not enough: vLLM holds a new request in its waiting
+	// queue until its next step even with slots free, and a poll that
+	// caught that early on would fix the slot count at one for good.
+	seenFull     atomic.Bool
+	queuedAtMost atomic.Int32 // polls in a row that showed such a queue
 	// ttft holds one moving average per model the endpoint lists, created
 	// on the first sample: a map replaced whole on each new model (rare)
 	// and read without a lock on every selection
@@ -162,8 +166,12 @@ func (a *App) pollOnce(ctx context.Context, st *endpointState, s *endpointSettin
 		st.sched.inFlightAtPoll.Store(ours)
 		if sig.RunningKnown {
 			raiseTo(&st.sched.seenRunning, min(sig.Running, maxLearnedSlots))
-			if sig.WaitingKnown && sig.Waiting > 0 && sig.Running > 0 {
-				st.sched.seenFull.Store(true)
+			if sig.WaitingKnown && sig.Waiting > 0 && sig.Running > 0 && sig.Running >= st.sched.seenRunning.Load() {
+				if st.sched.queuedAtMost.Add(1) >= 2 {
+					st.sched.seenFull.Store(true)
+				}
+			} else {
+				st.sched.queuedAtMost.Store(0)
 			}
 		}
 	}
@@ -328,14 +336,15 @@ func (st *endpointState) observeTTFT(model string, d time.Duration) {
 	avg.Observe(d)
 }
 
-// ttftFor is the endpoint's moving TTFT for model (0: none yet).
-func (st *endpointState) ttftFor(model string) time.Duration {
+// ttftFor is the endpoint's moving TTFT for model and when its last sample
+// came (0: none yet); the balancer judges its age.
+func (st *endpointState) ttftFor(model string) (time.Duration, time.Time) {
 	if m := st.sched.ttft.Load(); m != nil {
 		if avg, ok := (*m)[model]; ok {
-			return avg.Value()
+			return avg.Sample()
 		}
 	}
-	return 0
+	return 0, time.Time{}
 }
 
 // schedSignals fills in the endpoint as the balancer sees it for model
@@ -343,7 +352,8 @@ func (st *endpointState) ttftFor(model string) time.Duration {
 // lower-case model name.
 func (st *endpointState) schedSignals(model string, out *balancer.Signals) {
 	s, sig := st.settings.Load(), st.sched.signals.Load()
-	out.MaxConcurrency, out.TTFT = st.capWith(s, sig, time.Time{}), st.ttftFor(model)
+	out.MaxConcurrency = st.capWith(s, sig, time.Time{})
+	out.TTFT, out.TTFTAt = st.ttftFor(model)
 	out.SeenSlots, out.SeenFull = st.sched.seenRunning.Load(), st.sched.seenFull.Load()
 	if sig == nil {
 		return // never read, or the last poll failed: every value unknown
@@ -405,16 +415,18 @@ type signalStatus struct {
 	Cap     int64    `json:"concurrency_cap,omitempty"`
 	// SeenRunning is the most requests the backend has reported running
 	// at once: the slot count the load score uses when none is stated
-	SeenRunning int64  `json:"seen_running,omitempty"`
-	Problem     string `json:"problem,omitempty"`
-	Polls       int64  `json:"polls"`
-	Failures    int64  `json:"failed_polls"`
+	SeenRunning int64 `json:"seen_running,omitempty"`
+	// SeenFull: it has queued at that count, which is then its slot count
+	SeenFull bool   `json:"seen_full,omitempty"`
+	Problem  string `json:"problem,omitempty"`
+	Polls    int64  `json:"polls"`
+	Failures int64  `json:"failed_polls"`
 }
 
 func (st *endpointState) signalStatus(now time.Time) signalStatus {
 	s := st.settings.Load()
 	out := signalStatus{Polling: "off", Polls: st.sched.polls.Load(), Failures: st.sched.failures.Load(), Cap: st.concurrencyCap(),
-		SeenRunning: st.sched.seenRunning.Load()}
+		SeenRunning: st.sched.seenRunning.Load(), SeenFull: st.sched.seenFull.Load()}
 	if s.loadInterval == 0 {
 		return out
 	}

@@ -206,3 +206,45 @@ func TestSlotCap(t *testing.T) {
 		t.Errorf("max_concurrency 5 gives cap %d", got)
 	}
 }
+
+// TestSlotsLearned: a vLLM states no slot count, so the most it has been
+// seen running is learned, capped at maxLearnedSlots. That count is taken
+// as exact (seen full) only after two polls in a row show a queue while it
+// runs its most: one poll that catches vLLM holding a request until its
+// next step, or a queue below the count already seen, must not fix it.
+func TestSlotsLearned(t *testing.T) {
+	var running, waiting int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintf(w, "vllm:num_requests_running{model_name=\"m\"} %d\nvllm:num_requests_waiting{model_name=\"m\"} %d\n", running, waiting)
+	}))
+	defer srv.Close()
+	a := &App{logger: zap.NewNop()}
+	st, s := polledEndpoint(t, srv.URL, "vllm", time.Second)
+	poll := func(r, w int64) (int64, bool) {
+		running, waiting = r, w
+		a.pollOnce(context.Background(), st, s)
+		var sig balancer.Signals
+		st.schedSignals("m", &sig)
+		return sig.SeenSlots, sig.SeenFull
+	}
+	steps := []struct {
+		running, waiting int64
+		slots            int64
+		full             bool
+		why              string
+	}{
+		{1, 1, 1, false, "one poll with a queue at one running is vLLM between steps"},
+		{3, 0, 3, false, "three running: the count rises"},
+		{2, 1, 3, false, "a queue below the count seen is not the count"},
+		{3, 1, 3, false, "a queue at the count, once"},
+		{3, 1, 3, true, "a queue at the count twice in a row: exact"},
+		{5, 0, 5, true, "it can still rise"},
+		{1 << 40, 0, maxLearnedSlots, true, "a backend's count is capped"},
+	}
+	for _, step := range steps {
+		slots, full := poll(step.running, step.waiting)
+		if slots != step.slots || full != step.full {
+			t.Fatalf("%s: slots %d full %v, want %d %v", step.why, slots, full, step.slots, step.full)
+		}
+	}
+}

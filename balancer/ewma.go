@@ -5,42 +5,76 @@ import (
 	"time"
 )
 
+// EWMAMaxAge is how long an average lasts without a new sample. An endpoint
+// the speed score has judged slow gets little traffic, so little chance to
+// show it has recovered (a TTFT taken while it was queueing would otherwise
+// keep it starved for good): after this long the average reads as unknown,
+// which scores like an unmeasured endpoint, and the next sample starts it
+// afresh. The cost is about one request per model per EWMAMaxAge sent to a
+// box that is still slow.
+const EWMAMaxAge = 10 * time.Second
+
 // EWMA is an exponentially weighted moving average of durations, such as an
 // endpoint's time to first token for one model. Each sample moves the average
 // a quarter of the way towards it, so the last few requests dominate and one
-// outlier moves it only so far. It is lock-free; the zero value has no
-// samples. An EWMA must not be copied after first use.
+// outlier moves it only so far; an average with no sample for EWMAMaxAge is
+// forgotten. The zero value has no samples. An EWMA must not be copied after
+// first use.
 type EWMA struct {
-	ns atomic.Int64 // the average in nanoseconds; 0 until the first sample
+	// Two words, each atomic: selection reads them for every candidate, and
+	// a read that mixes two samples' words is off by one sample at most.
+	ns   atomic.Int64 // the average in nanoseconds; 0 until the first sample
+	last atomic.Int64 // when the last sample came, in Unix nanoseconds
 }
 
-// Observe adds a sample. Samples of zero or less are ignored (a failed
-// attempt has no time to first token).
-func (e *EWMA) Observe(d time.Duration) {
+// Observe adds a sample taken now. Samples of zero or less are ignored (a
+// failed attempt has no time to first token).
+func (e *EWMA) Observe(d time.Duration) { e.ObserveAt(d, time.Now()) }
+
+// ObserveAt adds a sample taken at now.
+func (e *EWMA) ObserveAt(d time.Duration, now time.Time) {
 	if d <= 0 {
 		return
 	}
+	at := now.UnixNano()
 	for {
 		old := e.ns.Load()
 		next := int64(d)
-		if old > 0 {
-			next = old + (int64(d)-old)/4
-			if next <= 0 {
-				next = 1 // stays "sampled"
-			}
+		if old > 0 && at-e.last.Load() <= int64(EWMAMaxAge) {
+			next = max(old+(int64(d)-old)/4, 1) // stays "sampled"
 		}
 		if e.ns.CompareAndSwap(old, next) {
+			e.last.Store(at)
 			return
 		}
 	}
 }
 
-// Value returns the average, or 0 when there is no sample yet.
-func (e *EWMA) Value() time.Duration {
+// Value returns the average now, or 0 when there is no sample or the last
+// is older than EWMAMaxAge.
+func (e *EWMA) Value() time.Duration { return e.ValueAt(time.Now()) }
+
+// ValueAt returns the average as it stands at now.
+func (e *EWMA) ValueAt(now time.Time) time.Duration {
+	if now.UnixNano()-e.last.Load() > int64(EWMAMaxAge) {
+		return 0
+	}
 	return time.Duration(e.ns.Load())
+}
+
+// Sample returns the average and when its last sample came, without
+// reading the clock (0 and the zero time: no sample). A selection judges the
+// age against its own single reading of the clock (Signals.TTFTAt).
+func (e *EWMA) Sample() (time.Duration, time.Time) {
+	last := e.last.Load()
+	if last == 0 {
+		return 0, time.Time{}
+	}
+	return time.Duration(e.ns.Load()), time.Unix(0, last)
 }
 
 // Reset forgets every sample, e.g. after the endpoint changed.
 func (e *EWMA) Reset() {
 	e.ns.Store(0)
+	e.last.Store(0)
 }

@@ -58,3 +58,27 @@ func TestEWMAConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestEWMAForgets: an average with no sample for EWMAMaxAge reads as
+// unknown, and the next sample starts it afresh rather than blending with a
+// judgement that starved the endpoint of samples.
+func TestEWMAForgets(t *testing.T) {
+	var e EWMA
+	t0 := time.Unix(1000, 0)
+	e.ObserveAt(3*time.Second, t0)
+	if v := e.ValueAt(t0.Add(EWMAMaxAge)); v != 3*time.Second {
+		t.Fatalf("at the age limit: %v, want 3s", v)
+	}
+	if v := e.ValueAt(t0.Add(EWMAMaxAge + time.Millisecond)); v != 0 {
+		t.Fatalf("past the age limit: %v, want 0 (unknown)", v)
+	}
+	later := t0.Add(2 * EWMAMaxAge)
+	e.ObserveAt(100*time.Millisecond, later)
+	if v := e.ValueAt(later); v != 100*time.Millisecond {
+		t.Fatalf("first sample after forgetting: %v, want 100ms (not blended with 3s)", v)
+	}
+	e.ObserveAt(200*time.Millisecond, later.Add(time.Second))
+	if v := e.ValueAt(later.Add(time.Second)); v != 125*time.Millisecond {
+		t.Fatalf("a fresh second sample: %v, want 125ms", v)
+	}
+}

@@ -253,6 +253,14 @@ func (p *Pipeline) schedule(in *Request, c Candidates, why *Reason) int {
 				}
 				cand.Stale = now.Sub(cand.At) > cand.MaxAge
 			}
+			if cand.TTFT > 0 && !cand.TTFTAt.IsZero() {
+				if now.IsZero() {
+					now = time.Now()
+				}
+				if now.Sub(cand.TTFTAt) > EWMAMaxAge {
+					cand.TTFT = 0 // forgotten: measure it again
+				}
+			}
 		} else {
 			cand.Name, cand.Signals, cand.Stale = "", Signals{}, false
 		}

@@ -750,8 +750,9 @@ func TestSlowEndpointLosesAffinity(t *testing.T) {
 
 // TestSpeedIgnoresNoise: TTFTs under ttftFloor are not told apart (a
 // millisecond box is not "ten times slower" than a tenth of one: that is a
-// garbage collection), and with the ttft weight at 0 speed judges nothing,
-// not even where a session lives.
+// garbage collection); with the ttft weight at 0 speed judges nothing, not
+// even where a session lives; and a TTFT with no sample for EWMAMaxAge is
+// forgotten, so a box judged slow is measured again.
 func TestSpeedIgnoresNoise(t *testing.T) {
 	ms := time.Millisecond
 	names := []string{"ep-a", "ep-b", "ep-c", "ep-d"}
@@ -759,9 +760,11 @@ func TestSpeedIgnoresNoise(t *testing.T) {
 		name    string
 		weights map[string]float64
 		ttft    [4]time.Duration
+		age     time.Duration // of the slow box's last sample
 	}{
-		{"under the floor", nil, [4]time.Duration{ms / 10, ms / 10, ms / 10, 40 * ms}},
-		{"speed off", map[string]float64{ScoreTTFT: 0}, [4]time.Duration{50 * ms, 50 * ms, 50 * ms, 5000 * ms}},
+		{"under the floor", nil, [4]time.Duration{ms / 10, ms / 10, ms / 10, 40 * ms}, 0},
+		{"speed off", map[string]float64{ScoreTTFT: 0}, [4]time.Duration{50 * ms, 50 * ms, 50 * ms, 5000 * ms}, 0},
+		{"forgotten", nil, [4]time.Duration{50 * ms, 50 * ms, 50 * ms, 5000 * ms}, EWMAMaxAge + time.Second},
 	} {
 		f := newFleet(names...)
 		p := mustPipeline(t, Config{Strategy: Adaptive, Weights: tc.weights})
@@ -772,7 +775,9 @@ func TestSpeedIgnoresNoise(t *testing.T) {
 		}
 		for i := range names {
 			f.signals[i].TTFT = tc.ttft[i]
+			f.signals[i].TTFTAt = time.Now()
 		}
+		f.signals[3].TTFTAt = time.Now().Add(-tc.age)
 		onSlow := 0
 		for key, was := range homes {
 			i, why := p.Schedule(Request{SessionKey: key}, f)

@@ -93,9 +93,11 @@ type Signals struct {
 	SeenSlots int64
 
 	// TTFT is our exponentially weighted time to first token for this
-	// endpoint and the requested model (0: no sample yet). It is our own
-	// measurement, so it never goes stale.
-	TTFT time.Duration
+	// endpoint and the requested model (0: no sample yet), and TTFTAt when
+	// its last sample came (zero: not said). One with no sample for
+	// EWMAMaxAge is treated as unknown, like an EWMA's Value.
+	TTFT   time.Duration
+	TTFTAt time.Time
 
 	// At is when the backend values above were read (zero: not said), and
 	// MaxAge the age past which they are ignored (0: never stale); stale
