@@ -4,6 +4,10 @@ CADDY_VERSION := v2.11.9
 GO            ?= go
 BIN           := bin
 FUZZTIME      ?= 20s
+# Go minimises each new interesting input for up to 60 s by default, and the
+# time counts against FUZZTIME with no executions: a slow minimisation ends the
+# run with "context deadline exceeded", a failure that finds nothing.
+FUZZMINIMIZE  ?= 1s
 
 .PHONY: build run run-local test test-short bench adapt xcaddy fuzz vet clean
 
@@ -53,10 +57,10 @@ xcaddy: ## the same binary through xcaddy, with the olla config adapter (offline
 
 fuzz: ## FUZZTIME of fuzzing for each target: model extractor, Caddyfile parser, YAML adapter, Anthropic stream translator
 	@# go test -fuzz takes one target per run, so they run one after another.
-	$(GO) test -run '^$$' -fuzz '^FuzzExtractModel$$' -fuzztime $(FUZZTIME) .
-	$(GO) test -run '^$$' -fuzz '^FuzzCaddyfile$$' -fuzztime $(FUZZTIME) .
-	$(GO) test -run '^$$' -fuzz '^FuzzAdapt$$' -fuzztime $(FUZZTIME) ./adapter/
-	$(GO) test -run '^$$' -fuzz '^FuzzStreamTranslator$$' -fuzztime $(FUZZTIME) ./translate/anthropic/
+	$(GO) test -run '^$$' -fuzz '^FuzzExtractModel$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) .
+	$(GO) test -run '^$$' -fuzz '^FuzzCaddyfile$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) .
+	$(GO) test -run '^$$' -fuzz '^FuzzAdapt$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./adapter/
+	$(GO) test -run '^$$' -fuzz '^FuzzStreamTranslator$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./translate/anthropic/
 
 vet:
 	$(GO) vet ./...
