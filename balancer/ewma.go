@@ -14,6 +14,11 @@ import (
 // box that is still slow.
 const EWMAMaxAge = 10 * time.Second
 
+// forgotten reports whether an average whose last sample came at last (Unix
+// nanoseconds) is past EWMAMaxAge at now: the one age rule for sampling,
+// reading, and a selection that reads the clock once for all candidates.
+func forgotten(last, now int64) bool { return now-last > int64(EWMAMaxAge) }
+
 // EWMA is an exponentially weighted moving average of durations, such as an
 // endpoint's time to first token for one model. Each sample moves the average
 // a quarter of the way towards it, so the last few requests dominate and one
@@ -40,7 +45,7 @@ func (e *EWMA) ObserveAt(d time.Duration, now time.Time) {
 	for {
 		old := e.ns.Load()
 		next := int64(d)
-		if old > 0 && at-e.last.Load() <= int64(EWMAMaxAge) {
+		if old > 0 && !forgotten(e.last.Load(), at) {
 			next = max(old+(int64(d)-old)/4, 1) // stays "sampled"
 		}
 		if e.ns.CompareAndSwap(old, next) {
@@ -56,7 +61,7 @@ func (e *EWMA) Value() time.Duration { return e.ValueAt(time.Now()) }
 
 // ValueAt returns the average as it stands at now.
 func (e *EWMA) ValueAt(now time.Time) time.Duration {
-	if now.UnixNano()-e.last.Load() > int64(EWMAMaxAge) {
+	if forgotten(e.last.Load(), now.UnixNano()) {
 		return 0
 	}
 	return time.Duration(e.ns.Load())

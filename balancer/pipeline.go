@@ -257,7 +257,7 @@ func (p *Pipeline) schedule(in *Request, c Candidates, why *Reason) int {
 				if now.IsZero() {
 					now = time.Now()
 				}
-				if now.Sub(cand.TTFTAt) > EWMAMaxAge {
+				if forgotten(cand.TTFTAt.UnixNano(), now.UnixNano()) {
 					cand.TTFT = 0 // forgotten: measure it again
 				}
 			}
