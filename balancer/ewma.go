@@ -9,9 +9,11 @@ import (
 // the speed score has judged slow gets little traffic, so little chance to
 // show it has recovered (a TTFT taken while it was queueing would otherwise
 // keep it starved for good): after this long the average reads as unknown,
-// which scores like an unmeasured endpoint, and the next sample starts it
-// afresh. The cost is about one request per model per EWMAMaxAge sent to a
-// box that is still slow.
+// and the next sample starts it afresh. A selection treats a forgotten
+// average as unknown (which scores like an unmeasured endpoint) only while
+// none of our requests is in flight there, so the cost is about one request
+// per model per EWMAMaxAge sent to a box that is still slow, not a burst
+// for as long as its first token takes.
 const EWMAMaxAge = 10 * time.Second
 
 // forgotten reports whether an average whose last sample came at last (Unix

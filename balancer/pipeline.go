@@ -257,8 +257,12 @@ func (p *Pipeline) schedule(in *Request, c Candidates, why *Reason) int {
 				if now.IsZero() {
 					now = time.Now()
 				}
-				if forgotten(cand.TTFTAt.UnixNano(), now.UnixNano()) {
-					cand.TTFT = 0 // forgotten: measure it again
+				if cand.InFlight == 0 && forgotten(cand.TTFTAt.UnixNano(), now.UnixNano()) {
+					// Forgotten, and nothing of ours is out there to measure
+					// it: unknown, so one request goes to measure it again.
+					// While that one is in flight the old average stands, so
+					// a box still slow gets one request, not a burst.
+					cand.TTFT = 0
 				}
 			}
 		} else {

@@ -794,6 +794,30 @@ func TestSpeedIgnoresNoise(t *testing.T) {
 	}
 }
 
+// TestForgottenSpeedIsProbedOnce: a box whose slow average was forgotten is
+// measured again by one request, not by every request that arrives before
+// its first token comes back.
+func TestForgottenSpeedIsProbedOnce(t *testing.T) {
+	ms := time.Millisecond
+	f := newFleet("ep-a", "ep-b", "ep-c", "ep-d")
+	for i := range 3 {
+		f.signals[i].TTFT, f.signals[i].TTFTAt = 50*ms, time.Now()
+	}
+	f.signals[3].TTFT, f.signals[3].TTFTAt = 5000*ms, time.Now().Add(-EWMAMaxAge-time.Second)
+	p := mustPipeline(t, Config{Strategy: Adaptive})
+	onSlow := 0
+	for range 40 { // arrivals that all stay in flight
+		i, _ := p.Schedule(Request{}, f)
+		f.hold(i, 1)
+		if i == 3 {
+			onSlow++
+		}
+	}
+	if onSlow != 1 {
+		t.Fatalf("the forgotten slow box got %d of 40 requests in flight, want 1 (the probe)", onSlow)
+	}
+}
+
 // TestNewKeyAvoidsAFullEndpoint: a new key's home is never an endpoint
 // where it would queue while another has a free slot, even within the load
 // bound.

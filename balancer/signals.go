@@ -95,7 +95,8 @@ type Signals struct {
 	// TTFT is our exponentially weighted time to first token for this
 	// endpoint and the requested model (0: no sample yet), and TTFTAt when
 	// its last sample came (zero: not said). One with no sample for
-	// EWMAMaxAge is treated as unknown, like an EWMA's Value.
+	// EWMAMaxAge is treated as unknown, like an EWMA's Value, unless one of
+	// our requests is in flight there (it will bring a new sample).
 	TTFT   time.Duration
 	TTFTAt time.Time
 
