@@ -38,8 +38,10 @@
 // never far slower than the fastest. A pin is only a score: the others can
 // outweigh it, but no rule drops it, since TTFT and load move with the very
 // sessions affinity places and a rule would herd them. [EWMA] keeps a
-// lock-free moving average for TTFT that is forgotten after EWMAMaxAge
-// without a sample, so a box judged slow is measured again.
+// lock-free moving average for TTFT, quick to follow a faster sample and
+// slow to follow a slower one (it measures the box, not its queue), and
+// forgotten after EWMAMaxAge without a sample, so a box judged slow is
+// measured again by one request.
 //
 // Every pipeline is safe for concurrent use. Its state is an atomic cursor and
 // a few scratch slots, created by [New] or [NewPipeline], so separate

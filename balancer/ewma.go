@@ -22,11 +22,14 @@ const EWMAMaxAge = 10 * time.Second
 func forgotten(last, now int64) bool { return now-last > int64(EWMAMaxAge) }
 
 // EWMA is an exponentially weighted moving average of durations, such as an
-// endpoint's time to first token for one model. Each sample moves the average
-// a quarter of the way towards it, so the last few requests dominate and one
-// outlier moves it only so far; an average with no sample for EWMAMaxAge is
-// forgotten. The zero value has no samples. An EWMA must not be copied after
-// first use.
+// endpoint's time to first token for one model, weighted to follow the
+// endpoint's speed rather than its moments: a faster sample moves it half
+// the way, a slower one an eighth. A TTFT is slow for many reasons that are
+// not the box (a long prompt, a prefix cache miss, a queue that the load
+// score sees already) and fast only when the box is; a box that really got
+// slower still moves it past twice its old value within six samples. An
+// average with no sample for EWMAMaxAge is forgotten. The zero value has no
+// samples. An EWMA must not be copied after first use.
 type EWMA struct {
 	// Two words, each atomic: selection reads them for every candidate, and
 	// a read that mixes two samples' words is off by one sample at most.
@@ -48,7 +51,11 @@ func (e *EWMA) ObserveAt(d time.Duration, now time.Time) {
 		old := e.ns.Load()
 		next := int64(d)
 		if old > 0 && !forgotten(e.last.Load(), at) {
-			next = max(old+(int64(d)-old)/4, 1) // stays "sampled"
+			if diff := int64(d) - old; diff < 0 {
+				next = max(old+diff/2, 1) // stays "sampled"
+			} else {
+				next = old + diff/8
+			}
 		}
 		if e.ns.CompareAndSwap(old, next) {
 			e.last.Store(at)

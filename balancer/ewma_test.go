@@ -21,8 +21,12 @@ func TestEWMA(t *testing.T) {
 		t.Fatalf("first sample: %v, want 100ms", e.Value())
 	}
 	e.Observe(200 * time.Millisecond)
-	if e.Value() != 125*time.Millisecond {
-		t.Fatalf("second sample: %v, want 125ms (a quarter of the way)", e.Value())
+	if e.Value() != 112500*time.Microsecond {
+		t.Fatalf("slower sample: %v, want 112.5ms (an eighth of the way)", e.Value())
+	}
+	e.Observe(12500 * time.Microsecond)
+	if e.Value() != 62500*time.Microsecond {
+		t.Fatalf("faster sample: %v, want 62.5ms (half the way)", e.Value())
 	}
 	for range 100 {
 		e.Observe(time.Second)
@@ -78,7 +82,7 @@ func TestEWMAForgets(t *testing.T) {
 		t.Fatalf("first sample after forgetting: %v, want 100ms (not blended with 3s)", v)
 	}
 	e.ObserveAt(200*time.Millisecond, later.Add(time.Second))
-	if v := e.ValueAt(later.Add(time.Second)); v != 125*time.Millisecond {
-		t.Fatalf("a fresh second sample: %v, want 125ms", v)
+	if v := e.ValueAt(later.Add(time.Second)); v != 112500*time.Microsecond {
+		t.Fatalf("a fresh second sample: %v, want 112.5ms", v)
 	}
 }

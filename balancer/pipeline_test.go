@@ -327,8 +327,9 @@ func TestScorers(t *testing.T) {
 		{"negative in-flight", ScoreLoad, Candidate{InFlight: -3}, Set{}, 1},
 
 		{"fastest", ScoreTTFT, Candidate{Signals: Signals{TTFT: 50 * time.Millisecond}}, Set{MinTTFT: 50 * time.Millisecond}, 1},
-		{"within the tolerance", ScoreTTFT, Candidate{Signals: Signals{TTFT: 70 * time.Millisecond}}, Set{MinTTFT: 50 * time.Millisecond}, 1},
-		{"three times slower", ScoreTTFT, Candidate{Signals: Signals{TTFT: 150 * time.Millisecond}}, Set{MinTTFT: 50 * time.Millisecond}, 0.25},
+		{"within the tolerance", ScoreTTFT, Candidate{Signals: Signals{TTFT: 95 * time.Millisecond}}, Set{MinTTFT: 50 * time.Millisecond}, 1},
+		{"three times slower", ScoreTTFT, Candidate{Signals: Signals{TTFT: 150 * time.Millisecond}}, Set{MinTTFT: 50 * time.Millisecond}, 1 / 2.25},
+		{"four times slower", ScoreTTFT, Candidate{Signals: Signals{TTFT: 200 * time.Millisecond}}, Set{MinTTFT: 50 * time.Millisecond}, 0.25},
 		{"not measured yet", ScoreTTFT, Candidate{}, Set{MinTTFT: 50 * time.Millisecond}, 1},
 
 		{"affinity winner", ScoreAffinity, Candidate{Index: 2}, Set{Affinity: 2}, 1},
@@ -588,14 +589,14 @@ func TestHashKeyIsStable(t *testing.T) {
 func TestReason(t *testing.T) {
 	f := newFleet("ep-a", "ep-b")
 	f.signals[0].Warm, f.signals[1].Warm = Cold, Warm
-	f.signals[0].TTFT, f.signals[1].TTFT = 100*time.Millisecond, 200*time.Millisecond
+	f.signals[0].TTFT, f.signals[1].TTFT = 100*time.Millisecond, 300*time.Millisecond
 	f.hold(1, 1)
 	p := mustPipeline(t, Config{Strategy: Adaptive})
 	i, why := p.Schedule(Request{Model: "m"}, f)
 	if i != 1 {
 		t.Fatalf("picked %d, want the warm ep-b", i)
 	}
-	if got, want := why.String(), "adaptive: ep-b warm=1 priority=1 load=0.31 ttft=0.56"; got != want {
+	if got, want := why.String(), "adaptive: ep-b warm=1 priority=1 load=0.31 ttft=0.44"; got != want {
 		t.Errorf("reason = %q, want %q", got, want)
 	}
 	_, why = mustPipeline(t, Config{Strategy: RoundRobin}).Schedule(Request{}, equalEndpoints(3))

@@ -130,8 +130,9 @@ const (
 // ttftTolerance is how much slower than the fastest candidate an endpoint's
 // TTFT may be and still count as fast. Within it the differences are mostly
 // prompt lengths, cache hits and queueing that the load score sees already;
-// scoring them too would chase noise.
-const ttftTolerance = 1.5
+// scoring them too would chase noise (1.5 herded requests between equal
+// servers at full load, where queueing alone moves TTFTs that much).
+const ttftTolerance = 2.0
 
 // ttftFloor is the least "fastest TTFT" speed is judged against. Below it a
 // difference says more about the moment (a garbage collection, a busy
@@ -142,7 +143,7 @@ const ttftFloor = 50 * time.Millisecond
 
 // ttftScorer prefers endpoints that are clearly faster: 1 within
 // ttftTolerance of the fastest known TTFT, then falling with the square of
-// the excess, so a box three times slower scores 0.25. An endpoint with no
+// the excess, so a box three times slower scores 0.44 and four times 0.25. An endpoint with no
 // sample yet scores 1, so that it gets traffic and is measured.
 type ttftScorer struct{}
 
