@@ -83,11 +83,11 @@ type schedState struct {
 	// long enough that bursts stacked on one endpoint (r1-70 p99 0.9-1.2 s
 	// against 0.64 s). A count fixed too low still rises with Running.
 	seenFull atomic.Bool
-	// ttft holds one moving average per model the endpoint lists, created
-	// on the first sample: a map replaced whole on each new model (rare)
-	// and read without a lock on every selection
-	ttft   atomic.Pointer[map[string]*balancer.EWMA]
-	ttftMu sync.Mutex // serialises new entries
+	// speed holds the moving TTFT and pace per model the endpoint lists,
+	// created on the first sample: a map replaced whole on each new model
+	// (rare) and read without a lock on every selection
+	speed   atomic.Pointer[map[string]*modelSpeed]
+	speedMu sync.Mutex // serialises new entries
 }
 
 // signalProblem is a failed poll: kind is stable (it decides whether to
@@ -112,8 +112,12 @@ func (a *App) pollLoad(ctx context.Context, st *endpointState) {
 		}
 		now := time.Now()
 		s := st.settings.Load()
-		if s.loadInterval == 0 {
-			st.sched.signals.Store(nil) // turned off by a reload
+		if s.loadInterval == 0 { // turned off by a reload
+			// what was learned from the polls goes too: when polling
+			// comes back the server may have restarted with other slots
+			st.sched.signals.Store(nil)
+			st.sched.seenRunning.Store(0)
+			st.sched.seenFull.Store(false)
 			timer.Reset(watchTick)
 			continue
 		}
@@ -286,61 +290,84 @@ func (st *endpointState) capWith(s *endpointSettings, sig *profiles.Signals, now
 	return sig.SlotsTotal
 }
 
-// maxTTFTModels bounds the TTFT table of an endpoint with a short list.
+// maxTTFTModels bounds the speed table of an endpoint with a short list.
 const maxTTFTModels = 64
 
-// observeTTFT records a time to first token for model, which the endpoint
-// must list: the table holds only listed models (plus a few spellings), so
-// clients naming random models cannot grow it.
+// modelSpeed is what we measured of one model on one endpoint.
+type modelSpeed struct {
+	ttft balancer.EWMA // time to first token
+	pace balancer.EWMA // time per KiB of a streamed answer after its first byte
+}
+
+// observeTTFT records a time to first token for model.
 func (st *endpointState) observeTTFT(model string, d time.Duration) {
-	if model == "" || d <= 0 {
-		return
+	if d > 0 {
+		if sp := st.speedOf(model); sp != nil {
+			sp.ttft.Observe(d)
+		}
+	}
+}
+
+// observePace records a streamed answer's time per KiB for model.
+func (st *endpointState) observePace(model string, perKiB time.Duration) {
+	if perKiB > 0 {
+		if sp := st.speedOf(model); sp != nil {
+			sp.pace.Observe(perKiB)
+		}
+	}
+}
+
+// speedOf returns model's entry, created if need be, or nil when the
+// endpoint does not list the model: the table holds only listed models
+// (plus a few spellings), so clients naming random models cannot grow it.
+func (st *endpointState) speedOf(model string) *modelSpeed {
+	if model == "" {
+		return nil
 	}
 	name, ok := st.lookupModel(model)
 	if !ok {
-		return
+		return nil
 	}
-	if m := st.sched.ttft.Load(); m != nil {
-		if avg, ok := (*m)[name]; ok {
-			avg.Observe(d)
-			return
+	if m := st.sched.speed.Load(); m != nil {
+		if sp, ok := (*m)[name]; ok {
+			return sp
 		}
 	}
-	st.sched.ttftMu.Lock()
-	defer st.sched.ttftMu.Unlock()
-	var old map[string]*balancer.EWMA
-	if m := st.sched.ttft.Load(); m != nil {
+	st.sched.speedMu.Lock()
+	defer st.sched.speedMu.Unlock()
+	var old map[string]*modelSpeed
+	if m := st.sched.speed.Load(); m != nil {
 		old = *m
 	}
-	avg, ok := old[name]
-	if !ok {
-		limit := maxTTFTModels
-		if ms := st.models.Load(); ms != nil {
-			limit = max(limit, 2*len(ms.models))
-		}
-		if len(old) >= limit {
-			return
-		}
-		next := make(map[string]*balancer.EWMA, len(old)+1)
-		for k, v := range old {
-			next[k] = v
-		}
-		avg = new(balancer.EWMA)
-		next[name] = avg
-		st.sched.ttft.Store(&next)
+	if sp, ok := old[name]; ok {
+		return sp
 	}
-	avg.Observe(d)
+	limit := maxTTFTModels
+	if ms := st.models.Load(); ms != nil {
+		limit = max(limit, 2*len(ms.models))
+	}
+	if len(old) >= limit {
+		return nil
+	}
+	next := make(map[string]*modelSpeed, len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	sp := new(modelSpeed)
+	next[name] = sp
+	st.sched.speed.Store(&next)
+	return sp
 }
 
-// ttftFor is the endpoint's moving TTFT for model and when its last sample
-// came (0: none yet); the balancer judges its age.
-func (st *endpointState) ttftFor(model string) (time.Duration, time.Time) {
-	if m := st.sched.ttft.Load(); m != nil {
-		if avg, ok := (*m)[model]; ok {
-			return avg.Sample()
+// speedFor fills in the endpoint's moving TTFT and pace for model and when
+// their last samples came (0: none yet); the balancer judges their age.
+func (st *endpointState) speedFor(model string, out *balancer.Signals) {
+	if m := st.sched.speed.Load(); m != nil {
+		if sp, ok := (*m)[model]; ok {
+			out.TTFT, out.TTFTAt = sp.ttft.Sample()
+			out.Pace, out.PaceAt = sp.pace.Sample()
 		}
 	}
-	return 0, time.Time{}
 }
 
 // schedSignals fills in the endpoint as the balancer sees it for model
@@ -349,7 +376,7 @@ func (st *endpointState) ttftFor(model string) (time.Duration, time.Time) {
 func (st *endpointState) schedSignals(model string, out *balancer.Signals) {
 	s, sig := st.settings.Load(), st.sched.signals.Load()
 	out.MaxConcurrency = st.capWith(s, sig, time.Time{})
-	out.TTFT, out.TTFTAt = st.ttftFor(model)
+	st.speedFor(model, out)
 	out.SeenSlots, out.SeenFull = st.sched.seenRunning.Load(), st.sched.seenFull.Load()
 	if sig == nil {
 		return // never read, or the last poll failed: every value unknown

@@ -245,4 +245,26 @@ func TestSlotsLearned(t *testing.T) {
 			t.Fatalf("%s: slots %d full %v, want %d %v", step.why, slots, full, step.slots, step.full)
 		}
 	}
+
+	// a reload turns polling off: what was learned goes with the signals,
+	// since the server may restart with other slots before it comes back
+	off := *s
+	off.loadInterval = 0
+	st.settings.Store(&off)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); a.pollLoad(ctx, st) }()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var sig balancer.Signals
+		st.schedSignals("m", &sig)
+		if sig.SeenSlots == 0 && !sig.SeenFull && !sig.QueueKnown {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("polling off, still learned: slots %d full %v queue known %v", sig.SeenSlots, sig.SeenFull, sig.QueueKnown)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

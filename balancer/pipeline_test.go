@@ -749,6 +749,47 @@ func TestSlowEndpointLosesAffinity(t *testing.T) {
 	}
 }
 
+// TestPinLetGoOnPace: a session pinned to an endpoint that decodes far
+// slower than another leaves it; one pinned where only TTFT is slow (the
+// prefix-cache misses that moving sessions cause raise it) or the pace is
+// within slowForAffinity stays; with the ttft weight at 0 no pin is judged.
+func TestPinLetGoOnPace(t *testing.T) {
+	ms := time.Millisecond
+	names := []string{"ep-a", "ep-b", "ep-c", "ep-d"}
+	for _, tc := range []struct {
+		name    string
+		weights map[string]float64
+		ttft    time.Duration // of the pinned ep-d; the others 100ms
+		pace    time.Duration // of the pinned ep-d; the others 50ms
+		stays   bool
+	}{
+		{"decodes three times slower", nil, 100 * ms, 150 * ms, false},
+		{"decodes twice as slow", nil, 100 * ms, 100 * ms, true},
+		{"slow to first token only", nil, 400 * ms, 50 * ms, true},
+		{"pace not measured", nil, 100 * ms, 0, true},
+		{"under the floor", nil, 100 * ms, 15 * ms, true},
+		{"speed off", map[string]float64{ScoreTTFT: 0}, 100 * ms, 500 * ms, true},
+	} {
+		f := newFleet(names...)
+		for i := range names {
+			f.signals[i].TTFT, f.signals[i].Pace = 100*ms, 50*ms
+		}
+		if tc.name == "under the floor" {
+			for i := range names {
+				f.signals[i].Pace = 5 * ms
+			}
+		}
+		f.signals[3].TTFT, f.signals[3].Pace = tc.ttft, tc.pace
+		p := mustPipeline(t, Config{Strategy: Adaptive, Weights: tc.weights})
+		for k := range 50 {
+			i, why := p.Schedule(Request{SessionKey: fmt.Sprintf("s%d", k), Pinned: "ep-d"}, f)
+			if stayed := i == 3; stayed != tc.stays {
+				t.Fatalf("%s: session s%d pinned to ep-d went to %s, want stays=%v: %v", tc.name, k, names[i], tc.stays, why)
+			}
+		}
+	}
+}
+
 // TestSpeedIgnoresNoise: TTFTs under ttftFloor are not told apart (a
 // millisecond box is not "ten times slower" than a tenth of one: that is a
 // garbage collection); with the ttft weight at 0 speed judges nothing, not

@@ -99,6 +99,13 @@ type Signals struct {
 	// our requests is in flight there (it will bring a new sample).
 	TTFT   time.Duration
 	TTFTAt time.Time
+	// Pace is our moving average of how long the endpoint's streamed
+	// answers for the requested model took per KiB after their first byte
+	// (its decoding speed; 0: no sample yet), and PaceAt when its last
+	// sample came; aged like TTFT. Unlike TTFT it does not rise with
+	// queueing or prefix-cache misses, so it is what a pin is judged on.
+	Pace   time.Duration
+	PaceAt time.Time
 
 	// At is when the backend values above were read (zero: not said), and
 	// MaxAge the age past which they are ignored (0: never stale); stale

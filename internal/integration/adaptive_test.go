@@ -460,3 +460,52 @@ func TestStickyStoreBounded(t *testing.T) {
 		t.Error("a raw session key is shown")
 	}
 }
+
+// TestStickyLeavesSlowDecoder: a session pinned to a server that streams
+// its answers far slower than another (equal time to first token, so only
+// the pace tells them apart) is moved to the fast one (repin) and sticks
+// there; once the slow server's pace is known, no new session starts on it.
+func TestStickyLeavesSlowDecoder(t *testing.T) {
+	fast := startSim(t, sim.Config{Kind: sim.VLLM, Name: "fast", Models: []string{"m"}, TTFT: 5 * time.Millisecond, TokensPerSecond: 400, Tokens: 32})
+	slow := startSim(t, sim.Config{Kind: sim.VLLM, Name: "slow", Models: []string{"m"}, TTFT: 5 * time.Millisecond, TokensPerSecond: 20, Tokens: 32})
+	load(t, site(endpointBlock("fast", fast.URL, "vllm")+endpointBlock("slow", slow.URL, "vllm")+
+		"load_balancer adaptive\nsticky_sessions {\n key_sources session_header\n}\n"))
+	waitRoutable(t, "fast", "slow")
+	turn := func(key string) (string, string) {
+		body := `{"model":"m","stream":true,"messages":[{"role":"user","content":"hello ` + key + `"}]}`
+		status, ep, outcome, _ := stickyChat(t, body, "X-Olla-Session-ID", key)
+		if status != 200 {
+			t.Fatalf("session %s: status %d", key, status)
+		}
+		return ep, outcome
+	}
+	// new sessions until one is placed on each server: the slow one only
+	// while its pace is unknown
+	var onSlow string
+	onFast := false
+	for k := 0; k < 200 && (onSlow == "" || !onFast); k++ {
+		key := fmt.Sprintf("s%d", k)
+		switch ep, outcome := turn(key); {
+		case outcome != "miss":
+			t.Fatalf("session %s's first turn: %q", key, outcome)
+		case ep == "slow" && onSlow == "":
+			onSlow = key
+		case ep == "fast":
+			onFast = true
+		}
+	}
+	if onSlow == "" || !onFast {
+		t.Fatalf("no session placed on each server (slow %q, fast %v)", onSlow, onFast)
+	}
+	if ep, outcome := turn(onSlow); ep != "fast" || outcome != "repin" {
+		t.Fatalf("the session on the slow decoder: next turn %q on %s, want repin on fast", outcome, ep)
+	}
+	if ep, outcome := turn(onSlow); ep != "fast" || outcome != "hit" {
+		t.Fatalf("after the repin: %q on %s, want hit on fast", outcome, ep)
+	}
+	for k := range 10 {
+		if ep, _ := turn(fmt.Sprintf("late%d", k)); ep != "fast" {
+			t.Fatalf("a new session started on the slow decoder")
+		}
+	}
+}

@@ -321,6 +321,9 @@ func runRouting(ctx context.Context, o options, fleetsToRun []fleet, sup *superv
 	cs := routingContenders()
 	if o.routingOnly != "" {
 		names := strings.Split(o.routingOnly, ",")
+		for i := range names {
+			names[i] = strings.TrimSpace(names[i])
+		}
 		cs = slices.DeleteFunc(cs, func(c routingContender) bool { return !slices.Contains(names, c.name) })
 		if len(cs) == 0 {
 			logf("-routing-only %q names no contender", o.routingOnly)
@@ -666,13 +669,13 @@ func (u *user) run(ctx context.Context, begin time.Time, w window, rec *userReco
 			// time, and sent back only if the server gave none. A client
 			// resends the answer it was given, and a server caches the
 			// blocks it decoded, so the next turn shares the answer too.
-			reply := filler(u.rng, f.replyBytes)
-			if answered && u.answer.text.Len() > 0 {
+			reply, given := filler(u.rng, f.replyBytes), answered && u.answer.text.Len() > 0
+			if given {
 				reply = u.answer.text.String()
 			}
 			msgs = appendMessage(msgs, "assistant", reply)
 			shared = 1 + len(msgs)
-			if !answered {
+			if !given { // no server decoded this reply, so none has it cached
 				shared -= len(reply) + len(`,{"role":"assistant","content":""}`)
 			}
 			think := f.think[0] + time.Duration(u.rng.Int64N(int64(f.think[1]-f.think[0])+1))
