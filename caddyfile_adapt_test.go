@@ -276,3 +276,35 @@ func TestProvisionErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestShippedConfigs: the configs the README points users at (the `make
+// run` demo and Caddyfile.example) adapt without warnings, validate as Caddy
+// validates them (every module provisioned and Validate()d, nothing
+// started), and use the adaptive balancer as new configs should.
+func TestShippedConfigs(t *testing.T) {
+	for _, path := range []string{"examples/demo.Caddyfile", "Caddyfile.example"} {
+		t.Run(path, func(t *testing.T) {
+			body, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			adapted, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt(body, map[string]any{"filename": path})
+			if err != nil {
+				t.Fatalf("adapt: %v", err)
+			}
+			if len(warnings) > 0 {
+				t.Errorf("adapt warnings: %+v", warnings)
+			}
+			if !strings.Contains(string(adapted), `"load_balancer":"adaptive"`) {
+				t.Errorf("%s does not use load_balancer adaptive", path)
+			}
+			var cfg caddy.Config
+			if err := json.Unmarshal(adapted, &cfg); err != nil {
+				t.Fatal(err)
+			}
+			if err := caddy.Validate(&cfg); err != nil {
+				t.Fatalf("validate: %v", err)
+			}
+		})
+	}
+}
