@@ -20,15 +20,12 @@
 //     candidate through the candidates type: priority, our in-flight
 //     count, and (signals.go) the backend's polled load signals with our
 //     in-flight count when they were read, the slot count learned from
-//     them, the concurrency cap and the TTFT and pace averages per endpoint
-//     and model. A
+//     them, the concurrency cap and a TTFT average per endpoint and model. A
 //     candidate without room is set aside; when all are full the request
 //     waits in the admission queue (queue.go).
 //  5. The engine (olla or sherpa) sends the attempt and fails over before
-//     the first byte; picker.Done feeds the outcome to passive health, and
-//     with the engine's OnStreamEnd (first byte, and the pace of a stream:
-//     how long reads of the backend's body waited per KiB) the speed
-//     averages; record.go feeds the metrics and the dashboard.
+//     the first byte; picker.Done feeds the outcome to passive health and
+//     the TTFT average, and record.go the metrics and the dashboard.
 //
 // /olla/anthropic/ (anthropic.go) runs the same path with hooks: the
 // Messages body is validated before routing, candidates whose server speaks

@@ -429,8 +429,8 @@ func (rq *request) proxy(route route) error {
 
 		StreamIdleTimeout: h.idle,
 		HeaderTimeout:     time.Duration(h.ResponseHeaderTimeout),
-		OnStreamEnd: func(t engines.Target, firstByte time.Time, n int64, pace engines.Pace, tail *engines.Tail, err error) {
-			pk.streamEnded(t, firstByte, n, pace, err)
+		OnStreamEnd: func(t engines.Target, firstByte time.Time, n int64, tail *engines.Tail, err error) {
+			pk.firstByte(t, firstByte)
 			rq.streamEnded(t, firstByte, n, tail, err)
 		},
 	}

@@ -39,16 +39,14 @@ type picker struct {
 	// reasonPrefix, when set (adaptive), starts X-Olla-Routing-Reason,
 	// which then names the winner's top scores
 	reasonPrefix string
-	// TTFT and pace of the current attempt, recorded once both the stream
-	// and a successful status are known (engines report them in either
-	// order)
+	// TTFT of the current attempt, recorded once both the first byte and
+	// a successful status are known (engines report them in either order)
 	model        string
 	current      *endpointState
 	attemptStart time.Time
 	firstByteAt  time.Time
-	pace         time.Duration // per KiB; 0: none to record
 	okStatus     bool
-	speedDone    bool
+	ttftDone     bool
 	attempts     int
 	maxAttempts  int
 	rec          *requestRecord // the request's record, filled per attempt
@@ -85,7 +83,8 @@ func (p *picker) Next() (engines.Target, bool) {
 		}
 	}
 	p.attempts++
-	p.current, p.attemptStart, p.firstByteAt, p.pace, p.okStatus, p.speedDone = st, time.Now(), time.Time{}, 0, false, false
+	p.current, p.attemptStart, p.firstByteAt, p.okStatus, p.ttftDone = st, time.Now(), time.Time{}, false, false
+	st.observeAttempt(p.modelAt(st), p.attemptStart)
 	p.sticky.placed(st, p.header)
 	if p.rec != nil {
 		p.rec.attempts = p.attempts
@@ -145,37 +144,30 @@ func (p *picker) choose() int {
 	return i
 }
 
-// minPaceBytes is the least answer a pace is taken from: a few tokens say
-// more about the moment than about the box.
-const minPaceBytes = 1024
-
-// streamEnded notes how the current attempt's body arrived: when its first
-// byte came and, for a complete stream of some length, its pace per KiB.
-func (p *picker) streamEnded(t engines.Target, firstByte time.Time, n int64, pace engines.Pace, err error) {
-	st, ok := t.(*endpointState)
-	if !ok || st != p.current || firstByte.IsZero() {
-		return
+// firstByte notes when the current attempt's first body byte arrived.
+func (p *picker) firstByte(t engines.Target, at time.Time) {
+	if st, ok := t.(*endpointState); ok && st == p.current && !at.IsZero() {
+		p.firstByteAt = at
+		p.recordTTFT()
 	}
-	p.firstByteAt = firstByte
-	if err == nil && pace.Stream && n >= minPaceBytes && pace.Waited > 0 {
-		p.pace = pace.Waited * 1024 / time.Duration(n)
-	}
-	p.recordSpeed()
 }
 
-// recordSpeed feeds a successful attempt's time to first byte and pace to
-// the endpoint's averages for the model (the adaptive balancer's speed).
-func (p *picker) recordSpeed() {
-	if p.speedDone || !p.okStatus || p.firstByteAt.IsZero() || p.current == nil {
+// recordTTFT feeds a successful attempt's time to first byte to the
+// endpoint's TTFT average for the model (the adaptive balancer's speed).
+func (p *picker) recordTTFT() {
+	if p.ttftDone || !p.okStatus || p.firstByteAt.IsZero() || p.current == nil {
 		return
 	}
-	p.speedDone = true
-	model := p.model
-	if name, ok := p.rewrite[p.current]; ok {
-		model = name
+	p.ttftDone = true
+	p.current.observeTTFT(p.modelAt(p.current), p.firstByteAt.Sub(p.attemptStart))
+}
+
+// modelAt is the request's model as endpoint st names it.
+func (p *picker) modelAt(st *endpointState) string {
+	if name, ok := p.rewrite[st]; ok {
+		return name
 	}
-	p.current.observeTTFT(model, p.firstByteAt.Sub(p.attemptStart))
-	p.current.observePace(model, p.pace)
+	return p.model
 }
 
 // Remaining implements engines.Picker.
@@ -207,7 +199,7 @@ func (p *picker) Done(t engines.Target, out engines.Outcome) {
 	now := time.Now()
 	if st == p.current && out.Err == nil && out.Status >= 200 && out.Status < 300 {
 		p.okStatus = true
-		p.recordSpeed()
+		p.recordTTFT()
 	}
 	switch {
 	case out.ClientGone(), out.TransformFailed():

@@ -48,7 +48,6 @@ func scheduledEndpoints(tb testing.TB, n int) candidates {
 		sig.At = time.Now()
 		st.sched.signals.Store(&sig)
 		st.observeTTFT("llama3:8b", time.Duration(40+i)*time.Millisecond)
-		st.observePace("llama3:8b", time.Duration(30+i)*time.Millisecond)
 		c[i] = st
 	}
 	return c

@@ -83,11 +83,12 @@ type schedState struct {
 	// long enough that bursts stacked on one endpoint (r1-70 p99 0.9-1.2 s
 	// against 0.64 s). A count fixed too low still rises with Running.
 	seenFull atomic.Bool
-	// speed holds the moving TTFT and pace per model the endpoint lists,
-	// created on the first sample: a map replaced whole on each new model
-	// (rare) and read without a lock on every selection
-	speed   atomic.Pointer[map[string]*modelSpeed]
-	speedMu sync.Mutex // serialises new entries
+	// ttft holds one moving average per model the endpoint lists (and when
+	// our last request for the model started, see observeAttempt), created
+	// on the first sample: a map replaced whole on each new model (rare)
+	// and read without a lock on every selection
+	ttft   atomic.Pointer[map[string]*modelTTFT]
+	ttftMu sync.Mutex // serialises new entries
 }
 
 // signalProblem is a failed poll: kind is stable (it decides whether to
@@ -290,82 +291,84 @@ func (st *endpointState) capWith(s *endpointSettings, sig *profiles.Signals, now
 	return sig.SlotsTotal
 }
 
-// maxTTFTModels bounds the speed table of an endpoint with a short list.
+// maxTTFTModels bounds the TTFT table of an endpoint with a short list.
 const maxTTFTModels = 64
 
-// modelSpeed is what we measured of one model on one endpoint.
-type modelSpeed struct {
-	ttft balancer.EWMA // time to first token
-	pace balancer.EWMA // time per KiB of a streamed answer after its first byte
-}
-
-// observeTTFT records a time to first token for model.
+// observeTTFT records a time to first token for model, which the endpoint
+// must list: the table holds only listed models (plus a few spellings), so
+// clients naming random models cannot grow it.
 func (st *endpointState) observeTTFT(model string, d time.Duration) {
-	if d > 0 {
-		if sp := st.speedOf(model); sp != nil {
-			sp.ttft.Observe(d)
-		}
-	}
-}
-
-// observePace records a streamed answer's time per KiB for model.
-func (st *endpointState) observePace(model string, perKiB time.Duration) {
-	if perKiB > 0 {
-		if sp := st.speedOf(model); sp != nil {
-			sp.pace.Observe(perKiB)
-		}
-	}
-}
-
-// speedOf returns model's entry, created if need be, or nil when the
-// endpoint does not list the model: the table holds only listed models
-// (plus a few spellings), so clients naming random models cannot grow it.
-func (st *endpointState) speedOf(model string) *modelSpeed {
-	if model == "" {
-		return nil
+	if model == "" || d <= 0 {
+		return
 	}
 	name, ok := st.lookupModel(model)
 	if !ok {
-		return nil
+		return
 	}
-	if m := st.sched.speed.Load(); m != nil {
-		if sp, ok := (*m)[name]; ok {
-			return sp
+	if m := st.sched.ttft.Load(); m != nil {
+		if e, ok := (*m)[name]; ok {
+			e.avg.Observe(d)
+			return
 		}
 	}
-	st.sched.speedMu.Lock()
-	defer st.sched.speedMu.Unlock()
-	var old map[string]*modelSpeed
-	if m := st.sched.speed.Load(); m != nil {
+	st.sched.ttftMu.Lock()
+	defer st.sched.ttftMu.Unlock()
+	var old map[string]*modelTTFT
+	if m := st.sched.ttft.Load(); m != nil {
 		old = *m
 	}
-	if sp, ok := old[name]; ok {
-		return sp
+	e, ok := old[name]
+	if !ok {
+		limit := maxTTFTModels
+		if ms := st.models.Load(); ms != nil {
+			limit = max(limit, 2*len(ms.models))
+		}
+		if len(old) >= limit {
+			return
+		}
+		next := make(map[string]*modelTTFT, len(old)+1)
+		for k, v := range old {
+			next[k] = v
+		}
+		e = new(modelTTFT)
+		next[name] = e
+		st.sched.ttft.Store(&next)
 	}
-	limit := maxTTFTModels
-	if ms := st.models.Load(); ms != nil {
-		limit = max(limit, 2*len(ms.models))
-	}
-	if len(old) >= limit {
-		return nil
-	}
-	next := make(map[string]*modelSpeed, len(old)+1)
-	for k, v := range old {
-		next[k] = v
-	}
-	sp := new(modelSpeed)
-	next[name] = sp
-	st.sched.speed.Store(&next)
-	return sp
+	e.avg.Observe(d)
 }
 
-// speedFor fills in the endpoint's moving TTFT and pace for model and when
-// their last samples came (0: none yet); the balancer judges their age.
-func (st *endpointState) speedFor(model string, out *balancer.Signals) {
-	if m := st.sched.speed.Load(); m != nil {
-		if sp, ok := (*m)[model]; ok {
-			out.TTFT, out.TTFTAt = sp.ttft.Sample()
-			out.Pace, out.PaceAt = sp.pace.Sample()
+// modelTTFT is one model's TTFT average on one endpoint, and when our last
+// request for the model started there (Unix nanoseconds): a request that
+// started after the last sample is measuring it.
+type modelTTFT struct {
+	avg     balancer.EWMA
+	attempt atomic.Int64
+}
+
+// observeAttempt notes that a request for model starts here now. Only a
+// model with an average is noted: without one there is nothing to forget.
+func (st *endpointState) observeAttempt(model string, now time.Time) {
+	name, ok := st.lookupModel(model)
+	if !ok {
+		return
+	}
+	if m := st.sched.ttft.Load(); m != nil {
+		if e, ok := (*m)[name]; ok {
+			e.attempt.Store(now.UnixNano())
+		}
+	}
+}
+
+// ttftFor fills in the endpoint's moving TTFT for model, when its last
+// sample came and when our last request for it started (zero: none); the
+// balancer judges their ages.
+func (st *endpointState) ttftFor(model string, out *balancer.Signals) {
+	if m := st.sched.ttft.Load(); m != nil {
+		if e, ok := (*m)[model]; ok {
+			out.TTFT, out.TTFTAt = e.avg.Sample()
+			if at := e.attempt.Load(); at != 0 {
+				out.MeasuringSince = time.Unix(0, at)
+			}
 		}
 	}
 }
@@ -376,7 +379,7 @@ func (st *endpointState) speedFor(model string, out *balancer.Signals) {
 func (st *endpointState) schedSignals(model string, out *balancer.Signals) {
 	s, sig := st.settings.Load(), st.sched.signals.Load()
 	out.MaxConcurrency = st.capWith(s, sig, time.Time{})
-	st.speedFor(model, out)
+	st.ttftFor(model, out)
 	out.SeenSlots, out.SeenFull = st.sched.seenRunning.Load(), st.sched.seenFull.Load()
 	if sig == nil {
 		return // never read, or the last poll failed: every value unknown

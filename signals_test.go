@@ -16,6 +16,7 @@ import (
 
 	"github.com/caddy-olla/olla/balancer"
 	"github.com/caddy-olla/olla/discovery"
+	"github.com/caddy-olla/olla/profiles"
 )
 
 // polledEndpoint builds an endpoint's state as Provision would, for a
@@ -266,5 +267,33 @@ func TestSlotsLearned(t *testing.T) {
 			t.Fatalf("polling off, still learned: slots %d full %v queue known %v", sig.SeenSlots, sig.SeenFull, sig.QueueKnown)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestAttemptMarksMeasuring: a request for a model that has a TTFT average
+// marks the endpoint as measuring that model (so a forgotten average is
+// probed once, see balancer.TestForgottenSpeedIsProbedOnce); a model with
+// no average, or one the endpoint does not list, leaves nothing behind.
+func TestAttemptMarksMeasuring(t *testing.T) {
+	st, _ := polledEndpoint(t, "http://127.0.0.1:1", "vllm", time.Second)
+	st.models.Store(newModelSnapshot([]profiles.Model{{Name: "m"}, {Name: "other"}}, time.Now()))
+	read := func(model string) balancer.Signals {
+		var sig balancer.Signals
+		st.schedSignals(model, &sig)
+		return sig
+	}
+	at := time.Now()
+	st.observeAttempt("m", at)
+	if sig := read("m"); !sig.MeasuringSince.IsZero() {
+		t.Fatalf("an attempt before any sample left a mark: %v", sig.MeasuringSince)
+	}
+	st.observeTTFT("m", 80*time.Millisecond)
+	st.observeAttempt("m", at)
+	st.observeAttempt("not-listed", at)
+	if sig := read("m"); !sig.MeasuringSince.Equal(at) || sig.TTFT != 80*time.Millisecond {
+		t.Fatalf("after a sample and an attempt: ttft %v measuring since %v, want 80ms and %v", sig.TTFT, sig.MeasuringSince, at)
+	}
+	if sig := read("other"); !sig.MeasuringSince.IsZero() || sig.TTFT != 0 {
+		t.Fatalf("another model: %+v", sig)
 	}
 }

@@ -35,16 +35,13 @@
 // Affinity uses rendezvous hashing with a load bound ([Rendezvous]): the hash
 // has no seed, so proxies with one config place a key alike without sharing
 // state. A new key's home has a free slot if any candidate has one, and is
-// never far slower than the fastest, to the first token or in pace (a
-// stream's time per KiB after its first byte). A pin is a score, which the
-// others can outweigh; the one rule that drops it is a pace far slower than
-// the fastest. TTFT and load judge no pin: they move with the very sessions
-// affinity places (a moved session misses the prefix cache), and a rule on
-// them herds sessions between equal servers; decoding speed is the box's
-// own. [EWMA] keeps a lock-free moving average for TTFT and pace, quick to
-// follow a faster sample and slow to follow a slower one (it measures the
-// box, not its queue), and forgotten after EWMAMaxAge without a sample, so
-// a box judged slow is measured again by one request.
+// never far slower than the fastest. A pin is only a score: the others can
+// outweigh it, but no rule drops it, since TTFT and load move with the very
+// sessions affinity places and a rule would herd them. [EWMA] keeps a
+// lock-free moving average for TTFT, quick to follow a faster sample and
+// slow to follow a slower one (it measures the box, not its queue), and
+// forgotten after EWMAMaxAge without a sample, so a box judged slow is
+// measured again by one request.
 //
 // Every pipeline is safe for concurrent use. Its state is an atomic cursor and
 // a few scratch slots, created by [New] or [NewPipeline], so separate

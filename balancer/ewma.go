@@ -11,9 +11,10 @@ import (
 // keep it starved for good): after this long the average reads as unknown,
 // and the next sample starts it afresh. A selection treats a forgotten
 // average as unknown (which scores like an unmeasured endpoint) only while
-// none of our requests is in flight there, so the cost is about one request
-// per model per EWMAMaxAge sent to a box that is still slow, not a burst
-// for as long as its first token takes.
+// no request for the model is measuring it (Signals.MeasuringSince), so the
+// cost is about one request per model per EWMAMaxAge sent to a box that is
+// still slow, not a burst for as long as its answer takes. (Per model: a
+// box always busy with another model still gets its probe.)
 const EWMAMaxAge = 10 * time.Second
 
 // forgotten reports whether an average whose last sample came at last (Unix
@@ -27,7 +28,8 @@ func forgotten(last, now int64) bool { return now-last > int64(EWMAMaxAge) }
 // the way, a slower one an eighth. A TTFT is slow for many reasons that are
 // not the box (a long prompt, a prefix cache miss, a queue that the load
 // score sees already) and fast only when the box is; a box that really got
-// slower still moves it past twice its old value within six samples. An
+// three times slower still moves it past twice its old value within six
+// samples. An
 // average with no sample for EWMAMaxAge is forgotten. The zero value has no
 // samples. An EWMA must not be copied after first use.
 type EWMA struct {

@@ -45,10 +45,6 @@ type Set struct {
 	// at least ttftFloor (0: none known, or the pipeline does not score
 	// speed).
 	MinTTFT time.Duration
-	// MinPace is the fastest known Pace among the filtered candidates, but
-	// at least paceFloor (0: none known, or the pipeline does not score
-	// speed).
-	MinPace time.Duration
 	// Affinity is the index of the candidate the request is pinned to
 	// (Request.Pinned) or else the one its session or prefix key hashes to
 	// (rendezvous hashing with a load bound), or -1 when the request has no
@@ -257,11 +253,18 @@ func (p *Pipeline) schedule(in *Request, c Candidates, why *Reason) int {
 				}
 				cand.Stale = now.Sub(cand.At) > cand.MaxAge
 			}
-			if cand.InFlight == 0 && (cand.TTFT > 0 || cand.Pace > 0) {
+			if cand.TTFT > 0 && !cand.TTFTAt.IsZero() {
 				if now.IsZero() {
 					now = time.Now()
 				}
-				cand.forgetOld(now.UnixNano())
+				if forgotten(cand.TTFTAt.UnixNano(), now.UnixNano()) && !cand.measuring(now.UnixNano()) {
+					// Forgotten, and no request for the model is out there
+					// to measure it: unknown, so one request goes to measure
+					// it again. While that one is out the old average
+					// stands, so a box still slow gets one request, not a
+					// burst for as long as its answer takes.
+					cand.TTFT = 0
+				}
 			}
 		} else {
 			cand.Name, cand.Signals, cand.Stale = "", Signals{}, false
@@ -294,23 +297,19 @@ func (p *Pipeline) schedule(in *Request, c Candidates, why *Reason) int {
 
 	if p.speed {
 		for i := range s.cands {
-			if s.kept[i] {
-				set.MinTTFT = fastest(set.MinTTFT, s.cands[i].TTFT)
-				set.MinPace = fastest(set.MinPace, s.cands[i].Pace)
+			if ttft := s.cands[i].TTFT; s.kept[i] && ttft > 0 && (set.MinTTFT == 0 || ttft < set.MinTTFT) {
+				set.MinTTFT = ttft
 			}
 		}
-		set.MinTTFT = floored(set.MinTTFT, ttftFloor)
-		set.MinPace = floored(set.MinPace, paceFloor)
+		if set.MinTTFT > 0 {
+			set.MinTTFT = max(set.MinTTFT, ttftFloor)
+		}
 	}
 	if p.affinity {
 		if r.Pinned != "" {
 			for i := range s.cands {
 				if s.kept[i] && s.cands[i].Name == r.Pinned {
-					// a pin to a box that decodes far slower than another
-					// is let go: a warm cache there does not make up for it
-					if !s.cands[i].decodesTooSlowly(set) {
-						set.Affinity = i
-					}
+					set.Affinity = i
 					break
 				}
 			}
@@ -335,36 +334,6 @@ func (p *Pipeline) schedule(in *Request, c Candidates, why *Reason) int {
 		p.explain(why, r, s, win)
 	}
 	return win
-}
-
-// forgetOld sets to unknown the speed averages (TTFT, pace) that had no
-// sample for EWMAMaxAge, for a candidate with none of our requests in
-// flight to measure them: one request then goes to measure it again, and
-// while that one is in flight the old averages stand, so a box still slow
-// gets one request, not a burst.
-func (c *Candidate) forgetOld(now int64) {
-	if c.TTFT > 0 && !c.TTFTAt.IsZero() && forgotten(c.TTFTAt.UnixNano(), now) {
-		c.TTFT = 0
-	}
-	if c.Pace > 0 && !c.PaceAt.IsZero() && forgotten(c.PaceAt.UnixNano(), now) {
-		c.Pace = 0
-	}
-}
-
-// fastest is the lower of two known durations (0: unknown).
-func fastest(min, d time.Duration) time.Duration {
-	if d > 0 && (min == 0 || d < min) {
-		return d
-	}
-	return min
-}
-
-// floored raises a known fastest duration to floor (0 stays unknown).
-func floored(d, floor time.Duration) time.Duration {
-	if d > 0 {
-		return max(d, floor)
-	}
-	return d
 }
 
 func clampScore(v float64) float64 {

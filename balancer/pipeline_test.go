@@ -749,47 +749,6 @@ func TestSlowEndpointLosesAffinity(t *testing.T) {
 	}
 }
 
-// TestPinLetGoOnPace: a session pinned to an endpoint that decodes far
-// slower than another leaves it; one pinned where only TTFT is slow (the
-// prefix-cache misses that moving sessions cause raise it) or the pace is
-// within slowForAffinity stays; with the ttft weight at 0 no pin is judged.
-func TestPinLetGoOnPace(t *testing.T) {
-	ms := time.Millisecond
-	names := []string{"ep-a", "ep-b", "ep-c", "ep-d"}
-	for _, tc := range []struct {
-		name    string
-		weights map[string]float64
-		ttft    time.Duration // of the pinned ep-d; the others 100ms
-		pace    time.Duration // of the pinned ep-d; the others 50ms
-		stays   bool
-	}{
-		{"decodes three times slower", nil, 100 * ms, 150 * ms, false},
-		{"decodes twice as slow", nil, 100 * ms, 100 * ms, true},
-		{"slow to first token only", nil, 400 * ms, 50 * ms, true},
-		{"pace not measured", nil, 100 * ms, 0, true},
-		{"under the floor", nil, 100 * ms, 15 * ms, true},
-		{"speed off", map[string]float64{ScoreTTFT: 0}, 100 * ms, 500 * ms, true},
-	} {
-		f := newFleet(names...)
-		for i := range names {
-			f.signals[i].TTFT, f.signals[i].Pace = 100*ms, 50*ms
-		}
-		if tc.name == "under the floor" {
-			for i := range names {
-				f.signals[i].Pace = 5 * ms
-			}
-		}
-		f.signals[3].TTFT, f.signals[3].Pace = tc.ttft, tc.pace
-		p := mustPipeline(t, Config{Strategy: Adaptive, Weights: tc.weights})
-		for k := range 50 {
-			i, why := p.Schedule(Request{SessionKey: fmt.Sprintf("s%d", k), Pinned: "ep-d"}, f)
-			if stayed := i == 3; stayed != tc.stays {
-				t.Fatalf("%s: session s%d pinned to ep-d went to %s, want stays=%v: %v", tc.name, k, names[i], tc.stays, why)
-			}
-		}
-	}
-}
-
 // TestSpeedIgnoresNoise: TTFTs under ttftFloor are not told apart (a
 // millisecond box is not "ten times slower" than a tenth of one: that is a
 // garbage collection); with the ttft weight at 0 speed judges nothing, not
@@ -837,26 +796,47 @@ func TestSpeedIgnoresNoise(t *testing.T) {
 }
 
 // TestForgottenSpeedIsProbedOnce: a box whose slow average was forgotten is
-// measured again by one request, not by every request that arrives before
-// its first token comes back.
+// measured again by one request for the model, not by every request that
+// arrives before its answer comes back; requests in flight there for
+// another model do not count as measuring it, and a probe that brought no
+// sample for EWMAMaxAge is followed by another.
 func TestForgottenSpeedIsProbedOnce(t *testing.T) {
 	ms := time.Millisecond
-	f := newFleet("ep-a", "ep-b", "ep-c", "ep-d")
-	for i := range 3 {
-		f.signals[i].TTFT, f.signals[i].TTFTAt = 50*ms, time.Now()
-	}
-	f.signals[3].TTFT, f.signals[3].TTFTAt = 5000*ms, time.Now().Add(-EWMAMaxAge-time.Second)
-	p := mustPipeline(t, Config{Strategy: Adaptive})
-	onSlow := 0
-	for range 40 { // arrivals that all stay in flight
-		i, _ := p.Schedule(Request{}, f)
-		f.hold(i, 1)
-		if i == 3 {
-			onSlow++
+	for _, tc := range []struct {
+		name      string
+		busy      int           // ep-d's requests in flight for other models
+		probedAgo time.Duration // when a request for the model last started there (0: never)
+		want      int           // of 40 arrivals, how many ep-d gets
+	}{
+		{"idle", 0, 0, 1},
+		{"busy with another model", 3, 0, 1},
+		{"a probe is out", 0, time.Second, 0},
+		{"the probe brought nothing", 0, EWMAMaxAge + time.Second, 1},
+	} {
+		f := newFleet("ep-a", "ep-b", "ep-c", "ep-d")
+		now := time.Now()
+		for i := range 4 { // room for every arrival: only speed tells them apart
+			f.signals[i].MaxConcurrency = 100
+			f.signals[i].TTFT, f.signals[i].TTFTAt = 50*ms, now
 		}
-	}
-	if onSlow != 1 {
-		t.Fatalf("the forgotten slow box got %d of 40 requests in flight, want 1 (the probe)", onSlow)
+		f.signals[3].TTFT, f.signals[3].TTFTAt = 5000*ms, now.Add(-2*EWMAMaxAge)
+		if tc.probedAgo > 0 {
+			f.signals[3].MeasuringSince = now.Add(-tc.probedAgo)
+		}
+		f.hold(3, tc.busy)
+		p := mustPipeline(t, Config{Strategy: Adaptive})
+		onSlow := 0
+		for range 40 { // arrivals that all stay in flight
+			i, _ := p.Schedule(Request{}, f)
+			f.hold(i, 1)
+			if i == 3 {
+				onSlow++
+				f.signals[3].MeasuringSince = time.Now() // as the picker notes an attempt
+			}
+		}
+		if onSlow != tc.want {
+			t.Errorf("%s: the forgotten slow box got %d of 40 requests, want %d", tc.name, onSlow, tc.want)
+		}
 	}
 }
 

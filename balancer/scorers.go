@@ -158,33 +158,16 @@ func (ttftScorer) Score(_ *Request, c *Candidate, s *Set) float64 {
 }
 
 // slowForAffinity is how much slower than the fastest candidate an
-// endpoint's TTFT must be for a new session not to start there, and its
-// pace for a session pinned there to leave. It is well
+// endpoint's TTFT must be for a new session not to start there. It is
 // above ttftTolerance: TTFT also rises with prefix cache misses and load,
 // which affinity itself moves between endpoints, and a low bar would herd
 // new sessions back and forth.
 const slowForAffinity = 2.5
 
-// tooSlowForAffinity reports whether c's TTFT or pace is beyond
-// slowForAffinity of the fastest in the set: no new key's home.
+// tooSlowForAffinity reports whether c's TTFT is beyond slowForAffinity of the
+// fastest in the set.
 func (c *Candidate) tooSlowForAffinity(s *Set) bool {
-	return c.TTFT > 0 && s.MinTTFT > 0 && float64(c.TTFT) > slowForAffinity*float64(s.MinTTFT) ||
-		c.decodesTooSlowly(s)
-}
-
-// paceFloor is the least "fastest pace" a pin is judged against: about 200
-// tokens a second in an SSE stream. Faster boxes are not told apart (a
-// moment's noise), and no user would leave a cache for the difference.
-const paceFloor = 20 * time.Millisecond
-
-// decodesTooSlowly reports whether c's pace (time per KiB of a streamed
-// answer) is beyond slowForAffinity of the fastest in the set: its pinned
-// sessions are then let go. Pace, not TTFT: TTFT rises with the prefix-cache
-// misses that moving sessions causes, so letting pins go on it cascades
-// (measured: r1-100 sticky p99 5x least-connections), while decoding speed
-// is the box's own.
-func (c *Candidate) decodesTooSlowly(s *Set) bool {
-	return c.Pace > 0 && s.MinPace > 0 && float64(c.Pace) > slowForAffinity*float64(s.MinPace)
+	return c.TTFT > 0 && s.MinTTFT > 0 && float64(c.TTFT) > slowForAffinity*float64(s.MinTTFT)
 }
 
 // clearlySlower reports whether c's TTFT is beyond ttftTolerance of the

@@ -95,17 +95,14 @@ type Signals struct {
 	// TTFT is our exponentially weighted time to first token for this
 	// endpoint and the requested model (0: no sample yet), and TTFTAt when
 	// its last sample came (zero: not said). One with no sample for
-	// EWMAMaxAge is treated as unknown, like an EWMA's Value, unless one of
-	// our requests is in flight there (it will bring a new sample).
+	// EWMAMaxAge is treated as unknown, like an EWMA's Value, unless a
+	// request for the model is measuring it (MeasuringSince).
 	TTFT   time.Duration
 	TTFTAt time.Time
-	// Pace is our moving average of how long the endpoint's streamed
-	// answers for the requested model took per KiB after their first byte
-	// (its decoding speed; 0: no sample yet), and PaceAt when its last
-	// sample came; aged like TTFT. Unlike TTFT it does not rise with
-	// queueing or prefix-cache misses, so it is what a pin is judged on.
-	Pace   time.Duration
-	PaceAt time.Time
+	// MeasuringSince is when our last request for the model started here
+	// (zero: not said). One that started after the last TTFT sample, less
+	// than EWMAMaxAge ago, is taken to be measuring it now.
+	MeasuringSince time.Time
 
 	// At is when the backend values above were read (zero: not said), and
 	// MaxAge the age past which they are ignored (0: never stale); stale
@@ -142,6 +139,14 @@ type Candidate struct {
 	// Stale is set by the pipeline when the backend values are older than
 	// MaxAge.
 	Stale bool
+}
+
+// measuring reports whether a request for the model, started after the last
+// TTFT sample and less than EWMAMaxAge before now, will bring a new one. (A
+// request that failed brings none; after EWMAMaxAge another may measure.)
+func (c *Candidate) measuring(now int64) bool {
+	since := c.MeasuringSince.UnixNano()
+	return !c.MeasuringSince.IsZero() && since >= c.TTFTAt.UnixNano() && !forgotten(since, now)
 }
 
 // Fresh reports whether the candidate's backend values may be used.

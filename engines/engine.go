@@ -179,10 +179,9 @@ type Plan struct {
 	OnResponse func(t Target, h http.Header)
 	// OnStreamEnd, if set, is called when a response body finished
 	// (completely or not) with the bytes passed, the time of the first one,
-	// how the rest arrived (Pace), and the body's last bytes (for token
-	// counts; nil when there were none). tail is only valid during the
-	// call.
-	OnStreamEnd func(t Target, firstByte time.Time, bytes int64, pace Pace, tail *Tail, err error)
+	// and the body's last bytes (for token counts; nil when there were
+	// none). tail is only valid during the call.
+	OnStreamEnd func(t Target, firstByte time.Time, bytes int64, tail *Tail, err error)
 }
 
 // UpstreamFor returns the API path and request body to send to t.
@@ -232,16 +231,3 @@ func WithHeaderTimeout(parent context.Context, d time.Duration) (ctx context.Con
 
 func noTimeout() bool { return false }
 func noCancel()       {}
-
-// Pace is how a response body arrived after its first byte: for a stream,
-// the backend's decoding speed. Only reads of the backend's body count, so
-// a client that reads slowly can only make it look faster (its bytes wait
-// in buffers and the reads find them ready), never slower.
-type Pace struct {
-	// Stream says the backend streamed the body (SSE or NDJSON); a body
-	// sent whole says nothing about decoding
-	Stream bool
-	// Waited is how long reads of the backend's body blocked after the
-	// first byte
-	Waited time.Duration
-}

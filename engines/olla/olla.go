@@ -196,7 +196,7 @@ func (e *Engine) respond(w http.ResponseWriter, r *http.Request, plan *engines.P
 	res.Body.Close()
 	out.Bytes, out.Err = n, err
 	if plan.OnStreamEnd != nil {
-		plan.OnStreamEnd(t, firstByte, n, engines.Pace{Stream: stream, Waited: c.waited}, tail, err)
+		plan.OnStreamEnd(t, firstByte, n, tail, err)
 	}
 	plan.Picker.Done(t, out)
 
@@ -235,9 +235,6 @@ type copier struct {
 	// toldInBand: the transform reported the backend's failure to the
 	// client inside the body, so the response may end normally
 	toldInBand bool
-	// waited is how long reads of the backend's body blocked after its
-	// first byte (see Plan.OnStreamEnd)
-	waited time.Duration
 }
 
 // clientWriter remembers a failed write to the client, so a transform's
@@ -279,14 +276,7 @@ func (e *Engine) copyBody(c *copier, body io.ReadCloser, tr engines.ResponseTran
 	var first time.Time
 	var total int64
 	for {
-		var readAt time.Time
-		if total > 0 {
-			readAt = time.Now()
-		}
 		n, rerr := body.Read(buf)
-		if total > 0 {
-			c.waited += time.Since(readAt)
-		}
 		if timer != nil && !timer.Stop() && idled.Load() {
 			rerr = engines.ErrStreamIdle // the timer closed the body under the read
 		}

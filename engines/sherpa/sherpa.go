@@ -300,7 +300,6 @@ type trackedBody struct {
 	stream    bool
 	outcome   engines.Outcome
 	firstByte time.Time
-	waited    time.Duration // reads of the backend's body after its first byte
 	e         *Engine
 	tail      *engines.Tail // from the engine's pool, only when someone reads it
 	readErr   error         // the backend's read error; nil at a clean end
@@ -380,14 +379,7 @@ func (b *trackedBody) readBackend(p []byte) (int, error) {
 			b.ReadCloser.Close()
 		})
 	}
-	var readAt time.Time
-	if b.outcome.Bytes > 0 {
-		readAt = time.Now()
-	}
 	n, err := b.ReadCloser.Read(p)
-	if b.outcome.Bytes > 0 {
-		b.waited += time.Since(readAt)
-	}
 	if b.timer != nil {
 		b.timer.Stop()
 		if err != nil && b.idled.Load() {
@@ -438,7 +430,7 @@ func (b *trackedBody) Close() error {
 		b.outcome.Err = b.trErr
 	}
 	if plan.OnStreamEnd != nil {
-		plan.OnStreamEnd(b.t, b.firstByte, b.outcome.Bytes, engines.Pace{Stream: b.stream, Waited: b.waited}, b.tail, b.outcome.Err) // nil tail: no bytes
+		plan.OnStreamEnd(b.t, b.firstByte, b.outcome.Bytes, b.tail, b.outcome.Err) // nil tail: no bytes
 	}
 	if b.tail != nil {
 		b.e.tails.Put(b.tail)
