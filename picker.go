@@ -201,6 +201,9 @@ func (p *picker) Done(t engines.Target, out engines.Outcome) {
 		p.okStatus = true
 		p.recordTTFT()
 	}
+	if st == p.current && !p.ttftDone {
+		st.endAttempt(p.modelAt(st), p.attemptStart) // no sample is coming
+	}
 	switch {
 	case out.ClientGone(), out.TransformFailed():
 		// not the backend's doing

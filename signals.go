@@ -348,15 +348,31 @@ type modelTTFT struct {
 // observeAttempt notes that a request for model starts here now. Only a
 // model with an average is noted: without one there is nothing to forget.
 func (st *endpointState) observeAttempt(model string, now time.Time) {
+	if e := st.ttftEntry(model); e != nil {
+		e.attempt.Store(now.UnixNano())
+	}
+}
+
+// endAttempt withdraws the note of an attempt that started at started and
+// brought no sample (it failed, or its client hung up before the answer was
+// whole), so the next request measures rather than waiting out EWMAMaxAge:
+// a client that keeps hanging up cannot keep an old average standing.
+func (st *endpointState) endAttempt(model string, started time.Time) {
+	if e := st.ttftEntry(model); e != nil {
+		e.attempt.CompareAndSwap(started.UnixNano(), 0)
+	}
+}
+
+// ttftEntry is model's entry in the TTFT table, or nil when it has none.
+func (st *endpointState) ttftEntry(model string) *modelTTFT {
 	name, ok := st.lookupModel(model)
 	if !ok {
-		return
+		return nil
 	}
 	if m := st.sched.ttft.Load(); m != nil {
-		if e, ok := (*m)[name]; ok {
-			e.attempt.Store(now.UnixNano())
-		}
+		return (*m)[name]
 	}
+	return nil
 }
 
 // ttftFor fills in the endpoint's moving TTFT for model, when its last

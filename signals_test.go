@@ -296,4 +296,15 @@ func TestAttemptMarksMeasuring(t *testing.T) {
 	if sig := read("other"); !sig.MeasuringSince.IsZero() || sig.TTFT != 0 {
 		t.Fatalf("another model: %+v", sig)
 	}
+	// an attempt that brought no sample withdraws its own note only
+	later := at.Add(time.Second)
+	st.observeAttempt("m", later)
+	st.endAttempt("m", at)
+	if sig := read("m"); !sig.MeasuringSince.Equal(later) {
+		t.Fatalf("an older attempt's end withdrew a newer note: %v", sig.MeasuringSince)
+	}
+	st.endAttempt("m", later)
+	if sig := read("m"); !sig.MeasuringSince.IsZero() {
+		t.Fatalf("an attempt's end left its note: %v", sig.MeasuringSince)
+	}
 }

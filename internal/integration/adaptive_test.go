@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-olla/olla/balancer"
 	"github.com/caddy-olla/olla/internal/sim"
 )
 
@@ -459,4 +461,49 @@ func TestStickyStoreBounded(t *testing.T) {
 	if b, _ := json.Marshal(stats); strings.Contains(string(b), "kkkk") {
 		t.Error("a raw session key is shown")
 	}
+}
+
+// TestHangUpDoesNotHoldProbe: when a slow endpoint's TTFT average has been
+// forgotten, one request goes to measure it again, and while that one is
+// out the old average stands. A client that hangs up before the first byte
+// ends its attempt without a sample, so the next request measures instead:
+// hanging up cannot keep an old judgement standing against a backend.
+func TestHangUpDoesNotHoldProbe(t *testing.T) {
+	fast := startSim(t, sim.Config{Kind: sim.Ollama, Name: "fast", Models: []string{"m"}, TTFT: 5 * time.Millisecond, TokensPerSecond: 200, Tokens: 3})
+	slow := startSim(t, sim.Config{Kind: sim.VLLM, Name: "slow", Models: []string{"m"}, TTFT: 300 * time.Millisecond, TokensPerSecond: 200, Tokens: 3})
+	// slow wins whenever its speed is unknown (priority), and loses while
+	// it is known to be slow (ttft counts double; warmth, which differs
+	// between the two types before the first request, not at all)
+	load(t, site(endpointBlock("fast", fast.URL, "ollama", "priority 50")+endpointBlock("slow", slow.URL, "vllm", "priority 100")+
+		"load_balancer adaptive {\n ttft 2\n warm 0\n}\n"))
+	waitRoutable(t, "fast", "slow")
+	const both, fastOnly = "/olla/openai/v1/chat/completions", "/olla/ollama/api/chat"
+	expect := func(path, want, why string) {
+		t.Helper()
+		if status, ep, h := chat(t, path, "m"); status != 200 || ep != want {
+			t.Fatalf("%s: %d from %q (%s), want %s", why, status, ep, h.Get("X-Olla-Routing-Reason"), want)
+		}
+	}
+	expect(both, "slow", "unmeasured")
+	expect(fastOnly, "fast", "the fast one measured")
+	expect(both, "fast", "slow measured slow")
+	// let slow's average be forgotten while fast's stays fresh
+	for end := time.Now().Add(balancer.EWMAMaxAge + time.Second); time.Now().Before(end); time.Sleep(time.Second) {
+		expect(fastOnly, "fast", "keeping fast measured")
+	}
+
+	// the probe: a client that hangs up before slow's first token
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+both,
+		strings.NewReader(`{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}`))
+	req.Header.Set("Content-Type", "application/json")
+	if res, err := client.Do(req); err == nil {
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+	}
+	waitFor(t, "the hung-up attempt to end at slow", 5*time.Second, func() bool {
+		return endpointsStatus(t)["slow"].ActiveConnections == 0
+	})
+	expect(both, "slow", "after the probe's client hung up, the next request measures")
 }
