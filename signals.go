@@ -301,15 +301,13 @@ func (st *endpointState) observeTTFT(model string, d time.Duration) {
 	if model == "" || d <= 0 {
 		return
 	}
+	if e := st.ttftEntry(model); e != nil {
+		e.avg.Observe(d)
+		return
+	}
 	name, ok := st.lookupModel(model)
 	if !ok {
 		return
-	}
-	if m := st.sched.ttft.Load(); m != nil {
-		if e, ok := (*m)[name]; ok {
-			e.avg.Observe(d)
-			return
-		}
 	}
 	st.sched.ttftMu.Lock()
 	defer st.sched.ttftMu.Unlock()

@@ -29,9 +29,8 @@ func forgotten(last, now int64) bool { return now-last > int64(EWMAMaxAge) }
 // not the box (a long prompt, a prefix cache miss, a queue that the load
 // score sees already) and fast only when the box is; a box that really got
 // three times slower still moves it past twice its old value within six
-// samples. An
-// average with no sample for EWMAMaxAge is forgotten. The zero value has no
-// samples. An EWMA must not be copied after first use.
+// samples. An average with no sample for EWMAMaxAge is forgotten. The zero
+// value has no samples. An EWMA must not be copied after first use.
 type EWMA struct {
 	// Two words, each atomic: selection reads them for every candidate, and
 	// a read that mixes two samples' words is off by one sample at most.

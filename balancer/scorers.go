@@ -143,8 +143,9 @@ const ttftFloor = 50 * time.Millisecond
 
 // ttftScorer prefers endpoints that are clearly faster: 1 within
 // ttftTolerance of the fastest known TTFT, then falling with the square of
-// the excess, so a box three times slower scores 0.44 and four times 0.25. An endpoint with no
-// sample yet scores 1, so that it gets traffic and is measured.
+// the excess, so a box three times slower scores 0.44 and four times 0.25.
+// An endpoint with no sample yet scores 1, so that it gets traffic and is
+// measured.
 type ttftScorer struct{}
 
 func (ttftScorer) Name() string { return ScoreTTFT }
