@@ -61,7 +61,7 @@ func (a *activity) observe(rec *requestRecord, now time.Time) {
 	e := recentRequest{Time: now.UTC().Truncate(time.Millisecond), Model: model, Endpoint: rec.endpoint,
 		Status: rec.status, TTFTMs: rec.ttft.Milliseconds(), Duration: rec.duration.Milliseconds(), Reason: rec.reason}
 	if rec.hasUsage {
-		e.TokensIn, e.TokensOut = rec.usage.PromptTokens, rec.usage.CompletionTokens
+		e.TokensIn, e.TokensOut = rec.usage.Input, rec.usage.Output
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()

@@ -7,6 +7,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/caddy-olla/olla/usage"
 	"go.uber.org/zap"
 )
 
@@ -38,6 +40,7 @@ type App struct {
 	metrics  *ollaMetrics
 	stats    *modelStatsStore
 	activity *activity
+	usage    *usage.Ledger        // per key, model and endpoint (key_limits)
 	registry *prometheus.Registry // olla_* only, for /internal/metrics
 	shared   bool                 // holds a reference on the shared pool entry
 }
@@ -55,14 +58,14 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.names = make(map[string]string)
 
 	v, _, err := shared.LoadOrNew(sharedKey, func() (caddy.Destructor, error) {
-		return &sharedValues{metrics: newOllaMetrics(), stats: newModelStatsStore(), activity: new(activity)}, nil
+		return &sharedValues{metrics: newOllaMetrics(), stats: newModelStatsStore(), activity: new(activity), usage: new(usage.Ledger)}, nil
 	})
 	if err != nil {
 		return err
 	}
 	a.shared = true
 	sv := v.(*sharedValues)
-	a.metrics, a.stats, a.activity = sv.metrics, sv.stats, sv.activity
+	a.metrics, a.stats, a.activity, a.usage = sv.metrics, sv.stats, sv.activity, sv.usage
 	cs := append(sv.metrics.collectors(), endpointCollector{a})
 	a.registry = prometheus.NewRegistry()
 	if err := register(a.registry, cs...); err != nil {

@@ -2,6 +2,7 @@ package olla
 
 import (
 	"fmt"
+	"math"
 	"sort"
 	"strconv"
 	"strings"
@@ -81,6 +82,24 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			health_burst_size                <n>
 //			per_endpoint_requests_per_minute <n>
 //			idle_timeout                     <duration>
+//		}
+//		key_limits {
+//			key                 <placeholder>   e.g. {http.auth.user.id}
+//			anonymous           shared|refuse
+//			tokens_per_minute   <n>
+//			requests_per_minute <n>
+//			budget_day          <amount>
+//			budget_month        <amount>
+//			cost {
+//				input  <price per token>
+//				output <price per token>
+//				cached <price per token>
+//			}
+//			model <name> {
+//				tokens_per_minute | requests_per_minute | budget_day | budget_month <n>
+//			}
+//			shadow
+//			on_storage_error    open|closed
 //		}
 //		cors {
 //			allowed_origins   <origin>...|*
@@ -253,6 +272,15 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}); err != nil {
 				return err
 			}
+		case "key_limits":
+			if err := once(sub); err != nil {
+				return err
+			}
+			kl, err := parseKeyLimits(d)
+			if err != nil {
+				return err
+			}
+			h.KeyLimits = kl
 		case "cors":
 			if err := once(sub); err != nil {
 				return err
@@ -338,7 +366,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 		default:
-			return d.Errf("unrecognized olla subdirective %q: expected engine, profile, load_balancer, internal, endpoint, aliases, retry, circuit_breaker, rate_limits, cors, request_limits, model_registry, model_discovery, queue, sticky_sessions, stream_idle_timeout or response_header_timeout", sub)
+			return d.Errf("unrecognized olla subdirective %q: expected engine, profile, load_balancer, internal, endpoint, aliases, retry, circuit_breaker, rate_limits, key_limits, cors, request_limits, model_registry, model_discovery, queue, sticky_sessions, stream_idle_timeout or response_header_timeout", sub)
 		}
 	}
 	if len(h.Endpoints) == 0 {
@@ -502,7 +530,7 @@ func parseAuth(d *caddyfile.Dispenser) (*EndpointAuth, error) {
 }
 
 // repeatable subdirectives may be given more than once in their block.
-var repeatable = map[string]bool{"include": true, "exclude": true}
+var repeatable = map[string]bool{"include": true, "exclude": true, "model": true}
 
 // parseBlock reads a block of subdirectives, each used once unless
 // repeatable. Errors inside it name the block.
@@ -670,3 +698,76 @@ func listArg(d *caddyfile.Dispenser, dst *[]string) error {
 var _ caddyfile.Unmarshaler = (*Handler)(nil)
 
 func sortStrings(s []string) { sort.Strings(s) }
+
+// parseKeyLimits reads the key_limits block.
+func parseKeyLimits(d *caddyfile.Dispenser) (*KeyLimits, error) {
+	kl := &KeyLimits{}
+	limitSubs := func(m *ModelLimits) map[string]func() error {
+		return map[string]func() error{
+			"tokens_per_minute":   func() error { return int64Arg(d, &m.TokensPerMinute) },
+			"requests_per_minute": func() error { return int64Arg(d, &m.RequestsPerMinute) },
+			"budget_day":          func() error { return amountArg(d, &m.BudgetDay) },
+			"budget_month":        func() error { return amountArg(d, &m.BudgetMonth) },
+		}
+	}
+	var own ModelLimits
+	subs := limitSubs(&own)
+	subs["key"] = func() error { return stringArg(d, &kl.Key) }
+	subs["anonymous"] = func() error { return enumArg(d, &kl.Anonymous, anonymousShared, anonymousRefuse) }
+	subs["shadow"] = func() error { return flagArg(d, &kl.Shadow) }
+	subs["on_storage_error"] = func() error { return enumArg(d, &kl.OnStorageError, storeFailOpen, storeFailClosed) }
+	subs["cost"] = func() error {
+		kl.Cost = &TokenCost{}
+		return parseBlock(d, map[string]func() error{
+			"input":  func() error { return amountArg(d, &kl.Cost.Input) },
+			"output": func() error { return amountArg(d, &kl.Cost.Output) },
+			"cached": func() error { return amountArg(d, &kl.Cost.Cached) },
+		})
+	}
+	subs["model"] = func() error {
+		if !d.NextArg() {
+			return d.Err("model needs a name and a block: model <name> { tokens_per_minute <n> ... }")
+		}
+		name := d.Val()
+		if _, dup := kl.Models[name]; dup {
+			return d.Errf("model %q is already set", name)
+		}
+		m := &ModelLimits{}
+		if kl.Models == nil {
+			kl.Models = map[string]*ModelLimits{}
+		}
+		kl.Models[name] = m
+		return parseBlock(d, limitSubs(m))
+	}
+	if err := parseBlock(d, subs); err != nil {
+		return nil, err
+	}
+	kl.TokensPerMinute, kl.RequestsPerMinute, kl.BudgetDay, kl.BudgetMonth = own.TokensPerMinute, own.RequestsPerMinute, own.BudgetDay, own.BudgetMonth
+	if err := kl.validate(); err != nil {
+		return nil, d.Errf("%v", err)
+	}
+	return kl, nil
+}
+
+func int64Arg(d *caddyfile.Dispenser, dst *int64) error {
+	var n int
+	if err := intArg(d, &n, 0); err != nil {
+		return err
+	}
+	*dst = int64(n)
+	return nil
+}
+
+func amountArg(d *caddyfile.Dispenser, dst *float64) error {
+	name := d.Val()
+	v, err := oneArg(d)
+	if err != nil {
+		return err
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || f < 0 || math.IsNaN(f) || math.IsInf(f, 0) {
+		return d.Errf("%s: %q is not a number of at least 0", name, v)
+	}
+	*dst = f
+	return nil
+}

@@ -10,7 +10,9 @@
 //
 //  1. handler.go ServeHTTP: CORS, rate limits, path normalisation, header
 //     size; the body is read once (bounded) and its model extracted
-//     (bodyscan.go).
+//     (bodyscan.go). With key_limits (keylimits.go) the request's key is
+//     read from its placeholder (hashed) and, once the model is known,
+//     checked against the key's limits (package limits) before routing.
 //  2. routing.go route: the endpoints of the route's types that are
 //     routable and serve the model (aliases, fallbacks, panic routing).
 //  3. sticky.go keyFor, with sticky_sessions: the session key (hashed)
@@ -25,7 +27,9 @@
 //     waits in the admission queue (queue.go).
 //  5. The engine (olla or sherpa) sends the attempt and fails over before
 //     the first byte; picker.Done feeds the outcome to passive health and
-//     the TTFT average, and record.go the metrics and the dashboard.
+//     the TTFT average, and record.go the metrics and the dashboard. Token
+//     counts are read from the response's tail by package usage; with
+//     key_limits they are charged to the key (estimated where absent).
 //
 // /olla/anthropic/ (anthropic.go) runs the same path with hooks: the
 // Messages body is validated before routing, candidates whose server speaks

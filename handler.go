@@ -16,6 +16,7 @@ import (
 	ollaengine "github.com/caddy-olla/olla/engines/olla"
 	"github.com/caddy-olla/olla/engines/sherpa"
 	"github.com/caddy-olla/olla/profiles"
+	"github.com/caddy-olla/olla/usage"
 )
 
 // Handler defaults.
@@ -63,6 +64,9 @@ type Handler struct {
 	Retry *Retry `json:"retry,omitempty"`
 	// RateLimits are token buckets in front of the routes (off unless given).
 	RateLimits *RateLimits `json:"rate_limits,omitempty"`
+	// KeyLimits gives every request a key and limits each key's tokens,
+	// requests and spend (off unless given).
+	KeyLimits *KeyLimits `json:"key_limits,omitempty"`
 	// CORS answers browsers' cross-origin checks (off unless given).
 	CORS *CORS `json:"cors,omitempty"`
 	// CircuitBreaker tunes the endpoints' circuit breakers.
@@ -104,6 +108,7 @@ type Handler struct {
 	internalOff bool
 	strategy    routingStrategy
 	limits      *rateLimiter
+	keys        *keyPolicy // key_limits, if given
 	cors        *corsPolicy
 	queue       *queuePolicy
 	catalogue   catalogueCache // catalogue views, built once per model list change
@@ -181,6 +186,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 	}
 	h.limits = newRateLimiter(h.RateLimits)
+	h.keys = newKeyPolicy(h.KeyLimits)
 	h.cors = newCORSPolicy(h.CORS)
 	h.queue = newQueuePolicy(h.Queue)
 
@@ -289,6 +295,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	if olla {
 		defer rq.observe()
+		if h.keys != nil {
+			if refused := rq.identify(); refused != nil {
+				return rq.fail(*refused)
+			}
+		}
 		return rq.serveOlla()
 	}
 	return rq.serveInternal(path)
@@ -320,6 +331,15 @@ type request struct {
 	anth    *anthropicCall // on /olla/anthropic/ Messages routes
 
 	reserved int64 // bytes of the process-wide body budget this request holds
+
+	// key_limits
+	keyID       string       // the key, hashed (or "anonymous")
+	keyAdmitted bool         // counted at admission: its usage is owed
+	bodyLen     int64        // the request body's size, for usage bounds
+	lines       *lineCounter // the response as the client got it
+	keyCounts   usage.Counts // what the request came to, once recorded
+	keyCounted  bool
+	keyCost     float64
 }
 
 func (rq *request) fail(e apiError) error {
@@ -378,6 +398,15 @@ func (rq *request) proxy(route route) error {
 		case modelFieldPaths[rq.apiPath]:
 			return rq.fail(apiError{status: http.StatusBadRequest, code: "invalid_request", message: err.Error()})
 		}
+	}
+
+	rq.bodyLen = int64(len(body))
+	if h.keys != nil {
+		if refused := rq.admitKey(model); refused != nil {
+			return rq.fail(*refused)
+		}
+		rq.lines = &lineCounter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: rq.w}}
+		rq.w = rq.lines
 	}
 
 	decision := h.route(r.Context(), route, model, time.Now())
@@ -481,7 +510,7 @@ func (rq *request) streamEnded(_ engines.Target, firstByte time.Time, n int64, t
 		rec.ttft = firstByte.Sub(rq.start)
 	}
 	if tail != nil {
-		rec.usage, rec.hasUsage = engines.ParseUsage(tail.Bytes())
+		rec.usage, rec.hasUsage = usage.Parse(tail.Bytes())
 	}
 }
 

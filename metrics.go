@@ -7,6 +7,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/caddy-olla/olla/usage"
 )
 
 // sharedState holds what outlives a config: the metric vectors (so counts
@@ -20,6 +22,7 @@ type sharedValues struct {
 	metrics  *ollaMetrics
 	stats    *modelStatsStore
 	activity *activity
+	usage    *usage.Ledger
 }
 
 func (*sharedValues) Destruct() error { return nil }
@@ -33,6 +36,10 @@ type ollaMetrics struct {
 	tokens      *prometheus.CounterVec
 	failovers   *prometheus.CounterVec
 	rateLimited *prometheus.CounterVec
+	// key_limits
+	keyTokens      *prometheus.CounterVec
+	keyRefusals    *prometheus.CounterVec
+	keyStoreErrors prometheus.Counter
 	// catalogueBuilds counts catalogue views built: a rebuild follows a
 	// model list or availability change, never a request as such.
 	catalogueBuilds *prometheus.CounterVec
@@ -56,7 +63,7 @@ func newOllaMetrics() *ollaMetrics {
 			Help: "Time from the request to the first response body byte.", Buckets: buckets},
 			[]string{"endpoint", "model"}),
 		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "olla_tokens_total",
-			Help: "Tokens reported by backends, by direction (in: prompt, out: completion)."},
+			Help: "Tokens reported by backends, by direction (in: prompt, out: completion, cached: the part of in read from the server's cache)."},
 			[]string{"endpoint", "model", "direction"}),
 		failovers: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "olla_failovers_total",
 			Help: "Attempts that moved a request to another endpoint before its first byte."},
@@ -64,6 +71,14 @@ func newOllaMetrics() *ollaMetrics {
 		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "olla_rate_limited_total",
 			Help: "Requests refused by a rate limit, by bucket (global, client, health, endpoint)."},
 			[]string{"bucket"}),
+		keyTokens: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "olla_key_tokens_total",
+			Help: "Tokens per key (hashed), by direction (in, out, cached); past the first 100 keys seen, summed as key=\"other\"."},
+			[]string{"key", "direction"}),
+		keyRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "olla_key_limit_refusals_total",
+			Help: "Requests a key limit refused (mode enforced) or would have (mode shadow), by limit."},
+			[]string{"limit", "mode"}),
+		keyStoreErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "olla_key_limit_store_errors_total",
+			Help: "Key limit store operations that failed (the request was then admitted or refused per on_storage_error)."}),
 		queueWait: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "olla_queue_wait_seconds",
 			Help: "Time requests waited in the queue for an endpoint with room.", Buckets: buckets}),
 		queueRejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "olla_queue_rejected_total",
@@ -79,6 +94,7 @@ func newOllaMetrics() *ollaMetrics {
 
 func (m *ollaMetrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.requests, m.duration, m.ttft, m.tokens, m.failovers, m.rateLimited, m.catalogueBuilds,
+		m.keyTokens, m.keyRefusals, m.keyStoreErrors,
 		m.queueWait, m.queueRejected, m.queueDepth}
 }
 
@@ -108,8 +124,11 @@ func (m *ollaMetrics) observe(rec *requestRecord, model string) {
 		m.ttft.WithLabelValues(rec.endpoint, model).Observe(rec.ttft.Seconds())
 	}
 	if rec.hasUsage {
-		m.tokens.WithLabelValues(rec.endpoint, model, "in").Add(float64(rec.usage.PromptTokens))
-		m.tokens.WithLabelValues(rec.endpoint, model, "out").Add(float64(rec.usage.CompletionTokens))
+		m.tokens.WithLabelValues(rec.endpoint, model, "in").Add(float64(rec.usage.Input))
+		m.tokens.WithLabelValues(rec.endpoint, model, "out").Add(float64(rec.usage.Output))
+		if rec.usage.Cached > 0 {
+			m.tokens.WithLabelValues(rec.endpoint, model, "cached").Add(float64(rec.usage.Cached))
+		}
 	}
 	if rec.failovers > 0 {
 		m.failovers.WithLabelValues(rec.provider).Add(float64(rec.failovers))

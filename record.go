@@ -6,7 +6,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
-	"github.com/caddy-olla/olla/engines"
+	"github.com/caddy-olla/olla/usage"
 )
 
 // requestRecord is what one request under /olla/ came to: it feeds the
@@ -22,7 +22,7 @@ type requestRecord struct {
 	headerWait  time.Duration // time to the backend's headers
 	ttft        time.Duration // time to the first body byte
 	bytes       int64
-	usage       engines.Usage
+	usage       usage.Counts
 	hasUsage    bool
 	attempts    int
 	failovers   int
@@ -33,7 +33,7 @@ type requestRecord struct {
 // tokensPerSecond is the generation speed: the backend's own timing where
 // it reports one, else tokens over the time after the first token.
 func (rec *requestRecord) tokensPerSecond() float64 {
-	if !rec.hasUsage || rec.usage.CompletionTokens == 0 {
+	if !rec.hasUsage || rec.usage.Output == 0 {
 		return 0
 	}
 	gen := rec.usage.GenerationTime
@@ -43,7 +43,7 @@ func (rec *requestRecord) tokensPerSecond() float64 {
 	if gen <= 0 {
 		return 0
 	}
-	return float64(rec.usage.CompletionTokens) / gen.Seconds()
+	return float64(rec.usage.Output) / gen.Seconds()
 }
 
 // observe hands a finished request to the metrics and stats, and adds its
@@ -55,6 +55,9 @@ func (rq *request) observe() {
 	rec.start = rq.start
 	rec.duration = time.Since(rq.start)
 	h := rq.h
+	if rq.keyAdmitted {
+		rq.recordKey()
+	}
 	model := h.modelLabel(rec.model)
 	h.app.metrics.observe(rec, model)
 	h.app.activity.observe(rec, time.Now())
@@ -78,11 +81,20 @@ func (rq *request) observe() {
 			extra.Add(zap.Duration("olla_ttft", rec.ttft))
 		}
 		if rec.hasUsage {
-			extra.Add(zap.Int64("olla_tokens_in", rec.usage.PromptTokens))
-			extra.Add(zap.Int64("olla_tokens_out", rec.usage.CompletionTokens))
+			extra.Add(zap.Int64("olla_tokens_in", rec.usage.Input))
+			extra.Add(zap.Int64("olla_tokens_out", rec.usage.Output))
 		}
 		if rec.failovers > 0 {
 			extra.Add(zap.Int("olla_failovers", rec.failovers))
+		}
+		if rq.keyID != "" {
+			extra.Add(zap.String("olla_key", rq.keyID)) // hashed: never the credential
+		}
+		if c := rq.keyCounts; rq.keyCounted {
+			// the usage line: what the key is charged for, estimated or not
+			extra.Add(zap.Dict("olla_usage", zap.Int64("input", c.Input), zap.Int64("output", c.Output),
+				zap.Int64("cached", c.Cached), zap.Float64("cost", rq.keyCost), zap.Bool("estimated", c.Estimated),
+				zap.Bool("clamped", c.Clamped)))
 		}
 	}
 }

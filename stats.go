@@ -54,10 +54,10 @@ func (s *modelStatsStore) observe(rec *requestRecord, model string) {
 		ms.ttftCount.Add(1)
 	}
 	if rec.hasUsage {
-		ms.tokensIn.Add(rec.usage.PromptTokens)
-		ms.tokensOut.Add(rec.usage.CompletionTokens)
+		ms.tokensIn.Add(rec.usage.Input)
+		ms.tokensOut.Add(rec.usage.Output)
 		if tps := rec.tokensPerSecond(); tps > 0 {
-			ms.genNs.Add(int64(float64(rec.usage.CompletionTokens) / tps * 1e9))
+			ms.genNs.Add(int64(float64(rec.usage.Output) / tps * 1e9))
 		}
 	}
 	ms.bytes.Add(rec.bytes)

@@ -87,6 +87,8 @@ func (rq *request) serveInternal(path string) error {
 		return rq.serveModelStats()
 	case "/internal/stats/sticky":
 		return rq.serveStickyStats()
+	case "/internal/stats/usage":
+		return rq.serveUsageStats()
 	case "/internal/stats/translators":
 		return rq.serveTranslatorStats()
 	case "/internal/process":

@@ -76,6 +76,9 @@ func (h *Handler) Validate() error {
 	if err := h.RateLimits.validate(); err != nil {
 		return err
 	}
+	if err := h.KeyLimits.validate(); err != nil {
+		return err
+	}
 	if err := h.CORS.validate(); err != nil {
 		return err
 	}
