@@ -70,6 +70,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		}
 //		aliases {
 //			<alias> <model>...
+//			<alias> {
+//				fallback <model> <model>...   # in order, on 429/503/full/missing
+//			}
 //		}
 //		retry {
 //			max_attempts <n>
@@ -237,11 +240,34 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			for nesting := d.Nesting(); d.NextBlock(nesting); {
 				name := d.Val()
 				targets := d.RemainingArgs()
-				if len(targets) == 0 {
-					return d.Errf("alias %q needs at least one target model: %s <model>...", name, name)
-				}
-				if _, dup := h.Aliases[name]; dup {
+				_, dup := h.Aliases[name]
+				if _, chained := h.Fallbacks[name]; dup || chained {
 					return d.Errf("alias %q is already defined", name)
+				}
+				if len(targets) == 0 {
+					// <alias> { fallback <model>... }: an ordered chain
+					var models []string
+					for inner := d.Nesting(); d.NextBlock(inner); {
+						if d.Val() != "fallback" {
+							return d.Errf("alias %q: unknown %q in its block: expected fallback <model>...", name, d.Val())
+						}
+						if models != nil {
+							return d.Errf("alias %q: its block takes one fallback line", name)
+						}
+						if models = d.RemainingArgs(); len(models) < 2 {
+							return d.Errf("alias %q: fallback needs at least two models, in order", name)
+						}
+					}
+					if models != nil {
+						if h.Fallbacks == nil {
+							h.Fallbacks = map[string][]string{}
+						}
+						h.Fallbacks[name] = models
+						continue
+					}
+				}
+				if len(targets) == 0 {
+					return d.Errf("alias %q needs at least one target model: %s <model>... or %s { fallback <model>... }", name, name, name)
 				}
 				h.Aliases[name] = targets
 			}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/caddy-olla/olla/ui"
+	"github.com/caddy-olla/olla/usage"
 )
 
 // The dashboard: /internal/ui is the page, /internal/ui/data what it shows.
@@ -64,13 +65,22 @@ type dashboardPayload struct {
 	Timeline       []timelinePoint     `json:"timeline"`
 	Recent         []recentRequest     `json:"recent"`
 	Queue          map[string]any      `json:"queue"`
+	// Usage is the top keys (hashed) and models by tokens, with key_limits
+	Usage *usage.Report `json:"usage,omitempty"`
 }
+
+// dashboardUsageKeys is how many keys the usage panel lists.
+const dashboardUsageKeys = 10
 
 func (h *Handler) dashboardData(now time.Time) dashboardPayload {
 	recent := h.app.activity.recent()
 	perEndpoint := summarise(recent)
 	out := dashboardPayload{Time: now.UTC().Truncate(time.Second), Recent: recent, Timeline: h.app.activity.timeline(now),
 		Queue: h.queueStatus()}
+	if h.keys != nil {
+		rep := h.app.usage.Snapshot(dashboardUsageKeys)
+		out.Usage = &rep
+	}
 	byModel := map[string][]string{}
 	for _, st := range h.states {
 		es, _ := describe(st, now)

@@ -60,6 +60,12 @@ type Handler struct {
 	// Aliases maps a model name clients use to the names endpoints know, in
 	// order of preference.
 	Aliases map[string][]string `json:"aliases,omitempty"`
+	// Fallbacks are aliases that name models in order: a request for one
+	// goes to the first model that can take it and moves to the next,
+	// before the first byte, on 429 or 503 from every endpoint of a
+	// model, no endpoint with room, or no endpoint serving it. Not on
+	// /olla/anthropic/, where a chain's models are taken as one alias.
+	Fallbacks map[string][]string `json:"fallbacks,omitempty"`
 	// Retry bounds failover before the first byte.
 	Retry *Retry `json:"retry,omitempty"`
 	// RateLimits are token buckets in front of the routes (off unless given).
@@ -340,6 +346,10 @@ type request struct {
 	keyCounts   usage.Counts // what the request came to, once recorded
 	keyCounted  bool
 	keyCost     float64
+
+	// a fallback chain's models that can take the request, in order
+	tiers        []chainTier
+	chainSkipped []string
 }
 
 func (rq *request) fail(e apiError) error {
@@ -409,11 +419,24 @@ func (rq *request) proxy(route route) error {
 		rq.w = rq.lines
 	}
 
-	decision := h.route(r.Context(), route, model, time.Now())
+	var chain *fallbackChain
+	if rq.anth == nil {
+		chain = h.fallbackChainFor(model)
+	}
+	var decision decision
+	if chain != nil {
+		decision = rq.routeChain(route, chain)
+	} else {
+		decision = h.route(r.Context(), route, model, time.Now())
+	}
 	hdr := rq.w.Header()
+	pickModel := model // the model the first attempts ask for
+	if len(rq.tiers) > 0 {
+		pickModel = rq.tiers[0].model
+	}
 	if model != "" {
 		caddyhttp.SetVar(r.Context(), "olla.model", model)
-		hdr.Set("X-Olla-Model", model)
+		hdr.Set("X-Olla-Model", pickModel)
 		hdr.Set("X-Olla-Routing-Strategy", decision.strategy)
 		hdr.Set("X-Olla-Routing-Decision", decision.action)
 		hdr.Set("X-Olla-Routing-Reason", decision.reason)
@@ -435,14 +458,9 @@ func (rq *request) proxy(route route) error {
 		return rq.fail(*decision.err)
 	}
 
-	pk := &picker{remaining: decision.candidates, balancer: h.balancer, strategy: h.LoadBalancer, maxAttempts: h.maxAttempts,
-		rec: &rq.rec, limits: h.limits, queue: h.queue, req: r, header: rq.w.Header(), metrics: h.app.metrics, panic: decision.panic,
-		sched: balancer.Request{Model: model}, model: model, rewrite: decision.rewrite}
-	if h.LoadBalancer == balancer.Adaptive {
-		pk.reasonPrefix = decision.reason + "; "
-	}
+	pk := rq.newPicker(decision, pickModel)
 	if h.sticky != nil {
-		pk.sticky = h.sticky.keyFor(r, body, model)
+		pk.sticky = h.sticky.keyFor(r, body, pickModel)
 		pk.sticky.setHeaders(r, hdr)
 		pk.sched.Key, pk.sched.Pinned = pk.sticky.key, pk.sticky.pinned
 	}
@@ -463,32 +481,23 @@ func (rq *request) proxy(route route) error {
 			rq.streamEnded(t, firstByte, n, tail, err)
 		},
 	}
+	rw := &rewriter{rq: rq, body: body, span: span}
 	if len(decision.rewrite) > 0 {
-		var rewritten map[string][]byte // one copy per name, not per attempt
 		plan.Upstream = func(t engines.Target) (string, []byte) {
-			name, ok := decision.rewrite[t.(*endpointState)]
-			if !ok || name == model {
-				return rq.apiPath, body
-			}
-			if b, ok := rewritten[name]; ok {
-				return rq.apiPath, b
-			}
-			if rewritten == nil {
-				rewritten = make(map[string][]byte, 1)
-			}
-			b := rewriteModel(body, span, name)
-			rewritten[name] = b
-			rq.holdBuffered(int64(cap(b)))
-			return rq.apiPath, b
+			return rq.apiPath, rw.bodyFor(decision.rewrite[t.(*endpointState)], model)
 		}
+	}
+	refusal := func() *apiError { return pk.refusal }
+	if chain != nil {
+		refusal = rq.chainPlan(plan, chain, pk, rw)
 	}
 	if rq.anth != nil {
 		rq.anth.shape(plan, decision, model, span)
 	}
 	err := h.engine.Serve(rq.w, r, plan)
-	if err != nil && pk.refusal != nil {
+	if err != nil && refusal() != nil {
 		// busy, not broken: every candidate was at its max_concurrency
-		return rq.fail(*pk.refusal)
+		return rq.fail(*refusal())
 	}
 	if err != nil && r.Context().Err() != nil {
 		rq.rec.status = statusClientClosed // left while queued: nobody to answer
@@ -500,6 +509,45 @@ func (rq *request) proxy(route route) error {
 			message: "no endpoint could answer: " + err.Error()})
 	}
 	return nil
+}
+
+// newPicker is the picker over decision's candidates for model.
+func (rq *request) newPicker(d decision, model string) *picker {
+	h := rq.h
+	pk := &picker{remaining: d.candidates, balancer: h.balancer, strategy: h.LoadBalancer, maxAttempts: h.maxAttempts,
+		rec: &rq.rec, limits: h.limits, queue: h.queue, req: rq.r, header: rq.w.Header(), metrics: h.app.metrics, panic: d.panic,
+		sched: balancer.Request{Model: model}, model: model, rewrite: d.rewrite}
+	if h.LoadBalancer == balancer.Adaptive {
+		pk.reasonPrefix = d.reason + "; "
+	}
+	return pk
+}
+
+// rewriter makes the request body an endpoint gets when it knows the model
+// by another name (an alias, a fallback, another case): one copy per name,
+// not per attempt, counted against the body budget.
+type rewriter struct {
+	rq        *request
+	body      []byte
+	span      bodySpan
+	rewritten map[string][]byte
+}
+
+// bodyFor is the body naming name ("" or the client's model: unchanged).
+func (w *rewriter) bodyFor(name, model string) []byte {
+	if name == "" || name == model {
+		return w.body
+	}
+	if b, ok := w.rewritten[name]; ok {
+		return b
+	}
+	if w.rewritten == nil {
+		w.rewritten = make(map[string][]byte, 1)
+	}
+	b := rewriteModel(w.body, w.span, name)
+	w.rewritten[name] = b
+	w.rq.holdBuffered(int64(cap(b)))
+	return b
 }
 
 // streamEnded records what the response body came to.

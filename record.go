@@ -112,6 +112,9 @@ func (h *Handler) modelLabel(model string) string {
 	if _, ok := h.Aliases[model]; ok {
 		return model
 	}
+	if _, ok := h.Fallbacks[model]; ok {
+		return model
+	}
 	for _, st := range h.states {
 		if name, ok := st.lookupModel(model); ok {
 			return name

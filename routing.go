@@ -346,7 +346,7 @@ func (h *Handler) configuredTypes() []string {
 // aliasTargets returns the model names an alias stands for: the exact key
 // first, then a case-insensitive match.
 func (h *Handler) aliasTargets(model string) []string {
-	if len(h.Aliases) == 0 {
+	if len(h.Aliases) == 0 && len(h.Fallbacks) == 0 {
 		return nil
 	}
 	if t, ok := h.Aliases[model]; ok {
@@ -356,6 +356,9 @@ func (h *Handler) aliasTargets(model string) []string {
 		if strings.EqualFold(k, model) {
 			return t
 		}
+	}
+	if c := h.fallbackChainFor(model); c != nil {
+		return c.models // where chains do not apply, one alias
 	}
 	return nil
 }

@@ -97,6 +97,9 @@ func (h *Handler) Validate() error {
 	if err := validateAliases(h.Aliases); err != nil {
 		return err
 	}
+	if err := validateFallbacks(h.Fallbacks, h.Aliases); err != nil {
+		return err
+	}
 	if len(h.Endpoints) == 0 {
 		return fmt.Errorf("no endpoints: declare at least one `endpoint NAME { url ... type ... }`")
 	}

@@ -268,6 +268,18 @@ func TestKeyLimitsShadow(t *testing.T) {
 	if !strings.Contains(metrics, `olla_key_limit_refusals_total{limit="requests_per_minute",mode="shadow"} 2`) {
 		t.Errorf("shadow refusals not in the metrics")
 	}
+	// the dashboard's usage panel reads the same rows
+	var d struct {
+		Usage struct {
+			Keys []usageRow `json:"keys"`
+		} `json:"usage"`
+	}
+	if err := json.Unmarshal([]byte(readAll(t, getOK(t, "/internal/ui/data"))), &d); err != nil {
+		t.Fatal(err)
+	}
+	if r, ok := rowWith(d.Usage.Keys, func(r usageRow) bool { return r.Name == row.Name }); !ok || r.Shadowed != 2 {
+		t.Errorf("dashboard usage: %+v", d.Usage)
+	}
 }
 
 // TestKeyUsageThatLies: a backend whose usage is negative, 1e18, NaN or

@@ -80,6 +80,23 @@ function renderRecent(list) {
     el("td", {}, r.reason || "–"))));
 }
 
+// renderUsage fills the usage panel (key_limits only): keys are hashes.
+function renderUsage(u) {
+  const panel = document.getElementById("usage-panel");
+  panel.hidden = !u;
+  if (!u) return;
+  const body = document.querySelector("#usage tbody");
+  body.replaceChildren(...u.keys.map((k) => el("tr", { "data-key": k.name },
+    el("td", {}, k.name),
+    el("td", {}, k.requests),
+    el("td", {}, k.input_tokens),
+    el("td", {}, k.output_tokens),
+    el("td", {}, k.cached_tokens),
+    el("td", {}, Math.round(k.cost * 1e6) / 1e6),
+    el("td", {}, k.estimated_requests),
+    el("td", k.refused ? { class: "bad" } : {}, (k.refused || 0) + (k.would_refuse ? " (+" + k.would_refuse + " shadow)" : "")))));
+}
+
 function chart(id, points, key, lastId, unit) {
   const svg = document.getElementById(id);
   const values = points.map((p) => p[key] || 0);
@@ -101,6 +118,7 @@ function render(d) {
   renderEndpoints(d.endpoints);
   renderModels(d.catalogue, d.catalogue_truncated);
   renderRecent(d.recent);
+  renderUsage(d.usage);
   chart("chart-rps", d.timeline, "rps", "last-rps", "/s");
   chart("chart-ttft", d.timeline, "ttft_ms", "last-ttft", " ms");
   chart("chart-queue", d.timeline, "queue", "last-queue", "");
