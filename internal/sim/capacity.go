@@ -56,6 +56,8 @@ type CapacityStats struct {
 	CacheUsed     int   `json:"cache_used"`     // blocks in the cache now
 	CacheActive   int   `json:"cache_active"`   // of which running requests hold
 	CacheCapacity int   `json:"cache_capacity"` // blocks it holds
+	// CacheEvictions counts cached blocks evicted for room.
+	CacheEvictions int64 `json:"cache_evictions"`
 }
 
 // capacity is the live state behind Capacity.
@@ -125,13 +127,17 @@ func (s *Sim) admit(c *call, g *gen, model string, prompt []byte) (release func(
 		extra += cfg.LoadTime
 	}
 	tokens := g.prompt
-	hit := cp.cache.touchPrefix(prompt, cfg.BlockTokens*4)
+	// the answer's blocks are held while it is decoded: room the cache
+	// gives up first, then the prompt's blocks are held (pinned) too
+	decode := (g.n + cfg.BlockTokens - 1) / cfg.BlockTokens
+	cp.cache.reserve(decode)
+	hit, pinned := cp.cache.touchPrefix(prompt, cfg.BlockTokens*4, true)
 	cachedTokens := min(hit*cfg.BlockTokens, tokens)
 	cp.prompt += int64(tokens)
 	cp.cached += int64(cachedTokens)
 	extra += time.Duration(tokens-cachedTokens) * cfg.PrefillPerToken
 	others := cp.running - 1
-	blocks := (tokens + cfg.BlockTokens - 1) / cfg.BlockTokens
+	blocks := (tokens+cfg.BlockTokens-1)/cfg.BlockTokens + decode
 	cp.active += blocks
 	cp.mu.Unlock()
 
@@ -143,6 +149,8 @@ func (s *Sim) admit(c *call, g *gen, model string, prompt []byte) (release func(
 	return func() {
 		cp.mu.Lock()
 		cp.active -= blocks
+		cp.cache.unpin(pinned)
+		cp.cache.reserve(-decode)
 		cp.cacheAnswer(prompt, g, cfg.BlockTokens*4)
 		cp.mu.Unlock()
 		cp.release()
@@ -166,7 +174,7 @@ func (cp *capacity) cacheAnswer(messages []byte, g *gen, blockBytes int) {
 		b = append(b, g.word(i)...)
 	}
 	b = append(b, `"}`...)
-	cp.cache.touchPrefix(b, blockBytes)
+	cp.cache.touchPrefix(b, blockBytes, false)
 }
 
 func noRelease() {}
@@ -247,7 +255,7 @@ func (cp *capacity) stats() CapacityStats {
 	defer cp.mu.Unlock()
 	return CapacityStats{Running: int64(cp.running), Waiting: int64(len(cp.waiting)), PeakRunning: int64(cp.peak),
 		Rejected: cp.rejected, Loads: cp.loads, PromptTokens: cp.prompt, CachedTokens: cp.cached,
-		CacheUsed: cp.cache.used(), CacheActive: cp.active, CacheCapacity: cp.cfg.CacheBlocks}
+		CacheUsed: cp.cache.used(), CacheActive: cp.active, CacheCapacity: cp.cfg.CacheBlocks, CacheEvictions: cp.cache.evictions}
 }
 
 func (cp *capacity) reset() {
@@ -258,58 +266,134 @@ func (cp *capacity) reset() {
 
 // blockLRU is the prefix cache: a set of chained block hashes (each block's
 // hash covers everything before it, so a hit means the whole prefix up to
-// that block matches), least recently used evicted first.
+// that block matches), least recently used evicted first. It shares the KV
+// memory with the running requests, as vLLM's block pool does: their
+// prompts' blocks are pinned (not evictable) and their answers' blocks are
+// reserved, so under load the cache holds less history (memory pressure).
+// A prompt's head is touched last, so its tail is evicted first and a
+// cached block keeps its prefix.
 type blockLRU struct {
-	cap   int
-	tick  uint64
-	items map[uint64]uint64 // block hash -> last use
+	cap        int
+	reserved   int // blocks running requests hold outside the cache
+	items      map[uint64]*cacheBlock
+	head, tail *cacheBlock // most and least recently used
+	evictions  int64
+}
+
+type cacheBlock struct {
+	hash       uint64
+	pins       int32 // running requests holding it
+	prev, next *cacheBlock
 }
 
 func (l *blockLRU) init(n int) {
 	l.cap = n
 	if n > 0 {
-		l.items = make(map[uint64]uint64, n)
+		l.items = make(map[uint64]*cacheBlock, n)
 	}
 }
 
 func (l *blockLRU) used() int { return len(l.items) }
 
+// reserve takes (or, negative, gives back) n blocks for answers being
+// decoded, evicting cached blocks no request holds to make room.
+func (l *blockLRU) reserve(n int) {
+	if l.cap == 0 {
+		return
+	}
+	l.reserved += n
+	l.makeRoom(0)
+}
+
+// makeRoom evicts unpinned blocks, least recently used first, until extra
+// more fit beside the reserved ones. Pinned blocks stay even when that
+// leaves the pool over its size (vLLM would preempt a request instead).
+func (l *blockLRU) makeRoom(extra int) {
+	for b := l.tail; b != nil && len(l.items)+l.reserved+extra > l.cap; {
+		prev := b.prev
+		if b.pins == 0 {
+			l.unlink(b)
+			delete(l.items, b.hash)
+			l.evictions++
+		}
+		b = prev
+	}
+}
+
 // touchPrefix counts how many leading blocks of prompt are cached, then
-// caches all of its full blocks.
-func (l *blockLRU) touchPrefix(prompt []byte, blockBytes int) (hits int) {
+// caches all of its full blocks, pinning them when pin is set (unpin them
+// when the request ends).
+func (l *blockLRU) touchPrefix(prompt []byte, blockBytes int, pin bool) (hits int, pinned []*cacheBlock) {
 	if l.cap == 0 || blockBytes <= 0 {
-		return 0
+		return 0, nil
 	}
 	var mh maphash.Hash
 	mh.SetSeed(blockSeed)
+	hashes := make([]uint64, 0, len(prompt)/blockBytes)
 	missed := false
 	for off := 0; off+blockBytes <= len(prompt); off += blockBytes {
 		// the running hash chains the blocks: each covers its whole prefix
 		mh.Write(prompt[off : off+blockBytes])
 		h := mh.Sum64()
-		l.tick++
+		hashes = append(hashes, h)
 		if _, ok := l.items[h]; ok && !missed {
 			hits++
 		} else {
 			missed = true
 		}
-		if _, ok := l.items[h]; !ok && len(l.items) >= l.cap {
-			l.evictOldest()
-		}
-		l.items[h] = l.tick
 	}
-	return hits
+	if pin {
+		pinned = make([]*cacheBlock, 0, len(hashes))
+	}
+	for k := len(hashes) - 1; k >= 0; k-- {
+		b, ok := l.items[hashes[k]]
+		if ok {
+			l.unlink(b)
+		} else {
+			l.makeRoom(1)
+			b = &cacheBlock{hash: hashes[k]}
+			l.items[b.hash] = b
+		}
+		l.pushFront(b)
+		if pin {
+			b.pins++
+			pinned = append(pinned, b)
+		}
+	}
+	return hits, pinned
 }
 
-func (l *blockLRU) evictOldest() {
-	var oldest uint64
-	var at uint64 = ^uint64(0)
-	for k, t := range l.items {
-		if t < at {
-			oldest, at = k, t
-		}
+// unpin lets blocks a finished request held be evicted again.
+func (l *blockLRU) unpin(bs []*cacheBlock) {
+	for _, b := range bs {
+		b.pins--
 	}
-	delete(l.items, oldest)
+	l.makeRoom(0)
+}
+
+func (l *blockLRU) unlink(b *cacheBlock) {
+	if b.prev != nil {
+		b.prev.next = b.next
+	} else {
+		l.head = b.next
+	}
+	if b.next != nil {
+		b.next.prev = b.prev
+	} else {
+		l.tail = b.prev
+	}
+	b.prev, b.next = nil, nil
+}
+
+func (l *blockLRU) pushFront(b *cacheBlock) {
+	b.next = l.head
+	if l.head != nil {
+		l.head.prev = b
+	}
+	l.head = b
+	if l.tail == nil {
+		l.tail = b
+	}
 }
 
 // ---- load surfaces ----

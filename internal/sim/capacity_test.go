@@ -171,6 +171,51 @@ func TestPrefixCacheIsBounded(t *testing.T) {
 	}
 }
 
+// TestPrefixCacheEvictsUnderMemoryPressure: running requests hold KV
+// blocks (their prompts, and their answers while decoding), so a busy
+// server keeps less history than an idle one with the same traffic.
+func TestPrefixCacheEvictsUnderMemoryPressure(t *testing.T) {
+	// 4 tokens a block (16 bytes); a completion prompt is cached as its
+	// JSON string, quotes included
+	p := `{"model":"tiny","prompt":"` + strings.Repeat("p", 638) + `"}` // 40 blocks
+	q := func(i int) string {
+		return `{"model":"tiny","stream":true,"prompt":"` + strings.Repeat(string(rune('a'+i)), 158) + `"}` // 10 blocks
+	}
+	resentHit := func(concurrent bool) (int64, int64) {
+		// 100 blocks: P (40) and two others (10 each) fit, but not also
+		// two answers of 100 tokens (25 blocks each) being decoded
+		s := startT(t, Config{Kind: VLLM, Tokens: 100, TokensPerSecond: 100,
+			Capacity: Capacity{Slots: 4, CacheBlocks: 100, BlockTokens: 4}})
+		url := s.URL + "/v1/completions"
+		post(t, url, p)
+		if concurrent {
+			_, finish := holdStreams(t, url, q(0), 1)
+			_, finish2 := holdStreams(t, url, q(1), 1)
+			waitFor(t, "two running", func() bool { return s.CapacityStats().Running == 2 })
+			finish()
+			finish2()
+		} else {
+			post(t, url, q(0))
+			post(t, url, q(1))
+		}
+		waitFor(t, "idle", func() bool { return s.CapacityStats().Running == 0 })
+		before := s.CapacityStats()
+		post(t, url, p)
+		after := s.CapacityStats()
+		return after.CachedTokens - before.CachedTokens, after.CacheEvictions
+	}
+	idle, idleEvictions := resentHit(false)
+	busy, busyEvictions := resentHit(true)
+	if idle != 160 || idleEvictions != 0 {
+		t.Fatalf("one request at a time: P resent with %d tokens cached and %d evictions, want all 160 and none", idle, idleEvictions)
+	}
+	// the two answers being decoded took 50 blocks: P's tail went first,
+	// its head stayed
+	if busy >= idle || busy == 0 || busyEvictions == 0 {
+		t.Fatalf("under pressure: P resent with %d tokens cached (%d evictions), want fewer than %d but its head", busy, busyEvictions, idle)
+	}
+}
+
 func TestOllamaResidencyEvictsAndShowsInPs(t *testing.T) {
 	s := startT(t, Config{Kind: Ollama, Models: []string{"a:latest", "b:latest"}, Tokens: 1,
 		Capacity: Capacity{MaxLoaded: 1, LoadTime: time.Millisecond}})
