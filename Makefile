@@ -74,7 +74,7 @@ loadtest: build ## olla and sherpa engines vs plain reverse_proxy under load, ho
 	$(BIN)/loadtest -go "$(GO)" $(LOADTEST_FLAGS)
 
 .PHONY: loadtest-routing loadtest-overload
-loadtest-routing: build ## routing quality (issue 11): multi-turn sessions on vLLM-like, Ollama-like and uneven fleets; Caddy's round_robin and least_conn vs olla's strategies (~12 min; one fleet: LOADTEST_FLAGS="-routing r2")
+loadtest-routing: build ## routing quality (issues 11 and 20): workloads (a)-(g) on vLLM-like, Ollama-like and mixed fleets, with and without session ids, one and two proxies; Caddy's round_robin and least_conn vs olla's strategies (~40 min; one fleet: LOADTEST_FLAGS="-routing a2-70"; against another build: LOADTEST_FLAGS="-routing-baseline path/to/caddy")
 	$(GO) build -o $(BIN)/loadtest ./internal/loadtest
 	$(BIN)/loadtest -go "$(GO)" -routing all $(LOADTEST_FLAGS)
 

@@ -75,6 +75,7 @@ type options struct {
 	routing         []fleet
 	routingDuration time.Duration
 	routingOnly     string
+	routingBaseline string
 	overload        bool
 }
 
@@ -112,6 +113,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	routing := fs.String("routing", "", "routing-quality fleets to run instead of -scenarios, comma-separated or all: "+fleetHelp())
 	fs.DurationVar(&o.routingDuration, "routing-duration", 15*time.Second, "measured time per routing run (after each fleet's warm-up)")
 	fs.StringVar(&o.routingOnly, "routing-only", "", "run only the routing contenders named (comma-separated, exact names such as \"caddy least_conn,olla adaptive\"); empty: all")
+	fs.StringVar(&o.routingBaseline, "routing-baseline", "", "another Caddy build (say main's, before a change) to run the shipped config on as one more routing contender, \"baseline adaptive+sticky\"; empty: none")
 	fs.BoolVar(&o.overload, "overload", false, "run the overload scenario (admission control, overload.go) instead of -scenarios")
 	if err := fs.Parse(args); err != nil {
 		return o, err

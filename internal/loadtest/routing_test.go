@@ -13,14 +13,14 @@ import (
 )
 
 func TestPickFleets(t *testing.T) {
-	fl, err := pickFleets("r2, u,r2")
-	if err != nil || len(fl) != 2 || fl[0].key != "r2" || fl[1].key != "u" {
+	fl, err := pickFleets("c, e,c")
+	if err != nil || len(fl) != 2 || fl[0].key != "c" || fl[1].key != "e" {
 		t.Fatalf("pickFleets = %v, %v", fl, err)
 	}
 	if all, err := pickFleets("all"); err != nil || len(all) != len(fleets()) {
 		t.Fatalf("all = %d fleets, %v", len(all), err)
 	}
-	for _, bad := range []string{"r9", "", " , "} {
+	for _, bad := range []string{"r9", "", " , ", "r2"} {
 		if _, err := pickFleets(bad); err == nil {
 			t.Errorf("pickFleets(%q) accepted", bad)
 		}
@@ -28,15 +28,21 @@ func TestPickFleets(t *testing.T) {
 }
 
 // TestFleetsFitTheContext keeps every fleet's longest conversation inside
-// the simulators' context window (4,096 tokens at 4 bytes each), beyond
-// which Ollama truncates and vLLM refuses.
+// the simulators' context window (4,096 tokens at 4 bytes each unless the
+// fleet sets another), beyond which Ollama truncates and vLLM refuses.
 func TestFleetsFitTheContext(t *testing.T) {
+	goals := map[string]bool{}
 	for _, f := range fleets() {
+		goals[f.goal] = true
 		longest := f.system + f.turns[1]*(f.userBytes+f.replyBytes+80)
 		if f.single {
 			longest = f.userBytes + 80
 		}
-		if longest/4+20 >= 4096 {
+		window := sim.DefaultContextLength
+		if f.ctx > 0 {
+			window = f.ctx
+		}
+		if longest/4+20 >= window {
 			t.Errorf("fleet %s: the longest conversation is about %d tokens", f.key, longest/4+20)
 		}
 		if len(f.opts) == 0 || f.users <= 0 {
@@ -46,6 +52,15 @@ func TestFleetsFitTheContext(t *testing.T) {
 			if _, err := sim.ParseSpec(f.kind + "@127.0.0.1:1=" + strings.Join(f.models, ",") + ";" + o); err != nil {
 				t.Errorf("fleet %s: %v", f.key, err)
 			}
+		}
+		if f.proxyCount() > maxProxies {
+			t.Errorf("fleet %s: %d proxies, ports for %d", f.key, f.proxyCount(), maxProxies)
+		}
+	}
+	// every workload of the issue has a fleet
+	for _, g := range []string{"a", "c", "d", "e", "f", "g"} {
+		if !goals[g] {
+			t.Errorf("no fleet measures goal %q", g)
 		}
 	}
 }
@@ -91,7 +106,7 @@ func TestSessionsReusePrefixes(t *testing.T) {
 	// a slow machine may fit few turns in the window: run until some did
 	deadline := time.Now().Add(time.Minute)
 	for st.ok < 4 && time.Now().Before(deadline) {
-		st = driveSessions(context.Background(), f, s.URL+f.apiPath(), newWindow(time.Now(), time.Second, 2*time.Second))
+		st = driveSessions(context.Background(), f, []string{s.URL + f.apiPath()}, newWindow(time.Now(), time.Second, 2*time.Second))
 		if st.failed+st.shed429+st.shed503 != 0 {
 			t.Fatalf("failures: %+v", st)
 		}
@@ -110,6 +125,49 @@ func TestSessionsReusePrefixes(t *testing.T) {
 	// first system prompt, a miss the ideal does not count, aside)
 	if st.ideal < hit-0.05 || st.ideal > hit+0.05 {
 		t.Errorf("ideal prefix hit %.3f, the simulator counted %.3f", st.ideal, hit)
+	}
+}
+
+// TestSessionsWithoutIDAcrossTwoProxies: a fleet with no session id sends
+// no X-Olla-Session-ID, carries its tools array, and spreads each user's
+// requests over both URLs it is given (here two simulators standing in for
+// two proxies).
+func TestSessionsWithoutIDAcrossTwoProxies(t *testing.T) {
+	var urls []string
+	var sims []*sim.Server
+	for range 2 {
+		s, err := sim.Start(sim.Config{Kind: sim.VLLM, Models: []string{"m"}, Tokens: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		sims = append(sims, s)
+		urls = append(urls, s.URL+"/v1/chat/completions")
+	}
+	f := fleet{kind: "vllm", models: []string{"m"}, users: 2, think: [2]time.Duration{time.Millisecond, 2 * time.Millisecond},
+		turns: [2]int{4, 4}, system: 300, systems: 1, userBytes: 50, replyBytes: 50, noSession: true, tools: 400, proxies: 2}
+	var st routingStats
+	deadline := time.Now().Add(time.Minute)
+	for st.ok < 8 && time.Now().Before(deadline) {
+		st = driveSessions(context.Background(), f, urls, newWindow(time.Now(), 200*time.Millisecond, time.Second))
+	}
+	if st.ok < 8 || st.failed+st.shed429+st.shed503 != 0 {
+		t.Fatalf("answers: %+v", st)
+	}
+	for i, s := range sims {
+		var last struct {
+			Header http.Header `json:"header"`
+			Body   string      `json:"body"`
+		}
+		if err := controlCall(context.Background(), http.MethodGet, s.URL+"/_sim/last", "", &last); err != nil {
+			t.Fatalf("proxy %d got no request: %v", i, err)
+		}
+		if v := last.Header.Get(sessionHeader); v != "" {
+			t.Errorf("proxy %d: session id %q sent by a fleet without one", i, v)
+		}
+		if !strings.Contains(last.Body, `"tools":[{"type":"function"`) {
+			t.Errorf("proxy %d: no tools in %.200s", i, last.Body)
+		}
 	}
 }
 

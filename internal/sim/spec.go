@@ -28,7 +28,8 @@ const SpecSyntax = "KIND@ADDR[=MODEL[,MODEL...]][;ttft=DURATION][;tps=N][;tokens
 // queue=N waiting (or reject: 503 when every slot is busy, as llama-server
 // does), prefill=DURATION per uncached prompt token, cache=BLOCKS of
 // block=TOKENS for the prefix cache, slowdown=F per extra running request,
-// maxloaded=N resident models and load=DURATION to load a cold one.
+// maxloaded=N resident models and load=DURATION to load a cold one;
+// ctx=TOKENS sets Config.ContextLength.
 // norecord (also norecord=true or norecord=false) sets Config.NoRecord: the
 // simulator stops keeping the last request for /_sim/last, which costs an
 // allocation per request; load runs set it.
@@ -125,6 +126,12 @@ func ParseSpec(text string) (Spec, error) {
 				return sp, fmt.Errorf("sim spec %q: norecord %q is not true or false", text, val)
 			}
 			sp.Config.NoRecord = b
+		case "ctx":
+			n, err := strconv.Atoi(val)
+			if err != nil || n <= 0 || n > 1<<22 {
+				return sp, fmt.Errorf("sim spec %q: ctx %q is not a context length in 1..%d tokens", text, val, 1<<22)
+			}
+			sp.Config.ContextLength = n
 		case "slots", "queue", "cache", "block", "maxloaded":
 			n, err := strconv.Atoi(val)
 			if err != nil || n < 0 || n > 1<<20 {
@@ -165,7 +172,7 @@ func ParseSpec(text string) (Spec, error) {
 			}
 			sp.Config.Capacity.RejectWhenFull = b
 		default:
-			return sp, fmt.Errorf("sim spec %q: unknown option %q (want ttft, tps, tokens, name, dims, norecord, "+
+			return sp, fmt.Errorf("sim spec %q: unknown option %q (want ttft, tps, tokens, name, dims, norecord, ctx, "+
 				"slots, queue, reject, prefill, cache, block, slowdown, maxloaded or load)", text, key)
 		}
 	}
