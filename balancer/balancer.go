@@ -80,6 +80,14 @@ type Config struct {
 	// LoadBound is the affinity scorer's rendezvous load bound (0: the
 	// default, [DefaultLoadBound]).
 	LoadBound float64
+	// PrefixAffinity turns on the prefix stage (prefix.go) for Adaptive:
+	// hard priority tiers, the longest cached match until saturated, a new
+	// conversation's rendezvous home.
+	PrefixAffinity bool
+	// ReleasePenalty is how many rounds of queueing beyond the best other
+	// candidate the warm one may cost before a request leaves it (0: the
+	// default, [DefaultReleasePenalty]).
+	ReleasePenalty float64
 }
 
 // New returns a fresh balancer for the named strategy. Each call returns its
@@ -125,6 +133,16 @@ func NewPipeline(cfg Config) (*Pipeline, error) {
 	case Adaptive:
 		p.filters = []Filter{CapacityFilter{}}
 		weights = AdaptiveWeights()
+		p.prefix, p.penalty = cfg.PrefixAffinity, cfg.ReleasePenalty
+		if p.penalty == 0 {
+			p.penalty = DefaultReleasePenalty
+		}
+		if p.penalty < 0 || p.penalty != p.penalty || p.penalty > 1000 {
+			return nil, fmt.Errorf("release penalty must be between 0 and 1000 rounds, got %v", cfg.ReleasePenalty)
+		}
+		if p.prefix {
+			p.signals = true
+		}
 	default:
 		return nil, fmt.Errorf("unknown load balancer %q: valid names are %s",
 			cfg.Strategy, strings.Join(Strategies(), ", "))

@@ -130,6 +130,8 @@ type Pipeline struct {
 	signals   bool    // some stage reads backend signals or names
 	affinity  bool    // some scorer reads Set.Affinity
 	speed     bool    // the TTFT scorer has a weight: Set.MinTTFT is wanted
+	prefix    bool    // the prefix stage runs (prefix.go)
+	penalty   float64 // its release penalty, in rounds of queueing
 	slots     []scratch
 	nextSlot  atomic.Uint32
 }
@@ -157,14 +159,16 @@ func (p *Pipeline) Schedule(r Request, c Candidates) (int, Reason) {
 // sync.Pool would do on its own, except that it drops items at random under
 // the race detector, and allocation-free selection is a tested property.)
 type scratch struct {
-	busy   atomic.Bool
-	source Candidates
-	req    Request
-	set    Set
-	cands  []Candidate
-	totals []float64
-	kept   []bool
-	_      [64]byte // keep two slots' busy flags off one cache line
+	busy     atomic.Bool
+	source   Candidates
+	req      Request
+	set      Set
+	cands    []Candidate
+	totals   []float64
+	kept     []bool
+	eligible []bool
+	decision prefixDecision
+	_        [64]byte // keep two slots' busy flags off one cache line
 }
 
 // scratchSlots is how many selections of one pipeline can run at once
@@ -193,8 +197,9 @@ func (p *Pipeline) claim(n int) *scratch {
 		s.cands = make([]Candidate, n)
 		s.totals = make([]float64, n)
 		s.kept = make([]bool, n)
+		s.eligible = make([]bool, n)
 	}
-	s.cands, s.totals, s.kept = s.cands[:n], s.totals[:n], s.kept[:n]
+	s.cands, s.totals, s.kept, s.eligible = s.cands[:n], s.totals[:n], s.kept[:n], s.eligible[:n]
 	return s
 }
 
@@ -274,10 +279,16 @@ func (p *Pipeline) schedule(in *Request, c Candidates, why *Reason) int {
 		}
 	}
 
+	if p.prefix {
+		s.decision = decidePrefix(r, s.cands, set, p.penalty, p.loadBound, s.totals, s.eligible) // totals are free until scoring
+	}
 	kept := 0
 	for i := range s.cands {
-		s.kept[i] = true
+		s.kept[i] = !p.prefix || s.decision.allows(&s.cands[i], r.Prefix.Blocks)
 		for _, f := range p.filters {
+			if !s.kept[i] {
+				break
+			}
 			if !f.Keep(r, &s.cands[i], set) {
 				s.kept[i] = false
 				break
@@ -287,11 +298,21 @@ func (p *Pipeline) schedule(in *Request, c Candidates, why *Reason) int {
 			kept++
 		}
 	}
-	if kept == 0 { // filters narrow, never empty the set
+	if kept == 0 && p.prefix {
+		// the prefix stage chose to wait for its warm candidate (or a new
+		// conversation's home) rather than lose the cache: it stands
 		for i := range s.kept {
-			s.kept[i] = true
+			if s.kept[i] = s.decision.allows(&s.cands[i], r.Prefix.Blocks); s.kept[i] {
+				kept++
+			}
 		}
-		kept = n
+	}
+	if kept == 0 { // filters narrow, never empty the set (nor leave the tier)
+		for i := range s.kept {
+			if s.kept[i] = !p.prefix || s.cands[i].Priority == s.decision.tier; s.kept[i] {
+				kept++
+			}
+		}
 	}
 	set.Len = kept
 
@@ -355,8 +376,18 @@ type Reason struct {
 	Strategy string
 	Index    int    // the winner, -1 if none
 	Endpoint string // the winner's name, "" when the candidates have none
-	parts    [maxReasonParts]ReasonPart
-	n        int
+	// Prefix is the prefix stage's part (zero when it did not run).
+	Prefix PrefixReason
+	parts  [maxReasonParts]ReasonPart
+	n      int
+}
+
+// PrefixReason says what the prefix stage saw of the winner.
+type PrefixReason struct {
+	Blocks   int  // blocks of the prompt hashed
+	Match    int  // of which the winner holds
+	Released bool // the longest match was saturated and let go
+	Home     bool // a new conversation's rendezvous home
 }
 
 // ReasonPart is one scorer's verdict on the winner.
@@ -376,6 +407,10 @@ func (p *Pipeline) explain(out *Reason, r *Request, s *scratch, win int) {
 	}
 	c := &s.cands[win]
 	out.Endpoint = c.Name
+	if p.prefix && r.Prefix.Blocks > 0 {
+		out.Prefix = PrefixReason{Blocks: r.Prefix.Blocks, Match: min(c.PrefixCached, r.Prefix.Blocks),
+			Released: s.decision.released, Home: s.decision.home == win}
+	}
 	if src, ok := s.source.(SignalSource); ok && out.Endpoint == "" {
 		out.Endpoint = src.Name(win) // a pipeline that reads no signals still names the winner
 	}
@@ -412,6 +447,18 @@ func (r Reason) String() string {
 	} else if r.Index >= 0 {
 		b = append(b, " #"...)
 		b = strconv.AppendInt(b, int64(r.Index), 10)
+	}
+	if r.Prefix.Blocks > 0 {
+		b = append(b, " prefix="...)
+		b = strconv.AppendInt(b, int64(r.Prefix.Match), 10)
+		b = append(b, '/')
+		b = strconv.AppendInt(b, int64(r.Prefix.Blocks), 10)
+		switch {
+		case r.Prefix.Released:
+			b = append(b, " released"...)
+		case r.Prefix.Home:
+			b = append(b, " home"...)
+		}
 	}
 	for _, part := range r.parts[:r.n] {
 		b = append(b, ' ')

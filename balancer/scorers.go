@@ -109,15 +109,22 @@ type loadScorer struct{}
 func (loadScorer) Name() string { return ScoreLoad }
 func (loadScorer) usesSignals() {}
 func (loadScorer) Score(_ *Request, c *Candidate, _ *Set) float64 {
-	cost := batchCost * min(c.Utilisation(), 1)
-	if placed := c.placed(); placed > 1 {
-		cost = batchCost + queueCost*(placed-1)
-	}
-	score := 1 / (1 + max(cost, 0))
+	score := 1 / (1 + loadCost(c))
 	if c.KVKnown && c.Fresh() {
 		score *= 1 - max(clampScore(c.KVUsage)-0.5, 0)
 	}
 	return score
+}
+
+// loadCost is what placing the request on c costs in service times: a
+// share of the batch while a slot is free, a whole round per round of queue
+// ahead of it past that.
+func loadCost(c *Candidate) float64 {
+	cost := batchCost * min(c.Utilisation(), 1)
+	if placed := c.placed(); placed > 1 {
+		cost = batchCost + queueCost*(placed-1)
+	}
+	return max(cost, 0)
 }
 
 // The load score's shape: the cost of sharing a batch at full occupancy,

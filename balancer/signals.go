@@ -26,6 +26,9 @@ type Request struct {
 	// ClientKey names the client for fairness decisions (not used by the
 	// built-in scorers; carried for filters that need it).
 	ClientKey string
+	// Prefix is the shape of the request's hashed prompt, for prefix
+	// affinity (see prefix.go); the zero value is none.
+	Prefix PrefixInfo
 }
 
 // affinityKey returns the key rendezvous hashing places, and false when the
@@ -103,6 +106,10 @@ type Signals struct {
 	// (zero: not said). One that started after the last TTFT sample, less
 	// than EWMAMaxAge ago, is taken to be measuring it now.
 	MeasuringSince time.Time
+
+	// PrefixCached is how many leading blocks of the request's prompt the
+	// endpoint is known to hold (the caller's prefix index; 0: none).
+	PrefixCached int
 
 	// At is when the backend values above were read (zero: not said), and
 	// MaxAge the age past which they are ignored (0: never stale); stale
