@@ -55,12 +55,13 @@ xcaddy: ## the same binary through xcaddy, with the olla config adapter (offline
 	CADDY_VERSION=$(CADDY_VERSION) GOPROXY=off GOSUMDB=off $(GO) tool xcaddy build $(CADDY_VERSION) --output $(BIN)/caddy-xcaddy \
 		--with $(MODULE)=./ --with $(MODULE)/adapter
 
-fuzz: ## FUZZTIME of fuzzing for each target: model extractor, Caddyfile parser, YAML adapter, Anthropic stream translator
+fuzz: ## FUZZTIME of fuzzing for each target: model extractor, Caddyfile parser, YAML adapter, Anthropic and Responses stream translators
 	@# go test -fuzz takes one target per run, so they run one after another.
 	$(GO) test -run '^$$' -fuzz '^FuzzExtractModel$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) .
 	$(GO) test -run '^$$' -fuzz '^FuzzCaddyfile$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) .
 	$(GO) test -run '^$$' -fuzz '^FuzzAdapt$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./adapter/
 	$(GO) test -run '^$$' -fuzz '^FuzzStreamTranslator$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./translate/anthropic/
+	$(GO) test -run '^$$' -fuzz '^FuzzStreamTranslator$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./translate/responses/
 
 vet:
 	$(GO) vet ./...

@@ -1,7 +1,6 @@
 package olla
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -31,6 +30,9 @@ const (
 	modeHeader      = "X-Olla-Mode"
 	modePassthrough = "passthrough"
 	modeTranslation = "translation"
+	// droppedHeader names what a translation left out of the request
+	// (fields chat completions has no place for).
+	droppedHeader = "X-Olla-Translation-Dropped"
 
 	// tokenCountHeader says where a count_tokens answer came from:
 	// "backend" (the endpoint's own tokenizer) or "estimate".
@@ -71,8 +73,7 @@ func (rq *request) serveAnthropic() error {
 				message: fmt.Sprintf("%s %s is not allowed: use POST", method, rq.r.URL.Path)})
 		}
 		c := &anthropicCall{rq: rq, hw: hw, countTokens: p == "/v1/messages/count_tokens", start: rq.start}
-		rq.anth = c
-		err := rq.proxy(anthropicRoute())
+		err := rq.proxy(anthropicRoute(), c)
 		if hw.changed != 0 {
 			rq.rec.status = hw.changed // the engine recorded the backend's
 		}
@@ -146,8 +147,7 @@ type anthropicCall struct {
 	countTokens bool
 
 	req        *anthropic.Request
-	translated map[string][]byte // OpenAI body per model name; nil when untranslatable
-	rewritten  map[string][]byte // passthrough body per model name, when an alias renames it
+	translated bodies // OpenAI body per model name; nil when untranslatable
 	start      time.Time
 
 	// what the request came to, for the translator stats
@@ -158,8 +158,8 @@ type anthropicCall struct {
 	tier      int // candidates that pass through, first in the decision
 }
 
-// parse validates the body: a 400 naming the field, or nil.
-func (c *anthropicCall) parse(body []byte) *apiError {
+// check validates the body: a 400 naming the field, or nil.
+func (c *anthropicCall) check(body []byte) *apiError {
 	parse := anthropic.ParseRequest
 	if c.countTokens {
 		parse = anthropic.ParseCountTokens
@@ -188,7 +188,7 @@ func (c *anthropicCall) native(st *endpointState) bool {
 
 // routed narrows a routing decision for the call. done reports that the
 // request was answered here (err is then what to return).
-func (c *anthropicCall) routed(d *decision) (done bool, err error) {
+func (c *anthropicCall) routed(d *decision, _ string) (done bool, err error) {
 	rq := c.rq
 	if c.countTokens {
 		if d.err != nil && d.err.status == http.StatusNotFound {
@@ -209,14 +209,8 @@ func (c *anthropicCall) routed(d *decision) (done bool, err error) {
 	if d.err != nil {
 		return false, nil
 	}
-	var native, other candidates
-	for _, st := range d.candidates {
-		if c.native(st) {
-			native = append(native, st)
-		} else {
-			other = append(other, st)
-		}
-	}
+	ordered, nNative := tiers(d.candidates, c.native)
+	native, other := ordered[:nNative], ordered[nNative:]
 	c.anyNative = len(native) > 0
 	if len(other) > 0 {
 		if !c.req.Features().Translatable() || c.translation(c.req.Model) == nil {
@@ -236,58 +230,36 @@ func (c *anthropicCall) routed(d *decision) (done bool, err error) {
 	}
 	// passthrough first, translation as the failover
 	d.candidates = append(native[:len(native):len(native)], other...)
-	c.tier = len(native)
+	c.tier = nNative
 	return false, nil
 }
 
 // translation returns the OpenAI body for model, built once per name; nil
 // when the request cannot be translated.
 func (c *anthropicCall) translation(model string) []byte {
-	if b, ok := c.translated[model]; ok {
+	return c.translated.get(c.rq, model, func() []byte {
+		r := *c.req
+		r.Model = model
+		b, err := anthropic.ToOpenAI(&r)
+		if err != nil {
+			return nil
+		}
 		return b
-	}
-	r := *c.req
-	r.Model = model
-	b, err := anthropic.ToOpenAI(&r)
-	if err != nil {
-		b = nil
-	}
-	c.rq.holdBuffered(int64(cap(b))) // counted against the body budget until the request ends
-	if c.translated == nil {
-		c.translated = map[string][]byte{}
-	}
-	c.translated[model] = b
-	return b
+	})
 }
 
 // shape sets the plan's per-attempt upstream and response transform.
-func (c *anthropicCall) shape(plan *engines.Plan, d decision, model string, span bodySpan) {
-	body := plan.Body
+func (c *anthropicCall) shape(plan *engines.Plan, d *decision, rw *rewriter) {
 	split(plan, c.tier)
 	plan.Upstream = func(t engines.Target) (string, []byte) {
 		st := t.(*endpointState)
-		name := model
-		if n, ok := d.rewrite[st]; ok {
-			name = n
-		}
+		name := rw.nameFor(d, t)
 		if c.native(st) {
 			path := st.settings.Load().profile.AnthropicPath
 			if c.countTokens {
 				path += "/count_tokens"
 			}
-			if name == model {
-				return path, body
-			}
-			b, ok := c.rewritten[name]
-			if !ok {
-				b = rewriteModel(body, span, name)
-				c.rq.holdBuffered(int64(cap(b)))
-				if c.rewritten == nil {
-					c.rewritten = map[string][]byte{}
-				}
-				c.rewritten[name] = b
-			}
-			return path, b
+			return path, rw.bodyFor(name, rw.model)
 		}
 		return anthropic.OpenAIPath, c.translation(name)
 	}
@@ -296,6 +268,7 @@ func (c *anthropicCall) shape(plan *engines.Plan, d decision, model string, span
 		c.answered = true
 		ch := c.hw.Header()
 		h.Del(modeHeader)
+		h.Del(droppedHeader)
 		h.Del("Request-Id")
 		if status >= 400 {
 			ch.Set("Request-Id", c.rq.id)
@@ -317,18 +290,29 @@ func (c *anthropicCall) shape(plan *engines.Plan, d decision, model string, span
 		}
 		c.mode = modeTranslation
 		ch.Set(modeHeader, modeTranslation)
+		if dropped := c.req.Dropped(); len(dropped) > 0 {
+			ch.Set(droppedHeader, strings.Join(dropped, ", "))
+		}
 		if status < 200 || status >= 300 {
 			h.Set("Content-Type", "application/json")
-			return &errorTransform{c: c, status: status}
+			c.ok = false
+			return &errorAnswer{status: status, envelope: func(status int, body []byte) []byte {
+				return c.apiErrorBody(status, anthropic.BackendErrorMessage(status, body))
+			}}
 		}
 		if c.req.Stream {
 			h.Set("Content-Type", "text/event-stream; charset=utf-8")
 			h.Set("Cache-Control", "no-cache")
-			return &streamTransform{c: c}
+			r := c.req
+			return &streamAnswer{ok: &c.ok, open: func(w io.Writer) streamTranslator {
+				return anthropic.NewStreamTranslator(w, anthropic.StreamOptions{Model: r.Model,
+					InputTokens: anthropic.EstimateTokens(r), StopSequences: r.StopSequences})
+			}}
 		}
 		h.Set("Content-Type", "application/json")
 		c.hw.hold() // the status waits for the whole answer: it may not translate
-		return &messageTransform{c: c}
+		return &heldAnswer{rq: c.rq, ok: &c.ok, fail: c.failAnswer,
+			translate: func(body []byte) ([]byte, error) { return anthropic.FromOpenAI(body, c.req) }}
 	}
 }
 
@@ -350,106 +334,12 @@ func (c *anthropicCall) apiErrorBody(status int, message string) []byte {
 	return anthropic.ErrorBodyWithRequestID(status, message, c.rq.id)
 }
 
-// messageTransform translates a non-stream chat completion once it is
-// whole. Its status is held: an answer that does not translate becomes a
-// 502 api_error instead of a 200.
-type messageTransform struct {
-	c        *anthropicCall
-	buf      bytes.Buffer
-	overflow bool
-}
-
-func (m *messageTransform) Write(_ io.Writer, p []byte) error {
-	if m.overflow || m.buf.Len()+len(p) > maxTranslatedAnswer {
-		m.overflow = true
-		return nil
-	}
-	m.buf.Write(p)
-	m.c.rq.holdBuffered(int64(len(p))) // held like a request body, until the request ends
-	return nil
-}
-
-func (m *messageTransform) End(w io.Writer, err error) error {
-	c := m.c
-	var out []byte
-	switch {
-	case err != nil:
-		out = c.failAnswer(fmt.Sprintf("the backend's answer broke off: %v", err))
-	case m.overflow:
-		out = c.failAnswer(fmt.Sprintf("the backend's answer is larger than %d bytes", maxTranslatedAnswer))
-	default:
-		msg, terr := anthropic.FromOpenAI(m.buf.Bytes(), c.req)
-		if terr != nil {
-			out = c.failAnswer(terr.Error())
-		} else {
-			c.ok = true
-			out = msg
-		}
-	}
-	m.buf = bytes.Buffer{}
-	_, werr := w.Write(out)
-	return werr
-}
-
 // failAnswer turns the held answer into a 502 api_error.
 func (c *anthropicCall) failAnswer(message string) []byte {
 	c.ok = false
 	c.hw.override(http.StatusBadGateway)
 	c.hw.Header().Set("Request-Id", c.rq.id)
 	return c.apiErrorBody(http.StatusBadGateway, message)
-}
-
-// errorTransform turns a backend's error answer (any format) into the
-// Anthropic envelope with the backend's status.
-type errorTransform struct {
-	c      *anthropicCall
-	status int
-	buf    []byte
-}
-
-func (e *errorTransform) Write(_ io.Writer, p []byte) error {
-	if room := maxBackendError - len(e.buf); room > 0 {
-		e.buf = append(e.buf, p[:min(room, len(p))]...)
-	}
-	return nil
-}
-
-func (e *errorTransform) End(w io.Writer, _ error) error {
-	e.c.ok = false
-	_, err := w.Write(e.c.apiErrorBody(e.status, anthropic.BackendErrorMessage(e.status, e.buf)))
-	return err
-}
-
-// streamTransform runs the stream translator over a 2xx answer to a
-// streamed request.
-type streamTransform struct {
-	c  *anthropicCall
-	st *anthropic.StreamTranslator
-}
-
-func (s *streamTransform) translator(w io.Writer) *anthropic.StreamTranslator {
-	if s.st == nil {
-		r := s.c.req
-		s.st = anthropic.NewStreamTranslator(w, anthropic.StreamOptions{Model: r.Model,
-			InputTokens: anthropic.EstimateTokens(r), StopSequences: r.StopSequences})
-	}
-	return s.st
-}
-
-func (s *streamTransform) Write(w io.Writer, p []byte) error {
-	_, err := s.translator(w).Write(p)
-	return err
-}
-
-func (s *streamTransform) End(w io.Writer, err error) error {
-	st := s.translator(w)
-	cerr := st.Close(err)
-	s.c.ok = st.Complete()
-	if cerr != nil {
-		return cerr
-	}
-	// an incomplete stream ended with an error event: told in-band
-	return nil
 }
 
 // estimateTransform replaces a native count_tokens failure with the
@@ -467,107 +357,6 @@ func (e *estimateTransform) End(w io.Writer, _ error) error {
 	h.Set("Content-Type", "application/json")
 	_, err := w.Write(append(anthropic.CountTokensBody(anthropic.EstimateTokens(c.req)), '\n'))
 	return err
-}
-
-// heldWriter can hold back a response's status line until its body is
-// known, so a translated answer that turns out not to translate is a 502,
-// not a 200 with an error inside. It holds only once armed, and only the
-// final status; writes and flushes commit it.
-type heldWriter struct {
-	http.ResponseWriter
-	armed   bool
-	status  int // held status, 0 when none
-	sent    bool
-	changed int // the status override put in place of the backend's
-}
-
-func (w *heldWriter) hold() { w.armed = true }
-
-// override replaces the held status.
-func (w *heldWriter) override(status int) {
-	if w.status != 0 {
-		w.status, w.changed = status, status
-	}
-}
-
-func (w *heldWriter) WriteHeader(status int) {
-	if w.armed && !w.sent && status >= 200 {
-		w.status = status
-		return
-	}
-	if status >= 200 {
-		w.sent = true
-	}
-	w.ResponseWriter.WriteHeader(status)
-}
-
-func (w *heldWriter) Write(p []byte) (int, error) {
-	w.commit()
-	return w.ResponseWriter.Write(p)
-}
-
-// commit sends a held status.
-func (w *heldWriter) commit() {
-	if w.status != 0 {
-		status := w.status
-		w.status, w.armed, w.sent = 0, false, true
-		w.ResponseWriter.WriteHeader(status)
-	}
-}
-
-// FlushError implements the flush http.ResponseController looks for: a
-// held status is not flushed out early.
-func (w *heldWriter) FlushError() error {
-	if w.status != 0 {
-		return nil
-	}
-	return http.NewResponseController(w.ResponseWriter).Flush()
-}
-
-func (w *heldWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-// tieredPicker offers the endpoints that pass through first and the others
-// (translated) once those are spent: tried and failed, gone, or full. It
-// waits in the queue only when no tier is left, so a full native endpoint
-// does not keep a request from a translated one with room.
-type tieredPicker struct {
-	*picker
-	later candidates
-}
-
-func (p *tieredPicker) Next() (engines.Target, bool) {
-	if len(p.later) == 0 {
-		return p.picker.Next()
-	}
-	if p.queue == nil || waitingRoom.Depth() == 0 {
-		q := p.queue
-		p.queue = nil // no waiting while the next tier may have room
-		t, ok := p.picker.Next()
-		p.queue = q
-		if ok || p.attempts >= p.maxAttempts {
-			return t, ok
-		}
-		p.refusal = nil
-	}
-	p.remaining = append(p.remaining, p.later...)
-	p.later = nil
-	return p.picker.Next()
-}
-
-func (p *tieredPicker) Remaining() bool {
-	return p.picker.Remaining() || len(p.later) > 0 && p.attempts < p.maxAttempts
-}
-
-// split makes the plan's picker offer the first n candidates as a tier of
-// their own.
-func split(plan *engines.Plan, n int) {
-	pk, ok := plan.Picker.(*picker)
-	if !ok || n <= 0 || n >= len(pk.remaining) {
-		return
-	}
-	later := pk.remaining[n:]
-	pk.remaining = pk.remaining[:n:n]
-	plan.Picker = &tieredPicker{picker: pk, later: later}
 }
 
 // Fallback reasons: why a request was translated.

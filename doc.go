@@ -31,13 +31,19 @@
 //     counts are read from the response's tail by package usage; with
 //     key_limits they are charged to the key (estimated where absent).
 //
-// /olla/anthropic/ (anthropic.go) runs the same path with hooks: the
-// Messages body is validated before routing, candidates whose server speaks
-// the Messages API natively form a first tier (passthrough) and the others
-// a second (translated by translate/anthropic through the Plan's Upstream
-// and Response seams), and a non-stream answer's status is held until it is
-// known to translate. /v1/responses (responses.go) narrows the candidates to
-// the types that serve it.
+// Every route runs the same path; what an API adds plugs in through
+// routeHooks (hooks.go), which proxy calls on every request: check (the
+// body, before routing), routed (narrow or order the candidates) and shape
+// (the Plan's Upstream and Response seams: request transform, response
+// transform, error envelope). A plain route only renames an alias's model.
+// /olla/anthropic/ (anthropic.go) validates the Messages body, offers the
+// candidates whose server speaks Messages natively as a first tier
+// (passthrough) and the others as a second (translated by
+// translate/anthropic), and holds a non-stream answer's status until it is
+// known to translate. POST /v1/responses (responses.go) does the same with
+// the Responses API: the types that serve it natively first, the other
+// OpenAI-compatible ones translated to chat completions by
+// translate/responses (stateless: what needs a stored response is a 501).
 //
 // Each endpoint's state (endpointState, pooled across configs and
 // reloads) is refreshed in the background by its watcher (watch.go:

@@ -49,11 +49,6 @@ func (rq *request) routeChain(rt route, chain *fallbackChain) decision {
 	var skipped []string
 	for _, m := range chain.models {
 		d := rq.h.route(rq.r.Context(), rt, m, now)
-		if rq.apiPath == "/v1/responses" && d.err == nil {
-			if refused := responsesCandidates(&d, m); refused != nil {
-				d.err = refused
-			}
-		}
 		if first == nil {
 			first = &d
 		}
@@ -201,4 +196,3 @@ func validateFallbacks(chains map[string][]string, aliases map[string][]string) 
 	}
 	return nil
 }
-

@@ -334,7 +334,7 @@ type request struct {
 	prefix  string // route prefix after /olla/
 	apiPath string
 	rec     requestRecord
-	anth    *anthropicCall // on /olla/anthropic/ Messages routes
+	rw      rewriter // the body per model name, for the route's hooks
 
 	reserved int64 // bytes of the process-wide body budget this request holds
 
@@ -373,6 +373,9 @@ func (rq *request) serveOlla() error {
 			message: fmt.Sprintf("unknown provider %q in /olla/%s/: use one of %s, openai, proxy, or /olla/models",
 				prefix, prefix, strings.Join(profiles.Prefixes(), ", "))})
 	}
+	if prefix == "proxy" && rq.apiPath == profiles.PathResponses {
+		route, _ = resolveRoute("openai", rq.apiPath) // native or translated: every OpenAI-compatible type
+	}
 	if isResponsesPath(rq.apiPath) {
 		if refused := responsesRoute(route, rq.apiPath); refused != nil {
 			return rq.fail(*refused)
@@ -381,21 +384,23 @@ func (rq *request) serveOlla() error {
 	if handled, err := rq.serveListing(route); handled {
 		return err
 	}
-	return rq.proxy(route)
+	if rq.apiPath == profiles.PathResponses {
+		return rq.serveResponses(route)
+	}
+	return rq.proxy(route, plainHooks{})
 }
 
-// proxy reads the body, routes by model and hands the request to the engine.
-func (rq *request) proxy(route route) error {
+// proxy reads the body, routes by model and hands the request to the
+// engine; hooks are the route's own checks and transforms (routeHooks).
+func (rq *request) proxy(route route, hooks routeHooks) error {
 	h, r := rq.h, rq.r
 	defer rq.releaseBody()
 	body, aerr := rq.readBody()
 	if aerr != nil {
 		return rq.fail(*aerr)
 	}
-	if rq.anth != nil {
-		if aerr := rq.anth.parse(body); aerr != nil {
-			return rq.fail(*aerr)
-		}
+	if aerr := hooks.check(body); aerr != nil {
+		return rq.fail(*aerr)
 	}
 	var model string
 	var span bodySpan
@@ -420,7 +425,7 @@ func (rq *request) proxy(route route) error {
 	}
 
 	var chain *fallbackChain
-	if rq.anth == nil {
+	if _, plain := hooks.(plainHooks); plain { // a translating route sets its own Upstream
 		chain = h.fallbackChainFor(model)
 	}
 	var decision decision
@@ -444,15 +449,8 @@ func (rq *request) proxy(route route) error {
 		hdr.Set("X-Olla-Routing-Reason", decision.reason)
 	}
 	rq.rec.reason = decision.reason
-	if rq.anth != nil {
-		if done, err := rq.anth.routed(&decision); done {
-			return err
-		}
-	}
-	if rq.apiPath == profiles.PathResponses {
-		if refused := responsesCandidates(&decision, model); refused != nil {
-			return rq.fail(*refused)
-		}
+	if answered, err := hooks.routed(&decision, model); answered {
+		return err
 	}
 	if decision.err != nil {
 		return rq.fail(*decision.err)
@@ -481,18 +479,11 @@ func (rq *request) proxy(route route) error {
 			rq.streamEnded(t, firstByte, n, tail, err)
 		},
 	}
-	rw := &rewriter{rq: rq, body: body, span: span}
-	if len(decision.rewrite) > 0 {
-		plan.Upstream = func(t engines.Target) (string, []byte) {
-			return rq.apiPath, rw.bodyFor(decision.rewrite[t.(*endpointState)], model)
-		}
-	}
+	rq.rw = rewriter{rq: rq, body: body, span: span, model: model}
+	hooks.shape(plan, &decision, &rq.rw)
 	refusal := func() *apiError { return pk.refusal }
 	if chain != nil {
-		refusal = rq.chainPlan(plan, chain, pk, rw)
-	}
-	if rq.anth != nil {
-		rq.anth.shape(plan, decision, model, span)
+		refusal = rq.chainPlan(plan, chain, pk, &rq.rw)
 	}
 	err := h.engine.Serve(rq.w, r, plan)
 	if err != nil && refusal() != nil {
@@ -521,33 +512,6 @@ func (rq *request) newPicker(d decision, model string) *picker {
 		pk.reasonPrefix = d.reason + "; "
 	}
 	return pk
-}
-
-// rewriter makes the request body an endpoint gets when it knows the model
-// by another name (an alias, a fallback, another case): one copy per name,
-// not per attempt, counted against the body budget.
-type rewriter struct {
-	rq        *request
-	body      []byte
-	span      bodySpan
-	rewritten map[string][]byte
-}
-
-// bodyFor is the body naming name ("" or the client's model: unchanged).
-func (w *rewriter) bodyFor(name, model string) []byte {
-	if name == "" || name == model {
-		return w.body
-	}
-	if b, ok := w.rewritten[name]; ok {
-		return b
-	}
-	if w.rewritten == nil {
-		w.rewritten = make(map[string][]byte, 1)
-	}
-	b := rewriteModel(w.body, w.span, name)
-	w.rewritten[name] = b
-	w.rq.holdBuffered(int64(cap(b)))
-	return b
 }
 
 // streamEnded records what the response body came to.

@@ -1,12 +1,17 @@
 package olla
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
 
+	"github.com/caddy-olla/olla/engines"
 	"github.com/caddy-olla/olla/profiles"
+	"github.com/caddy-olla/olla/translate/anthropic"
+	"github.com/caddy-olla/olla/translate/responses"
 )
 
 // isResponsesPath reports whether an API path is OpenAI's Responses API
@@ -15,48 +20,154 @@ func isResponsesPath(p string) bool {
 	return p == profiles.PathResponses || strings.HasPrefix(p, profiles.PathResponses+"/")
 }
 
+// servesResponses reports whether a backend type answers POST /v1/responses
+// natively; the other OpenAI-compatible types get it by translation to chat
+// completions (translate/responses).
+func servesResponses(p *profiles.Profile) bool {
+	return p != nil && p.ServesPath(profiles.PathResponses)
+}
+
 // responsesRoute checks a Responses API request on rt before its body is
-// read: 501 in OpenAI's format when no backend type of the route serves the
-// path. Only creating a response is routed (by its model); a stored
-// response's routes (/v1/responses/{id}...) name no model, so no balancer
-// can find the backend that holds it. The candidates are narrowed after
-// routing (responsesCandidates), so that a model served only by types
-// without the API is told so, not "unavailable".
+// read: 501 in OpenAI's format for a stored response's routes
+// (/v1/responses/{id}...: they name no model, so no balancer can find the
+// backend that holds one) and for a route none of whose types can answer
+// it, natively or translated.
 func responsesRoute(rt route, apiPath string) *apiError {
 	if apiPath != profiles.PathResponses {
 		return &apiError{status: http.StatusNotImplemented, code: "not_supported",
 			message: fmt.Sprintf("%s is not supported through the load balancer: a stored response lives on one backend and the request names no model to find it; call that backend directly, or send the whole conversation to POST /v1/responses", apiPath)}
 	}
 	for _, p := range profiles.All() {
-		if rt.allows(p.Name) && p.ServesPath(apiPath) {
+		if rt.allows(p.Name) && (servesResponses(p) || p.OpenAICompatible) {
 			return nil
 		}
 	}
 	return &apiError{status: http.StatusNotImplemented, code: "not_supported",
-		message: fmt.Sprintf("the Responses API (POST /v1/responses) is not served by %s backends; use /v1/chat/completions, or a route whose backends serve it (%s)",
+		message: fmt.Sprintf("the Responses API (POST /v1/responses) is not served by %s backends; use a route whose backends serve it or chat completions (%s)",
 			rt.label, strings.Join(profiles.TypesForPath(apiPath), ", "))}
 }
 
-// responsesCandidates keeps the candidates whose type serves the Responses
-// API; none left is a 501 naming the types that serve the model.
-func responsesCandidates(d *decision, model string) *apiError {
-	if d.err != nil {
-		return nil
+// responsesCall is one POST /v1/responses on its way through proxy
+// (routeHooks): endpoints whose server has the Responses API get it as it
+// came (passthrough, the first tier); the other OpenAI-compatible ones get
+// it translated to chat completions. Every answer names its mode in
+// X-Olla-Mode.
+type responsesCall struct {
+	rq         *request
+	hw         *heldWriter
+	req        *responses.Request
+	tier       int
+	translated bodies // chat-completions body per model name
+	ok         bool
+}
+
+func (rq *request) serveResponses(rt route) error {
+	hw := &heldWriter{ResponseWriter: rq.w}
+	rq.w = hw
+	defer hw.commit()
+	c := &responsesCall{rq: rq, hw: hw}
+	err := rq.proxy(rt, c)
+	if hw.changed != 0 {
+		rq.rec.status = hw.changed
 	}
-	var kept candidates
+	return err
+}
+
+func (c *responsesCall) check(body []byte) *apiError {
+	req, err := responses.Parse(body)
+	if err != nil {
+		var bad *responses.Error
+		if errors.As(err, &bad) {
+			code := "invalid_request_error"
+			if bad.Status == http.StatusNotImplemented {
+				code = "not_supported"
+			}
+			return &apiError{status: bad.Status, code: code, message: bad.Message}
+		}
+		return &apiError{status: http.StatusBadRequest, code: "invalid_request_error", message: err.Error()}
+	}
+	c.req = req
+	return nil
+}
+
+func (c *responsesCall) native(st *endpointState) bool {
+	return servesResponses(st.settings.Load().profile)
+}
+
+// routed puts the native endpoints first and keeps, after them, the
+// OpenAI-compatible ones (translated); none left is a 501 naming the types
+// that serve the model.
+func (c *responsesCall) routed(d *decision, model string) (bool, error) {
+	if d.err != nil {
+		return false, nil
+	}
+	ordered, n := tiers(d.candidates, c.native)
+	kept := ordered[:n:n]
 	var types []string
-	for _, st := range d.candidates {
-		if p := st.settings.Load().profile; p != nil && p.ServesPath(profiles.PathResponses) {
+	for _, st := range ordered[n:] {
+		if p := st.settings.Load().profile; p != nil && p.OpenAICompatible {
 			kept = append(kept, st)
 		} else if !slices.Contains(types, st.Type()) {
 			types = append(types, st.Type())
 		}
 	}
 	if len(kept) == 0 {
-		return &apiError{status: http.StatusNotImplemented, code: "not_supported",
-			message: fmt.Sprintf("model '%s' is served here only by %s backends, which do not serve the Responses API (POST /v1/responses); use /v1/chat/completions for it",
-				model, strings.Join(types, ", "))}
+		return true, c.rq.fail(apiError{status: http.StatusNotImplemented, code: "not_supported",
+			message: fmt.Sprintf("model '%s' is served here only by %s backends, which neither serve the Responses API (POST /v1/responses) nor chat completions to translate it to",
+				model, strings.Join(types, ", "))})
 	}
-	d.candidates = kept
-	return nil
+	d.candidates, c.tier = kept, n
+	return false, nil
+}
+
+// translation is the chat-completions body for model, built once per name.
+func (c *responsesCall) translation(model string) []byte {
+	return c.translated.get(c.rq, model, func() []byte { return responses.ToChat(c.req, model) })
+}
+
+func (c *responsesCall) shape(plan *engines.Plan, d *decision, rw *rewriter) {
+	split(plan, c.tier)
+	plan.Upstream = func(t engines.Target) (string, []byte) {
+		name := rw.nameFor(d, t)
+		if c.native(t.(*endpointState)) {
+			return profiles.PathResponses, rw.bodyFor(name, rw.model)
+		}
+		return responses.ChatPath, c.translation(name)
+	}
+	plan.Response = func(t engines.Target, status int, h http.Header) engines.ResponseTransform {
+		ch := c.hw.Header()
+		h.Del(modeHeader)
+		h.Del(droppedHeader)
+		if c.native(t.(*endpointState)) {
+			ch.Set(modeHeader, modePassthrough)
+			return nil
+		}
+		ch.Set(modeHeader, modeTranslation)
+		if dropped := c.req.Dropped(); len(dropped) > 0 {
+			ch.Set(droppedHeader, strings.Join(dropped, ", "))
+		}
+		if status < 200 || status >= 300 {
+			h.Set("Content-Type", "application/json")
+			return &errorAnswer{status: status, envelope: func(status int, body []byte) []byte {
+				return responses.ErrorBody(status, anthropic.BackendErrorMessage(status, body))
+			}}
+		}
+		if c.req.Stream {
+			h.Set("Content-Type", "text/event-stream; charset=utf-8")
+			h.Set("Cache-Control", "no-cache")
+			return &streamAnswer{ok: &c.ok, open: func(w io.Writer) streamTranslator {
+				return responses.NewStreamTranslator(w, c.req)
+			}}
+		}
+		h.Set("Content-Type", "application/json")
+		c.hw.hold() // the status waits for the whole answer: it may not translate
+		return &heldAnswer{rq: c.rq, ok: &c.ok, fail: c.failAnswer,
+			translate: func(body []byte) ([]byte, error) { return responses.FromChat(body, c.req) }}
+	}
+}
+
+// failAnswer turns the held answer into a 502 in OpenAI's envelope.
+func (c *responsesCall) failAnswer(message string) []byte {
+	c.hw.override(http.StatusBadGateway)
+	return responses.ErrorBody(http.StatusBadGateway, message)
 }

@@ -365,51 +365,6 @@ func TestAnthropicCountTokens(t *testing.T) {
 	}
 }
 
-// TestResponsesAPI: /v1/responses is routed by model to the types that serve
-// it (vLLM here), and refused with 501 in OpenAI's format where none does.
-func TestResponsesAPI(t *testing.T) {
-	vllm := startSim(t, sim.Config{Kind: sim.VLLM, Models: []string{"served"}, Name: "vllm"})
-	oai := startSim(t, sim.Config{Kind: sim.OpenAI, Models: []string{"plain"}, Name: "oai"})
-	load(t, site(endpointBlock("vllm", vllm.URL, "vllm")+endpointBlock("oai", oai.URL, "openai")))
-	waitRoutable(t, "vllm", "oai")
-
-	for _, prefix := range []string{"openai", "vllm", "proxy"} {
-		res := post(t, "/olla/"+prefix+"/v1/responses", `{"model":"served","input":"hi"}`)
-		body := readAll(t, res)
-		if res.StatusCode != 200 || res.Header.Get("X-Sim-Name") != "vllm" || !strings.Contains(body, `"object":"response"`) {
-			t.Fatalf("/olla/%s/v1/responses: %d from %q: %s", prefix, res.StatusCode, res.Header.Get("X-Sim-Name"), body)
-		}
-	}
-
-	var refusal struct {
-		Error struct {
-			Message string  `json:"message"`
-			Type    string  `json:"type"`
-			Code    *string `json:"code"`
-		} `json:"error"`
-	}
-	for _, tc := range []struct{ path, body, mentions string }{
-		// the model's only home is of a type without the API
-		{"/olla/openai/v1/responses", `{"model":"plain","input":"hi"}`, "only by openai-compatible"},
-		// a provider prefix whose type does not serve it
-		{"/olla/openai-compatible/v1/responses", `{"model":"plain","input":"hi"}`, "Responses API"},
-		{"/olla/openai/v1/responses/resp_123", ``, "stored response"},
-	} {
-		res := post(t, tc.path, tc.body)
-		raw := readAll(t, res)
-		if err := json.Unmarshal([]byte(raw), &refusal); err != nil {
-			t.Fatalf("%s: %s", tc.path, raw)
-		}
-		want := http.StatusNotImplemented
-		if res.StatusCode != want || !strings.Contains(refusal.Error.Message, tc.mentions) {
-			t.Errorf("%s: %d %s; want %d mentioning %q", tc.path, res.StatusCode, raw, want, tc.mentions)
-		}
-	}
-	if oai.Requests("/v1/responses") != 0 {
-		t.Error("the OpenAI-compatible backend was sent /v1/responses")
-	}
-}
-
 // TestAnthropicAliasesAndLimits: an alias is renamed to each endpoint's own
 // name in both modes, and a refusal before routing (a rate limit) still
 // names the mode and speaks Anthropic's envelope.

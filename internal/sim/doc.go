@@ -37,8 +37,11 @@
 // tool_use block.
 //
 // Ollama, vLLM and LM Studio serve OpenAI's Responses API, POST
-// /v1/responses, statelessly and as one response object (a streamed
-// request is answered the same way).
+// /v1/responses, statelessly: one response object, or with "stream":true
+// the event stream (response.created, response.in_progress,
+// response.output_item.added, response.content_part.added,
+// response.output_text.delta per token, the .done events,
+// response.completed).
 //
 // Unknown paths and wrong methods get the server's own 404/405 answer.
 // Bodies that are not JSON get 400; unknown models get 404 in the server's

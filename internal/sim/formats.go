@@ -16,8 +16,11 @@ const (
 
 // appendEvent appends stream event k (0-based over pre, token and post events).
 func (s *Sim) appendEvent(b []byte, g *gen, k int) []byte {
-	if g.d == dOllamaMessages || g.d == dMessages {
+	switch g.d {
+	case dOllamaMessages, dMessages:
 		return g.appendMessagesEvent(b, k)
+	case dResponses:
+		return g.appendResponsesEvent(b, k)
 	}
 	if k < g.pre {
 		return g.appendPre(b)

@@ -151,6 +151,8 @@ const (
 	// vLLM, LM Studio), which adds stop_sequence and cache counts
 	dOllamaMessages
 	dMessages
+	// OpenAI's Responses API event stream (Ollama, vLLM, LM Studio)
+	dResponses
 )
 
 // gen is the state of one generated answer.
@@ -296,6 +298,8 @@ func (g *gen) plan() (pre, post int) {
 		return 1, 2 + u
 	case dOllamaMessages, dMessages:
 		return 2, 3 // message_start, content_block_start; content_block_stop, message_delta, message_stop
+	case dResponses:
+		return 4, 4 // created, in_progress, output_item.added, content_part.added; the .done events, completed
 	}
 	return 0, 2 + u // finish, [usage], [DONE]
 }

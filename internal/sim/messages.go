@@ -297,8 +297,8 @@ func (g *gen) appendToolCallCompletion(b []byte) []byte {
 }
 
 // handleResponses is OpenAI's Responses API as Ollama, vLLM and LM Studio
-// serve it (stateless): the answer as one response object. A streamed
-// request is answered the same way (its event stream is not simulated).
+// serve it (stateless): one response object, or with "stream":true its
+// event stream (response.created ... response.completed).
 func (s *Sim) handleResponses(c *call) {
 	req, err := c.parse()
 	if err != nil {
@@ -315,7 +315,11 @@ func (s *Sim) handleResponses(c *call) {
 		return
 	}
 	ms.markUsed(e, c.start)
-	g := s.newGen(c, dialectFor(s.kind, true), req, model, e.ctx)
+	d := dialectFor(s.kind, true)
+	if req.Stream == boolTrue {
+		d = dResponses
+	}
+	g := s.newGen(c, d, req, model, e.ctx)
 	if req.MaxOutputTokens > 0 && int(req.MaxOutputTokens) < g.n {
 		g.n, g.finish = int(req.MaxOutputTokens), "length"
 	}
@@ -324,30 +328,136 @@ func (s *Sim) handleResponses(c *call) {
 		return
 	}
 	defer release()
+	if d == dResponses {
+		s.stream(c, g)
+		return
+	}
 	p := pacer{ctx: c.r.Context()}
 	defer p.stop()
 	if !p.until(g.start.Add(g.ttft)) {
 		return
 	}
+	b := g.appendResponse(c.sc.buf[:0], "completed")
+	c.sc.buf = b
+	s.tokensOut.Add(int64(g.n))
+	s.writeOK(c, b, false)
+}
+
+// appendResponse appends a response object with status, its output the
+// whole text once it is completed (none while in progress).
+func (g *gen) appendResponse(b []byte, status string) []byte {
 	idTail := g.idTail()
-	b := append(c.sc.buf[:0], `{"id":"resp_`...)
+	b = append(b, `{"id":"resp_`...)
 	b = append(b, idTail...)
 	b = append(b, `","object":"response","created_at":`...)
 	b = g.appendCreated(b)
-	b = append(b, `,"status":"completed","model":`...)
+	b = append(b, `,"status":"`...)
+	if status == "completed" && g.finish == "length" {
+		b = append(b, `incomplete","incomplete_details":{"reason":"max_output_tokens"}`...)
+	} else {
+		b = append(b, status...)
+		b = append(b, '"')
+	}
+	b = append(b, `,"model":`...)
 	b = append(b, g.model...)
-	b = append(b, `,"output":[{"type":"message","id":"msg_`...)
-	b = append(b, idTail...)
-	b = append(b, `","status":"completed","role":"assistant","content":[{"type":"output_text","text":`...)
-	b = g.appendText(b)
-	b = append(b, `,"annotations":[]}]}],"usage":{"input_tokens":`...)
+	if status != "completed" {
+		return append(b, `,"output":[],"usage":null}`...)
+	}
+	b = append(b, `,"output":[`...)
+	b = g.appendResponseItem(b, true)
+	b = append(b, `],"usage":{"input_tokens":`...)
 	b = appendInt(b, int64(g.prompt))
 	b = append(b, `,"output_tokens":`...)
 	b = appendInt(b, int64(g.n))
 	b = append(b, `,"total_tokens":`...)
 	b = appendInt(b, int64(g.prompt+g.n))
-	b = append(b, `}}`...)
-	c.sc.buf = b
-	s.tokensOut.Add(int64(g.n))
-	s.writeOK(c, b, false)
+	return append(b, `}}`...)
+}
+
+// appendResponseItem appends the answer's message item, whole or as it
+// opens.
+func (g *gen) appendResponseItem(b []byte, done bool) []byte {
+	b = append(b, `{"type":"message","id":"msg_`...)
+	b = append(b, g.idTail()...)
+	if !done {
+		return append(b, `","status":"in_progress","role":"assistant","content":[]}`...)
+	}
+	b = append(b, `","status":"completed","role":"assistant","content":[`...)
+	b = g.appendOutputText(b, true)
+	return append(b, `]}`...)
+}
+
+// appendOutputText appends the output_text part, whole or empty.
+func (g *gen) appendOutputText(b []byte, whole bool) []byte {
+	b = append(b, `{"type":"output_text","text":`...)
+	if whole {
+		b = g.appendText(b)
+	} else {
+		b = append(b, `""`...)
+	}
+	return append(b, `,"annotations":[]}`...)
+}
+
+// appendResponsesEvent appends stream event k of a Responses stream, in
+// the order OpenAI's server sends them; sequence_number is k.
+func (g *gen) appendResponsesEvent(b []byte, k int) []byte {
+	tok := k - g.pre
+	head := func(b []byte, name string) []byte {
+		b = appendSSEEvent(b, name)
+		b = append(b, `{"type":"`...)
+		b = append(b, name...)
+		b = append(b, `","sequence_number":`...)
+		return appendInt(b, int64(k))
+	}
+	itemRef := func(b []byte) []byte {
+		b = append(b, `,"item_id":"msg_`...)
+		b = append(b, g.idTail()...)
+		return append(b, `","output_index":0,"content_index":0`...)
+	}
+	switch {
+	case k == 0 || k == 1:
+		name := "response.created"
+		if k == 1 {
+			name = "response.in_progress"
+		}
+		b = head(b, name)
+		b = append(b, `,"response":`...)
+		b = g.appendResponse(b, "in_progress")
+	case k == 2:
+		b = head(b, "response.output_item.added")
+		b = append(b, `,"output_index":0,"item":`...)
+		b = g.appendResponseItem(b, false)
+	case k == 3:
+		b = head(b, "response.content_part.added")
+		b = itemRef(b)
+		b = append(b, `,"part":`...)
+		b = g.appendOutputText(b, false)
+	case tok < g.n:
+		b = head(b, "response.output_text.delta")
+		b = itemRef(b)
+		b = append(b, `,"delta":"`...)
+		b = append(b, g.word(tok)...)
+		b = append(b, `","logprobs":[]`...)
+	case tok == g.n:
+		b = head(b, "response.output_text.done")
+		b = itemRef(b)
+		b = append(b, `,"text":`...)
+		b = g.appendText(b)
+		b = append(b, `,"logprobs":[]`...)
+	case tok == g.n+1:
+		b = head(b, "response.content_part.done")
+		b = itemRef(b)
+		b = append(b, `,"part":`...)
+		b = g.appendOutputText(b, true)
+	case tok == g.n+2:
+		b = head(b, "response.output_item.done")
+		b = append(b, `,"output_index":0,"item":`...)
+		b = g.appendResponseItem(b, true)
+	default:
+		b = head(b, "response.completed")
+		b = append(b, `,"response":`...)
+		b = g.appendResponse(b, "completed")
+	}
+	b = append(b, '}')
+	return append(b, sseEnd...)
 }

@@ -667,3 +667,44 @@ func TestResponsesAPI(t *testing.T) {
 		}
 	}
 }
+
+// TestResponsesStream: a streamed /v1/responses is the event stream, in the
+// order OpenAI's server sends it, sequence numbers counting up from 0.
+func TestResponsesStream(t *testing.T) {
+	s, err := Start(Config{Kind: VLLM, Models: []string{"m"}, Tokens: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	res, err := http.Post(s.URL+"/v1/responses", "application/json", strings.NewReader(`{"model":"m","input":"hi","stream":true}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	var names []string
+	var text string
+	for i, block := range strings.Split(strings.TrimSpace(string(b)), "\n\n") {
+		name, data, ok := strings.Cut(block, "\ndata: ")
+		var e struct {
+			Type  string `json:"type"`
+			Seq   int    `json:"sequence_number"`
+			Delta string `json:"delta"`
+			Text  string `json:"text"`
+		}
+		if !ok || json.Unmarshal([]byte(data), &e) != nil || "event: "+e.Type != name || e.Seq != i {
+			t.Fatalf("event %d is not a Responses event: %q", i, block)
+		}
+		names = append(names, e.Type)
+		text += e.Delta
+		if e.Type == "response.output_text.done" && e.Text != text {
+			t.Errorf("output_text.done text %q, deltas %q", e.Text, text)
+		}
+	}
+	want := "response.created response.in_progress response.output_item.added response.content_part.added " +
+		"response.output_text.delta response.output_text.delta response.output_text.delta response.output_text.done " +
+		"response.content_part.done response.output_item.done response.completed"
+	if got := strings.Join(names, " "); got != want || !strings.HasPrefix(res.Header.Get("Content-Type"), "text/event-stream") {
+		t.Errorf("events %s (%s)\nwant %s", got, res.Header.Get("Content-Type"), want)
+	}
+}

@@ -2,19 +2,15 @@ package anthropic
 
 import (
 	"bytes"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"slices"
+
+	"github.com/caddy-olla/olla/translate/chat"
 )
 
 // newID makes message and tool-use ids; tests replace it for golden output.
-var newID = func(prefix string) string {
-	var b [12]byte
-	_, _ = rand.Read(b[:])
-	return prefix + hex.EncodeToString(b[:])
-}
+var newID = chat.NewID
 
 // BackendError is an answer from the backend that is not a usable chat
 // completion: invalid JSON, an error object, no choices. The caller answers
@@ -26,40 +22,11 @@ func (e *BackendError) Error() string { return e.Message }
 // Body is the Anthropic envelope for the client (502 api_error shape).
 func (e *BackendError) Body() []byte { return marshalError("api_error", e.Message, "") }
 
-type oaUsage struct {
-	PromptTokens        int `json:"prompt_tokens"`
-	CompletionTokens    int `json:"completion_tokens"`
-	PromptTokensDetails *struct {
-		CachedTokens int `json:"cached_tokens"`
-	} `json:"prompt_tokens_details"`
-}
-
-type oaResponse struct {
-	Model   string          `json:"model"`
-	Choices []oaChoice      `json:"choices"`
-	Usage   *oaUsage        `json:"usage"`
-	Error   json.RawMessage `json:"error"`
-	Object  string          `json:"object"`
-	Message string          `json:"message"`
-}
-
-type oaChoice struct {
-	Message struct {
-		Content          json.RawMessage `json:"content"` // string, null or parts
-		ReasoningContent string          `json:"reasoning_content"`
-		Reasoning        string          `json:"reasoning"`
-		Refusal          string          `json:"refusal"`
-		ToolCalls        []struct {
-			ID       string `json:"id"`
-			Function struct {
-				Name      string          `json:"name"`
-				Arguments json.RawMessage `json:"arguments"`
-			} `json:"function"`
-		} `json:"tool_calls"`
-	} `json:"message"`
-	FinishReason string          `json:"finish_reason"`
-	StopReason   json.RawMessage `json:"stop_reason"` // vLLM: the matched stop string or token id
-}
+type (
+	oaUsage    = chat.Usage
+	oaResponse = chat.Completion
+	oaChoice   = chat.Choice
+)
 
 // Message is an Anthropic message answer.
 type anMessage struct {

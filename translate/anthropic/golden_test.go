@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	goldenfile "github.com/caddy-olla/olla/translate/internal/golden"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,41 +23,11 @@ func fixedIDs(t testing.TB) {
 	t.Cleanup(func() { newID = old })
 }
 
-// inputs lists testdata/<dir>/*<ext>, skipping the goldens (*.want*).
-func inputs(t *testing.T, dir, ext string) []string {
-	t.Helper()
-	files, err := filepath.Glob(filepath.Join("testdata", dir, "*"+ext))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, f := range files {
-		if !strings.Contains(filepath.Base(f), ".want") {
-			out = append(out, f)
-		}
-	}
-	if len(out) == 0 {
-		t.Fatalf("no inputs in testdata/%s", dir)
-	}
-	return out
-}
+func inputs(t *testing.T, dir, ext string) []string { return goldenfile.Inputs(t, dir, ext) }
 
-// golden compares got with the file, or writes it under -update.
 func golden(t *testing.T, path string, got []byte) {
 	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs\n got: %s\nwant: %s", path, got, want)
-	}
+	goldenfile.Check(t, path, got, *update)
 }
 
 func indent(t *testing.T, b []byte) []byte {

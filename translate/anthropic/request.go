@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+
+	"github.com/caddy-olla/olla/translate/chat"
 )
 
 // RequestError is a request the Messages API must refuse with 400
@@ -47,6 +49,7 @@ type Request struct {
 	UserID        string // metadata.user_id
 
 	features Features
+	dropped  []string
 }
 
 // Message is one turn; a string content is one text block.
@@ -119,12 +122,34 @@ type Features struct {
 	// UnknownBlocks lists content block types this package cannot translate,
 	// in order of first appearance. Passthrough keeps them.
 	UnknownBlocks []string
+	// UnknownRoles lists message roles other than user, assistant and
+	// system (a newer client's), in order of first appearance. Passthrough
+	// keeps them; translation cannot.
+	UnknownRoles []string
 }
 
 // Translatable reports whether ToOpenAI can carry the request.
 func (f Features) Translatable() bool {
-	return len(f.UnknownBlocks) == 0 && !f.ServerTools && !f.BinaryDocuments
+	return len(f.UnknownBlocks) == 0 && len(f.UnknownRoles) == 0 && !f.ServerTools && !f.BinaryDocuments
 }
+
+// Dropped lists what a translation leaves out, in order of first
+// appearance: top-level fields chat completions has no place for
+// (context_management, output_config, ...), and inside the request
+// "cache_control", "citations", "thinking" (a type other than enabled or
+// disabled) and "tool_choice" (an unknown form). Passthrough keeps them
+// all; the proxy names them in X-Olla-Translation-Dropped.
+func (r *Request) Dropped() []string { return r.dropped }
+
+func (r *Request) drop(name string) {
+	if !slices.Contains(r.dropped, name) && len(r.dropped) < 32 {
+		r.dropped = append(r.dropped, name)
+	}
+}
+
+// translatedFields are the top-level fields ToOpenAI carries.
+var translatedFields = []string{"model", "max_tokens", "system", "messages", "stream", "temperature", "top_p",
+	"top_k", "stop_sequences", "tools", "tool_choice", "metadata", "thinking"}
 
 // Features reports what the request uses.
 func (r *Request) Features() Features { return r.features }
@@ -147,6 +172,16 @@ func parse(body []byte, needMaxTokens bool) (*Request, error) {
 		return nil, &RequestError{Message: "request body is not a JSON object"}
 	}
 	r := &Request{Raw: body}
+	var extra []string
+	for k := range top {
+		if !slices.Contains(translatedFields, k) {
+			extra = append(extra, k)
+		}
+	}
+	slices.Sort(extra) // a map's order is random; the note's is not
+	for _, k := range extra {
+		r.drop(k)
+	}
 
 	if err := decodeString(top, "model", &r.Model, true); err != nil {
 		return nil, err
@@ -219,18 +254,15 @@ func parse(body []byte, needMaxTokens bool) (*Request, error) {
 		if t.Type != "disabled" {
 			r.features.Thinking = true
 		}
+		if t.Type != "enabled" && t.Type != "disabled" {
+			r.drop("thinking") // adaptive, or newer: chat completions has no such mode
+		}
 	}
 	return r, nil
 }
 
 // present returns a field that is there and not null.
-func present(top map[string]json.RawMessage, name string) (json.RawMessage, bool) {
-	raw, ok := top[name]
-	if !ok || bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
-		return nil, false
-	}
-	return raw, true
-}
+var present = chat.Present
 
 func decodeString(top map[string]json.RawMessage, name string, dst *string, required bool) error {
 	raw, ok := present(top, name)
@@ -298,8 +330,14 @@ func decodeMessages(raw json.RawMessage, r *Request) error {
 		if json.Unmarshal(m, &msg) != nil {
 			return fieldError(field, "must be an object")
 		}
-		if msg.Role == nil || (*msg.Role != "user" && *msg.Role != "assistant") {
-			return fieldError(field+".role", `must be "user" or "assistant"`)
+		// user and assistant, system (Claude Code sends one mid-conversation),
+		// and any role a newer client adds: passthrough carries it as sent
+		if msg.Role == nil || *msg.Role == "" {
+			return fieldError(field+".role", "must be a non-empty string")
+		}
+		if role := *msg.Role; role != "user" && role != "assistant" && role != "system" &&
+			!slices.Contains(r.features.UnknownRoles, role) && len(r.features.UnknownRoles) < 16 {
+			r.features.UnknownRoles = append(r.features.UnknownRoles, role)
 		}
 		if len(msg.Content) == 0 || bytes.Equal(msg.Content, []byte("null")) {
 			return fieldError(field+".content", "field required")
@@ -329,12 +367,20 @@ func decodeContent(field string, raw json.RawMessage, r *Request, inResult bool)
 	for j, b := range list {
 		bf := fmt.Sprintf("%s.%d", field, j)
 		var head struct {
-			Type *string `json:"type"`
+			Type         *string         `json:"type"`
+			CacheControl json.RawMessage `json:"cache_control"`
+			Citations    json.RawMessage `json:"citations"`
 		}
 		if json.Unmarshal(b, &head) != nil || head.Type == nil || *head.Type == "" {
 			return nil, fieldError(bf+".type", "field required")
 		}
 		typ := *head.Type
+		if len(head.CacheControl) > 0 {
+			r.drop("cache_control")
+		}
+		if len(head.Citations) > 0 {
+			r.drop("citations")
+		}
 		if inResult && (typ == "tool_result" || typ == "tool_use") {
 			return nil, fieldError(bf+".type", "%s cannot appear inside a tool_result", typ)
 		}
@@ -403,6 +449,15 @@ func decodeTools(top map[string]json.RawMessage, r *Request) error {
 		if json.Unmarshal(raw, &r.Tools) != nil {
 			return fieldError("tools", "must be an array of tool definitions")
 		}
+		var marks []struct {
+			CacheControl json.RawMessage `json:"cache_control"`
+		}
+		_ = json.Unmarshal(raw, &marks) // same array: cannot fail where the one above did not
+		for _, m := range marks {
+			if len(m.CacheControl) > 0 {
+				r.drop("cache_control")
+			}
+		}
 		for i, t := range r.Tools {
 			if t.Name == "" {
 				return fieldError(fmt.Sprintf("tools.%d.name", i), "field required")
@@ -426,8 +481,12 @@ func decodeTools(top map[string]json.RawMessage, r *Request) error {
 			if tc.Name == "" {
 				return fieldError("tool_choice.name", "field required")
 			}
+		case "":
+			return fieldError("tool_choice.type", "field required")
 		default:
-			return fieldError("tool_choice.type", `must be "auto", "any", "tool" or "none"`)
+			// a newer form: passthrough carries it, translation drops it
+			r.drop("tool_choice")
+			return nil
 		}
 		r.ToolChoice = &tc
 	}

@@ -30,7 +30,8 @@ func TestParseRequestRejects(t *testing.T) {
 		{"empty messages", `{"model":"m","max_tokens":1,"messages":[]}`, "messages"},
 		{"messages not array", `{"model":"m","max_tokens":1,"messages":"hi"}`, "messages"},
 		{"message not object", `{"model":"m","max_tokens":1,"messages":[1]}`, "messages.0"},
-		{"bad role", `{"model":"m","max_tokens":1,"messages":[{"role":"system","content":"x"}]}`, "messages.0.role"},
+		{"empty role", `{"model":"m","max_tokens":1,"messages":[{"role":"","content":"x"}]}`, "messages.0.role"},
+		{"role not a string", `{"model":"m","max_tokens":1,"messages":[{"role":5,"content":"x"}]}`, "messages.0"},
 		{"missing content", `{"model":"m","max_tokens":1,"messages":[{"role":"user"}]}`, "messages.0.content"},
 		{"numeric content", `{"model":"m","max_tokens":1,"messages":[{"role":"user","content":5}]}`, "messages.0.content"},
 		{"block without type", `{"model":"m","max_tokens":1,"messages":[{"role":"user","content":[{"text":"x"}]}]}`, "messages.0.content.0.type"},
@@ -51,7 +52,7 @@ func TestParseRequestRejects(t *testing.T) {
 		{"system numeric", `{"model":"m","max_tokens":1,"system":3,` + msgs + `}`, "system"},
 		{"tools not array", `{"model":"m","max_tokens":1,"tools":{},` + msgs + `}`, "tools"},
 		{"tool without name", `{"model":"m","max_tokens":1,"tools":[{"input_schema":{}}],` + msgs + `}`, "tools.0.name"},
-		{"tool_choice unknown", `{"model":"m","max_tokens":1,"tool_choice":{"type":"some"},` + msgs + `}`, "tool_choice.type"},
+		{"tool_choice without type", `{"model":"m","max_tokens":1,"tool_choice":{},` + msgs + `}`, "tool_choice.type"},
 		{"tool_choice tool without name", `{"model":"m","max_tokens":1,"tool_choice":{"type":"tool"},` + msgs + `}`, "tool_choice.name"},
 		{"metadata user_id numeric", `{"model":"m","max_tokens":1,"metadata":{"user_id":1},` + msgs + `}`, "metadata"},
 		{"thinking without budget", `{"model":"m","max_tokens":1,"thinking":{"type":"enabled"},` + msgs + `}`, "thinking.budget_tokens"},
@@ -88,6 +89,12 @@ func TestParseRequestAccepts(t *testing.T) {
 		`{"model":"m","max_tokens":1.0,"temperature":0,"top_p":1,"top_k":0,"messages":[{"role":"user","content":""}]}`,
 		`{"model":"m","max_tokens":1,"temperature":1,"stream":null,"system":null,"tools":null,"messages":[{"role":"user","content":[]}]}`,
 		`{"model":"m","max_tokens":8,"thinking":{"type":"disabled"},"messages":[{"role":"user","content":"x"}],"extra":"ignored"}`,
+		// what newer clients send (Claude Code 2.1.197): a system message
+		// mid-conversation, adaptive thinking, newer tool_choice forms
+		`{"model":"m","max_tokens":8,"messages":[{"role":"user","content":"x"},{"role":"system","content":[{"type":"text","text":"s"}]}]}`,
+		`{"model":"m","max_tokens":8,"thinking":{"type":"adaptive"},"output_config":{"effort":"high"},"messages":[{"role":"user","content":"x"}]}`,
+		`{"model":"m","max_tokens":8,"tool_choice":{"type":"auto_v2"},"messages":[{"role":"user","content":"x"}]}`,
+		`{"model":"m","max_tokens":8,"messages":[{"role":"developer","content":"x"}]}`,
 	} {
 		if _, err := ParseRequest([]byte(body)); err != nil {
 			t.Errorf("ParseRequest(%s) = %v", body, err)
@@ -110,6 +117,7 @@ func TestFeatures(t *testing.T) {
 		{"thinking block", `{"model":"m","max_tokens":9,"messages":[{"role":"assistant","content":[{"type":"redacted_thinking","data":"x"}]}]}`, Features{Thinking: true}},
 		{"text document", `{"model":"m","max_tokens":1,"messages":[{"role":"user","content":[{"type":"document","source":{"type":"text","data":"d"}}]}]}`, Features{Documents: true}},
 		{"pdf document", `{"model":"m","max_tokens":1,"messages":[{"role":"user","content":[{"type":"document","source":{"type":"base64","media_type":"application/pdf","data":"x"}}]}]}`, Features{Documents: true, BinaryDocuments: true}},
+		{"unknown roles, each once", `{"model":"m","max_tokens":1,"messages":[{"role":"developer","content":"x"},{"role":"system","content":"x"},{"role":"developer","content":"y"}]}`, Features{UnknownRoles: []string{"developer"}}},
 		{"unknown blocks, each once", `{"model":"m","max_tokens":1,"system":[{"type":"mystery"}],"messages":[{"role":"user","content":[{"type":"search_result"},{"type":"mystery"},{"type":"search_result"}]}]}`, Features{UnknownBlocks: []string{"mystery", "search_result"}}},
 	}
 	for _, c := range cases {
@@ -179,5 +187,36 @@ func TestParseCountTokens(t *testing.T) {
 	}
 	if _, err := ParseRequest([]byte(`{"model":"m","messages":[{"role":"user","content":"hi"}]}`)); err == nil {
 		t.Error("ParseRequest took a request without max_tokens")
+	}
+}
+
+// TestDropped: what a translation leaves out is named once each, top-level
+// fields first (sorted), then the rest in order of first appearance.
+func TestDropped(t *testing.T) {
+	cases := []struct {
+		name, body string
+		want       []string
+	}{
+		{"nothing", `{"model":"m","max_tokens":1,"metadata":{"user_id":"u"},"thinking":{"type":"enabled","budget_tokens":9},"messages":[{"role":"user","content":"hi"}]}`, nil},
+		{"agent", `{"model":"m","max_tokens":1,"output_config":{},"context_management":{},"system":[{"type":"text","text":"s","cache_control":{"type":"ephemeral"}}],` +
+			`"messages":[{"role":"user","content":[{"type":"text","text":"x","cache_control":{"type":"ephemeral"}}]}],"thinking":{"type":"adaptive"}}`,
+			[]string{"context_management", "output_config", "cache_control", "thinking"}},
+		{"tool cache_control, citations, tool_choice", `{"model":"m","max_tokens":1,"tools":[{"name":"f","cache_control":{"type":"ephemeral"}}],"tool_choice":{"type":"newer"},` +
+			`"messages":[{"role":"user","content":[{"type":"document","source":{"type":"text","data":"d"},"citations":{"enabled":true}}]}]}`,
+			[]string{"citations", "cache_control", "tool_choice"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r, err := ParseRequest([]byte(c.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := r.Dropped(); !reflect.DeepEqual(got, c.want) {
+				t.Errorf("Dropped() = %q, want %q", got, c.want)
+			}
+			if _, err := ToOpenAI(r); err != nil {
+				t.Errorf("ToOpenAI: %v", err)
+			}
+		})
 	}
 }

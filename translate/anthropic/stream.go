@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+
+	"github.com/caddy-olla/olla/translate/chat"
 )
 
 // MaxStreamLine caps one line of the backend's SSE stream; a longer line
@@ -39,7 +41,7 @@ type StreamTranslator struct {
 	w    io.Writer
 	opts StreamOptions
 
-	out     bytes.Buffer
+	out     chat.Out
 	enc     *json.Encoder
 	pending []byte // a line not yet ended by '\n'
 
@@ -58,10 +60,7 @@ type StreamTranslator struct {
 	finishReason string
 	stopMatch    json.RawMessage
 	usage        *oaUsage
-	writeErr     error
 }
-
-type flusher interface{ Flush() }
 
 // NewStreamTranslator writes Anthropic events to w.
 func NewStreamTranslator(w io.Writer, opts StreamOptions) *StreamTranslator {
@@ -137,18 +136,7 @@ func (t *StreamTranslator) Close(streamErr error) error {
 
 func (t *StreamTranslator) live() bool { return !t.finished && t.failed == nil }
 
-func (t *StreamTranslator) emit() error {
-	if t.out.Len() == 0 || t.writeErr != nil {
-		t.out.Reset()
-		return t.writeErr
-	}
-	_, t.writeErr = t.w.Write(t.out.Bytes())
-	t.out.Reset()
-	if f, ok := t.w.(flusher); ok && t.writeErr == nil {
-		f.Flush()
-	}
-	return t.writeErr
-}
+func (t *StreamTranslator) emit() error { return t.out.Emit(t.w) }
 
 func (t *StreamTranslator) event(name string, v any) {
 	t.out.WriteString("event: ")
@@ -171,31 +159,7 @@ func (t *StreamTranslator) fail(err error) {
 func (t *StreamTranslator) closeBlockSilently() { t.blockOpen = false }
 
 // chunk is one chat.completion.chunk (or an error object in its place).
-type chunk struct {
-	Model   string `json:"model"`
-	Choices []struct {
-		Index int `json:"index"`
-		Delta struct {
-			Content          *string `json:"content"`
-			ReasoningContent *string `json:"reasoning_content"`
-			Reasoning        *string `json:"reasoning"`
-			ToolCalls        []struct {
-				Index    int    `json:"index"`
-				ID       string `json:"id"`
-				Function struct {
-					Name      string `json:"name"`
-					Arguments string `json:"arguments"`
-				} `json:"function"`
-			} `json:"tool_calls"`
-		} `json:"delta"`
-		FinishReason *string         `json:"finish_reason"`
-		StopReason   json.RawMessage `json:"stop_reason"`
-	} `json:"choices"`
-	Usage   *oaUsage        `json:"usage"`
-	Error   json.RawMessage `json:"error"`
-	Object  string          `json:"object"`
-	Message string          `json:"message"`
-}
+type chunk = chat.Chunk
 
 func (t *StreamTranslator) line(line []byte) {
 	line = bytes.TrimSuffix(line, []byte("\r"))
@@ -222,7 +186,7 @@ func (t *StreamTranslator) line(line []byte) {
 		t.fail(fmt.Errorf("backend sent an event that is not valid JSON: %v", err))
 		return
 	}
-	if len(c.Error) > 0 && !bytes.Equal(c.Error, []byte("null")) || c.Object == "error" {
+	if c.IsError() {
 		t.fail(fmt.Errorf("backend error: %s", BackendErrorMessage(502, value)))
 		return
 	}

@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+
+	"github.com/caddy-olla/olla/translate/chat"
 )
 
 // OpenAIPath is the backend path a translated request goes to.
-const OpenAIPath = "/v1/chat/completions"
+const OpenAIPath = chat.Path
 
 type oaRequest struct {
 	Model           string        `json:"model"`
@@ -27,48 +29,17 @@ type oaRequest struct {
 	ReasoningEffort string        `json:"reasoning_effort,omitempty"`
 }
 
-type oaStreamOpts struct {
-	IncludeUsage bool `json:"include_usage"`
-}
-
-type oaMessage struct {
-	Role       string       `json:"role"`
-	Content    any          `json:"content"` // string, []oaPart or nil
-	ToolCalls  []oaToolCall `json:"tool_calls,omitempty"`
-	ToolCallID string       `json:"tool_call_id,omitempty"`
-}
-
-type oaPart struct {
-	Type     string      `json:"type"`
-	Text     string      `json:"text,omitempty"`
-	ImageURL *oaImageURL `json:"image_url,omitempty"`
-}
-
-type oaImageURL struct {
-	URL string `json:"url"`
-}
-
-type oaToolCall struct {
-	ID       string     `json:"id"`
-	Type     string     `json:"type"`
-	Function oaFunction `json:"function"`
-}
-
-type oaFunction struct {
-	Name      string `json:"name"`
-	Arguments string `json:"arguments"`
-}
-
-type oaTool struct {
-	Type     string        `json:"type"`
-	Function oaFunctionDef `json:"function"`
-}
-
-type oaFunctionDef struct {
-	Name        string          `json:"name"`
-	Description string          `json:"description,omitempty"`
-	Parameters  json.RawMessage `json:"parameters,omitempty"`
-}
+// The chat-completions types, shared with translate/responses.
+type (
+	oaStreamOpts  = chat.StreamOptions
+	oaMessage     = chat.Message
+	oaPart        = chat.Part
+	oaImageURL    = chat.ImageURL
+	oaToolCall    = chat.ToolCall
+	oaFunction    = chat.Function
+	oaTool        = chat.Tool
+	oaFunctionDef = chat.FunctionDef
+)
 
 // ToOpenAI translates a Messages request into an OpenAI chat-completions body
 // for OpenAIPath. A *RequestError names what cannot be translated (an unknown
@@ -98,10 +69,18 @@ func ToOpenAI(r *Request) ([]byte, error) {
 		field := fmt.Sprintf("messages.%d.content", i)
 		var msgs []oaMessage
 		var err error
-		if m.Role == "assistant" {
+		switch m.Role {
+		case "assistant":
 			msgs, err = assistantMessage(field, m.Content)
-		} else {
+		case "user":
 			msgs, err = userMessages(field, m.Content)
+		case "system":
+			// a system message mid-conversation stays where it was
+			var text string
+			text, err = joinText(field, m.Content)
+			msgs = []oaMessage{{Role: "system", Content: text}}
+		default:
+			return nil, fieldError(fmt.Sprintf("messages.%d.role", i), "role %q cannot be translated for this backend", m.Role)
 		}
 		if err != nil {
 			return nil, err
