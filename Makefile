@@ -12,6 +12,7 @@ FUZZMINIMIZE  ?= 1s
 .PHONY: build run run-local test test-short bench adapt xcaddy fuzz vet clean
 
 build: ## Caddy with the olla module, and the backend simulator
+	@echo "building bin/caddy and bin/olla-sim (the first build compiles Caddy: a few minutes; later ones take seconds)"
 	$(GO) build -trimpath -ldflags "-s -w" -o $(BIN)/caddy ./cmd/caddy
 	$(GO) build -trimpath -ldflags "-s -w" -o $(BIN)/olla-sim ./cmd/olla-sim
 

@@ -2,8 +2,9 @@
 # End-to-end suite (`make e2e`): the real proxy, bin/caddy, in front of
 # simulated backends, bin/olla-sim (one process per backend, so a test can
 # kill one mid-run), driven by the official `openai`, `ollama` and
-# `@anthropic-ai/sdk` npm clients under `node --test` (50-anthropic and
-# 80-dashboard start proxies and simulators of their own).
+# `@anthropic-ai/sdk` npm clients and the Claude Code and Codex agents under
+# `node --test` (50-anthropic, 60-agents and 80-dashboard start proxies and
+# simulators of their own).
 #
 # Everything listens on free 127.0.0.1 ports. The generated Caddyfile, the
 # process logs and Caddy's data directories go to e2e/.run/ (kept after the
@@ -23,7 +24,8 @@ if [[ -z "${MAKELEVEL:-}" || ! -x bin/caddy || ! -x bin/olla-sim ]]; then
 	make --no-print-directory build >&2
 fi
 if [[ ! -d e2e/node_modules/openai || ! -d e2e/node_modules/ollama || ! -d e2e/node_modules/puppeteer-core ||
-	! -d e2e/node_modules/@anthropic-ai/sdk ]]; then
+	! -d e2e/node_modules/@anthropic-ai/sdk || ! -d e2e/node_modules/@anthropic-ai/claude-code ||
+	! -d e2e/node_modules/@openai/codex ]]; then
 	(cd e2e && npm ci --no-audit --no-fund >&2)
 fi
 

@@ -11,5 +11,6 @@ bin/olla-sim \
 	-sim "vllm@127.0.0.1:41004=Qwen/Qwen2.5-7B-Instruct;name=gpu-vllm;$pace" &
 sim=$!
 trap 'kill $sim 2>/dev/null; wait $sim 2>/dev/null || true' EXIT INT TERM
-echo "simulated backends on 127.0.0.1:41001-41004; olla on http://127.0.0.1:40114"
-bin/caddy run --config examples/demo.Caddyfile --adapter caddyfile
+echo "simulated backends on 127.0.0.1:41001-41004; olla on http://127.0.0.1:40114 (Ctrl-C stops both)"
+# Ctrl-C ends Caddy with SIGINT: a clean stop, not a failure for make
+bin/caddy run --config examples/demo.Caddyfile --adapter caddyfile || { status=$?; [[ $status == 130 || $status == 143 ]] || exit $status; }
