@@ -86,3 +86,19 @@ ${block}
     { XDG_CONFIG_HOME: path.join(runDir, 'xdg-config'), XDG_DATA_HOME: path.join(runDir, 'xdg-data') });
   return { base: `http://127.0.0.1:${port}`, adminURL: `http://127.0.0.1:${admin}` };
 }
+
+// allRoutable waits until the proxy at base routes n endpoints, each with
+// its models known.
+export function allRoutable(base, n) {
+  return until(`${n} endpoints routable`, async () => {
+    const res = await fetch(`${base}/internal/status/endpoints`);
+    const body = await res.json();
+    return body.routable_count === n && body.endpoints.every((e) => e.model_count > 0);
+  });
+}
+
+// stopped stops every process of set and resolves once all have exited.
+export async function stopped(set) {
+  set.stopAll();
+  await Promise.all(set.procs.map((p) => (p.exitCode !== null ? null : new Promise((r) => p.once('exit', r)))));
+}

@@ -7,13 +7,13 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { freePorts, processes, startProxy, until } from '../lib/procs.mjs';
+import { allRoutable, freePorts, processes, startProxy, stopped } from '../lib/procs.mjs';
 import Anthropic from '@anthropic-ai/sdk';
 
 const root = process.cwd();
 const runDir = path.join(root, 'e2e', '.run', 'anthropic');
 const set = processes(root, runDir);
-const { procs, start, stopAll } = set;
+const { start } = set;
 const TOKENS = 6;
 const NATIVE_MODEL = 'qwen3:8b';
 const OPENAI_MODEL = 'gpt-sim-mini';
@@ -30,17 +30,10 @@ before(async () => {
   start('sim-native', 'bin/olla-sim', ['-sim', `ollama@127.0.0.1:${pn}=${NATIVE_MODEL};name=native;${pace}`]);
   start('sim-openai', 'bin/olla-sim', ['-sim', `openai@127.0.0.1:${po}=${OPENAI_MODEL};name=openai;${pace}`]);
   ({ base } = startProxy(set, runDir, { port, admin }, [['native', pn, 'ollama'], ['openai', po, 'openai']]));
-  await until('both endpoints routable', async () => {
-    const res = await fetch(`${base}/internal/status/endpoints`);
-    const body = await res.json();
-    return body.routable_count === 2 && body.endpoints.every((e) => e.model_count > 0);
-  });
+  await allRoutable(base, 2);
 });
 
-after(async () => {
-  stopAll();
-  await Promise.all(procs.map((p) => (p.exitCode !== null ? null : new Promise((r) => p.once('exit', r)))));
-});
+after(() => stopped(set));
 
 // The client as an Anthropic-API tool would build it from
 // ANTHROPIC_BASE_URL=<olla>/olla/anthropic. No retries: what succeeds,

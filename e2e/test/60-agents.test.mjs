@@ -13,13 +13,13 @@ import { execFile } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { freePorts, processes, startProxy, until } from '../lib/procs.mjs';
+import { allRoutable, freePorts, processes, startProxy, stopped } from '../lib/procs.mjs';
 
 const require = createRequire(import.meta.url);
 const root = process.cwd();
 const runDir = path.join(root, 'e2e', '.run', 'agents');
 const set = processes(root, runDir);
-const { procs, start, stopAll } = set;
+const { start } = set;
 const TOKENS = 6;
 // Ollama's simulator speaks Messages and Responses natively; llama.cpp's
 // has Messages but no Responses; the generic OpenAI-compatible one has
@@ -45,17 +45,10 @@ before(async () => {
   start('sim-openai', 'bin/olla-sim', ['-sim', `openai@127.0.0.1:${po}=${TRANSLATED};name=openai;${pace}`]);
   simURL = { native: `http://127.0.0.1:${pn}`, openai: `http://127.0.0.1:${po}` };
   ({ base } = startProxy(set, runDir, { port, admin }, [['native', pn, 'ollama'], ['openai', po, 'openai']]));
-  await until('both endpoints routable', async () => {
-    const res = await fetch(`${base}/internal/status/endpoints`);
-    const body = await res.json();
-    return body.routable_count === 2 && body.endpoints.every((e) => e.model_count > 0);
-  });
+  await allRoutable(base, 2);
 });
 
-after(async () => {
-  stopAll();
-  await Promise.all(procs.map((p) => (p.exitCode !== null ? null : new Promise((r) => p.once('exit', r)))));
-});
+after(() => stopped(set));
 
 // run executes an agent and resolves with its output; it fails the test on
 // a non-zero exit, naming stderr.
