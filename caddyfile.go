@@ -103,6 +103,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			}
 //			shadow
 //			on_storage_error    open|closed
+//			storage             memory | redis <address>
 //		}
 //		cors {
 //			allowed_origins   <origin>...|*
@@ -742,6 +743,18 @@ func parseKeyLimits(d *caddyfile.Dispenser) (*KeyLimits, error) {
 	subs["anonymous"] = func() error { return enumArg(d, &kl.Anonymous, anonymousShared, anonymousRefuse) }
 	subs["shadow"] = func() error { return flagArg(d, &kl.Shadow) }
 	subs["on_storage_error"] = func() error { return enumArg(d, &kl.OnStorageError, storeFailOpen, storeFailClosed) }
+	subs["storage"] = func() error {
+		args := d.RemainingArgs()
+		switch {
+		case len(args) == 1 && args[0] == storageMemory:
+		case len(args) == 2 && args[0] == storageRedis:
+			kl.RedisAddress = args[1]
+		default:
+			return d.Err("storage takes memory, or redis <address>")
+		}
+		kl.Storage = args[0]
+		return nil
+	}
 	subs["cost"] = func() error {
 		kl.Cost = &TokenCost{}
 		return parseBlock(d, map[string]func() error{

@@ -192,7 +192,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 	}
 	h.limits = newRateLimiter(h.RateLimits)
-	h.keys = newKeyPolicy(h.KeyLimits)
+	if h.keys, err = newKeyPolicy(h.KeyLimits); err != nil {
+		return err
+	}
 	h.cors = newCORSPolicy(h.CORS)
 	h.queue = newQueuePolicy(h.Queue)
 
@@ -234,6 +236,7 @@ func (h *Handler) Cleanup() error {
 		release(s)
 	}
 	h.settings = nil
+	h.keys.release()
 	if h.sherpa != nil {
 		return h.sherpa.Cleanup()
 	}

@@ -51,6 +51,14 @@ type KeyLimits struct {
 	// OnStorageError is open (default: admit while the counters cannot be
 	// read) or closed (503).
 	OnStorageError string `json:"on_storage_error,omitempty"`
+	// Storage is where the counters live: memory (default: this process)
+	// or redis, shared by every instance that names the same server.
+	Storage string `json:"storage,omitempty"`
+	// RedisAddress is the Redis (or Valkey) server with storage redis:
+	// host:port, a unix socket path, or a redis://, rediss:// or unix://
+	// URL (with a password and database). Placeholders such as
+	// {env.REDIS_URL} are allowed. It is never logged.
+	RedisAddress string `json:"redis_address,omitempty"`
 }
 
 // TokenCost is a price per token.
@@ -73,6 +81,8 @@ type ModelLimits struct {
 const (
 	anonymousShared = "shared"
 	anonymousRefuse = "refuse"
+	storageMemory   = "memory"
+	storageRedis    = "redis"
 	storeFailOpen   = "open"
 	storeFailClosed = "closed"
 	// anonymousKey is the key every anonymous request shares.
@@ -123,6 +133,12 @@ func (k *KeyLimits) validate() error {
 	if err := checkEnum("key_limits on_storage_error", k.OnStorageError, storeFailOpen, storeFailClosed); err != nil {
 		return err
 	}
+	if err := checkEnum("key_limits storage", k.Storage, storageMemory, storageRedis); err != nil {
+		return err
+	}
+	if (k.Storage == storageRedis) != (k.RedisAddress != "") {
+		return fmt.Errorf("key_limits: storage redis takes an address (storage redis <address>), and only it does")
+	}
 	if k.Key != "" && !strings.Contains(k.Key, "{") {
 		return fmt.Errorf("key_limits key %q is not a placeholder: every request would share it; use one such as {http.auth.user.id} or {http.request.header.X-Api-Key}", k.Key)
 	}
@@ -168,17 +184,18 @@ type keyPolicy struct {
 	refuseAnon bool
 	failClosed bool
 	shadow     bool
-	limiter    *limits.Limiter // nil: identity and accounting only
-	lastWarn   atomic.Int64    // unix nanos of the last store-error log line
+	limiter    *limits.Limiter
+	redisAddr  string       // the pooled Redis client this policy holds, if any
+	lastWarn   atomic.Int64 // unix nanos of the last store-error log line
 }
 
 func toRule(m ModelLimits) limits.Rule {
 	return limits.Rule{TokensPerMinute: m.TokensPerMinute, RequestsPerMinute: m.RequestsPerMinute, BudgetDay: m.BudgetDay, BudgetMonth: m.BudgetMonth}
 }
 
-func newKeyPolicy(k *KeyLimits) *keyPolicy {
+func newKeyPolicy(k *KeyLimits) (*keyPolicy, error) {
 	if k == nil {
-		return nil
+		return nil, nil
 	}
 	p := &keyPolicy{key: k.Key, refuseAnon: k.Anonymous == anonymousRefuse, failClosed: k.OnStorageError == storeFailClosed, shadow: k.Shadow}
 	pol := limits.Policy{Key: toRule(k.rule()), Shadow: k.Shadow}
@@ -191,8 +208,44 @@ func newKeyPolicy(k *KeyLimits) *keyPolicy {
 			pol.Models[name] = toRule(*m)
 		}
 	}
-	p.limiter = limits.New(pol, keyCounters)
-	return p
+	var store limits.Store = keyCounters
+	if k.Storage == storageRedis {
+		addr, err := caddy.NewReplacer().ReplaceOrErr(k.RedisAddress, true, true)
+		if err != nil {
+			return nil, fmt.Errorf("key_limits redis address: %v", err)
+		}
+		v, _, err := redisStores.LoadOrNew(addr, func() (caddy.Destructor, error) {
+			s, err := limits.NewRedis(addr)
+			if err != nil {
+				return nil, err
+			}
+			return pooledRedis{s}, nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("key_limits: %v", err)
+		}
+		p.redisAddr = addr
+		store = v.(pooledRedis).Redis
+	}
+	p.limiter = limits.New(pol, store)
+	return p, nil
+}
+
+// redisStores holds one client per Redis address for the whole process,
+// kept across reloads (a reload's old and new config share it) and closed
+// when no config names it any more.
+var redisStores = caddy.NewUsagePool()
+
+type pooledRedis struct{ *limits.Redis }
+
+func (p pooledRedis) Destruct() error { return p.Close() }
+
+// release drops the policy's reference on its Redis client.
+func (p *keyPolicy) release() {
+	if p != nil && p.redisAddr != "" {
+		_, _ = redisStores.Delete(p.redisAddr)
+		p.redisAddr = ""
+	}
 }
 
 // identify sets the request's key from the placeholder; a request without

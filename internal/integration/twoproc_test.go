@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -41,34 +42,9 @@ func TestStickyTwoProcesses(t *testing.T) {
 	// it, including its floor for noise).
 	block += "load_balancer adaptive {\n ttft 0\n}\nsticky_sessions {\n key_sources session_header\n}\n"
 
-	bin := filepath.Join(t.TempDir(), "caddy")
-	build := exec.Command("go", "build", "-o", bin, "github.com/caddy-olla/olla/cmd/caddy")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building the second caddy: %v\n%s", err, out)
-	}
-	dir := t.TempDir()
-	second := strings.NewReplacer("admin localhost:2999", "admin off",
-		fmt.Sprint(httpPort), fmt.Sprint(secondPort), "https_port 40443", "https_port 40444").Replace(site(block))
-	cfg := filepath.Join(dir, "Caddyfile")
-	if err := os.WriteFile(cfg, []byte(second), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, "run", "--config", cfg, "--adapter", "caddyfile")
-	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_CONFIG_HOME="+dir, "XDG_DATA_HOME="+dir)
-	var logs strings.Builder
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		_ = cmd.Wait()
-	})
-
+	secondBase, logs := startSecondCaddy(t, site(block))
 	load(t, site(block))
 	waitRoutable(t, names...)
-	secondBase := fmt.Sprintf("http://localhost:%d", secondPort)
 	waitFor(t, "the second caddy's endpoints routable", 30*time.Second, func() bool {
 		res, err := client.Get(secondBase + "/internal/ready")
 		if err != nil {
@@ -90,7 +66,7 @@ func TestStickyTwoProcesses(t *testing.T) {
 			req.Header.Set("X-Olla-Session-ID", id)
 			res, err := client.Do(req)
 			if err != nil {
-				t.Fatalf("%s: %v\nsecond caddy's log:\n%s", b, err, logs.String())
+				t.Fatalf("%s: %v\nsecond caddy's log:\n%s", b, err, logs)
 			}
 			res.Body.Close()
 			if res.StatusCode != 200 || res.Header.Get("X-Olla-Sticky-Session") != "miss" {
@@ -106,4 +82,55 @@ func TestStickyTwoProcesses(t *testing.T) {
 	if len(placed) < 3 {
 		t.Errorf("24 sessions landed on %d endpoints (%v): the agreement proves little", len(placed), placed)
 	}
+}
+
+// startSecondCaddy builds ./cmd/caddy and runs it as a process of its own
+// with caddyfile (a site() config, moved to secondPort with no admin
+// endpoint); it stops with the test. It returns the second site's base URL
+// and its log.
+func startSecondCaddy(t *testing.T, caddyfile string) (string, *syncBuilder) {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "caddy")
+	build := exec.Command("go", "build", "-o", bin, "github.com/caddy-olla/olla/cmd/caddy")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the second caddy: %v\n%s", err, out)
+	}
+	dir := t.TempDir()
+	second := strings.NewReplacer("admin localhost:2999", "admin off",
+		fmt.Sprint(httpPort), fmt.Sprint(secondPort), "https_port 40443", "https_port 40444").Replace(caddyfile)
+	cfg := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(cfg, []byte(second), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, bin, "run", "--config", cfg, "--adapter", "caddyfile")
+	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_CONFIG_HOME="+dir, "XDG_DATA_HOME="+dir)
+	logs := &syncBuilder{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		_ = cmd.Wait()
+	})
+	return fmt.Sprintf("http://localhost:%d", secondPort), logs
+}
+
+// syncBuilder is a strings.Builder a process may write while a test reads.
+type syncBuilder struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuilder) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuilder) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

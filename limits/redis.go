@@ -1,0 +1,219 @@
+package limits
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Redis is a Store in Redis (or Valkey), shared by every instance that
+// names the same server: each operation is one round trip, Take one Lua
+// script that checks and counts atomically, so N instances enforce one
+// limit. Counters are plain integers under "olla:limits:<name>:<window>"
+// with an expiry at their window's end.
+type Redis struct {
+	client  *redis.Client
+	timeout time.Duration
+}
+
+// redisTimeout bounds one store operation: a slow Redis costs a request
+// this much at most, then the caller fails open or closed.
+const redisTimeout = 500 * time.Millisecond
+
+// NewRedis connects (lazily) to addr: host:port, a unix socket path, or a
+// redis://, rediss:// or unix:// URL (which may carry a password and a
+// database). Connection errors surface on the first operation and the
+// client reconnects by itself once the server is back.
+func NewRedis(addr string) (*Redis, error) {
+	var opts *redis.Options
+	switch {
+	case strings.Contains(addr, "://"):
+		o, err := redis.ParseURL(addr)
+		if err != nil {
+			return nil, fmt.Errorf("redis address: %w", redactURL(err, addr))
+		}
+		opts = o
+	case strings.HasPrefix(addr, "/"):
+		opts = &redis.Options{Network: "unix", Addr: addr}
+	default:
+		opts = &redis.Options{Addr: addr}
+	}
+	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = redisTimeout, redisTimeout, redisTimeout
+	opts.MaxRetries = -1 // a failed call fails now; the caller's policy decides
+	opts.PoolSize = max(opts.PoolSize, 64)
+	// no CLIENT SETINFO on connect: older servers and proxies refuse it
+	opts.DisableIdentity = true
+	quietOnce.Do(func() { redis.SetLogger(quiet{}) })
+	return &Redis{client: redis.NewClient(opts), timeout: redisTimeout}, nil
+}
+
+// quiet drops the client's own log lines (to stderr, with addresses): the
+// caller reports store failures in Caddy's log, once per interval.
+type quiet struct{}
+
+func (quiet) Printf(context.Context, string, ...any) {}
+
+var quietOnce sync.Once
+
+// redactURL keeps a URL's password out of an error.
+func redactURL(err error, addr string) error {
+	msg := err.Error()
+	if i := strings.Index(addr, "@"); i >= 0 {
+		msg = strings.ReplaceAll(msg, addr[:i], "<credentials>")
+	}
+	return errors.New(msg)
+}
+
+// Close closes the client's connections.
+func (s *Redis) Close() error { return s.client.Close() }
+
+// redisKey is c's key in its current window and how long it must live,
+// in seconds: to its window's end and a minute more, so an instance whose
+// clock is a little behind still finds it. A TTL rather than a time, so
+// the server's clock does not matter.
+func redisKey(now time.Time, c Counter) (string, int64) {
+	id, end := c.Window.bounds(now)
+	ttl := int64(end.Sub(now)/time.Second) + 61
+	return "olla:limits:" + c.Name + ":" + strconv.FormatInt(id, 10), ttl
+}
+
+// readCounter is the scripts' common start: read(key) is a counter's
+// value, 0 for none; a value that is not an integer raises an error (a
+// store holding garbage is a store failure, not a zero), and a negative
+// one reads as 0 and is reset (counts are never negative). add(key, n,
+// ttl) adds n (INCRBY: exact 64-bit integers) and sets the key's TTL.
+const readCounter = `
+local function read(key)
+  local raw = redis.call("GET", key)
+  if not raw then return 0 end
+  local v = tonumber(raw)
+  if v == nil or v ~= math.floor(v) then
+    error({err = "olla: counter " .. key .. " holds a non-integer"})
+  end
+  if v < 0 then
+    redis.call("SET", key, 0)
+    return 0
+  end
+  return v
+end
+local function add(key, n, ttl)
+  redis.call("INCRBY", key, n)
+  redis.call("EXPIRE", key, ttl)
+end
+`
+
+// takeScript checks every counter and, when none is over (or force),
+// adds each one's n. ARGV: force, then limit, n and TTL per key.
+var takeScript = redis.NewScript(readCounter + `
+local force = ARGV[1] == "1"
+local over, used = -1, 0
+for i, key in ipairs(KEYS) do
+  local v = read(key)
+  local limit = tonumber(ARGV[3*i-1])
+  local need = math.max(tonumber(ARGV[3*i]), 1)
+  if over < 0 and limit > 0 and v + need > limit then
+    over, used = i - 1, v
+  end
+end
+if over < 0 or force then
+  for i, key in ipairs(KEYS) do
+    if tonumber(ARGV[3*i]) > 0 then add(key, ARGV[3*i], ARGV[3*i+1]) end
+  end
+end
+return {over, used}
+`)
+
+// addScript adds each counter's n. ARGV: n and TTL per key.
+var addScript = redis.NewScript(readCounter + `
+for i, key in ipairs(KEYS) do
+  read(key)
+  add(key, ARGV[2*i-1], ARGV[2*i])
+end
+return 1
+`)
+
+// Take implements Store.
+func (s *Redis) Take(ctx context.Context, now time.Time, cs []Counter, force bool) (Result, error) {
+	res := Result{Over: -1}
+	if len(cs) == 0 {
+		return res, nil
+	}
+	keys := make([]string, len(cs))
+	args := make([]any, 1, 1+3*len(cs))
+	args[0] = "0"
+	if force {
+		args[0] = "1"
+	}
+	for i, c := range cs {
+		k, exp := redisKey(now, c)
+		keys[i] = k
+		args = append(args, c.Limit, c.N, exp)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	out, err := takeScript.Run(ctx, s.client, keys, args...).Int64Slice()
+	if err != nil {
+		return res, fmt.Errorf("redis: %w", err)
+	}
+	if len(out) != 2 || out[0] >= int64(len(cs)) || out[0] < -1 {
+		return res, fmt.Errorf("redis: unexpected answer %v", out)
+	}
+	res.Over, res.Used = int(out[0]), max(out[1], 0)
+	return res, nil
+}
+
+// Add implements Store.
+func (s *Redis) Add(ctx context.Context, now time.Time, cs []Counter) error {
+	keys := make([]string, 0, len(cs))
+	args := make([]any, 0, 2*len(cs))
+	for _, c := range cs {
+		if c.N <= 0 {
+			continue
+		}
+		k, exp := redisKey(now, c)
+		keys = append(keys, k)
+		args = append(args, c.N, exp)
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	if err := addScript.Run(ctx, s.client, keys, args...).Err(); err != nil {
+		return fmt.Errorf("redis: %w", err)
+	}
+	return nil
+}
+
+// Peek implements Store: one MGET. A value that is not a whole number
+// reads as 0 here (the page shows what it can; Take reports the fault).
+func (s *Redis) Peek(ctx context.Context, now time.Time, cs []Counter) ([]int64, error) {
+	out := make([]int64, len(cs))
+	if len(cs) == 0 {
+		return out, nil
+	}
+	keys := make([]string, len(cs))
+	for i, c := range cs {
+		keys[i], _ = redisKey(now, c)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	vals, err := s.client.MGet(ctx, keys...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("redis: %w", err)
+	}
+	for i, v := range vals {
+		if str, ok := v.(string); ok {
+			if n, err := strconv.ParseInt(str, 10, 64); err == nil && n > 0 {
+				out[i] = n
+			}
+		}
+	}
+	return out, nil
+}
