@@ -63,8 +63,9 @@ type Handler struct {
 	// Fallbacks are aliases that name models in order: a request for one
 	// goes to the first model that can take it and moves to the next,
 	// before the first byte, on 429 or 503 from every endpoint of a
-	// model, no endpoint with room, or no endpoint serving it. Not on
-	// /olla/anthropic/, where a chain's models are taken as one alias.
+	// model, no endpoint with room, or no endpoint serving it. Not on the
+	// routes that translate (/olla/anthropic/, /v1/responses), where a
+	// chain's models are taken as one alias.
 	Fallbacks map[string][]string `json:"fallbacks,omitempty"`
 	// Retry bounds failover before the first byte.
 	Retry *Retry `json:"retry,omitempty"`
