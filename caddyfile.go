@@ -177,10 +177,11 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			ss := &StickySessions{}
 			h.StickySessions = ss
 			if err := parseBlock(d, map[string]func() error{
-				"idle_ttl":          func() error { return durationArg(d, &ss.IdleTTL) },
-				"max_sessions":      func() error { return intArg(d, &ss.MaxSessions, 1) },
-				"key_sources":       func() error { return listArg(d, &ss.KeySources) },
-				"prefix_hash_bytes": func() error { return intArg(d, &ss.PrefixHashBytes, 1) },
+				"idle_ttl":                func() error { return durationArg(d, &ss.IdleTTL) },
+				"max_sessions":            func() error { return intArg(d, &ss.MaxSessions, 1) },
+				"max_sessions_per_client": func() error { return intArg(d, &ss.MaxSessionsPerClient, 1) },
+				"key_sources":             func() error { return listArg(d, &ss.KeySources) },
+				"prefix_hash_bytes":       func() error { return intArg(d, &ss.PrefixHashBytes, 1) },
 			}); err != nil {
 				return err
 			}
@@ -207,6 +208,27 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			if err != nil {
 				return d.Errf("%v", err)
+			}
+		case "internal_clients":
+			if err := once(sub); err != nil {
+				return err
+			}
+			h.InternalClients = d.RemainingArgs()
+			if len(h.InternalClients) == 0 {
+				return d.Errf("internal_clients needs at least one address, CIDR or `any`")
+			}
+			if _, err := parseInternalClients(h.InternalClients); err != nil {
+				return d.Errf("%v", err)
+			}
+		case "client_ipv6_prefix":
+			if err := once(sub); err != nil {
+				return err
+			}
+			if err := intArg(d, &h.ClientIPv6Prefix, 1); err != nil {
+				return err
+			}
+			if h.ClientIPv6Prefix > 128 {
+				return d.Errf("client_ipv6_prefix must be between 1 and 128, got %d", h.ClientIPv6Prefix)
 			}
 		case "stream_idle_timeout", "response_header_timeout":
 			if err := once(sub); err != nil {
@@ -356,9 +378,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			h.RequestLimits = &RequestLimits{}
 			if err := parseBlock(d, map[string]func() error{
-				"max_body_size":      func() error { return sizeArg(d, &h.RequestLimits.MaxBodySize) },
-				"max_header_size":    func() error { return sizeArg(d, &h.RequestLimits.MaxHeaderSize) },
-				"max_buffered_bytes": func() error { return sizeArg(d, &h.RequestLimits.MaxBufferedBytes) },
+				"max_body_size":            func() error { return sizeArg(d, &h.RequestLimits.MaxBodySize) },
+				"max_header_size":          func() error { return sizeArg(d, &h.RequestLimits.MaxHeaderSize) },
+				"max_buffered_bytes":       func() error { return sizeArg(d, &h.RequestLimits.MaxBufferedBytes) },
+				"max_response_header_size": func() error { return sizeArg(d, &h.RequestLimits.MaxResponseHeaderSize) },
 			}); err != nil {
 				return err
 			}
@@ -393,7 +416,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 		default:
-			return d.Errf("unrecognized olla subdirective %q: expected engine, profile, load_balancer, internal, endpoint, aliases, retry, circuit_breaker, rate_limits, key_limits, cors, request_limits, model_registry, model_discovery, queue, sticky_sessions, stream_idle_timeout or response_header_timeout", sub)
+			return d.Errf("unrecognized olla subdirective %q: expected engine, profile, load_balancer, internal, endpoint, aliases, retry, circuit_breaker, rate_limits, key_limits, cors, request_limits, model_registry, model_discovery, queue, sticky_sessions, internal_clients, client_ipv6_prefix, stream_idle_timeout or response_header_timeout", sub)
 		}
 	}
 	if len(h.Endpoints) == 0 {

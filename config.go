@@ -117,6 +117,10 @@ type RequestLimits struct {
 	// and a body larger than it 413. A declared Content-Length is reserved
 	// whole before reading; a chunked body reserves as it grows.
 	MaxBufferedBytes int64 `json:"max_buffered_bytes,omitempty"`
+	// MaxResponseHeaderSize bounds the header block a backend may answer
+	// with (default 64 KiB); past it the attempt fails as the backend's
+	// fault and the next endpoint is tried.
+	MaxResponseHeaderSize int64 `json:"max_response_header_size,omitempty"`
 }
 
 // ModelRegistry is how requests are routed by model.

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -47,6 +48,9 @@ type endpointSettings struct {
 	transportKey  string // settings that need a new transport when changed
 	tlsConfig     *tls.Config
 	maxConns      int
+	// maxResponseHeader bounds a backend's response header block
+	// (request_limits max_response_header_size; part of transportKey)
+	maxResponseHeader int64
 	// maxConcurrency caps requests in flight (0 = no cap)
 	maxConcurrency int
 
@@ -260,6 +264,13 @@ func parseEndpointURL(raw string) (*url.URL, error) {
 	}
 	if u.RawQuery != "" || u.Fragment != "" || u.ForceQuery {
 		return nil, fmt.Errorf("url %q: a query or fragment is not allowed", redactURL(raw))
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return nil, fmt.Errorf("url %q: port %s is not a port: expected 1 to 65535", redactURL(raw), p)
+		}
+	} else if strings.HasSuffix(u.Host, ":") {
+		return nil, fmt.Errorf("url %q: an empty port after ':'", redactURL(raw))
 	}
 	u.Path = strings.TrimSuffix(u.Path, "/")
 	u.RawPath = ""

@@ -25,6 +25,9 @@ const (
 	defaultMaxAttempts = 3
 	// defaultMaxHeaderSize matches net/http's own limit.
 	defaultMaxHeaderSize = 1 << 20
+	// defaultMaxResponseHeaderSize bounds a backend's response headers, near
+	// Envoy's 60 KiB: no LLM server sends more than a few KiB.
+	defaultMaxResponseHeaderSize = 64 << 10
 	// defaultStreamIdleTimeout is generous: a model may think for a while
 	// between tokens, but not for five minutes.
 	defaultStreamIdleTimeout = 5 * time.Minute
@@ -86,6 +89,11 @@ type Handler struct {
 	ModelDiscovery *ModelDiscovery `json:"model_discovery,omitempty"`
 	// Internal turns the /internal/ routes and /version off when "off".
 	Internal string `json:"internal,omitempty"`
+	// InternalClients are the clients the /internal/ routes, the dashboard
+	// and /version answer: addresses or CIDRs, or "any". Default
+	// 127.0.0.0/8 and ::1, so only a client on this host sees the status
+	// pages; others get 403 (/internal/health answers everyone).
+	InternalClients []string `json:"internal_clients,omitempty"`
 	// StreamIdleTimeout ends a response whose backend sends nothing for this
 	// long, so a backend that stalls mid-stream cannot hold a client
 	// forever. Default 5m; it counts per read, not for the whole stream.
@@ -93,6 +101,11 @@ type Handler struct {
 	// Queue holds requests that find every candidate endpoint at its
 	// max_concurrency, instead of failing them (off unless given).
 	Queue *Queue `json:"queue,omitempty"`
+	// ClientIPv6Prefix is the prefix length IPv6 clients are grouped by for
+	// per-IP rate limits, queue lanes, the sticky ip key and the pin
+	// store's per-client share: 1 to 128, default 64 (128 counts every
+	// address apart).
+	ClientIPv6Prefix int `json:"client_ipv6_prefix,omitempty"`
 	// ResponseHeaderTimeout bounds the wait for a backend's headers; past it
 	// the request fails over to the next endpoint. Default none: loading a
 	// model can take minutes.
@@ -112,7 +125,9 @@ type Handler struct {
 	maxHeader   int64
 	maxBuffered int64 // process-wide budget this handler enforces
 	idle        time.Duration
+	ipv6Prefix  int
 	internalOff bool
+	internal    *internalPolicy
 	strategy    routingStrategy
 	limits      *rateLimiter
 	keys        *keyPolicy // key_limits, if given
@@ -158,6 +173,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.flush = engines.FlushAuto
 	}
 	h.internalOff = h.Internal == "off"
+	if h.internal, err = parseInternalClients(h.InternalClients); err != nil {
+		return err
+	}
 	h.maxAttempts = defaultMaxAttempts
 	if h.Retry != nil && h.Retry.MaxAttempts != 0 {
 		h.maxAttempts = h.Retry.MaxAttempts
@@ -175,6 +193,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.maxBuffered = defaultMaxBufferedBytes
 	if rl := h.RequestLimits; rl != nil && rl.MaxBufferedBytes != 0 {
 		h.maxBuffered = rl.MaxBufferedBytes
+	}
+	h.ipv6Prefix = defaultIPv6ClientPrefix
+	if h.ClientIPv6Prefix != 0 {
+		h.ipv6Prefix = h.ClientIPv6Prefix
 	}
 	h.idle = defaultStreamIdleTimeout
 	if h.StreamIdleTimeout != 0 {
@@ -206,6 +228,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			return err
 		}
 		s.discoveryInterval, s.discoveryTimeout = discoveryInterval, discoveryTimeout
+		s.maxResponseHeader = defaultMaxResponseHeaderSize
+		if rl := h.RequestLimits; rl != nil && rl.MaxResponseHeaderSize != 0 {
+			s.maxResponseHeader = rl.MaxResponseHeaderSize
+		}
+		s.transportKey += fmt.Sprintf(" max_response_header=%d", s.maxResponseHeader)
 		s.slotCap = h.LoadBalancer == balancer.Adaptive
 		if cb := h.CircuitBreaker; cb != nil {
 			s.breaker = discovery.BreakerConfig{Threshold: cb.Failures, OpenFor: time.Duration(cb.OpenFor)}
@@ -280,6 +307,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	} else {
 		rq.prefix, rq.apiPath = "internal", path
 	}
+	caddyhttp.SetVar(r.Context(), clientKeyVar, clientKeyFor(r, h.ipv6Prefix))
 	if h.cors != nil && h.cors.apply(w, r) {
 		return nil // a preflight, answered
 	}
@@ -312,7 +340,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 		return rq.serveOlla()
 	}
-	return rq.serveInternal(path)
+	if path != "/internal/health" && !h.internal.allows(r) {
+		return rq.refuseInternal()
+	}
+	err := rq.serveInternal(path)
+	if rq.rec.status < http.StatusBadRequest {
+		// a status poll answered (the dashboard polls every few seconds)
+		// stays out of Caddy's access log; refusals are logged
+		caddyhttp.SetVar(r.Context(), caddyhttp.LogSkipVar, true)
+	}
+	return err
 }
 
 // headerSize estimates the request's header block as sent: the request line

@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/puzpuzpuz/xsync/v3"
 	"golang.org/x/time/rate"
 )
@@ -213,15 +212,6 @@ func (v verdict) setHeaders(h http.Header) {
 	if !v.reset.IsZero() {
 		h.Set("X-Ratelimit-Reset", strconv.FormatInt(v.reset.Unix(), 10))
 	}
-}
-
-// clientIP is Caddy's idea of the client: the server's trusted_proxies
-// decide which forwarded headers count.
-func clientIP(r *http.Request) string {
-	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
-		return ip
-	}
-	return r.RemoteAddr
 }
 
 // refuse answers a request a bucket refused.

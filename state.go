@@ -153,18 +153,21 @@ func (st *endpointState) Destruct() error {
 func newTransport(s *endpointSettings) *http.Transport {
 	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 	t := &http.Transport{
-		DialContext:           dialer.DialContext,
-		MaxIdleConns:          0,
-		MaxIdleConnsPerHost:   512,
-		MaxConnsPerHost:       s.maxConns,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ExpectContinueTimeout: time.Second,
-		DisableCompression:    true,
-		ForceAttemptHTTP2:     s.url.Scheme == "https",
-		TLSClientConfig:       s.tlsConfig,
-		WriteBufferSize:       16 << 10,
-		ReadBufferSize:        16 << 10,
+		DialContext:         dialer.DialContext,
+		MaxIdleConns:        0,
+		MaxIdleConnsPerHost: 512,
+		MaxConnsPerHost:     s.maxConns,
+		// a backend's headers are bounded like a client's: 1.2 MB of
+		// them must not pass through to the client (Envoy caps at 60 KiB)
+		MaxResponseHeaderBytes: s.maxResponseHeader,
+		IdleConnTimeout:        90 * time.Second,
+		TLSHandshakeTimeout:    10 * time.Second,
+		ExpectContinueTimeout:  time.Second,
+		DisableCompression:     true,
+		ForceAttemptHTTP2:      s.url.Scheme == "https",
+		TLSClientConfig:        s.tlsConfig,
+		WriteBufferSize:        16 << 10,
+		ReadBufferSize:         16 << 10,
 	}
 	return t
 }

@@ -27,6 +27,11 @@ type StickySessions struct {
 	// MaxSessions bounds the pin store; the least recently used pin goes
 	// first (default 10000).
 	MaxSessions int `json:"max_sessions,omitempty"`
+	// MaxSessionsPerClient bounds the pins one client (its address, IPv6
+	// grouped by client_ipv6_prefix) holds; a client at its share replaces
+	// its own least recently used pin, never another's. Default a tenth of
+	// max_sessions (at least 1).
+	MaxSessionsPerClient int `json:"max_sessions_per_client,omitempty"`
 	// KeySources are tried in order, the first that gives a key wins:
 	// session_header (X-Olla-Session-ID), prefix_hash (the first
 	// prefix_hash_bytes of the request's messages or prompt),
@@ -65,6 +70,9 @@ func (ss *StickySessions) validate() error {
 	}
 	if ss.MaxSessions < 0 || ss.MaxSessions > maxStickySessions {
 		return fmt.Errorf("sticky_sessions max_sessions must be between 1 and %d (0 for the default %d), got %d", maxStickySessions, defaultStickySessions, ss.MaxSessions)
+	}
+	if ss.MaxSessionsPerClient < 0 || ss.MaxSessionsPerClient > maxStickySessions {
+		return fmt.Errorf("sticky_sessions max_sessions_per_client must be between 1 and %d (0 for a tenth of max_sessions), got %d", maxStickySessions, ss.MaxSessionsPerClient)
 	}
 	if ss.PrefixHashBytes < 0 || ss.PrefixHashBytes > maxPrefixHashBytes {
 		return fmt.Errorf("sticky_sessions prefix_hash_bytes must be between 1 and %d (0 for the default %d), got %d", maxPrefixHashBytes, defaultPrefixHashBytes, ss.PrefixHashBytes)
@@ -107,7 +115,11 @@ func newStickyPolicy(ss *StickySessions) *stickyPolicy {
 	if ss.MaxSessions > 0 {
 		size = ss.MaxSessions
 	}
-	p.pins = newPinStore(size, ttl)
+	perClient := max(1, size/10)
+	if ss.MaxSessionsPerClient > 0 {
+		perClient = min(ss.MaxSessionsPerClient, size)
+	}
+	p.pins = newPinStore(size, perClient, ttl)
 	return p
 }
 
@@ -115,6 +127,7 @@ func newStickyPolicy(ss *StickySessions) *stickyPolicy {
 // pinned, and (once an endpoint is chosen) the outcome.
 type stickyRequest struct {
 	policy  *stickyPolicy
+	client  string // who asked, for the pin store's per-client share
 	key     uint64 // 0: no key
 	source  string
 	pinned  string // endpoint name the key was pinned to ("" none)
@@ -125,7 +138,7 @@ type stickyRequest struct {
 // gives one. Every key is hashed with the model: the same conversation
 // with another model is another session. Nothing of the request is kept.
 func (p *stickyPolicy) keyFor(r *http.Request, body []byte, model string) *stickyRequest {
-	sr := &stickyRequest{policy: p}
+	sr := &stickyRequest{policy: p, client: clientIP(r)}
 	for _, src := range p.sources {
 		var material []byte
 		switch src {
@@ -140,7 +153,7 @@ func (p *stickyPolicy) keyFor(r *http.Request, body []byte, model string) *stick
 				material = []byte(v)
 			}
 		case keyIP:
-			material = []byte(clientIP(r))
+			material = []byte(sr.client)
 		}
 		if len(material) == 0 {
 			continue
@@ -288,7 +301,7 @@ func (sr *stickyRequest) placed(st *endpointState, h http.Header) {
 	default:
 		sr.outcome = "miss"
 	}
-	sr.policy.pins.put(sr.key, name, sr.outcome, time.Now())
+	sr.policy.pins.put(sr.key, name, sr.outcome, sr.client, time.Now())
 	if h != nil {
 		h.Set("X-Olla-Sticky-Session", sr.outcome)
 	}
@@ -310,13 +323,17 @@ func (sr *stickyRequest) setHeaders(r *http.Request, h http.Header) {
 }
 
 // pinStore maps hashed session keys to endpoint names: an LRU bounded by
-// max, whose entries also expire after idle. It never holds a raw key.
+// max, whose entries also expire after idle. It never holds a raw key. No
+// client holds more than perClient pins: one that mints session ids by the
+// thousand only ever replaces its own.
 type pinStore struct {
-	mu    sync.Mutex
-	max   int
-	ttl   time.Duration
-	order *list.List // of *pin, most recently used first
-	byKey map[uint64]*list.Element
+	mu        sync.Mutex
+	max       int
+	perClient int
+	ttl       time.Duration
+	order     *list.List // of *pin, most recently used first
+	byKey     map[uint64]*list.Element
+	byClient  map[string]*list.List // each client's pins (of *list.Element in order), most recent first
 
 	insertions, hits, misses, repins, evictions, expirations int64
 }
@@ -325,10 +342,13 @@ type pin struct {
 	key      uint64
 	endpoint string // the endpoint's own name string, shared
 	last     time.Time
+	client   string
+	mine     *list.Element // this pin in its client's list
 }
 
-func newPinStore(max int, ttl time.Duration) *pinStore {
-	return &pinStore{max: max, ttl: ttl, order: list.New(), byKey: make(map[uint64]*list.Element, min(max, 1024))}
+func newPinStore(max, perClient int, ttl time.Duration) *pinStore {
+	return &pinStore{max: max, perClient: perClient, ttl: ttl, order: list.New(),
+		byKey: make(map[uint64]*list.Element, min(max, 1024)), byClient: map[string]*list.List{}}
 }
 
 // get returns key's endpoint, or "" when it has none or it expired.
@@ -348,8 +368,8 @@ func (ps *pinStore) get(key uint64, now time.Time) string {
 	return p.endpoint
 }
 
-// put pins key to endpoint and counts the outcome.
-func (ps *pinStore) put(key uint64, endpoint, outcome string, now time.Time) {
+// put pins key to endpoint for client and counts the outcome.
+func (ps *pinStore) put(key uint64, endpoint, outcome, client string, now time.Time) {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	switch outcome {
@@ -364,25 +384,46 @@ func (ps *pinStore) put(key uint64, endpoint, outcome string, now time.Time) {
 		p := e.Value.(*pin)
 		p.endpoint, p.last = endpoint, now
 		ps.order.MoveToFront(e)
+		ps.byClient[p.client].MoveToFront(p.mine)
 		return
 	}
-	// expired pins sit at the back: drop them first, then the least
-	// recently used while the store is full
+	// expired pins sit at the back: drop them first; then a client at its
+	// share gives up its own least recently used pin, and a full store
+	// its least recently used one
 	for back := ps.order.Back(); back != nil && now.Sub(back.Value.(*pin).last) > ps.ttl; back = ps.order.Back() {
 		ps.remove(back)
 		ps.expirations++
+	}
+	mine := ps.byClient[client]
+	if mine != nil && mine.Len() >= ps.perClient {
+		ps.remove(mine.Back().Value.(*list.Element))
+		ps.evictions++
 	}
 	for ps.order.Len() >= ps.max {
 		ps.remove(ps.order.Back())
 		ps.evictions++
 	}
-	ps.byKey[key] = ps.order.PushFront(&pin{key: key, endpoint: endpoint, last: now})
+	if mine = ps.byClient[client]; mine == nil {
+		mine = list.New()
+		ps.byClient[client] = mine
+	}
+	p := &pin{key: key, endpoint: endpoint, last: now, client: client}
+	e := ps.order.PushFront(p)
+	p.mine = mine.PushFront(e)
+	ps.byKey[key] = e
 	ps.insertions++
 }
 
 func (ps *pinStore) remove(e *list.Element) {
-	delete(ps.byKey, e.Value.(*pin).key)
+	p := e.Value.(*pin)
+	delete(ps.byKey, p.key)
 	ps.order.Remove(e)
+	if mine := ps.byClient[p.client]; mine != nil {
+		mine.Remove(p.mine)
+		if mine.Len() == 0 {
+			delete(ps.byClient, p.client)
+		}
+	}
 }
 
 // stats is the store as /internal/stats/sticky shows it.
@@ -391,7 +432,7 @@ func (ps *pinStore) stats() map[string]any {
 	defer ps.mu.Unlock()
 	return map[string]any{"enabled": true, "active_sessions": ps.order.Len(), "insertions": ps.insertions,
 		"hits": ps.hits, "misses": ps.misses, "repins": ps.repins, "evictions": ps.evictions,
-		"expirations": ps.expirations, "max_sessions": ps.max, "idle_ttl_seconds": int64(ps.ttl / time.Second)}
+		"expirations": ps.expirations, "max_sessions": ps.max, "max_sessions_per_client": ps.perClient, "idle_ttl_seconds": int64(ps.ttl / time.Second)}
 }
 
 // serveStickyStats answers /internal/stats/sticky.

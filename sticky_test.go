@@ -35,7 +35,7 @@ func TestPinStoreBounded(t *testing.T) {
 		if sr.key == 0 || sr.source != keySession || sr.pinned != "" {
 			t.Fatalf("key %d: %+v", i, sr)
 		}
-		p.pins.put(sr.key, "ep", "miss", time.Now())
+		p.pins.put(sr.key, "ep", "miss", "client"+strconv.Itoa(i%10), time.Now()) // ten clients, each at its share
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&after)
@@ -59,20 +59,52 @@ func TestPinStoreBounded(t *testing.T) {
 // TestPinStoreLRUAndIdle: the least recently used pin goes first, and a pin
 // idle past idle_ttl is forgotten (a new placement, not a repin).
 func TestPinStoreLRUAndIdle(t *testing.T) {
-	ps := newPinStore(2, time.Minute)
+	ps := newPinStore(2, 2, time.Minute)
 	now := time.Now()
-	ps.put(1, "a", "miss", now)
-	ps.put(2, "b", "miss", now)
+	ps.put(1, "a", "miss", "c", now)
+	ps.put(2, "b", "miss", "c", now)
 	if ps.get(1, now) != "a" { // 1 is now the most recent
 		t.Fatal("pin 1 lost")
 	}
-	ps.put(1, "a", "hit", now)
-	ps.put(3, "c", "miss", now)
+	ps.put(1, "a", "hit", "c", now)
+	ps.put(3, "c", "miss", "c", now)
 	if ps.get(2, now) != "" || ps.get(1, now) != "a" || ps.get(3, now) != "c" {
 		t.Errorf("LRU evicted the wrong pin: 1=%q 2=%q 3=%q", ps.get(1, now), ps.get(2, now), ps.get(3, now))
 	}
 	if got := ps.get(3, now.Add(2*time.Minute)); got != "" {
 		t.Errorf("a pin idle for 2m with idle_ttl 1m is still %q", got)
+	}
+}
+
+// TestPinStoreClientShare: a client at its share replaces its own least
+// recently used pin; other clients' pins stay, and removal keeps the
+// per-client lists consistent.
+func TestPinStoreClientShare(t *testing.T) {
+	ps := newPinStore(10, 3, time.Minute)
+	now := time.Now()
+	for k := uint64(1); k <= 5; k++ {
+		ps.put(k, "a", "miss", "victim", now)
+	}
+	for k := uint64(100); k < 1100; k++ {
+		ps.put(k, "b", "miss", "minter", now)
+	}
+	kept := 0
+	for k := uint64(1); k <= 5; k++ {
+		if ps.get(k, now) == "a" {
+			kept++
+		}
+	}
+	if kept != 3 { // the victim's own share: 3 of its 5
+		t.Errorf("the victim kept %d pins, want 3", kept)
+	}
+	if n := ps.byClient["minter"].Len(); n != 3 {
+		t.Errorf("the minter holds %d pins, want its share of 3", n)
+	}
+	if ps.order.Len() != 6 || len(ps.byKey) != 6 {
+		t.Errorf("store holds %d/%d pins, want 6", ps.order.Len(), len(ps.byKey))
+	}
+	if ps.get(1099, now.Add(2*time.Minute)) != "" || ps.byClient["minter"].Len() != 2 {
+		t.Errorf("an expired pin was not dropped from its client's list")
 	}
 }
 

@@ -67,6 +67,12 @@ func (h *Handler) Validate() error {
 	}); err != nil {
 		return err
 	}
+	if _, err := parseInternalClients(h.InternalClients); err != nil {
+		return err
+	}
+	if h.ClientIPv6Prefix < 0 || h.ClientIPv6Prefix > 128 {
+		return fmt.Errorf("client_ipv6_prefix must be between 1 and 128 (0 for the default %d), got %d", defaultIPv6ClientPrefix, h.ClientIPv6Prefix)
+	}
 	if h.Retry != nil && h.Retry.MaxAttempts < 0 {
 		return fmt.Errorf("retry max_attempts must be 1 or more, got %d", h.Retry.MaxAttempts)
 	}
@@ -176,7 +182,7 @@ func (rl *RequestLimits) validate() error {
 	for _, s := range []struct {
 		name string
 		v    int64
-	}{{"max_body_size", rl.MaxBodySize}, {"max_header_size", rl.MaxHeaderSize}, {"max_buffered_bytes", rl.MaxBufferedBytes}} {
+	}{{"max_body_size", rl.MaxBodySize}, {"max_header_size", rl.MaxHeaderSize}, {"max_buffered_bytes", rl.MaxBufferedBytes}, {"max_response_header_size", rl.MaxResponseHeaderSize}} {
 		if err := checkSize(s.name, s.v); err != nil {
 			return fmt.Errorf("request_limits %w", err)
 		}

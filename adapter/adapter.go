@@ -212,8 +212,12 @@ func (c *conv) convert(root *field) (*caddyConfig, error) {
 	}
 	top.ignore("logging", "use Caddy's logging instead: the \"logging\" section of the JSON config (or the `log` directive in a Caddyfile); ignored")
 	top.ignore("engineering", "debugging options of the standalone proxy; ignored")
-	if f := top.get("dashboard"); f != nil && enabledUnlessOff(f, "enabled") {
-		f.warn("the Caddy module has no dashboard; the status JSON is at /internal/status; ignored")
+	dash, err := top.child("dashboard")
+	if err != nil {
+		return nil, err
+	}
+	if err := c.dashboard(dash, srv, h); err != nil {
+		return nil, err
 	}
 	top.done()
 
@@ -304,6 +308,50 @@ func oneOf(f *field, v string, allowed ...string) error {
 	return f.errorf("unknown value %q: expected %s", v, strings.Join(allowed, ", "))
 }
 
+// dashboard maps the dashboard section. The standalone proxy gates only its
+// page by dashboard.access_policy.allowed_cidrs (loopback by default) and
+// serves the status JSON to everyone; the module answers the page, the
+// status JSON and /version alike to internal_clients only (loopback by
+// default), so the allowed CIDRs become internal_clients.
+func (c *conv) dashboard(m *mapping, srv *server, h *handler) error {
+	// enabled: false has nothing to turn off alone: the page answers only
+	// internal_clients, like every status route
+	m.get("enabled")
+	policy, err := m.child("access_policy")
+	if err != nil {
+		return err
+	}
+	if f := policy.get("allowed_cidrs"); f != nil {
+		cidrs, err := f.strings()
+		if err != nil {
+			return err
+		}
+		for _, v := range cidrs {
+			if _, perr := netip.ParsePrefix(v); perr != nil {
+				if _, aerr := netip.ParseAddr(v); aerr != nil {
+					return f.errorf("%q is not a CIDR such as 10.0.0.0/8", v)
+				}
+			}
+		}
+		if len(cidrs) > 0 {
+			h.InternalClients = cidrs
+			f.warn("written as internal_clients: in the module these clients see the status JSON and /version too, not only the dashboard; the rest get 403")
+		}
+	}
+	policy.ignore("allowed_hosts", "the module does not check the Host header for the dashboard; use a Caddy host matcher on the site instead; ignored")
+	policy.done()
+	m.ignore("gate_internal_api", "the module gates every /internal/ route (except /internal/health) by internal_clients anyway; ignored")
+	m.done()
+	if h.InternalClients == nil && len(srv.Listen) > 0 {
+		if host, _, err := net.SplitHostPort(srv.Listen[0]); err == nil {
+			if a, err := netip.ParseAddr(host); host != "localhost" && (err != nil || !a.IsLoopback()) {
+				c.warn(c.hostLine, "server.host", "the standalone proxy serves /internal/status* to every client; the module answers them (and the dashboard) only to loopback clients: list the addresses that may see them in dashboard.access_policy.allowed_cidrs (written as internal_clients)")
+			}
+		}
+	}
+	return nil
+}
+
 // server maps the server section onto the Caddy server and the handler's
 // limits.
 func (c *conv) server(m *mapping, srv *server, app *httpApp, h *handler) error {
@@ -311,6 +359,7 @@ func (c *conv) server(m *mapping, srv *server, app *httpApp, h *handler) error {
 	if err != nil {
 		return err
 	}
+	c.hostLine = m.line("host")
 	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
 	port := defaultPort
 	if f := m.get("port"); f != nil {

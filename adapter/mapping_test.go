@@ -152,6 +152,13 @@ func TestMappings(t *testing.T) {
 			name: "host and port",
 			yaml: "server: {host: 0.0.0.0, port: 8080}\n" + oneEndpoint,
 			want: map[string]any{"s.listen": []string{"0.0.0.0:8080"}},
+			warn: []string{"server.host"}, // the status routes stay loopback-only
+		},
+		{
+			name: "the dashboard's allowed CIDRs gate every status route",
+			yaml: "server: {host: 0.0.0.0}\ndashboard: {enabled: true, access_policy: {allowed_cidrs: [10.0.0.0/8, '::1/128'], allowed_hosts: [olla.lan]}}\n" + oneEndpoint,
+			want: map[string]any{"h.internal_clients": []string{"10.0.0.0/8", "::1/128"}},
+			warn: []string{"dashboard.access_policy.allowed_cidrs", "dashboard.access_policy.allowed_hosts"},
 		},
 		{
 			name: "IPv6 host",
@@ -162,6 +169,7 @@ func TestMappings(t *testing.T) {
 			name: "empty host listens everywhere",
 			yaml: "server: {host: ''}\n" + oneEndpoint,
 			want: map[string]any{"s.listen": []string{":40114"}},
+			warn: []string{"server.host"},
 		},
 		{
 			name: "server timeouts",
@@ -534,7 +542,7 @@ extra: 1
 		{24, "discovery.model_discovery.concurrent_workers"}, {25, "discovery.model_discovery.retry_attempts"},
 		{26, "discovery.model_discovery.retry_backoff"}, {32, "discovery.static.endpoints[0].weight"},
 		{34, "model_registry.type"}, {35, "model_registry.enable_unifier"}, {36, "model_registry.unification"},
-		{37, "translators"}, {38, "logging"}, {39, "engineering"}, {40, "dashboard"}, {41, "extra"},
+		{37, "translators"}, {38, "logging"}, {39, "engineering"}, {41, "extra"},
 	}
 	if len(warns) != len(want) {
 		t.Errorf("%d warnings, want %d:\n%s", len(warns), len(want), formatWarnings(warns))

@@ -75,6 +75,7 @@ type handler struct {
 	ModelRegistry         *modelRegistry      `json:"model_registry,omitempty"`
 	ModelDiscovery        *modelDiscovery     `json:"model_discovery,omitempty"`
 	StickySessions        *stickySessions     `json:"sticky_sessions,omitempty"`
+	InternalClients       []string            `json:"internal_clients,omitempty"`
 }
 
 type stickySessions struct {

@@ -21,6 +21,7 @@ type conv struct {
 	env      func(string) (string, bool)
 	readable func(string) error
 	warnings []caddyconfig.Warning
+	hostLine int // server.host, for warnings about who can reach the server
 }
 
 // configError is an error that names the file, line and key.

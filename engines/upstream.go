@@ -45,18 +45,27 @@ var hopHeaders = []string{
 	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
 }
 
-// IsClientCredential reports whether a header carries a credential: the
-// well-known ones (Authorization, Proxy-Authorization, Cookie, X-Api-Key,
-// Azure's Api-Key, Google's X-Goog-Api-Key, X-Auth-Token) and any header
-// whose name contains "key", "token" or "secret" in any case. It is the one
-// list: client headers it matches are stripped unless the endpoint forwards
-// client auth, and configured headers it matches are kept out of sight.
+// IsClientCredential reports whether a header carries a credential: any
+// header whose name contains "auth" (Authorization, Authentication,
+// Proxy-Authorization, X-Auth-Token), "key", "token", "secret", "password"
+// or "passwd", "session" or "cookie", in any case. Rate-limit headers
+// (x-ratelimit-remaining-tokens, anthropic-ratelimit-tokens-limit) count
+// tokens, not credentials, so "token" alone does not make them one. It is
+// the one list: client headers it matches are stripped unless the endpoint
+// forwards client auth, backend response headers it matches never reach
+// the client, and configured headers it matches are kept out of sight.
 func IsClientCredential(name string) bool {
-	if strings.EqualFold(name, "Authorization") || strings.EqualFold(name, "Proxy-Authorization") || strings.EqualFold(name, "Cookie") {
-		return true
+	for _, w := range credentialWords {
+		if containsFold(name, w) {
+			return true
+		}
 	}
-	return containsFold(name, "key") || containsFold(name, "token") || containsFold(name, "secret")
+	return containsFold(name, "token") && !containsFold(name, "ratelimit") && !containsFold(name, "rate-limit")
 }
+
+// credentialWords are the lower-case words that make a header name a
+// credential wherever they appear in it ("token" is checked on its own).
+var credentialWords = []string{"auth", "key", "secret", "password", "passwd", "session", "cookie"}
 
 // containsFold reports whether s contains the lower-case ASCII word sub in
 // any case, without allocating.
@@ -124,13 +133,15 @@ func StripOllaHeaders(h http.Header) {
 // DecorateResponse puts the endpoint's headers on a response about to be
 // written: X-Olla-Endpoint, X-Olla-Backend-Type and X-Olla-Response-Time (time
 // from the handler's start to the backend's headers). Backend-sent X-Olla-*
-// headers and credentials are removed first.
+// headers and credentials are removed first, and a Retry-After is capped.
 func DecorateResponse(h http.Header, t Target, start time.Time) {
 	StripOllaHeaders(h)
-	h.Del("Set-Cookie")
-	h.Del("Authorization")
-	h.Del("Proxy-Authorization")
-	h.Del("X-Api-Key")
+	for name := range h {
+		if IsClientCredential(name) {
+			delete(h, name)
+		}
+	}
+	capRetryAfter(h)
 	h.Set("X-Olla-Endpoint", t.Name())
 	h.Set("X-Olla-Backend-Type", t.Type())
 	h.Set("X-Olla-Response-Time", strconv.FormatInt(time.Since(start).Milliseconds(), 10)+"ms")
@@ -202,6 +213,26 @@ func ParseRetryAfter(v string, now time.Time) time.Duration {
 		return 0
 	}
 	return min(d, MaxRetryAfter)
+}
+
+// capRetryAfter rewrites a backend's Retry-After for the client as we read
+// it ourselves: delta-seconds no longer than MaxRetryAfter, an HTTP date
+// turned into the seconds left; a value we cannot read is dropped, so a
+// client is never told to stay away longer than we would.
+func capRetryAfter(h http.Header) {
+	v, ok := h["Retry-After"]
+	if !ok {
+		return
+	}
+	if len(v) == 1 && strings.TrimSpace(v[0]) == "0" {
+		return
+	}
+	d := ParseRetryAfter(strings.Join(v, ","), time.Now())
+	if d <= 0 {
+		delete(h, "Retry-After")
+		return
+	}
+	h["Retry-After"] = []string{strconv.FormatInt(int64((d+time.Second-1)/time.Second), 10)}
 }
 
 func isDigits(s string) bool {

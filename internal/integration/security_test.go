@@ -12,6 +12,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -300,6 +301,7 @@ func TestSecurityModelKeys(t *testing.T) {
 var clientCredentials = []string{
 	"Authorization", "Proxy-Authorization", "Cookie", "X-Api-Key", "Api-Key", "X-Goog-Api-Key",
 	"X-Auth-Token", "X-Custom-Token", "Openai-Secret", "X-Team-Apikey",
+	"Authentication", "X-Password", "X-Passwd", "X-Session-Id", "Cookie2", "X-Backend-Auth",
 }
 
 // TestSecurityCredentials: one rule decides which client headers are
@@ -633,4 +635,319 @@ func postsOf(byPath map[string]int64) map[string]int64 {
 		}
 	}
 	return out
+}
+
+// siteWith is site() with extra global server options (trusted_proxies)
+// and extra site directives before the olla block.
+func siteWith(serverOptions, siteDirectives, ollaBlock string) string {
+	return fmt.Sprintf(`{
+	admin localhost:2999
+	http_port %d
+	https_port 40443
+	auto_https off
+	grace_period 1s
+	servers {
+%s
+	}
+}
+http://localhost:%d {
+%s
+	olla {
+%s
+	}
+	respond "next handler" 200
+}
+`, httpPort, serverOptions, httpPort, siteDirectives, ollaBlock)
+}
+
+// clientFrom is an HTTP client whose connections come from a loopback
+// address of its own (127.0.0.2, ...): another client to the proxy.
+func clientFrom(ip string) *http.Client {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 5 * time.Second}
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DialContext: d.DialContext}}
+}
+
+// hostileBackend is an OpenAI-compatible backend that misbehaves by model:
+// "big-headers" answers with 1.2 MB of headers, "busy" a 429 asking for
+// 999999999999 s, "creds" a 200 carrying credential headers beside
+// rate-limit token counts. It lists the three models.
+func hostileBackend(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/v1/models") {
+			fmt.Fprint(w, `{"object":"list","data":[{"id":"big-headers","object":"model"},{"id":"busy","object":"model"},{"id":"creds","object":"model"}]}`)
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		h := w.Header()
+		h.Set("Content-Type", "application/json")
+		switch {
+		case strings.Contains(string(body), `"big-headers"`):
+			pad := strings.Repeat("p", 1000)
+			for i := range 1200 {
+				h.Set(fmt.Sprintf("X-Pad-%d", i), pad)
+			}
+		case strings.Contains(string(body), `"busy"`):
+			h.Set("Retry-After", "999999999999")
+			w.WriteHeader(http.StatusTooManyRequests)
+			fmt.Fprint(w, `{"error":{"message":"slow down","type":"rate_limit"}}`)
+			return
+		case strings.Contains(string(body), `"creds"`):
+			h.Set("Set-Cookie", "sid=backend-secret")
+			h.Set("X-Session-Token", "backend-secret")
+			h.Set("Authentication-Info", "backend-secret")
+			h.Set("X-Password", "backend-secret")
+			h.Set("X-Backend-Auth", "backend-secret")
+			h.Set("X-Ratelimit-Remaining-Tokens", "9000")
+			h.Set("Anthropic-Ratelimit-Tokens-Remaining", "8000")
+			h.Set("X-Trace", "kept")
+		}
+		fmt.Fprint(w, `{"id":"x","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return "http://" + ln.Addr().String()
+}
+
+// TestSecurityBackendHeaders: what a backend answers with is bounded and
+// scrubbed in both engines: credential headers never reach the client
+// (rate-limit token counts do), a Retry-After is capped at 5 minutes on
+// every route (the Anthropic one too), and a response header block over
+// request_limits max_response_header_size (64 KiB by default) fails the
+// attempt instead of passing 1.2 MB through.
+func TestSecurityBackendHeaders(t *testing.T) {
+	for _, engine := range engineNames {
+		t.Run(engine, func(t *testing.T) {
+			url := hostileBackend(t)
+			load(t, site("engine "+engine+"\n"+endpointBlock("h", url, "openai-compatible")))
+			waitRoutable(t, "h")
+			chat := func(model string) string {
+				return `{"model":"` + model + `","messages":[{"role":"user","content":"hi"}]}`
+			}
+
+			res := post(t, "/olla/openai/v1/chat/completions", chat("creds"))
+			if b := readAll(t, res); res.StatusCode != 200 {
+				t.Fatalf("creds: %d %s", res.StatusCode, b)
+			}
+			for _, name := range []string{"Set-Cookie", "X-Session-Token", "Authentication-Info", "X-Password", "X-Backend-Auth"} {
+				if v := res.Header.Get(name); v != "" {
+					t.Errorf("the backend's %s reached the client: %q", name, v)
+				}
+			}
+			for name, want := range map[string]string{"X-Ratelimit-Remaining-Tokens": "9000", "Anthropic-Ratelimit-Tokens-Remaining": "8000", "X-Trace": "kept"} {
+				if v := res.Header.Get(name); v != want {
+					t.Errorf("%s is %q, want the backend's %q", name, v, want)
+				}
+			}
+
+			res = post(t, "/olla/openai/v1/chat/completions", chat("big-headers"))
+			b := readAll(t, res)
+			if res.StatusCode != 502 || errorShape(b) != "openai" || res.Header.Get("X-Pad-1") != "" {
+				t.Errorf("1.2 MB of backend headers: %d, X-Pad-1 %d bytes: %s", res.StatusCode, len(res.Header.Get("X-Pad-1")), b)
+			}
+			// the cap is configurable
+			load(t, site("engine "+engine+"\n"+endpointBlock("h", url, "openai-compatible")+"\nrequest_limits {\n max_response_header_size 2MiB\n}\n"))
+			waitRoutable(t, "h")
+			res = post(t, "/olla/openai/v1/chat/completions", chat("big-headers"))
+			if b := readAll(t, res); res.StatusCode != 200 || len(res.Header.Get("X-Pad-1")) != 1000 {
+				t.Errorf("with max_response_header_size 2MiB: %d: %.200s", res.StatusCode, b)
+			}
+			// a 429 parks its endpoint: each route gets a fresh one
+			for i, tc := range []struct{ path, body, shape string }{
+				{"/olla/openai/v1/chat/completions", chat("busy"), "openai"},
+				{"/olla/anthropic/v1/messages", `{"model":"busy","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}`, "anthropic"},
+			} {
+				name := fmt.Sprintf("busy%d", i)
+				load(t, site("engine "+engine+"\n"+endpointBlock(name, url, "openai-compatible")))
+				waitRoutable(t, name)
+				res := post(t, tc.path, tc.body)
+				b := readAll(t, res)
+				ra, err := strconv.Atoi(res.Header.Get("Retry-After"))
+				if res.StatusCode != 429 || err != nil || ra < 1 || ra > 300 {
+					t.Errorf("%s: %d Retry-After %q, want 429 with at most 300: %s", tc.path, res.StatusCode, res.Header.Get("Retry-After"), b)
+				}
+				if errorShape(b) != tc.shape {
+					t.Errorf("%s: the error is not in the %s format: %s", tc.path, tc.shape, b)
+				}
+			}
+		})
+	}
+}
+
+// TestSecurityEndpointPort: a URL whose port is not 1-65535 is refused at
+// load, from a Caddyfile and from JSON alike.
+func TestSecurityEndpointPort(t *testing.T) {
+	s := startSim(t, sim.Config{Kind: sim.Ollama, Name: "a", Models: []string{"m"}})
+	load(t, site(endpointBlock("a", s.URL, "ollama")))
+	waitRoutable(t, "a")
+	for _, u := range []string{"http://127.0.0.1:99999", "http://127.0.0.1:0", "http://127.0.0.1:65536/v1"} {
+		caddyfile := site(endpointBlock("x", u, "ollama"))
+		res, err := adminClient.Post("http://localhost:2999/load", "text/caddyfile", strings.NewReader(caddyfile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b := readAll(t, res); res.StatusCode == 200 || !strings.Contains(b, "expected 1 to 65535") {
+			t.Errorf("Caddyfile url %s: %d %s", u, res.StatusCode, b)
+		}
+		cfg, _ := json.Marshal(map[string]any{
+			"admin": map[string]any{"listen": "localhost:2999"},
+			"apps": map[string]any{"http": map[string]any{"servers": map[string]any{"s": map[string]any{
+				"listen": []string{":40181"},
+				"routes": []any{map[string]any{"handle": []any{map[string]any{
+					"handler": "olla", "endpoints": []any{map[string]any{"name": "x", "url": u, "type": "ollama"}},
+				}}}},
+			}}}},
+		})
+		res, err = adminClient.Post("http://localhost:2999/load", "application/json", strings.NewReader(string(cfg)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b := readAll(t, res); res.StatusCode == 200 || !strings.Contains(b, "expected 1 to 65535") {
+			t.Errorf("JSON url %s: %d %s", u, res.StatusCode, b)
+		}
+	}
+	if res := post(t, "/olla/ollama/api/chat", chatBodyM); readAll(t, res) == "" || res.StatusCode != 200 {
+		t.Errorf("after the refused loads: %d", res.StatusCode)
+	}
+}
+
+// TestSecurityPinShare: a client minting fresh session ids replaces only
+// its own pins (a tenth of max_sessions by default); another client's
+// session stays pinned.
+func TestSecurityPinShare(t *testing.T) {
+	for _, engine := range engineNames {
+		t.Run(engine, func(t *testing.T) {
+			a := startSim(t, sim.Config{Kind: sim.Ollama, Name: "a", Models: []string{"m"}})
+			b := startSim(t, sim.Config{Kind: sim.Ollama, Name: "b", Models: []string{"m"}})
+			load(t, site("engine "+engine+"\n"+endpointBlock("a", a.URL, "ollama")+endpointBlock("b", b.URL, "ollama")+
+				"\nsticky_sessions {\n max_sessions 100\n}\n"))
+			waitRoutable(t, "a", "b")
+			victim := clientFrom("127.0.0.2")
+			ask := func(hc *http.Client, session string) string {
+				t.Helper()
+				req, _ := http.NewRequest("POST", base+"/olla/ollama/api/chat", strings.NewReader(chatBodyM))
+				req.Header.Set(sessionHeaderName, session)
+				res, err := hc.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if b := readAll(t, res); res.StatusCode != 200 {
+					t.Fatalf("session %s: %d %s", session, res.StatusCode, b)
+				}
+				return res.Header.Get("X-Olla-Sticky-Session")
+			}
+			if got := ask(victim, "victim-conversation"); got != "miss" {
+				t.Fatalf("the victim's first turn: %q", got)
+			}
+			for i := range 110 {
+				ask(client, fmt.Sprintf("minted-%d", i))
+			}
+			if got := ask(victim, "victim-conversation"); got != "hit" {
+				t.Errorf("after 110 minted sessions from another client the victim's pin is %q, want hit", got)
+			}
+			var st struct {
+				Active    int `json:"active_sessions"`
+				PerClient int `json:"max_sessions_per_client"`
+			}
+			getJSON(t, "/internal/stats/sticky", &st)
+			if st.PerClient != 10 || st.Active != 11 {
+				t.Errorf("pin store: %+v, want 10 per client and 11 held (10 minted, the victim's)", st)
+			}
+		})
+	}
+}
+
+const sessionHeaderName = "X-Olla-Session-ID"
+
+// TestSecurityIPv6Prefix: per-IP keys group IPv6 clients by /64 (here the
+// address Caddy takes from a trusted proxy's X-Forwarded-For), so fresh
+// addresses in one /64 share one rate-limit bucket; client_ipv6_prefix 128
+// counts them apart.
+func TestSecurityIPv6Prefix(t *testing.T) {
+	for _, engine := range engineNames {
+		t.Run(engine, func(t *testing.T) {
+			s := startSim(t, sim.Config{Kind: sim.Ollama, Name: "a", Models: []string{"m"}})
+			limits := "\nrate_limits {\n per_ip_requests_per_minute 1\n burst_size 3\n}\n"
+			for _, tc := range []struct {
+				extra string
+				want  []int
+			}{
+				{"", []int{200, 200, 200, 429, 429}},
+				{"client_ipv6_prefix 128\n", []int{200, 200, 200, 200, 200}},
+			} {
+				load(t, siteWith("trusted_proxies static 127.0.0.1/32 ::1/128", "",
+					"engine "+engine+"\n"+tc.extra+endpointBlock("a", s.URL, "ollama")+limits))
+				waitRoutable(t, "a")
+				var got []int
+				for i := range 5 {
+					res := post(t, "/olla/ollama/api/chat", chatBodyM, "X-Forwarded-For", fmt.Sprintf("2001:db8:1:2::%x", 100+i))
+					readAll(t, res)
+					got = append(got, res.StatusCode)
+				}
+				if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+					t.Errorf("%q: five addresses of one /64 got %v, want %v", tc.extra, got, tc.want)
+				}
+			}
+		})
+	}
+}
+
+// TestSecurityInternalAccess: the status routes, the dashboard and
+// /version answer only internal_clients (loopback by default). A client
+// counts by its connection and by Caddy's client address: a trusted
+// proxy's X-Forwarded-For naming a public address is refused, also when
+// it starts with a loopback one, and a forwarded header from an untrusted
+// client is never read. internal_clients any opens them; /internal/health
+// answers everyone; answered polls stay out of the access log.
+func TestSecurityInternalAccess(t *testing.T) {
+	s := startSim(t, sim.Config{Kind: sim.Ollama, Name: "a", Models: []string{"m"}})
+	routes := []string{"/internal/ui", "/internal/ui/data", "/internal/status", "/internal/status/endpoints", "/internal/metrics", "/version"}
+	get := func(hc *http.Client, path string, header ...string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", base+path, nil)
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		res, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.StatusCode, readAll(t, res)
+	}
+	expect := func(what string, hc *http.Client, want int, header ...string) {
+		t.Helper()
+		for _, p := range routes {
+			if code, b := get(hc, p, header...); code != want || want == 403 && (errorShape(b) != "openai" || !strings.Contains(b, "internal_clients")) {
+				t.Errorf("%s: %s got %d, want %d: %.200s", what, p, code, want, b)
+			}
+		}
+		if code, _ := get(hc, "/internal/health", header...); code != 200 {
+			t.Errorf("%s: /internal/health got %d, want 200 for everyone", what, code)
+		}
+	}
+	other := clientFrom("127.0.0.2")
+
+	// default: loopback; the server trusts a proxy on 127.0.0.1
+	load(t, siteWith("trusted_proxies static 127.0.0.1/32", "", endpointBlock("a", s.URL, "ollama")))
+	waitRoutable(t, "a")
+	expect("loopback by default", client, 200)
+	expect("a trusted proxy forwarding a public client", client, 403, "X-Forwarded-For", "203.0.113.7")
+	expect("a trusted proxy forwarding a forged loopback first", client, 403, "X-Forwarded-For", "127.0.0.1, 203.0.113.7")
+
+	// only 127.0.0.1 is local: 127.0.0.2 stands for a remote client
+	load(t, siteWith("trusted_proxies static 127.0.0.1/32", "", "internal_clients 127.0.0.1\n"+endpointBlock("a", s.URL, "ollama")))
+	waitRoutable(t, "a")
+	expect("a client outside internal_clients", other, 403)
+	expect("an untrusted client claiming a local address", other, 403, "X-Forwarded-For", "127.0.0.1")
+	expect("a local client", clientFrom("127.0.0.1"), 200)
+
+	// opened
+	load(t, siteWith("trusted_proxies static 127.0.0.1/32", "", "internal_clients any\n"+endpointBlock("a", s.URL, "ollama")))
+	waitRoutable(t, "a")
+	expect("internal_clients any", other, 200)
+	expect("internal_clients any, forwarded", client, 200, "X-Forwarded-For", "203.0.113.7")
 }
