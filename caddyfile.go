@@ -40,6 +40,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			<scorer> <weight>   # adaptive only: warm, load, affinity, ttft, priority, inflight
 //		}]
 //		internal         on|off
+//		internal_clients <cidr>...|any   default 127.0.0.0/8 ::1/128
+//		client_ipv6_prefix <bits>        default 64
 //		stream_idle_timeout     <duration>
 //		response_header_timeout <duration>
 //		endpoint <name> {
@@ -121,6 +123,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			max_body_size   <size>
 //			max_header_size <size>
 //			max_buffered_bytes <size>   process-wide, default 256MiB
+//			max_response_header_size <size>   a backend's headers, default 64KiB
 //		}
 //		model_registry {
 //			routing_strategy  strict|optimistic|discovery

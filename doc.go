@@ -8,12 +8,14 @@
 //
 // A request on /olla/<provider>/<api path> goes through, in order:
 //
-//  1. handler.go ServeHTTP: CORS, rate limits, path normalisation, header
-//     size; the body is read once (bounded) and its model extracted
-//     (bodyscan.go). With key_limits (keylimits.go) the request's key is
-//     read from its placeholder (hashed) and, once the model is known,
-//     checked against the key's limits (package limits: in memory, or in
-//     Redis shared by every instance) before routing.
+//  1. handler.go ServeHTTP: the client key (clientkey.go: Caddy's client
+//     address, IPv6 grouped by /64), CORS, rate limits, path normalisation,
+//     header size; /internal/ routes answer only internal_clients
+//     (internalaccess.go); the body is read once (bounded) and its model
+//     extracted (bodyscan.go). With key_limits (keylimits.go) the request's
+//     key is read from its placeholder (hashed) and, once the model is
+//     known, checked against the key's limits (package limits: in memory,
+//     or in Redis shared by every instance) before routing.
 //  2. routing.go route: the endpoints of the route's types that are
 //     routable and serve the model (aliases, fallbacks, panic routing).
 //  3. sticky.go keyFor, with sticky_sessions: the session key (hashed)

@@ -32,11 +32,16 @@ type Queue struct {
 	// Default 30s.
 	MaxWait caddy.Duration `json:"max_wait,omitempty"`
 	// Priority is a placeholder giving an integer priority (higher first),
-	// such as {http.request.header.X-Olla-Priority}. Anything that is not
-	// an integer counts as 0.
+	// clamped to -100..100. Give it a value the client cannot forge: one
+	// derived from the authenticated identity (a map on
+	// {http.auth.user.id}), never a header the client sends. Anything that
+	// is not an integer counts as 0.
 	Priority string `json:"priority,omitempty"`
 	// FairBy is a placeholder giving the fairness key: within a priority,
-	// waiting requests take turns across keys. Default the client IP.
+	// waiting requests take turns across keys. Default the client IP
+	// (IPv6 grouped by client_ipv6_prefix). Give it an identity the client
+	// cannot mint, such as {http.auth.user.id}: a key from a client header
+	// lets one client open as many lanes as it likes.
 	FairBy string `json:"fair_by,omitempty"`
 }
 
@@ -45,8 +50,9 @@ const (
 	defaultQueueWait = 30 * time.Second
 	// maxQueueSize keeps a typo from promising memory we cannot give.
 	maxQueueSize = 100_000
-	// maxPriority bounds priorities so that their order means something.
-	maxPriority = 1_000_000
+	// maxPriority bounds priorities (-maxPriority..maxPriority), so a
+	// value that slips through means little more than a configured one.
+	maxPriority = 100
 	// maxEndpointConcurrency keeps a typo from meaning "no cap" in effect.
 	maxEndpointConcurrency = 100_000
 	// maxFairKey bounds a fairness key kept in the queue; longer ones are

@@ -7,11 +7,14 @@ package integration
 
 import (
 	"bufio"
+	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -950,4 +953,110 @@ func TestSecurityInternalAccess(t *testing.T) {
 	waitRoutable(t, "a")
 	expect("internal_clients any", other, 200)
 	expect("internal_clients any, forwarded", client, 200, "X-Forwarded-For", "203.0.113.7")
+}
+
+// The README's queue example: the priority comes from who signed in
+// (basic_auth, then a map on {http.auth.user.id}), never from a header, and
+// the fairness lanes are users. TestSecurityQueuePriority checks that the
+// README still says this, and runs it.
+const (
+	readmeQueueMap = "map {http.auth.user.id} {olla_priority} {\n\t\talice   10\n\t\tdefault 0\n\t}"
+	readmeQueue    = "queue {\n\t\t\tmax_wait 60s\n\t\t\tpriority {olla_priority}       # -100..100, higher first\n\t\t\tfair_by  {http.auth.user.id}   # one lane per signed-in user\n\t\t}"
+	// bcrypt (cost 4) of alice-pw and bob-pw
+	aliceHash = "$2a$04$U5MSOJgjEs/Q7SFL0AmODe0A1A7nM/opAHpJ10n9urhPnN7y/OYK6"
+	bobHash   = "$2a$04$VFZ3mdUCnR9.aIHALQXU5e5/mXpSYM45.uuYBHUD7vgLbCetv.Kr6"
+)
+
+// TestSecurityQueuePriority: with the README's configuration, a signed-in
+// client that sends X-Olla-Priority: 1000000 waits its turn like any other
+// (served after the 12 that queued before it), an unauthenticated one never
+// reaches the queue, and the user the map gives priority 10 goes first.
+func TestSecurityQueuePriority(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, snippet := range []string{readmeQueueMap, readmeQueue} {
+		if !strings.Contains(string(readme), snippet) {
+			t.Fatalf("the README no longer holds the tested queue example:\n%s", snippet)
+		}
+	}
+	s := startSim(t, sim.Config{Kind: sim.Ollama, Models: []string{"m"}, TTFT: 50 * time.Millisecond, TokensPerSecond: 10, Tokens: 600})
+	auth := "\tbasic_auth {\n\t\talice " + aliceHash + "\n\t\tbob   " + bobHash + "\n\t}\n\t" + readmeQueueMap + "\n"
+	load(t, siteWith("", auth, endpointBlock("solo", s.URL, "ollama", "max_concurrency 1")+"\t\t"+readmeQueue+"\n"))
+	basic := func(user string) []string {
+		return []string{"Authorization", "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+user+"-pw"))}
+	}
+	depth := func() int {
+		req, _ := http.NewRequest("GET", base+"/internal/status", nil)
+		req.Header.Set(basic("bob")[0], basic("bob")[1])
+		res, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var st struct {
+			Queue struct {
+				Depth int `json:"depth"`
+			} `json:"queue"`
+		}
+		if err := json.Unmarshal([]byte(readAll(t, res)), &st); err != nil || res.StatusCode != 200 {
+			t.Fatalf("status: %d %v", res.StatusCode, err)
+		}
+		return st.Queue.Depth
+	}
+	waitFor(t, "solo routable", 10*time.Second, func() bool {
+		req, _ := http.NewRequest("POST", base+"/olla/ollama/api/chat", strings.NewReader(quick))
+		req.Header.Set(basic("bob")[0], basic("bob")[1])
+		res, err := client.Do(req)
+		if err != nil {
+			return false
+		}
+		readAll(t, res)
+		return res.StatusCode == 200
+	})
+
+	// unauthenticated: refused before the queue, whatever it asks for
+	res := post(t, "/olla/ollama/api/chat", quick, "X-Olla-Priority", "1000000")
+	if b := readAll(t, res); res.StatusCode != 401 {
+		t.Errorf("unauthenticated with X-Olla-Priority: %d %s", res.StatusCode, b)
+	}
+
+	holder, err := http.NewRequest("POST", base+"/olla/ollama/api/chat", strings.NewReader(long))
+	if err != nil {
+		t.Fatal(err)
+	}
+	holder.Header.Set(basic("bob")[0], basic("bob")[1])
+	hres, err := client.Do(holder)
+	if err != nil || hres.StatusCode != 200 {
+		t.Fatalf("holder: %v", err)
+	}
+	out := make(chan queued, 14)
+	var ids []string
+	for i := 1; i <= 12; i++ {
+		ids = append(ids, fmt.Sprintf("b%d", i))
+	}
+	ids = append(ids, "forger", "alice")
+	for _, id := range ids {
+		header := basic("bob")
+		switch id {
+		case "forger":
+			header = append(header, "X-Olla-Priority", "1000000")
+		case "alice":
+			header = basic("alice")
+		}
+		before := depth()
+		send(context.Background(), id, "/olla/ollama/api/chat", quick, out, header...)
+		waitFor(t, id+" queued", 10*time.Second, func() bool { return depth() == before+1 })
+	}
+	hres.Body.Close()
+	got := collect(t, out, len(ids))
+	for _, q := range got {
+		if q.err != nil || q.status != 200 {
+			t.Errorf("%s: %d %v %.200s", q.id, q.status, q.err, q.body)
+		}
+	}
+	want := "alice " + strings.Join(ids[:12], " ") + " forger"
+	if order(got) != want {
+		t.Errorf("served %q, want %q", order(got), want)
+	}
 }
