@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"os"
 	"sync/atomic"
 	"time"
 )
@@ -67,14 +69,27 @@ func (rq *request) releaseBody() {
 	rq.reserved = 0
 }
 
-// chunkedStart is the first buffer for a body of unknown length.
-const chunkedStart = 16 << 10
+// bodyStart is the first buffer for a body; it doubles as bytes arrive,
+// so a body holds about what has arrived, whatever length it declares.
+const bodyStart = 4 << 10
+
+// Body read timing defaults: a body must keep arriving. It gets
+// body_read_timeout, plus one second per min_body_rate bytes that arrived,
+// from the moment its headers were read.
+const (
+	defaultBodyReadTimeout = 10 * time.Second
+	defaultMinBodyRate     = 64 << 10
+)
 
 // readBody reads the whole request body so it can be inspected and replayed
 // on failover. It returns nil for no body. A declared length over the limit
-// is refused before a byte is read, and the declared length is reserved from
-// the process-wide budget and allocated once; a body of unknown length
-// reserves as it grows and is read no further than the limit.
+// is refused before a byte is read, and so is one that cannot fit in the
+// process-wide budget now; otherwise the body reserves from the budget only
+// as its bytes arrive (the buffer doubles from bodyStart, never past the
+// declared length or the limit), so a client that declares 100 MiB and
+// sends nine bytes holds 4 KiB. A body that stops arriving (less than
+// body_read_timeout plus a second per min_body_rate bytes received) ends
+// with 408 in the client's format.
 func (rq *request) readBody() ([]byte, *apiError) {
 	r, h := rq.r, rq.h
 	if r.Body == nil || r.Body == http.NoBody {
@@ -98,39 +113,48 @@ func (rq *request) readBody() ([]byte, *apiError) {
 		}
 		return e
 	}
-	readErr := func(err error) *apiError {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return tooLarge
-		}
-		return &apiError{status: http.StatusBadRequest, code: "invalid_request", message: "reading request body: " + err.Error()}
+	declared := r.ContentLength
+	switch {
+	case declared > limit:
+		return nil, unread(tooLarge)
+	case declared == 0:
+		return nil, nil
+	case declared > 0 && bufferedBodies.used.Load()+declared > h.maxBuffered:
+		// it could not be held whole now: refused before a byte is read
+		return nil, unread(busy)
+	}
+	maxCap := limit
+	if declared > 0 {
+		maxCap = declared
 	}
 
-	if declared := r.ContentLength; declared >= 0 {
+	pace := newBodyPace(rq.w, rq.start, h.bodyReadTimeout, h.minBodyRate)
+	defer pace.done()
+	readErr := func(err error, got int) *apiError {
+		var mbe *http.MaxBytesError
 		switch {
-		case declared > limit:
-			return nil, unread(tooLarge)
-		case declared == 0:
-			return nil, nil
-		case !rq.reserve(declared):
-			return nil, unread(busy)
+		case errors.As(err, &mbe):
+			return tooLarge
+		case isTimeout(err):
+			return unread(&apiError{status: http.StatusRequestTimeout, code: "request_timeout",
+				message: fmt.Sprintf("the request body stopped arriving: %d bytes in %s (request_limits body_read_timeout %s, then min_body_rate %d bytes/s)",
+					got, time.Since(rq.start).Round(time.Millisecond), h.bodyReadTimeout, h.minBodyRate)})
+		case errors.Is(err, io.ErrUnexpectedEOF) || err == io.EOF && declared > 0:
+			err = fmt.Errorf("the body ended before its Content-Length of %d bytes", declared)
 		}
-		buf := make([]byte, declared)
-		if _, err := io.ReadFull(r.Body, buf); err != nil {
-			if errors.Is(err, io.ErrUnexpectedEOF) {
-				err = fmt.Errorf("the body ended before its Content-Length of %d bytes", declared)
-			}
-			return nil, readErr(err)
-		}
-		return buf, nil
+		return &apiError{status: http.StatusBadRequest, code: "invalid_request", message: "reading request body: " + err.Error()}
 	}
 
 	var buf []byte
 	for {
 		if len(buf) == cap(buf) {
-			if int64(len(buf)) == limit {
+			if int64(len(buf)) == maxCap {
+				if declared > 0 {
+					break // all of it
+				}
 				// full: one more byte means too large
 				var one [1]byte
+				pace.before(int64(len(buf)))
 				n, err := io.ReadFull(r.Body, one[:])
 				if n > 0 {
 					return nil, unread(tooLarge)
@@ -138,9 +162,9 @@ func (rq *request) readBody() ([]byte, *apiError) {
 				if err == io.EOF {
 					break
 				}
-				return nil, readErr(err)
+				return nil, readErr(err, len(buf))
 			}
-			grown := min(max(2*int64(cap(buf)), chunkedStart), limit)
+			grown := min(max(2*int64(cap(buf)), bodyStart), maxCap)
 			if !rq.reserve(grown - int64(cap(buf))) {
 				return nil, unread(busy)
 			}
@@ -148,17 +172,71 @@ func (rq *request) readBody() ([]byte, *apiError) {
 			copy(next, buf)
 			buf = next
 		}
+		pace.before(int64(len(buf)))
 		n, err := r.Body.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		if err == io.EOF {
+			if declared > 0 && int64(len(buf)) < declared {
+				return nil, readErr(io.ErrUnexpectedEOF, len(buf))
+			}
 			break
 		}
 		if err != nil {
-			return nil, readErr(err)
+			return nil, readErr(err, len(buf))
 		}
 	}
 	if len(buf) == 0 {
 		return nil, nil
 	}
 	return buf, nil
+}
+
+// bodyPace keeps a read deadline on the client's connection while its body
+// is read: the time allowed grows with what has arrived. A server that
+// cannot set one (HTTP/3) reads without it.
+type bodyPace struct {
+	rc      *http.ResponseController
+	start   time.Time
+	grace   time.Duration
+	rate    int64
+	set     time.Time // the deadline in force
+	unsupp  bool
+	touched bool
+}
+
+func newBodyPace(w http.ResponseWriter, start time.Time, grace time.Duration, rate int64) *bodyPace {
+	return &bodyPace{rc: http.NewResponseController(w), start: start, grace: grace, rate: rate, unsupp: grace <= 0 || rate <= 0}
+}
+
+// before sets the deadline for the next read, got bytes in.
+func (p *bodyPace) before(got int64) {
+	if p.unsupp {
+		return
+	}
+	d := p.start.Add(p.grace + time.Duration(float64(got)/float64(p.rate)*float64(time.Second)))
+	if d.Sub(p.set) < 100*time.Millisecond && d.Sub(p.set) > -100*time.Millisecond {
+		return // close enough: spare a syscall per read
+	}
+	if err := p.rc.SetReadDeadline(d); err != nil {
+		p.unsupp = true
+		return
+	}
+	p.set, p.touched = d, true
+}
+
+// done lifts the deadline: the rest of the request (a stream that may run
+// for minutes) must not be cut by it, and net/http's watch for the
+// client's hang-up would take its expiry for one.
+func (p *bodyPace) done() {
+	if p.touched {
+		_ = p.rc.SetReadDeadline(time.Time{})
+	}
+}
+
+func isTimeout(err error) bool {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }

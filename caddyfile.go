@@ -124,6 +124,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			max_header_size <size>
 //			max_buffered_bytes <size>   process-wide, default 256MiB
 //			max_response_header_size <size>   a backend's headers, default 64KiB
+//			body_read_timeout <duration>      default 10s
+//			min_body_rate     <size>          bytes per second after it, default 64KiB
 //		}
 //		model_registry {
 //			routing_strategy  strict|optimistic|discovery
@@ -134,6 +136,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		sticky_sessions {
 //			idle_ttl          <duration>
 //			max_sessions      <n>
+//			max_sessions_per_client <n>
 //			key_sources       session_header|prefix_hash|auth_header|ip...
 //			prefix_hash_bytes <n>
 //		}
@@ -385,6 +388,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				"max_header_size":          func() error { return sizeArg(d, &h.RequestLimits.MaxHeaderSize) },
 				"max_buffered_bytes":       func() error { return sizeArg(d, &h.RequestLimits.MaxBufferedBytes) },
 				"max_response_header_size": func() error { return sizeArg(d, &h.RequestLimits.MaxResponseHeaderSize) },
+				"body_read_timeout":        func() error { return durationArg(d, &h.RequestLimits.BodyReadTimeout) },
+				"min_body_rate":            func() error { return sizeArg(d, &h.RequestLimits.MinBodyRate) },
 			}); err != nil {
 				return err
 			}

@@ -114,9 +114,17 @@ type RequestLimits struct {
 	// MaxBufferedBytes bounds the request bodies buffered at once by every
 	// olla handler in the process together (default 256 MiB): a request
 	// whose body would take the total past it gets 503 with Retry-After,
-	// and a body larger than it 413. A declared Content-Length is reserved
-	// whole before reading; a chunked body reserves as it grows.
+	// and a body larger than it 413. A body reserves as its bytes arrive,
+	// so one that declares a length and stalls holds only what it sent.
+	// Decoded Anthropic requests and translated copies count too.
 	MaxBufferedBytes int64 `json:"max_buffered_bytes,omitempty"`
+	// BodyReadTimeout is how long a request body may take to start and
+	// keep arriving (default 10s); with MinBodyRate, each MinBodyRate
+	// bytes that arrive earn one more second. Past it: 408.
+	BodyReadTimeout caddy.Duration `json:"body_read_timeout,omitempty"`
+	// MinBodyRate is the slowest average a body may arrive at after
+	// BodyReadTimeout, in bytes per second (default 64 KiB).
+	MinBodyRate int64 `json:"min_body_rate,omitempty"`
 	// MaxResponseHeaderSize bounds the header block a backend may answer
 	// with (default 64 KiB); past it the attempt fails as the backend's
 	// fault and the next endpoint is tried.

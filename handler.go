@@ -124,16 +124,19 @@ type Handler struct {
 	maxBody     int64
 	maxHeader   int64
 	maxBuffered int64 // process-wide budget this handler enforces
-	idle        time.Duration
-	ipv6Prefix  int
-	internalOff bool
-	internal    *internalPolicy
-	strategy    routingStrategy
-	limits      *rateLimiter
-	keys        *keyPolicy // key_limits, if given
-	cors        *corsPolicy
-	queue       *queuePolicy
-	catalogue   catalogueCache // catalogue views, built once per model list change
+	// a body gets bodyReadTimeout, and a second per minBodyRate bytes in
+	bodyReadTimeout time.Duration
+	minBodyRate     int64
+	idle            time.Duration
+	ipv6Prefix      int
+	internalOff     bool
+	internal        *internalPolicy
+	strategy        routingStrategy
+	limits          *rateLimiter
+	keys            *keyPolicy // key_limits, if given
+	cors            *corsPolicy
+	queue           *queuePolicy
+	catalogue       catalogueCache // catalogue views, built once per model list change
 }
 
 // CaddyModule returns the Caddy module information.
@@ -193,6 +196,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.maxBuffered = defaultMaxBufferedBytes
 	if rl := h.RequestLimits; rl != nil && rl.MaxBufferedBytes != 0 {
 		h.maxBuffered = rl.MaxBufferedBytes
+	}
+	h.bodyReadTimeout, h.minBodyRate = defaultBodyReadTimeout, defaultMinBodyRate
+	if rl := h.RequestLimits; rl != nil {
+		if rl.BodyReadTimeout > 0 {
+			h.bodyReadTimeout = time.Duration(rl.BodyReadTimeout)
+		}
+		if rl.MinBodyRate > 0 {
+			h.minBodyRate = rl.MinBodyRate
+		}
 	}
 	h.ipv6Prefix = defaultIPv6ClientPrefix
 	if h.ClientIPv6Prefix != 0 {

@@ -187,6 +187,12 @@ func (rl *RequestLimits) validate() error {
 			return fmt.Errorf("request_limits %w", err)
 		}
 	}
+	if err := checkDurations(map[string]caddy.Duration{"request_limits body_read_timeout": rl.BodyReadTimeout}); err != nil {
+		return err
+	}
+	if rl.MinBodyRate != 0 && rl.MinBodyRate < 1024 {
+		return fmt.Errorf("request_limits min_body_rate %d is below 1KiB per second", rl.MinBodyRate)
+	}
 	return nil
 }
 

@@ -447,17 +447,19 @@ func rawResponse(t *testing.T, c net.Conn) (*http.Response, string) {
 }
 
 // TestSecurityBodyBudget: buffered request bodies share one process-wide
-// budget (request_limits max_buffered_bytes). A request that does not fit
-// while others hold it gets 503 with Retry-After in its API's format, before
-// a byte of its body is read; the share comes back when a request ends,
-// however it ends. A body over a limit is refused from its Content-Length,
-// unread; a chunked one is read no further than the limit.
+// budget (request_limits max_buffered_bytes), which holds the bytes that
+// arrived (in buffers that double up to the declared length). A request
+// that does not fit while others hold it gets 503 with Retry-After in its
+// API's format, before a byte of its body is read; the share comes back
+// when a request ends, however it ends. A body over a limit is refused from
+// its Content-Length, unread; a chunked one is read no further than the
+// limit.
 func TestSecurityBodyBudget(t *testing.T) {
 	for _, engine := range engineNames {
 		t.Run(engine, func(t *testing.T) {
 			s := startSim(t, sim.Config{Kind: sim.Ollama, Name: "a", Models: []string{"m"}, Tokens: 2})
 			load(t, site("engine "+engine+"\n"+endpointBlock("a", s.URL, "ollama")+
-				"\nrequest_limits {\n max_body_size 1MiB\n max_buffered_bytes 64KiB\n}\n"))
+				"\nrequest_limits {\n max_body_size 1MiB\n max_buffered_bytes 64KiB\n body_read_timeout 5m\n}\n"))
 			waitRoutable(t, "a")
 			const held = 60000
 			body := paddedChat(held)
@@ -497,9 +499,16 @@ func TestSecurityBodyBudget(t *testing.T) {
 			}
 			buffered("nothing buffered at the start", 0)
 
-			// one request holds most of the budget while its body trickles in
+			// a declared length is not held before it arrives: the first
+			// 4 KiB buffer is
 			c := holdBody(t, "/olla/ollama/api/chat", held, body[:100], false)
-			buffered("the declared length reserved before it arrives", held)
+			buffered("only the first buffer held for 100 bytes in", 4096)
+			fits("beside a body that declared 60000 bytes and sent 100", 10000)
+			// one request holds most of the budget once most of its body is in
+			if _, err := io.WriteString(c, body[100:59000]); err != nil {
+				t.Fatal(err)
+			}
+			buffered("59000 bytes in: a buffer of the declared length", held)
 			busy("beside 60000 held bytes", 10000)
 			// every API answers busy in its own format
 			for _, tc := range []struct{ path, shape string }{
@@ -525,7 +534,7 @@ func TestSecurityBodyBudget(t *testing.T) {
 			// a small one still fits beside it
 			fits("beside 60000 held bytes", 4000)
 			// the held request completes, and its share comes back
-			if _, err := io.WriteString(c, body[100:]); err != nil {
+			if _, err := io.WriteString(c, body[59000:]); err != nil {
 				t.Fatal(err)
 			}
 			if res, b := rawResponse(t, c); res.StatusCode != 200 {
@@ -535,7 +544,7 @@ func TestSecurityBodyBudget(t *testing.T) {
 			fits("after the held one ended", 10000)
 
 			// a client that hangs up mid-body gives its share back
-			c = holdBody(t, "/olla/ollama/api/chat", held, body[:100], false)
+			c = holdBody(t, "/olla/ollama/api/chat", held, body[:59000], false)
 			buffered("a second body held", held)
 			busy("beside a second held body", 10000)
 			c.Close()
@@ -1058,5 +1067,78 @@ func TestSecurityQueuePriority(t *testing.T) {
 	want := "alice " + strings.Join(ids[:12], " ") + " forger"
 	if order(got) != want {
 		t.Errorf("served %q, want %q", order(got), want)
+	}
+}
+
+// routeChats are a normal chat on every API route, for a site with the
+// Ollama simulator "o" (model m) and the OpenAI one "t" (model t, reached
+// on /olla/anthropic/ by translation).
+var routeChats = []struct{ path, body string }{
+	{"/olla/ollama/api/chat", `{"model":"m","stream":false,"messages":[{"role":"user","content":"hi"}]}`},
+	{"/olla/ollama/api/generate", `{"model":"m","stream":false,"prompt":"hi"}`},
+	{"/olla/proxy/api/chat", `{"model":"m","stream":false,"messages":[{"role":"user","content":"hi"}]}`},
+	{"/olla/ollama/v1/chat/completions", `{"model":"m","messages":[{"role":"user","content":"hi"}]}`},
+	{"/olla/openai/v1/chat/completions", `{"model":"t","messages":[{"role":"user","content":"hi"}]}`},
+	{"/olla/openai/v1/embeddings", `{"model":"t","input":"hi"}`},
+	{"/olla/ollama/v1/responses", `{"model":"m","input":"hi"}`},
+	{"/olla/anthropic/v1/messages", `{"model":"m","max_tokens":8,"messages":[{"role":"user","content":"hi"}]}`},
+	{"/olla/anthropic/v1/messages", `{"model":"t","max_tokens":8,"messages":[{"role":"user","content":"hi"}]}`},
+	{"/olla/anthropic/v1/messages/count_tokens", `{"model":"t","messages":[{"role":"user","content":"hi"}]}`},
+}
+
+// TestSecuritySlowBodies: sockets that declare a large body, send nine
+// bytes and stop hold only what arrived (a 4 KiB buffer each), so while 3
+// and then 300 of them are open a normal client's chat gets 200 on every
+// route; each ends with 408 in its route's format once body_read_timeout
+// (here 10 s) passes with nothing more arriving. Both engines.
+func TestSecuritySlowBodies(t *testing.T) {
+	for _, engine := range engineNames {
+		t.Run(engine, func(t *testing.T) {
+			o := startSim(t, sim.Config{Kind: sim.Ollama, Name: "o", Models: []string{"m"}, Tokens: 2})
+			ts := startSim(t, sim.Config{Kind: sim.OpenAI, Name: "t", Models: []string{"t"}, Tokens: 2})
+			const budget = 2 << 20
+			load(t, site("engine "+engine+"\n"+endpointBlock("o", o.URL, "ollama")+endpointBlock("t", ts.URL, "openai-compatible")+
+				"\nrequest_limits {\n max_body_size 1MiB\n max_buffered_bytes 2MiB\n body_read_timeout 10s\n}\n"))
+			waitRoutable(t, "o", "t")
+			waitFor(t, "nothing buffered", 10*time.Second, func() bool { return bufferedBytes(t) == 0 })
+			slow := []struct{ path, shape string }{
+				{"/olla/ollama/api/chat", "ollama"},
+				{"/olla/openai/v1/chat/completions", "openai"},
+				{"/olla/anthropic/v1/messages", "anthropic"},
+			}
+			// three declare a million bytes each, past the 2 MiB budget
+			// together; 300 declare 700,000 (a declared length must fit
+			// beside what is held when the request starts)
+			for _, tc := range []struct{ n, declared int }{{3, 1_000_000}, {300, 700_000}} {
+				n := tc.n
+				conns := make([]net.Conn, n)
+				for i := range conns {
+					conns[i] = holdBody(t, slow[i%len(slow)].path, tc.declared, `{"model":`, false)
+				}
+				// each is being read, holding its first buffer, not its
+				// declared length
+				waitFor(t, fmt.Sprintf("%d slow bodies read", n), 10*time.Second, func() bool { return bufferedBytes(t) == int64(n)*4096 })
+				for _, c := range routeChats {
+					res := post(t, c.path, c.body)
+					if b := readAll(t, res); res.StatusCode != 200 {
+						t.Errorf("%d slow sockets open: %s (%.40s): %d %.300s", n, c.path, c.body, res.StatusCode, b)
+					}
+				}
+				if got := bufferedBytes(t); got > budget {
+					t.Errorf("%d slow sockets hold %d bytes, past the %d-byte budget", n, got, budget)
+				}
+				for i, c := range conns {
+					_ = c.SetReadDeadline(time.Now().Add(90 * time.Second))
+					res, b := rawResponse(t, c)
+					want := slow[i%len(slow)].shape
+					if res.StatusCode != 408 || errorShape(b) != want || !strings.Contains(b, "body_read_timeout") {
+						t.Errorf("slow socket %d of %d: %d %q, want 408 in the %s format: %.300s", i, n, res.StatusCode, errorShape(b), want, b)
+						break
+					}
+					c.Close()
+				}
+				waitFor(t, "the slow bodies' shares given back", 10*time.Second, func() bool { return bufferedBytes(t) == 0 })
+			}
+		})
 	}
 }
