@@ -22,8 +22,8 @@ run: build ## simulated backends + Caddy on 127.0.0.1:40114 (offline)
 run-local: build ## Caddyfile.example against local Ollama, LM Studio and vLLM
 	$(BIN)/caddy run --config Caddyfile.example --adapter caddyfile
 
-test: ## every test, with the race detector
-	$(GO) test -race -count=1 ./...
+test: ## every test, with the race detector (the in-process Caddy package alone takes minutes on a busy machine)
+	$(GO) test -race -count=1 -timeout 20m ./...
 
 .PHONY: e2e
 e2e: build ## end-to-end: bin/caddy + simulated backends, driven by the official openai, ollama and @anthropic-ai/sdk npm clients

@@ -1088,7 +1088,7 @@ var routeChats = []struct{ path, body string }{
 
 // TestSecuritySlowBodies: sockets that declare a large body, send nine
 // bytes and stop hold only what arrived (a 4 KiB buffer each), so while 3
-// and then 300 of them are open a normal client's chat gets 200 on every
+// and then 303 of them are open a normal client's chat gets 200 on every
 // route; each ends with 408 in its route's format once body_read_timeout
 // (here 10 s) passes with nothing more arriving. Both engines.
 func TestSecuritySlowBodies(t *testing.T) {
@@ -1107,14 +1107,15 @@ func TestSecuritySlowBodies(t *testing.T) {
 				{"/olla/anthropic/v1/messages", "anthropic"},
 			}
 			// three declare a million bytes each, past the 2 MiB budget
-			// together; 300 declare 700,000 (a declared length must fit
-			// beside what is held when the request starts)
+			// together; then 300 more declare 700,000 (a declared length
+			// must fit beside what is held when the request starts)
+			var conns []net.Conn
 			for _, tc := range []struct{ n, declared int }{{3, 1_000_000}, {300, 700_000}} {
-				n := tc.n
-				conns := make([]net.Conn, n)
-				for i := range conns {
-					conns[i] = holdBody(t, slow[i%len(slow)].path, tc.declared, `{"model":`, false)
+				for range tc.n {
+					i := len(conns)
+					conns = append(conns, holdBody(t, slow[i%len(slow)].path, tc.declared, `{"model":`, false))
 				}
+				n := len(conns)
 				// each is being read, holding its first buffer, not its
 				// declared length
 				waitFor(t, fmt.Sprintf("%d slow bodies read", n), 10*time.Second, func() bool { return bufferedBytes(t) == int64(n)*4096 })
@@ -1127,18 +1128,18 @@ func TestSecuritySlowBodies(t *testing.T) {
 				if got := bufferedBytes(t); got > budget {
 					t.Errorf("%d slow sockets hold %d bytes, past the %d-byte budget", n, got, budget)
 				}
-				for i, c := range conns {
-					_ = c.SetReadDeadline(time.Now().Add(90 * time.Second))
-					res, b := rawResponse(t, c)
-					want := slow[i%len(slow)].shape
-					if res.StatusCode != 408 || errorShape(b) != want || !strings.Contains(b, "body_read_timeout") {
-						t.Errorf("slow socket %d of %d: %d %q, want 408 in the %s format: %.300s", i, n, res.StatusCode, errorShape(b), want, b)
-						break
-					}
-					c.Close()
-				}
-				waitFor(t, "the slow bodies' shares given back", 10*time.Second, func() bool { return bufferedBytes(t) == 0 })
 			}
+			for i, c := range conns {
+				_ = c.SetReadDeadline(time.Now().Add(90 * time.Second))
+				res, b := rawResponse(t, c)
+				want := slow[i%len(slow)].shape
+				if res.StatusCode != 408 || errorShape(b) != want || !strings.Contains(b, "body_read_timeout") {
+					t.Errorf("slow socket %d of %d: %d %q, want 408 in the %s format: %.300s", i, len(conns), res.StatusCode, errorShape(b), want, b)
+					break
+				}
+				c.Close()
+			}
+			waitFor(t, "the slow bodies' shares given back", 10*time.Second, func() bool { return bufferedBytes(t) == 0 })
 		})
 	}
 }
