@@ -401,7 +401,7 @@ func TestCatalogueFilters(t *testing.T) {
 func TestCatalogueBadQuery(t *testing.T) {
 	h := filterFleet(t)
 	cases := []struct{ query, mentions string }{
-		{"format=xml", "unsupported format. Supported formats: unified, openai, ollama, lmstudio, lemonade, lmdeploy, sglang, vllm, llamacpp, docker-model-runner, vllm-mlx"},
+		{"format=xml", "unsupported format. Supported formats: unified, openai, ollama, lmstudio, lemonade, lmdeploy, sglang, vllm, llamacpp, docker-model-runner, vllm-mlx, omlx"},
 		{"format=UNIFIED", "format="},
 		{"type=chat", "use llm, vlm or embeddings"},
 		{"type=" + strings.Repeat("x", 500), "xxx..."},

@@ -15,8 +15,9 @@ type Endpoint struct {
 	// {env.KEY} are allowed. URL userinfo is rejected: use auth.
 	URL string `json:"url"`
 	// Type is the backend type: ollama, lm-studio, vllm, sglang, llamacpp,
-	// lemonade, lmdeploy, litellm or openai-compatible (aliases such as
-	// lmstudio and openai are accepted).
+	// lemonade, lmdeploy, litellm, vllm-mlx, docker-model-runner, omlx or
+	// openai-compatible (aliases such as lmstudio, dmr and openai are
+	// accepted).
 	Type string `json:"type"`
 	// Priority orders endpoints for the priority balancer: higher first.
 	// Default 100.

@@ -314,7 +314,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		if clean, err := engines.NormalizeAPIPath(rq.apiPath, r.URL.EscapedPath()); err != nil {
 			badPath = err // answered in the format of the path as written
 		} else {
-			rq.apiPath = clean
+			rq.apiPath = profiles.CanonicalAPIPath(clean) // /engines/v1/x is /v1/x
 		}
 	} else {
 		rq.prefix, rq.apiPath = "internal", path
@@ -538,6 +538,7 @@ func (rq *request) proxy(route route, hooks routeHooks) error {
 	if chain != nil {
 		refusal = rq.chainPlan(plan, chain, pk, &rq.rw)
 	}
+	mountPaths(plan, decision.candidates)
 	err := h.engine.Serve(rq.w, r, plan)
 	if err != nil && refusal() != nil {
 		// busy, not broken: every candidate was at its max_concurrency
@@ -576,6 +577,25 @@ func (rq *request) streamEnded(_ engines.Target, firstByte time.Time, n int64, t
 	}
 	if tail != nil {
 		rec.usage, rec.hasUsage = usage.Parse(tail.Bytes())
+	}
+}
+
+// mountPaths sends each attempt to the path its backend serves the API at
+// (profiles.Profile.UpstreamPath: Docker Model Runner's /engines/v1/...),
+// when a candidate mounts its API below the root.
+func mountPaths(plan *engines.Plan, cands candidates) {
+	for _, st := range cands {
+		if st.settings.Load().profile.MapsPaths() {
+			prev, apiPath, body := plan.Upstream, plan.Path, plan.Body
+			plan.Upstream = func(t engines.Target) (string, []byte) {
+				path, b := apiPath, body
+				if prev != nil {
+					path, b = prev(t)
+				}
+				return t.(*endpointState).settings.Load().profile.UpstreamPath(path), b
+			}
+			return
+		}
 	}
 }
 

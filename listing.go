@@ -209,11 +209,14 @@ var listFormats = map[string]*listFormat{
 	"vllm-mlx": {openAIHead, openAITail, func(e *discovery.Entry, _ string, ec *encodeContext) any {
 		return contextModel{openAIModel{ID: e.ID, Object: "model", Created: ec.created, OwnedBy: "vllm-mlx"}, e.Model.MaxContextLength}
 	}},
+	"omlx": {openAIHead, openAITail, func(e *discovery.Entry, _ string, ec *encodeContext) any {
+		return openAIModel{ID: e.ID, Object: "model", Created: ec.created, OwnedBy: "omlx"}
+	}},
 }
 
 // catalogueFormats lists the formats in the order error messages give them.
 var catalogueFormats = []string{"unified", "openai", "ollama", "lmstudio", "lemonade", "lmdeploy", "sglang", "vllm",
-	"llamacpp", "docker-model-runner", "vllm-mlx"}
+	"llamacpp", "docker-model-runner", "vllm-mlx", "omlx"}
 
 // openAIModel is an entry of an OpenAI /v1/models list.
 type openAIModel struct {

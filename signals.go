@@ -146,19 +146,28 @@ func (a *App) pollOnce(ctx context.Context, st *endpointState, s *endpointSettin
 	var sig *profiles.Signals
 	var prob *signalProblem
 	ours := st.inFlight.Load()
+	var also []loadSurface
 	for _, ls := range s.loadSurfaces {
+		if ls.surface.Also {
+			also = append(also, ls)
+			continue
+		}
+		if sig != nil || (prob != nil && prob.kind == "unreachable") {
+			continue
+		}
 		got, p := fetchSignals(ctx, st, s, ls)
 		if ctx.Err() != nil {
 			return
 		}
 		if p == nil {
 			sig, prob = got, nil
-			break
+			continue
 		}
-		prob = p
-		if p.kind == "unreachable" {
-			break // the next surface is on the same server
-		}
+		prob = p // "unreachable": the next surface is on the same server
+	}
+	sig, prob = readResidency(ctx, st, s, also, sig, prob)
+	if ctx.Err() != nil {
+		return
 	}
 	st.sched.polls.Add(1)
 	if prob != nil {
@@ -186,6 +195,28 @@ func (a *App) pollOnce(ctx context.Context, st *endpointState, s *endpointSettin
 		a.logger.Warn("load signals unavailable; the endpoint is scored neutral", zap.String("endpoint", s.name),
 			zap.String("problem", prob.kind), zap.String("detail", prob.detail))
 	}
+}
+
+// readResidency reads the residency surfaces (profiles.LoadSurface.Also)
+// and merges their loaded sets into sig; one that answers alone stands for
+// the poll.
+func readResidency(ctx context.Context, st *endpointState, s *endpointSettings, also []loadSurface, sig *profiles.Signals, prob *signalProblem) (*profiles.Signals, *signalProblem) {
+	if prob != nil && prob.kind == "unreachable" {
+		return sig, prob
+	}
+	for _, ls := range also {
+		got, p := fetchSignals(ctx, st, s, ls)
+		if p != nil || !got.LoadedKnown {
+			continue
+		}
+		if sig == nil {
+			sig, prob = got, nil
+			continue
+		}
+		merged := sig.WithResidency(*got)
+		sig = &merged
+	}
+	return sig, prob
 }
 
 // maxLearnedSlots bounds the slot count learned from a backend's reports

@@ -83,10 +83,6 @@ const (
 var (
 	defaultTrustedCIDRs = []string{"127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"}
 	defaultCORSMethods  = []string{"GET", "POST", "OPTIONS"}
-	// openAIOnlyTypes are backend types of the standalone proxy that the
-	// module has no profile for; they speak the OpenAI API, so they are
-	// adapted as openai-compatible.
-	openAIOnlyTypes = map[string]bool{"vllm-mlx": true, "vllm_mlx": true, "docker-model-runner": true, "dmr": true, "omlx": true}
 	// envOverrides are the standalone proxy's environment overrides, which
 	// it applies over the YAML and the adapter does not.
 	envOverrides = []string{"OLLA_SERVER_", "OLLA_PROXY_", "OLLA_LOGGING_", "OLLA_MODEL_REGISTRY_TYPE",
@@ -979,9 +975,6 @@ func (c *conv) endpoint(it *field) (*endpoint, string, error) {
 			f = &field{c: c, path: it.path + ".type", line: it.line}
 		}
 		return nil, "", f.errorf("the Caddy module needs the backend type (it does not probe for it): one of %s", strings.Join(profiles.Types(), ", "))
-	case openAIOnlyTypes[lt]:
-		ep.Type = "openai-compatible"
-		tf.warn("the Caddy module has no %s profile; adapted as openai-compatible, reached through /olla/openai/ and /olla/openai-compatible/ (not /olla/%s/)", typ, lt)
 	default:
 		p, ok := profiles.Lookup(typ)
 		if !ok {

@@ -277,10 +277,11 @@ func TestMappings(t *testing.T) {
 			want: map[string]any{"ep0.url": "https://api.groq.com/openai", "ep0.model_url": nil},
 		},
 		{
-			name: "types without a profile become openai-compatible, with a warning",
-			yaml: withEndpoint("url: http://mac:8000\nname: mlx\ntype: vllm-mlx"),
-			want: map[string]any{"ep0.type": "openai-compatible"},
-			warn: []string{"discovery.static.endpoints[0].type"},
+			name: "the standalone's vllm-mlx, dmr and omlx map to their own profiles",
+			yaml: "discovery:\n  static:\n    endpoints:\n      - {url: 'http://mac:8000', name: mlx, type: vllm-mlx}\n" +
+				"      - {url: 'http://desk:12434', name: d, type: dmr}\n      - {url: 'http://mac:8001', name: o, type: omlx}\n" +
+				"      - {url: 'http://desk:12435', name: d2, type: docker-model-runner}\n",
+			want: map[string]any{"ep0.type": "vllm-mlx", "ep1.type": "docker-model-runner", "ep2.type": "omlx", "ep3.type": "docker-model-runner"},
 		},
 		{
 			name: "the same URL twice: the last entry wins",

@@ -60,14 +60,20 @@ type Profile struct {
 	// ServesListed says the backend serves every model it lists without
 	// loading it first, so each listed model counts as resident.
 	ServesListed bool
+	// upstreamPrefix is put before the OpenAI paths (/v1/...) on the way to
+	// the backend, for servers that mount the OpenAI API below the root
+	// (Docker Model Runner's /engines); see UpstreamPath.
+	upstreamPrefix string
 }
 
 // ParseSignals reads the body of one of the profile's load surfaces. A vLLM,
-// SGLang or llama.cpp backend's signals are marked ServesListed whatever the
-// surface.
+// SGLang or llama.cpp backend's signals are marked ServesListed unless the
+// surface read the loaded set itself (llama.cpp in router mode).
 func (p *Profile) ParseSignals(surface LoadSurface, body []byte) (Signals, error) {
 	s, err := ParseSignals(surface.Format, body)
-	if err == nil && p.ServesListed {
+	// a surface that read the loaded set itself (llama.cpp's router mode)
+	// says more than the type's rule
+	if err == nil && p.ServesListed && !s.LoadedKnown {
 		s.ServesListed = true
 	}
 	return s, err
@@ -173,10 +179,11 @@ func Types() []string {
 
 // ServesPath reports whether the backend serves the API path: an exact match of
 // one of its Paths, or a match of a pattern entry (see Profile.Paths). A query
-// string and a trailing slash are ignored. "/api/chat" is served by ollama but
+// string and a trailing slash are ignored, and the path is read canonical
+// (CanonicalAPIPath: /engines/v1/models is /v1/models). "/api/chat" is served by ollama but
 // not by vllm; "/v1/chat/completions" by every OpenAI-compatible type.
 func (p *Profile) ServesPath(path string) bool {
-	path = cleanPath(path)
+	path = CanonicalAPIPath(cleanPath(path))
 	if path == "" {
 		return false
 	}

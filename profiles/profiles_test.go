@@ -1,6 +1,7 @@
 package profiles
 
 import (
+	"cmp"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -11,7 +12,8 @@ import (
 )
 
 func TestTableIntegrity(t *testing.T) {
-	want := []string{"ollama", "lm-studio", "vllm", "sglang", "llamacpp", "lemonade", "lmdeploy", "litellm", "openai-compatible"}
+	want := []string{"ollama", "lm-studio", "vllm", "sglang", "llamacpp", "lemonade", "lmdeploy", "litellm",
+		"vllm-mlx", "docker-model-runner", "omlx", "openai-compatible"}
 	var got []string
 	for _, p := range All() {
 		got = append(got, p.Name)
@@ -48,7 +50,8 @@ func TestTableIntegrity(t *testing.T) {
 	if !sort.StringsAreSorted(Prefixes()) {
 		t.Errorf("Prefixes() not sorted: %v", Prefixes())
 	}
-	wantPrefixes := []string{"lemonade", "litellm", "llamacpp", "lm-studio", "lm_studio", "lmdeploy", "lmstudio", "ollama", "openai-compatible", "sglang", "vllm"}
+	wantPrefixes := []string{"dmr", "docker-model-runner", "lemonade", "litellm", "llamacpp", "lm-studio", "lm_studio", "lmdeploy",
+		"lmstudio", "ollama", "omlx", "openai-compatible", "sglang", "vllm", "vllm-mlx"}
 	if !reflect.DeepEqual(Prefixes(), wantPrefixes) {
 		t.Errorf("Prefixes() = %v, want %v", Prefixes(), wantPrefixes)
 	}
@@ -118,7 +121,13 @@ func TestLookup(t *testing.T) {
 		{"", ""},
 		{"auto", ""},
 		{"proxy", ""},
-		{"vllm-mlx", ""},
+		{"vllm-mlx", "vllm-mlx"},
+		{"vllm_mlx", "vllm-mlx"},
+		{"dmr", "docker-model-runner"},
+		{"Docker-Model-Runner", "docker-model-runner"},
+		{"omlx", "omlx"},
+		{"oMLX", "omlx"},
+		{"mlx", ""},
 		{"lm studio", ""},
 	}
 	for _, tt := range tests {
@@ -264,7 +273,8 @@ func TestMatchPathPattern(t *testing.T) {
 }
 
 func TestTypesForPath(t *testing.T) {
-	openAll := []string{"lemonade", "litellm", "llamacpp", "lm-studio", "lmdeploy", "ollama", "openai-compatible", "sglang", "vllm"}
+	openAll := []string{"docker-model-runner", "lemonade", "litellm", "llamacpp", "lm-studio", "lmdeploy", "ollama", "omlx",
+		"openai-compatible", "sglang", "vllm", "vllm-mlx"}
 	tests := []struct {
 		path string
 		want []string
@@ -274,13 +284,21 @@ func TestTypesForPath(t *testing.T) {
 		{"/api/v0/models", []string{"lm-studio"}},
 		{"/v1/chat/completions", openAll},
 		{"/v1/models", openAll},
-		{"/v1/embeddings", []string{"lemonade", "litellm", "llamacpp", "lm-studio", "ollama", "openai-compatible", "sglang", "vllm"}},
+		{"/v1/embeddings", []string{"docker-model-runner", "lemonade", "litellm", "llamacpp", "lm-studio", "ollama", "omlx",
+			"openai-compatible", "sglang", "vllm", "vllm-mlx"}},
+		{"/engines/v1/chat/completions", openAll},
+		{"/engines/llama.cpp/v1/embeddings", []string{"docker-model-runner", "lemonade", "litellm", "llamacpp", "lm-studio", "ollama", "omlx",
+			"openai-compatible", "sglang", "vllm", "vllm-mlx"}},
+		{"/engines/ps", []string{"docker-model-runner"}},
+		{"/v1/models/status", []string{"docker-model-runner", "lemonade", "ollama", "omlx", "openai-compatible"}},
+		{"/v1/status", []string{"vllm-mlx"}},
 		{"/completion", []string{"llamacpp"}},
 		{"/generate", []string{"lmdeploy", "sglang"}},
-		{"/health", []string{"litellm", "llamacpp", "lmdeploy", "sglang", "vllm"}},
-		{"/v1/messages", []string{"llamacpp", "lm-studio", "ollama", "vllm"}},
-		{"/v1/models/Qwen/Qwen2.5-7B", []string{"lemonade", "ollama", "openai-compatible"}},
-		{"/", []string{"litellm", "ollama"}},
+		{"/health", []string{"litellm", "llamacpp", "lmdeploy", "omlx", "sglang", "vllm", "vllm-mlx"}},
+		{"/v1/messages", []string{"docker-model-runner", "llamacpp", "lm-studio", "ollama", "omlx", "vllm", "vllm-mlx"}},
+		{"/anthropic/v1/messages", []string{"docker-model-runner", "llamacpp", "lm-studio", "ollama", "omlx", "vllm", "vllm-mlx"}},
+		{"/v1/models/Qwen/Qwen2.5-7B", []string{"docker-model-runner", "lemonade", "ollama", "openai-compatible"}},
+		{"/", []string{"docker-model-runner", "litellm", "ollama"}},
 		{"/no/such/path", nil},
 		{"", nil},
 	}
@@ -325,13 +343,16 @@ func TestRegisterRejectsClashes(t *testing.T) {
 // TestAnthropicNative pins which backend types serve the Anthropic Messages
 // API natively (passthrough) and which are translated.
 func TestAnthropicNative(t *testing.T) {
-	native := map[string]bool{"ollama": true, "lm-studio": true, "vllm": true, "llamacpp": true}
-	counts := map[string]bool{"llamacpp": true}
+	native := map[string]bool{"ollama": true, "lm-studio": true, "vllm": true, "llamacpp": true,
+		"vllm-mlx": true, "docker-model-runner": true, "omlx": true}
+	counts := map[string]bool{"llamacpp": true, "vllm-mlx": true, "docker-model-runner": true, "omlx": true}
+	// Docker Model Runner mounts Messages under /anthropic
+	paths := map[string]string{"docker-model-runner": "/anthropic/v1/messages"}
 	for _, p := range All() {
 		if got := p.AnthropicPath != ""; got != native[p.Name] {
 			t.Errorf("%s: native Messages API = %v, want %v", p.Name, got, native[p.Name])
 		}
-		if native[p.Name] && p.AnthropicPath != "/v1/messages" {
+		if want := cmp.Or(paths[p.Name], "/v1/messages"); native[p.Name] && p.AnthropicPath != want {
 			t.Errorf("%s: AnthropicPath = %q", p.Name, p.AnthropicPath)
 		}
 		if p.AnthropicCountTokens != counts[p.Name] {

@@ -110,6 +110,23 @@ const (
 type LoadSurface struct {
 	Path   string
 	Format string // one of the Signals* constants
+	// Also marks a residency surface read on every poll besides the first
+	// load surface that answered (llama.cpp's /models, which says which
+	// models a router-mode server has loaded); see Signals.WithResidency.
+	Also bool
+}
+
+// WithResidency is s with the loaded set r read, when r read one: the
+// residency surface's word replaces the type's "serves what it lists" rule.
+func (s Signals) WithResidency(r Signals) Signals {
+	if !r.LoadedKnown {
+		return s
+	}
+	s.LoadedKnown, s.loaded, s.ServesListed = true, r.loaded, false
+	if s.At.IsZero() {
+		s.At = r.At
+	}
+	return s
 }
 
 // maxLoadedModels bounds a loaded-model list. A backend holding more
@@ -134,6 +151,16 @@ func ParseSignals(format string, body []byte) (Signals, error) {
 		s, err = ParseSlots(body)
 	case SignalsMetrics:
 		s, err = ParseMetrics(body)
+	case SignalsOMLXStatus:
+		s, err = ParseOMLXStatus(body)
+	case SignalsDMRPS:
+		s, err = ParseDMRPS(body)
+	case SignalsVLLMMLXStatus:
+		s, err = ParseVLLMMLXStatus(body)
+	case SignalsLlamaModels:
+		s, err = ParseLlamaModels(body)
+	case SignalsLemonadeHealth:
+		s, err = ParseLemonadeHealth(body)
 	default:
 		return Signals{}, fmt.Errorf("unknown load-surface format %q", format)
 	}

@@ -106,7 +106,7 @@ func TestSignalsWrittenFixtures(t *testing.T) {
 			p := mustLookup(t, tt.typ)
 			surface := p.LoadSurfaces[0]
 			if strings.HasSuffix(tt.file, ".txt") {
-				surface = p.LoadSurfaces[len(p.LoadSurfaces)-1] // /metrics
+				surface = LoadSurface{Path: "/metrics", Format: SignalsMetrics}
 			}
 			got, err := p.ParseSignals(surface, testdata(t, tt.file))
 			checkSignals(t, got, err, tt.want)
@@ -120,8 +120,11 @@ func TestLoadSurfaces(t *testing.T) {
 		"lm-studio": "/api/v0/models lmstudio-models",
 		"vllm":      "/metrics prometheus",
 		"sglang":    "/metrics prometheus",
-		"llamacpp":  "/slots llamacpp-slots, /metrics prometheus",
-		"lemonade":  "",
+		"llamacpp":  "/slots llamacpp-slots, /metrics prometheus, /models llamacpp-models",
+		"lemonade":  "/api/v1/health lemonade-health",
+		"omlx":      "/v1/models/status omlx-models-status",
+		"vllm-mlx":  "/v1/status vllm-mlx-status",
+		"dmr":       "/engines/ps dmr-engines-ps",
 		"litellm":   "",
 	}
 	for typ, w := range want {

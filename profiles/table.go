@@ -19,11 +19,20 @@ const (
 	pathCompletions     = "/v1/completions"
 	pathEmbeddings      = "/v1/embeddings"
 	pathMessages        = "/v1/messages"
+	pathCountTokens     = "/v1/messages/count_tokens"
+	pathRerank          = "/v1/rerank"
 	// PathResponses is OpenAI's Responses API, served (stateless) by Ollama
 	// 0.13.3+, LM Studio 0.3.29+ and vLLM; the others answer it with 501
 	// from the load balancer.
 	PathResponses = "/v1/responses"
 )
+
+// mlxAPIPaths are the API paths vllm-mlx and oMLX both serve: OpenAI's
+// (with rerank and Responses) and Anthropic's Messages with count_tokens.
+var mlxAPIPaths = []string{
+	pathModels, pathChatCompletions, pathCompletions, pathEmbeddings, pathRerank,
+	pathMessages, pathCountTokens, PathResponses,
+}
 
 // table holds every backend type, in the order All returns them. To add a
 // backend type, add an entry here (and, if its model list has a new shape, a
@@ -136,7 +145,9 @@ var table = []*Profile{
 		},
 		DefaultPort: 8080,
 		// /slots is on by default; /metrics needs --metrics.
-		LoadSurfaces: []LoadSurface{{Path: "/slots", Format: SignalsSlots}, {Path: "/metrics", Format: SignalsMetrics}},
+		// /models says, in router mode, which models are loaded now.
+		LoadSurfaces: []LoadSurface{{Path: "/slots", Format: SignalsSlots}, {Path: "/metrics", Format: SignalsMetrics},
+			{Path: "/models", Format: SignalsLlamaModels, Also: true}},
 		ServesListed: true,
 	},
 	{
@@ -157,6 +168,8 @@ var table = []*Profile{
 			pathChatCompletions, pathCompletions, pathEmbeddings,
 		},
 		DefaultPort: 8000,
+		// /api/v1/health names the loaded model(s).
+		LoadSurfaces: []LoadSurface{{Path: "/api/v1/health", Format: SignalsLemonadeHealth}},
 	},
 	{
 		Name:             "lmdeploy",
@@ -188,6 +201,70 @@ var table = []*Profile{
 			"/models", "/chat/completions", "/completions", "/embeddings",
 		},
 		DefaultPort: 4000,
+	},
+	{
+		// vllm-mlx serves one MLX model on Apple silicon with vLLM's OpenAI
+		// surface, the Anthropic Messages API (count_tokens included) and a
+		// /v1/status of its own (running and waiting requests).
+		Name:             "vllm-mlx",
+		DisplayName:      "vLLM-MLX",
+		Prefixes:         []string{"vllm-mlx"},
+		Aliases:          []string{"vllm_mlx", "vllmmlx"},
+		OpenAICompatible: true,
+		HealthPath:       "/health",
+		ModelsPath:       pathModels,
+		ModelFormat:      FormatOpenAI,
+		AnthropicPath:    pathMessages,
+		// vllm-mlx counts tokens with the model's tokenizer.
+		AnthropicCountTokens: true,
+		Paths:                append([]string{"/health", "/metrics", "/v1/status"}, mlxAPIPaths...),
+		DefaultPort:          8000,
+		LoadSurfaces:         []LoadSurface{{Path: "/v1/status", Format: SignalsVLLMMLXStatus}},
+		ServesListed:         true,
+	},
+	{
+		// Docker Model Runner (Docker Desktop, Docker Engine) serves the
+		// OpenAI API under /engines/v1/ (and /engines/{backend}/v1/), the
+		// Anthropic API under /anthropic/v1/, and loads models on demand:
+		// /engines/ps lists the running ones. Clients use the plain OpenAI
+		// paths (/olla/dmr/v1/chat/completions); UpstreamPath maps them.
+		Name:             "docker-model-runner",
+		DisplayName:      "Docker Model Runner",
+		Prefixes:         []string{"dmr", "docker-model-runner"},
+		Aliases:          []string{"docker_model_runner", "dockermodelrunner", "docker"},
+		OpenAICompatible: true,
+		HealthPath:       "/", // 200 "Docker Model Runner is running"
+		ModelsPath:       "/engines/v1/models",
+		ModelFormat:      FormatOpenAI,
+		AnthropicPath:    "/anthropic/v1/messages",
+		// its Anthropic surface answers count_tokens too (the reference's
+		// profile says token_count true)
+		AnthropicCountTokens: true,
+		Paths: []string{
+			"/", "/models", "/models/{model...}", "/engines/ps", "/metrics",
+			pathModels, "/v1/models/{model...}", pathChatCompletions, pathCompletions, pathEmbeddings,
+			pathMessages, pathCountTokens,
+		},
+		DefaultPort:    12434,
+		LoadSurfaces:   []LoadSurface{{Path: "/engines/ps", Format: SignalsDMRPS}},
+		upstreamPrefix: "/engines",
+	},
+	{
+		// oMLX serves many MLX models on Apple silicon, loading them on
+		// demand and evicting the least recently used under memory
+		// pressure; /v1/models/status says which are loaded.
+		Name:                 "omlx",
+		DisplayName:          "oMLX",
+		Prefixes:             []string{"omlx"},
+		OpenAICompatible:     true,
+		HealthPath:           "/health",
+		ModelsPath:           pathModels,
+		ModelFormat:          FormatOpenAI,
+		AnthropicPath:        pathMessages,
+		AnthropicCountTokens: true,
+		Paths:                append([]string{"/health", "/v1/models/status"}, mlxAPIPaths...),
+		DefaultPort:          8000,
+		LoadSurfaces:         []LoadSurface{{Path: "/v1/models/status", Format: SignalsOMLXStatus}},
 	},
 	{
 		Name:             "openai-compatible",

@@ -22,6 +22,18 @@ var probePaths = map[string][2]string{
 	LMStudio: {"/v1/models", "/api/v0/models"},
 	VLLM:     {"/health", "/v1/models"},
 	LlamaCpp: {"/health", "/v1/models"},
+	VLLMMLX:  {"/health", "/v1/models"},
+	OMLX:     {"/health", "/v1/models"},
+	// Docker Model Runner mounts the OpenAI API under /engines
+	DockerModelRunner: {"/", "/engines/v1/models"},
+}
+
+// apiBase is where a kind mounts the OpenAI API.
+func apiBase(kind string) string {
+	if kind == DockerModelRunner {
+		return "/engines"
+	}
+	return ""
 }
 
 func TestFaultErrorAndStatus(t *testing.T) {
@@ -29,7 +41,7 @@ func TestFaultErrorAndStatus(t *testing.T) {
 		t.Run(kind, func(t *testing.T) {
 			s := startT(t, Config{Kind: kind, Models: []string{"m"}})
 			s.SetFault(Fault{Mode: FaultError})
-			res, b := post(t, s.URL+"/v1/chat/completions", chatOnceBody)
+			res, b := post(t, s.URL+apiBase(kind)+"/v1/chat/completions", chatOnceBody)
 			if res.StatusCode != 500 || res.Header.Get("Retry-After") != "" || !json.Valid(b) || !strings.Contains(string(b), "error") {
 				t.Errorf("error fault: %d %q %s", res.StatusCode, res.Header.Get("Retry-After"), b)
 			}
@@ -40,16 +52,16 @@ func TestFaultErrorAndStatus(t *testing.T) {
 				}
 			}
 			s.SetFault(Fault{Mode: FaultStatus, Status: 429, RetryAfter: 7})
-			res, b = post(t, s.URL+"/v1/chat/completions", `{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true}`)
+			res, b = post(t, s.URL+apiBase(kind)+"/v1/chat/completions", `{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true}`)
 			if res.StatusCode != 429 || res.Header.Get("Retry-After") != "7" || !json.Valid(b) {
 				t.Errorf("status fault: %d %q %s", res.StatusCode, res.Header.Get("Retry-After"), b)
 			}
 			s.SetFault(Fault{Mode: FaultStatus})
-			if res, _ := post(t, s.URL+"/v1/embeddings", `{"model":"m","input":"x"}`); res.StatusCode != 503 {
+			if res, _ := post(t, s.URL+apiBase(kind)+"/v1/embeddings", `{"model":"m","input":"x"}`); res.StatusCode != 503 {
 				t.Errorf("status fault default: %d, want 503", res.StatusCode)
 			}
 			s.SetFault(Fault{})
-			if res, _ := post(t, s.URL+"/v1/chat/completions", chatOnceBody); res.StatusCode != 200 {
+			if res, _ := post(t, s.URL+apiBase(kind)+"/v1/chat/completions", chatOnceBody); res.StatusCode != 200 {
 				t.Errorf("after clearing: %d", res.StatusCode)
 			}
 		})
@@ -76,7 +88,7 @@ func TestFaultFailHealthAndMalformedModels(t *testing.T) {
 					t.Errorf("fail_health hit the model list: %d", res.StatusCode)
 				}
 			}
-			if res, _ := post(t, s.URL+"/v1/chat/completions", chatOnceBody); res.StatusCode != 200 {
+			if res, _ := post(t, s.URL+apiBase(kind)+"/v1/chat/completions", chatOnceBody); res.StatusCode != 200 {
 				t.Errorf("fail_health hit inference: %d", res.StatusCode)
 			}
 
@@ -91,7 +103,7 @@ func TestFaultFailHealthAndMalformedModels(t *testing.T) {
 					t.Errorf("malformed_models hit health: %d", res.StatusCode)
 				}
 			}
-			if res, _ := post(t, s.URL+"/v1/chat/completions", chatOnceBody); res.StatusCode != 200 {
+			if res, _ := post(t, s.URL+apiBase(kind)+"/v1/chat/completions", chatOnceBody); res.StatusCode != 200 {
 				t.Errorf("malformed_models hit inference: %d", res.StatusCode)
 			}
 		})
@@ -198,7 +210,7 @@ func TestFaultSlowHealth(t *testing.T) {
 				}
 				probe <- err
 			}()
-			if res, _ := post(t, s.URL+"/v1/chat/completions", chatOnceBody); res.StatusCode != 200 {
+			if res, _ := post(t, s.URL+apiBase(kind)+"/v1/chat/completions", chatOnceBody); res.StatusCode != 200 {
 				t.Errorf("slow_health hit inference: %d", res.StatusCode)
 			}
 			if models != health {

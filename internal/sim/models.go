@@ -380,6 +380,9 @@ func ollamaShowBody(e *modelEntry, modified time.Time) []byte {
 // v1ModelsBody is GET /v1/models in the kind's own shape.
 func v1ModelsBody(s *Sim, ms *modelSet) []byte {
 	created := s.created.Unix()
+	if s.flavor != "" {
+		return flavorModelsBody(s.flavor, ms, created)
+	}
 	switch s.kind {
 	case LlamaCpp:
 		return llamaModelsBody(ms, created)

@@ -46,7 +46,7 @@ func (s *Sim) buildRoutes() {
 	post := []string{"POST"}
 
 	modelsClass := classModels
-	if s.kind == OpenAI || s.kind == LMStudio {
+	if (s.kind == OpenAI || s.kind == LMStudio) && s.flavor == "" {
 		modelsClass |= classHealth // their health check is the model list
 	}
 	add("/v1/models", get, modelsClass, apiOpenAI, (*Sim).handleV1Models)
@@ -81,15 +81,24 @@ func (s *Sim) buildRoutes() {
 		add("/api/v0/models", get, classModels, apiOpenAI, (*Sim).handleLMStudioModels)
 		add("/api/v0/models/", get, 0, apiOpenAI, (*Sim).handleLMStudioModel)
 	case VLLM:
+		if s.flavor != "" {
+			break
+		}
 		add("/health", get, classHealth, apiOpenAI, (*Sim).handleVLLMHealth)
 		add("/metrics", get, 0, apiOpenAI, (*Sim).handleVLLMMetrics)
 		add("/version", get, 0, apiOpenAI, (*Sim).handleVLLMVersion)
 	case LlamaCpp:
+		if s.flavor != "" {
+			break
+		}
 		add("/health", get, classHealth, apiOpenAI, (*Sim).handleLlamaHealth)
 		add("/v1/health", get, classHealth, apiOpenAI, (*Sim).handleLlamaHealth)
 		add("/models", get, classModels, apiOpenAI, (*Sim).handleV1Models)
 		add("/slots", get, 0, apiOpenAI, (*Sim).handleLlamaSlots)
 		add("/metrics", get, 0, apiOpenAI, (*Sim).handleLlamaMetrics)
+	}
+	if s.flavor != "" {
+		s.flavorRoutes(add)
 	}
 }
 

@@ -23,7 +23,9 @@ const (
 )
 
 // Kinds lists the canonical kind names, in a stable order.
-func Kinds() []string { return []string{Ollama, OpenAI, LMStudio, VLLM, LlamaCpp} }
+func Kinds() []string {
+	return []string{Ollama, OpenAI, LMStudio, VLLM, LlamaCpp, VLLMMLX, DockerModelRunner, OMLX}
+}
 
 // NormalizeKind maps a kind name, or one of the endpoint type spellings used
 // in Olla configurations ("lm-studio", "openai-compatible", "llama.cpp", ...),
@@ -40,6 +42,12 @@ func NormalizeKind(k string) (string, bool) {
 		return VLLM, true
 	case "llamacpp", "llama.cpp", "llama-cpp", "llama_cpp":
 		return LlamaCpp, true
+	case "vllm-mlx", "vllm_mlx", "vllmmlx":
+		return VLLMMLX, true
+	case "docker-model-runner", "docker_model_runner", "dockermodelrunner", "dmr":
+		return DockerModelRunner, true
+	case "omlx":
+		return OMLX, true
 	}
 	return "", false
 }
@@ -142,7 +150,10 @@ type Stats struct {
 // http.ErrAbortHandler, which needs a real net/http server to turn into a
 // closed connection.)
 type Sim struct {
-	kind    string
+	kind    string // the wire dialect: one of Ollama, OpenAI, LMStudio, VLLM, LlamaCpp
+	// flavor is a kind that speaks a base kind's dialect with routes of its
+	// own (VLLMMLX, DockerModelRunner, OMLX; see flavors.go), or ""
+	flavor  string
 	name    string
 	nameHdr []string
 	created time.Time
@@ -195,8 +206,13 @@ func New(cfg Config) *Sim {
 		panic(err)
 	}
 	kind, _ := NormalizeKind(cfg.Kind)
+	flavor := ""
+	if base, ok := flavorBase[kind]; ok {
+		flavor, kind = kind, base
+	}
 	s := &Sim{
 		kind:    kind,
+		flavor:  flavor,
 		name:    cfg.Name,
 		created: time.Now().UTC(),
 		dims:    cfg.EmbeddingDims,
@@ -223,7 +239,12 @@ func New(cfg Config) *Sim {
 }
 
 // Kind returns the canonical kind of the simulated server.
-func (s *Sim) Kind() string { return s.kind }
+func (s *Sim) Kind() string {
+	if s.flavor != "" {
+		return s.flavor
+	}
+	return s.kind
+}
 
 // Name returns Config.Name.
 func (s *Sim) Name() string { return s.name }
@@ -281,7 +302,7 @@ func (s *Sim) Models() []string {
 func (s *Sim) Stats() Stats {
 	st := Stats{
 		Name:    s.name,
-		Kind:    s.kind,
+		Kind:    s.Kind(),
 		Total:   s.total.Load(),
 		Active:  s.active.Load(),
 		Streams: s.streams.Load(),
@@ -492,6 +513,10 @@ func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.total.Add(1)
 	s.active.Add(1)
 	defer s.active.Add(-1)
+	if s.flavor == DockerModelRunner {
+		r = dmrRequest(r)
+		path = r.URL.Path
+	}
 
 	rt := s.routes[path]
 	if rt == nil {

@@ -158,7 +158,7 @@ func TestOpenAIStreamsAllKinds(t *testing.T) {
 					if usage {
 						body += `,"stream_options":{"include_usage":true}`
 					}
-					res := openStream(t, context.Background(), s.URL+path, body+"}")
+					res := openStream(t, context.Background(), s.URL+apiBase(kind)+path, body+"}")
 					defer res.Body.Close()
 					if res.StatusCode != 200 || !strings.HasPrefix(res.Header.Get("Content-Type"), "text/event-stream") {
 						t.Fatalf("status %d, Content-Type %q", res.StatusCode, res.Header.Get("Content-Type"))
@@ -222,7 +222,7 @@ func TestOpenAINonStreamAllKinds(t *testing.T) {
 			t.Run(kind+path, func(t *testing.T) {
 				t.Parallel()
 				s := startT(t, Config{Kind: kind, Models: []string{"m1"}, Tokens: 10})
-				res, b := post(t, s.URL+path, `{"model":"m1","messages":[{"role":"user","content":"hi"}],"prompt":"hi","max_tokens":4}`)
+				res, b := post(t, s.URL+apiBase(kind)+path, `{"model":"m1","messages":[{"role":"user","content":"hi"}],"prompt":"hi","max_tokens":4}`)
 				if res.StatusCode != 200 || !strings.HasPrefix(res.Header.Get("Content-Type"), "application/json") {
 					t.Fatalf("status %d, Content-Type %q: %s", res.StatusCode, res.Header.Get("Content-Type"), b)
 				}

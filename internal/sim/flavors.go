@@ -1,0 +1,273 @@
+package sim
+
+import (
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Kinds that speak a base kind's wire dialect (chat, stream and error
+// formats) with routes of their own, written from each project's
+// documentation:
+//
+//   - vllm-mlx (base vllm): GET /health {"status":"healthy","model_loaded":true,...},
+//     GET /v1/status (running and waiting counts), /v1/models owned_by
+//     "vllm-mlx", /v1/messages and /v1/messages/count_tokens, /v1/responses.
+//     No /version.
+//   - omlx (base vllm): GET /health {"status":"healthy"}, /v1/models owned_by
+//     "omlx", GET /v1/models/status ({"models":[{"id","loaded",...}]}: loaded
+//     once used, or by the capacity model's LRU when maxloaded is set),
+//     POST /v1/models/load, /v1/messages and count_tokens, /v1/responses.
+//   - docker-model-runner (base openai): the OpenAI API only under
+//     /engines/v1/ and /engines/{backend}/v1/ (a bare /v1/ path is 404), the
+//     Anthropic API under /anthropic/v1/messages, GET / "Docker Model Runner
+//     is running", native GET /models, Ollama-style GET /api/tags, GET
+//     /engines/ps (the models loaded: used, or resident by the capacity
+//     model), owned_by "docker".
+const (
+	VLLMMLX           = "vllm-mlx"
+	DockerModelRunner = "docker-model-runner"
+	OMLX              = "omlx"
+)
+
+// flavorBase is each flavor's base kind.
+var flavorBase = map[string]string{VLLMMLX: VLLM, OMLX: VLLM, DockerModelRunner: OpenAI}
+
+// dmrRequest maps Docker Model Runner's mounts onto the routes the
+// simulator keys by: /engines/v1/x and /engines/{backend}/v1/x to /v1/x,
+// /anthropic/v1/messages to /v1/messages. A bare /v1/ path, which Docker
+// Model Runner does not serve, goes to an unrouted path (404).
+func dmrRequest(r *http.Request) *http.Request {
+	p := r.URL.Path
+	var mapped string
+	switch {
+	case strings.HasPrefix(p, "/engines/"):
+		rest := p[len("/engines/"):]
+		if strings.HasPrefix(rest, "v1/") {
+			mapped = "/" + rest
+		} else if i := strings.IndexByte(rest, '/'); i > 0 && strings.HasPrefix(rest[i+1:], "v1/") {
+			mapped = rest[i:]
+		} else {
+			return r
+		}
+	case strings.HasPrefix(p, "/anthropic/v1/messages"):
+		mapped = p[len("/anthropic"):]
+	case strings.HasPrefix(p, "/v1/"):
+		mapped = "/_unserved" + p
+	default:
+		return r
+	}
+	r2 := new(http.Request)
+	*r2 = *r
+	u := *r.URL
+	u.Path, u.RawPath = mapped, ""
+	r2.URL = &u
+	return r2
+}
+
+// flavorRoutes adds a flavor's own routes.
+func (s *Sim) flavorRoutes(add func(string, []string, uint8, uint8, func(*Sim, *call)) *route) {
+	get := []string{"GET"}
+	headGet := []string{"HEAD", "GET"}
+	post := []string{"POST"}
+	switch s.flavor {
+	case VLLMMLX:
+		add("/health", get, classHealth, apiOpenAI, (*Sim).handleVLLMMLXHealth)
+		add("/v1/status", get, 0, apiOpenAI, (*Sim).handleVLLMMLXStatus)
+		add("/v1/messages/count_tokens", post, 0, apiAnthropic, (*Sim).handleCountTokens)
+	case OMLX:
+		add("/health", get, classHealth, apiOpenAI, (*Sim).handleOMLXHealth)
+		add("/v1/models/status", get, 0, apiOpenAI, (*Sim).handleOMLXStatus)
+		add("/v1/models/load", post, 0, apiOpenAI, (*Sim).handleLoadModel)
+		add("/v1/messages/count_tokens", post, 0, apiAnthropic, (*Sim).handleCountTokens)
+	case DockerModelRunner:
+		add("/", headGet, classHealth, apiNative, (*Sim).handleDMRRoot)
+		add("/models", get, 0, apiOpenAI, (*Sim).handleDMRModels)
+		add("/api/tags", get, 0, apiNative, (*Sim).handleOllamaTags)
+		add("/engines/ps", get, 0, apiOpenAI, (*Sim).handleDMRPS)
+		add("/v1/messages", post, classInference, apiAnthropic, (*Sim).handleMessages)
+		add("/v1/messages/count_tokens", post, 0, apiAnthropic, (*Sim).handleCountTokens)
+	}
+}
+
+// flavorModelsBody is a flavor's GET /v1/models: OpenAI's shape, its own
+// owned_by.
+func flavorModelsBody(flavor string, ms *modelSet, created int64) []byte {
+	type model struct {
+		ID      string `json:"id"`
+		Object  string `json:"object"`
+		Created int64  `json:"created"`
+		OwnedBy string `json:"owned_by"`
+	}
+	owner := map[string]string{VLLMMLX: "vllm-mlx", OMLX: "omlx", DockerModelRunner: "docker"}[flavor]
+	out := struct {
+		Object string  `json:"object"`
+		Data   []model `json:"data"`
+	}{Object: "list", Data: []model{}}
+	for _, e := range ms.list {
+		out.Data = append(out.Data, model{ID: e.id, Object: "model", Created: created, OwnedBy: owner})
+	}
+	return mustJSON(out)
+}
+
+func (s *Sim) handleVLLMMLXHealth(c *call) {
+	ms := s.models.Load()
+	s.writeOK(c, mustJSON(map[string]any{"status": "healthy", "model_loaded": true, "model_name": ms.list[0].id,
+		"model_type": "llm", "engine_type": "simple"}), false)
+}
+
+func (s *Sim) handleVLLMMLXStatus(c *call) {
+	st := s.capacityStats()
+	running := s.active.Load() - 1 // this request is not one
+	if s.cap != nil {
+		running = st.Running
+	}
+	s.writeOK(c, mustJSON(map[string]any{"status": "running", "model": s.models.Load().list[0].id,
+		"uptime_s": time.Since(s.created).Seconds(), "num_running": max(running, 0), "num_waiting": st.Waiting,
+		"requests": []any{}}), false)
+}
+
+func (s *Sim) handleOMLXHealth(c *call) {
+	s.writeOK(c, append(c.sc.buf[:0], `{"status":"healthy"}`...), false)
+}
+
+// loadedModels are the models a load-on-demand server holds now: the
+// capacity model's residents when memory is limited, else every model used
+// in the last keep-alive period (or loaded by a load route).
+func (s *Sim) loadedModels(now time.Time) []*modelEntry {
+	ms := s.models.Load()
+	resident := s.cap.residency()
+	var out []*modelEntry
+	for _, e := range ms.list {
+		if resident != nil {
+			if resident(e.id) {
+				out = append(out, e)
+			}
+			continue
+		}
+		if lu := e.lastUsed.Load(); lu != 0 && now.Sub(time.Unix(0, lu)) < keepAlive {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func (s *Sim) handleOMLXStatus(c *call) {
+	type status struct {
+		ID            string `json:"id"`
+		Loaded        bool   `json:"loaded"`
+		ModelType     string `json:"model_type"`
+		EngineType    string `json:"engine_type"`
+		EstimatedSize int64  `json:"estimated_size"`
+	}
+	loaded := map[*modelEntry]bool{}
+	for _, e := range s.loadedModels(time.Now()) {
+		loaded[e] = true
+	}
+	out := struct {
+		Models []status `json:"models"`
+	}{Models: []status{}}
+	for _, e := range s.models.Load().list {
+		typ := "llm"
+		if e.embed {
+			typ = "embedding"
+		}
+		out.Models = append(out.Models, status{ID: e.id, Loaded: loaded[e], ModelType: typ, EngineType: "batched", EstimatedSize: e.size})
+	}
+	s.writeOK(c, mustJSON(out), false)
+}
+
+// handleLoadModel loads a model: {"model":"name"} (oMLX POST
+// /v1/models/load, llama.cpp router POST /models/load). It marks the
+// model used and, under the capacity model, resident (evicting the least
+// recently used one when memory is full).
+func (s *Sim) handleLoadModel(c *call) {
+	req, err := c.parse()
+	if err != nil {
+		s.invalidJSON(c, err)
+		return
+	}
+	name := req.Model
+	ms := s.models.Load()
+	e := ms.lookup(s.kind, name)
+	if name == "" || e == nil {
+		s.modelNotFound(c, name)
+		return
+	}
+	ms.markUsed(e, c.start)
+	if d := s.cap.load(e.id); d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-c.r.Context().Done():
+			t.Stop()
+			return
+		}
+	}
+	s.writeOK(c, append(c.sc.buf[:0], `{"success":true}`...), false)
+}
+
+func (s *Sim) handleDMRRoot(c *call) {
+	c.writeBody(http.StatusOK, ctTextUTF8, append(c.sc.buf[:0], "Docker Model Runner is running"...), false)
+}
+
+// handleDMRModels is Docker Model Runner's native GET /models: an array of
+// {id, tags, created, config{format, quantization, parameters, architecture, size}}.
+func (s *Sim) handleDMRModels(c *call) {
+	type config struct {
+		Format       string `json:"format"`
+		Quantization string `json:"quantization"`
+		Parameters   string `json:"parameters"`
+		Architecture string `json:"architecture"`
+		Size         string `json:"size"`
+	}
+	type model struct {
+		ID      string   `json:"id"`
+		Tags    []string `json:"tags"`
+		Created int64    `json:"created"`
+		Config  config   `json:"config"`
+	}
+	out := []model{}
+	for _, e := range s.models.Load().list {
+		out = append(out, model{ID: "sha256:" + e.digest, Tags: []string{e.id}, Created: s.created.Unix(),
+			Config: config{Format: "gguf", Quantization: e.quant, Parameters: e.paramSize, Architecture: e.family,
+				Size: formatParams(e.size) + "B"}})
+	}
+	s.writeOK(c, mustJSON(out), false)
+}
+
+// handleDMRPS is GET /engines/ps: the running backends, one per loaded
+// model, most recently used first.
+func (s *Sim) handleDMRPS(c *call) {
+	type runner struct {
+		BackendName string `json:"backend_name"`
+		ModelName   string `json:"model_name"`
+		Mode        string `json:"mode"`
+		LastUsed    string `json:"last_used"`
+	}
+	out := []runner{}
+	for _, e := range s.loadedModels(time.Now()) {
+		out = append(out, runner{BackendName: "llama.cpp", ModelName: e.id, Mode: "completion",
+			LastUsed: time.Unix(0, e.lastUsed.Load()).UTC().Format(time.RFC3339)})
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].LastUsed > out[j].LastUsed })
+	s.writeOK(c, mustJSON(out), false)
+}
+
+// load makes model resident through a load route (not a request): it
+// takes the capacity model's LoadTime when the model was cold, and evicts
+// the least recently used one when memory is full. A nil capacity (or one
+// without MaxLoaded) has nothing to do.
+func (cp *capacity) load(model string) time.Duration {
+	if cp == nil || cp.cfg.MaxLoaded == 0 {
+		return 0
+	}
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	if cp.touchModel(model) {
+		return 0
+	}
+	cp.loads++
+	return cp.cfg.LoadTime
+}
