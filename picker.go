@@ -175,6 +175,13 @@ func (p *picker) Remaining() bool {
 	return p.attempts < p.maxAttempts && (len(p.remaining) > 0 || p.queue != nil && len(p.full) > 0)
 }
 
+// CanRequeue implements engines.Requeuer: with a queue, a busy answer from
+// the last candidate sends the request back in line for it (Done puts the
+// endpoint among those it waits for), within the attempt budget.
+func (p *picker) CanRequeue() bool {
+	return p.queue != nil && p.attempts < p.maxAttempts
+}
+
 // Done implements engines.Picker: the attempt's in-flight count ends, and
 // the backend's failures feed the endpoint's circuit breaker (passive
 // health). The engine says whose doing an ended attempt was: a client that
@@ -207,6 +214,9 @@ func (p *picker) Done(t engines.Target, out engines.Outcome) {
 	switch {
 	case out.ClientGone(), out.TransformFailed():
 		// not the backend's doing
+	case out.Busy && out.Err == nil:
+		// busy, not broken (Lemonade's slots_pinned_error, Ollama's
+		// "server busy"): neither a failure nor a sign of health
 	case out.Err != nil || out.Status >= 500:
 		st.failures.Add(1)
 		st.breaker.Failure(now)
@@ -216,7 +226,7 @@ func (p *picker) Done(t engines.Target, out engines.Outcome) {
 			st.lastSuccess.Store(now.UnixNano()) // it is serving: slow probes are forgiven
 		}
 	}
-	if out.Status == http.StatusTooManyRequests || out.Status == http.StatusServiceUnavailable {
+	if out.Busy || out.Status == http.StatusTooManyRequests || out.Status == http.StatusServiceUnavailable {
 		st.park(out.RetryAfter)
 		if p.queue != nil {
 			// busy, not broken: the request goes back in line, and may

@@ -58,6 +58,24 @@ type Picker interface {
 	Remaining() bool
 }
 
+// A Requeuer is a Picker that can put a request back in line after a busy
+// answer from its last candidate (a queue that waits for that endpoint to
+// have room again). Engines ask it only when Remaining is false.
+type Requeuer interface {
+	CanRequeue() bool
+}
+
+// MayRetry reports whether an answer that asks for another try (a
+// retryable status, or busy) can get one: another candidate remains, or,
+// for a busy answer, the picker can put the request back in line.
+func MayRetry(p Picker, busy bool) bool {
+	if p.Remaining() {
+		return true
+	}
+	rq, ok := p.(Requeuer)
+	return busy && ok && rq.CanRequeue()
+}
+
 // Outcome is what one attempt came to, for passive health and parking.
 type Outcome struct {
 	// Status is the backend's status code, or 0 when it gave no response.
@@ -73,6 +91,9 @@ type Outcome struct {
 	HeaderLatency time.Duration
 	// Bytes is how many response body bytes were read from the backend.
 	Bytes int64
+	// Busy says the backend's answer was a busy answer (see PeekBusy): the
+	// request moves on and the backend is not blamed.
+	Busy bool
 }
 
 // ClientGone reports whether the attempt ended because the client went

@@ -1,12 +1,16 @@
 package engines
 
 import (
+	"bytes"
+	"io"
 	"net/http"
 	"net/url"
 	"path"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/caddy-olla/olla/profiles"
 )
 
 // UpstreamURL joins an endpoint's base URL with the request's API path:
@@ -179,6 +183,39 @@ func ShouldFlush(p FlushPolicy, h http.Header, contentLength int64) bool {
 func RetryableStatus(code int) bool {
 	return code == http.StatusTooManyRequests || code == http.StatusBadGateway || code == http.StatusServiceUnavailable
 }
+
+// PeekBusy reports whether res is a backend's busy answer
+// (profiles.IsBusyAnswer: Lemonade's 409 slots_pinned_error, Ollama's and
+// llama-server's busy 503s). For the statuses that may be one it reads the
+// first bytes of the body and puts them back, so a response that is
+// written to the client after all loses nothing.
+func PeekBusy(res *http.Response) bool {
+	if !profiles.MayBeBusy(res.StatusCode) || res.Body == nil || res.Body == http.NoBody {
+		return false
+	}
+	peek := make([]byte, profiles.MaxBusyPeek)
+	n, err := io.ReadFull(res.Body, peek)
+	peek = peek[:n]
+	switch {
+	case err == nil:
+		res.Body = &peekedBody{Reader: io.MultiReader(bytes.NewReader(peek), res.Body), Closer: res.Body}
+	case err == io.EOF || err == io.ErrUnexpectedEOF:
+		res.Body = &peekedBody{Reader: bytes.NewReader(peek), Closer: res.Body}
+	default:
+		// the read failed: what was read goes on, followed by the error
+		res.Body = &peekedBody{Reader: io.MultiReader(bytes.NewReader(peek), errReader{err}), Closer: res.Body}
+	}
+	return profiles.IsBusyAnswer(res.StatusCode, peek)
+}
+
+type peekedBody struct {
+	io.Reader
+	io.Closer
+}
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 
 // MaxRetryAfter caps how long a backend's Retry-After may keep us away from
 // it: its advice, not its command. A day-long (or overflowing) value must not

@@ -70,16 +70,17 @@ func (e *Engine) Serve(w http.ResponseWriter, r *http.Request, plan *engines.Pla
 			lastErr = fmt.Errorf("endpoint %s: %w", t.Name(), err)
 			continue
 		}
-		if engines.RetryableStatus(res.StatusCode) && attempt+1 < plan.MaxAttempts && plan.Picker.Remaining() {
+		busy := engines.PeekBusy(res)
+		if (busy || engines.RetryableStatus(res.StatusCode)) && attempt+1 < plan.MaxAttempts && engines.MayRetry(plan.Picker, busy) {
 			retryAfter := engines.ParseRetryAfter(res.Header.Get("Retry-After"), time.Now())
 			drainAndClose(res.Body)
 			cancel()
-			plan.Picker.Done(t, engines.Outcome{Status: res.StatusCode, RetryAfter: retryAfter, HeaderLatency: latency})
+			plan.Picker.Done(t, engines.Outcome{Status: res.StatusCode, RetryAfter: retryAfter, HeaderLatency: latency, Busy: busy})
 			lastErr = fmt.Errorf("endpoint %s answered %d", t.Name(), res.StatusCode)
 			continue
 		}
 		defer cancel()
-		e.respond(w, r, plan, t, res, latency)
+		e.respond(w, r, plan, t, res, latency, busy)
 		return nil
 	}
 	return lastErr
@@ -133,8 +134,8 @@ var totalTimeValue = []string{engines.TotalTimeTrailer}
 
 // respond writes the backend's answer to the client. Past this point a
 // failure can only end the response, never replay it.
-func (e *Engine) respond(w http.ResponseWriter, r *http.Request, plan *engines.Plan, t engines.Target, res *http.Response, latency time.Duration) {
-	out := engines.Outcome{Status: res.StatusCode, HeaderLatency: latency,
+func (e *Engine) respond(w http.ResponseWriter, r *http.Request, plan *engines.Plan, t engines.Target, res *http.Response, latency time.Duration, busy bool) {
+	out := engines.Outcome{Status: res.StatusCode, HeaderLatency: latency, Busy: busy,
 		RetryAfter: engines.ParseRetryAfter(res.Header.Get("Retry-After"), time.Now())}
 	engines.StripHopByHop(res.Header)
 	engines.DecorateResponse(res.Header, t, plan.Start)

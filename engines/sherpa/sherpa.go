@@ -249,12 +249,13 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, reverseproxy.NewDialError(q.lastErr)
 	}
 	latency := time.Since(sent)
-	if engines.RetryableStatus(res.StatusCode) && q.plan.Picker.Remaining() {
+	busy := engines.PeekBusy(res)
+	if (busy || engines.RetryableStatus(res.StatusCode)) && engines.MayRetry(q.plan.Picker, busy) {
 		retryAfter := engines.ParseRetryAfter(res.Header.Get("Retry-After"), time.Now())
 		_, _ = io.Copy(io.Discard, io.LimitReader(res.Body, 4<<10))
 		res.Body.Close()
 		cancel()
-		q.done(t, engines.Outcome{Status: res.StatusCode, RetryAfter: retryAfter, HeaderLatency: latency})
+		q.done(t, engines.Outcome{Status: res.StatusCode, RetryAfter: retryAfter, HeaderLatency: latency, Busy: busy})
 		q.lastErr = fmt.Errorf("endpoint %s answered %d", t.Name(), res.StatusCode)
 		return nil, reverseproxy.NewDialError(q.lastErr)
 	}
@@ -273,7 +274,7 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	tb := &trackedBody{
 		ReadCloser: res.Body, q: q, t: t, res: res, stream: stream, cancel: cancel, e: rt.e,
-		outcome: engines.Outcome{Status: res.StatusCode, HeaderLatency: latency,
+		outcome: engines.Outcome{Status: res.StatusCode, HeaderLatency: latency, Busy: busy,
 			RetryAfter: engines.ParseRetryAfter(res.Header.Get("Retry-After"), time.Now())},
 	}
 	if plan.Response != nil {

@@ -22,12 +22,13 @@ const (
 	FaultFailHealth      = "fail_health"      // the health route answers 503
 	FaultStallMidStream  = "stall_mid_stream" // send AfterChunks events, then send nothing more until the client leaves
 	FaultSlowHealth      = "slow_health"      // the health route waits Delay, then answers normally (a loaded backend)
+	FaultBusy            = "busy"             // the kind's own busy answer (Ollama 503 "server busy", llama-server 503 no slot, Lemonade 409 slots_pinned_error)
 )
 
 // FaultModes lists every fault mode except FaultNone.
 func FaultModes() []string {
 	return []string{FaultError, FaultStatus, FaultHang, FaultSlowHeaders, FaultDropMidStream,
-		FaultMalformedModels, FaultFailHealth, FaultStallMidStream, FaultSlowHealth}
+		FaultMalformedModels, FaultFailHealth, FaultStallMidStream, FaultSlowHealth, FaultBusy}
 }
 
 // Fault is an injected misbehaviour. The zero Fault means none.
@@ -61,7 +62,7 @@ type Fault struct {
 func (f Fault) Validate() error {
 	switch f.Mode {
 	case FaultNone, FaultError, FaultStatus, FaultHang, FaultSlowHeaders, FaultDropMidStream,
-		FaultMalformedModels, FaultFailHealth, FaultStallMidStream, FaultSlowHealth:
+		FaultMalformedModels, FaultFailHealth, FaultStallMidStream, FaultSlowHealth, FaultBusy:
 	default:
 		return fmt.Errorf("unknown fault mode %q", f.Mode)
 	}
@@ -218,6 +219,8 @@ func (s *Sim) applyFault(c *call, f *Fault) bool {
 	case FaultDropMidStream, FaultStallMidStream:
 		c.cut = f
 		return true
+	case FaultBusy:
+		s.busyAnswer(c, f.RetryAfter)
 	default:
 		s.writeError(c, http.StatusInternalServerError, "sim: unknown fault mode "+f.Mode)
 	}

@@ -26,6 +26,7 @@ var probePaths = map[string][2]string{
 	OMLX:     {"/health", "/v1/models"},
 	// Docker Model Runner mounts the OpenAI API under /engines
 	DockerModelRunner: {"/", "/engines/v1/models"},
+	Lemonade:          {"/api/v1/health", "/api/v1/models"},
 }
 
 // apiBase is where a kind mounts the OpenAI API.

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"encoding/json"
 	"net/http"
 	"sort"
 	"strings"
@@ -25,14 +26,40 @@ import (
 //     is running", native GET /models, Ollama-style GET /api/tags, GET
 //     /engines/ps (the models loaded: used, or resident by the capacity
 //     model), owned_by "docker".
+//   - lemonade (base openai): the OpenAI API under /api/v1/ (and /v1/),
+//     GET /api/v1/health {"status":"ok","model_loaded","all_models_loaded":[...]}
+//     naming the loaded models, /api/v1/models with checkpoint and recipe,
+//     POST /api/v1/load; busy, it answers 409 slots_pinned_error.
 const (
 	VLLMMLX           = "vllm-mlx"
 	DockerModelRunner = "docker-model-runner"
 	OMLX              = "omlx"
+	Lemonade          = "lemonade"
 )
 
 // flavorBase is each flavor's base kind.
-var flavorBase = map[string]string{VLLMMLX: VLLM, OMLX: VLLM, DockerModelRunner: OpenAI}
+var flavorBase = map[string]string{VLLMMLX: VLLM, OMLX: VLLM, DockerModelRunner: OpenAI, Lemonade: OpenAI}
+
+// lemonadeRequest maps Lemonade's /api/v1/ mount onto the /v1/ routes, but
+// for its own /api/v1/health and /api/v1/load.
+func lemonadeRequest(r *http.Request) *http.Request {
+	p := r.URL.Path
+	rest, ok := strings.CutPrefix(p, "/api")
+	if !ok || !strings.HasPrefix(rest, "/v1/") || p == "/api/v1/health" || p == "/api/v1/load" {
+		return r
+	}
+	return withPath(r, rest)
+}
+
+// withPath is a shallow copy of r with another URL path.
+func withPath(r *http.Request, path string) *http.Request {
+	r2 := new(http.Request)
+	*r2 = *r
+	u := *r.URL
+	u.Path, u.RawPath = path, ""
+	r2.URL = &u
+	return r2
+}
 
 // dmrRequest maps Docker Model Runner's mounts onto the routes the
 // simulator keys by: /engines/v1/x and /engines/{backend}/v1/x to /v1/x,
@@ -58,12 +85,7 @@ func dmrRequest(r *http.Request) *http.Request {
 	default:
 		return r
 	}
-	r2 := new(http.Request)
-	*r2 = *r
-	u := *r.URL
-	u.Path, u.RawPath = mapped, ""
-	r2.URL = &u
-	return r2
+	return withPath(r, mapped)
 }
 
 // flavorRoutes adds a flavor's own routes.
@@ -88,7 +110,41 @@ func (s *Sim) flavorRoutes(add func(string, []string, uint8, uint8, func(*Sim, *
 		add("/engines/ps", get, 0, apiOpenAI, (*Sim).handleDMRPS)
 		add("/v1/messages", post, classInference, apiAnthropic, (*Sim).handleMessages)
 		add("/v1/messages/count_tokens", post, 0, apiAnthropic, (*Sim).handleCountTokens)
+	case Lemonade:
+		add("/api/v1/health", get, classHealth, apiOpenAI, (*Sim).handleLemonadeHealth)
+		add("/api/v1/load", post, 0, apiOpenAI, (*Sim).handleLemonadeLoad)
 	}
+}
+
+func (s *Sim) handleLemonadeHealth(c *call) {
+	type loaded struct {
+		ModelName  string `json:"model_name"`
+		Checkpoint string `json:"checkpoint"`
+		Type       string `json:"type"`
+		Recipe     string `json:"recipe"`
+	}
+	all := []loaded{}
+	var last string
+	for _, e := range s.loadedModels(time.Now()) {
+		all = append(all, loaded{ModelName: e.id, Checkpoint: "sim/" + e.id, Type: "llm", Recipe: "llamacpp"})
+		last = e.id
+	}
+	s.writeOK(c, mustJSON(map[string]any{"status": "ok", "model_loaded": last, "all_models_loaded": all}), false)
+}
+
+// handleLemonadeLoad is POST /api/v1/load {"model_name":"x"}.
+func (s *Sim) handleLemonadeLoad(c *call) {
+	var req struct {
+		ModelName string `json:"model_name"`
+	}
+	_ = json.Unmarshal(c.body, &req)
+	ms := s.models.Load()
+	e := ms.lookup(s.kind, req.ModelName)
+	if e == nil {
+		s.modelNotFound(c, req.ModelName)
+		return
+	}
+	s.loadModel(c, ms, e)
 }
 
 // flavorModelsBody is a flavor's GET /v1/models: OpenAI's shape, its own
@@ -100,7 +156,7 @@ func flavorModelsBody(flavor string, ms *modelSet, created int64) []byte {
 		Created int64  `json:"created"`
 		OwnedBy string `json:"owned_by"`
 	}
-	owner := map[string]string{VLLMMLX: "vllm-mlx", OMLX: "omlx", DockerModelRunner: "docker"}[flavor]
+	owner := map[string]string{VLLMMLX: "vllm-mlx", OMLX: "omlx", DockerModelRunner: "docker", Lemonade: "lemonade"}[flavor]
 	out := struct {
 		Object string  `json:"object"`
 		Data   []model `json:"data"`
@@ -195,6 +251,12 @@ func (s *Sim) handleLoadModel(c *call) {
 		s.modelNotFound(c, name)
 		return
 	}
+	s.loadModel(c, ms, e)
+}
+
+// loadModel makes e resident as a load route does, taking the capacity
+// model's load time when it was cold, and answers success.
+func (s *Sim) loadModel(c *call, ms *modelSet, e *modelEntry) {
 	ms.markUsed(e, c.start)
 	if d := s.cap.load(e.id); d > 0 {
 		t := time.NewTimer(d)
@@ -270,4 +332,25 @@ func (cp *capacity) load(model string) time.Duration {
 	}
 	cp.loads++
 	return cp.cfg.LoadTime
+}
+
+// busyAnswer is the kind's own "busy, try again" answer (the busy fault):
+// Ollama's 503 when its queue is full, llama-server's 503 when no slot is
+// free, Lemonade's 409 when every slot is pinned; others a plain 503.
+func (s *Sim) busyAnswer(c *call, retryAfter int) {
+	if retryAfter > 0 {
+		c.w.Header()["Retry-After"] = retryAfterValue(retryAfter)
+	}
+	switch {
+	case s.flavor == Lemonade:
+		c.writeBody(http.StatusConflict, ctJSON, append(c.sc.buf[:0],
+			`{"error":{"message":"All model slots are pinned by requests in progress; try again later","type":"slots_pinned_error"}}`...), true)
+	case s.kind == Ollama:
+		c.writeBody(http.StatusServiceUnavailable, ctJSONUTF8, append(c.sc.buf[:0],
+			`{"error":"server busy, please try again.  maximum pending requests exceeded"}`...), false)
+	case s.kind == LlamaCpp:
+		s.writeErr(c, errSpec{status: http.StatusServiceUnavailable, msg: "no slot available"})
+	default:
+		s.writeError(c, http.StatusServiceUnavailable, "server busy")
+	}
 }

@@ -24,7 +24,7 @@ const (
 
 // Kinds lists the canonical kind names, in a stable order.
 func Kinds() []string {
-	return []string{Ollama, OpenAI, LMStudio, VLLM, LlamaCpp, VLLMMLX, DockerModelRunner, OMLX}
+	return []string{Ollama, OpenAI, LMStudio, VLLM, LlamaCpp, VLLMMLX, DockerModelRunner, OMLX, Lemonade}
 }
 
 // NormalizeKind maps a kind name, or one of the endpoint type spellings used
@@ -48,6 +48,8 @@ func NormalizeKind(k string) (string, bool) {
 		return DockerModelRunner, true
 	case "omlx":
 		return OMLX, true
+	case "lemonade":
+		return Lemonade, true
 	}
 	return "", false
 }
@@ -150,7 +152,7 @@ type Stats struct {
 // http.ErrAbortHandler, which needs a real net/http server to turn into a
 // closed connection.)
 type Sim struct {
-	kind    string // the wire dialect: one of Ollama, OpenAI, LMStudio, VLLM, LlamaCpp
+	kind string // the wire dialect: one of Ollama, OpenAI, LMStudio, VLLM, LlamaCpp
 	// flavor is a kind that speaks a base kind's dialect with routes of its
 	// own (VLLMMLX, DockerModelRunner, OMLX; see flavors.go), or ""
 	flavor  string
@@ -513,8 +515,12 @@ func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.total.Add(1)
 	s.active.Add(1)
 	defer s.active.Add(-1)
-	if s.flavor == DockerModelRunner {
+	switch s.flavor {
+	case DockerModelRunner:
 		r = dmrRequest(r)
+		path = r.URL.Path
+	case Lemonade:
+		r = lemonadeRequest(r)
 		path = r.URL.Path
 	}
 
