@@ -354,3 +354,38 @@ func (s *Sim) busyAnswer(c *call, retryAfter int) {
 		s.writeError(c, http.StatusServiceUnavailable, "server busy")
 	}
 }
+
+// handleRouterModels is llama-server's GET /models in router mode: each
+// model with its status, {"value":"loaded"|"unloaded","args":[...]}.
+func (s *Sim) handleRouterModels(c *call) {
+	type status struct {
+		Value string   `json:"value"`
+		Args  []string `json:"args,omitempty"`
+	}
+	type model struct {
+		ID      string `json:"id"`
+		Object  string `json:"object"`
+		OwnedBy string `json:"owned_by"`
+		Created int64  `json:"created"`
+		InCache bool   `json:"in_cache"`
+		Path    string `json:"path"`
+		Status  status `json:"status"`
+	}
+	loaded := map[*modelEntry]bool{}
+	for _, e := range s.loadedModels(time.Now()) {
+		loaded[e] = true
+	}
+	out := struct {
+		Object string  `json:"object"`
+		Data   []model `json:"data"`
+	}{Object: "list", Data: []model{}}
+	for _, e := range s.models.Load().list {
+		st := status{Value: "unloaded"}
+		if loaded[e] {
+			st = status{Value: "loaded", Args: []string{"llama-server", "--ctx-size", "4096"}}
+		}
+		out.Data = append(out.Data, model{ID: e.id, Object: "model", OwnedBy: "llamacpp", Created: s.created.Unix(),
+			InCache: true, Path: "/models/" + e.id + ".gguf", Status: st})
+	}
+	s.writeOK(c, mustJSON(out), false)
+}

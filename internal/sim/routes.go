@@ -93,7 +93,12 @@ func (s *Sim) buildRoutes() {
 		}
 		add("/health", get, classHealth, apiOpenAI, (*Sim).handleLlamaHealth)
 		add("/v1/health", get, classHealth, apiOpenAI, (*Sim).handleLlamaHealth)
-		add("/models", get, classModels, apiOpenAI, (*Sim).handleV1Models)
+		if s.router {
+			add("/models", get, classModels, apiOpenAI, (*Sim).handleRouterModels)
+			add("/models/load", post, 0, apiOpenAI, (*Sim).handleLoadModel)
+		} else {
+			add("/models", get, classModels, apiOpenAI, (*Sim).handleV1Models)
+		}
 		add("/slots", get, 0, apiOpenAI, (*Sim).handleLlamaSlots)
 		add("/metrics", get, 0, apiOpenAI, (*Sim).handleLlamaMetrics)
 	}
@@ -306,6 +311,9 @@ func (s *Sim) handleCompletion(c *call) { s.openAIGenerate(c, false) }
 func (s *Sim) resolveModel(c *call, ms *modelSet, model string) (*modelEntry, string, bool) {
 	switch s.kind {
 	case LlamaCpp:
+		if s.router {
+			break // a router routes by the model, as the others do
+		}
 		// llama-server answers with its model whatever the request says.
 		if e := ms.lookup(s.kind, model); e != nil && len(ms.list) > 1 {
 			return e, model, true

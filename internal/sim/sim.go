@@ -85,6 +85,11 @@ type Config struct {
 	// Capacity models the server's compute (slots, queue, prefill, prefix
 	// cache, model residency); the zero value leaves it off.
 	Capacity Capacity
+	// Router runs a llamacpp simulator in llama-server's router mode: GET
+	// /models gives each model's status (loaded once used or loaded, or by
+	// the capacity model's LRU), POST /models/load loads one, and requests
+	// are routed by their model (an unknown one is 404).
+	Router bool
 	// NoRecord turns off the LastRequest/LastRequestTo bookkeeping, which
 	// copies the headers and body of every request. Load harnesses set it.
 	NoRecord bool
@@ -156,6 +161,7 @@ type Sim struct {
 	// flavor is a kind that speaks a base kind's dialect with routes of its
 	// own (VLLMMLX, DockerModelRunner, OMLX; see flavors.go), or ""
 	flavor  string
+	router  bool // llama-server router mode (Config.Router)
 	name    string
 	nameHdr []string
 	created time.Time
@@ -215,6 +221,7 @@ func New(cfg Config) *Sim {
 	s := &Sim{
 		kind:    kind,
 		flavor:  flavor,
+		router:  cfg.Router && kind == LlamaCpp,
 		name:    cfg.Name,
 		created: time.Now().UTC(),
 		dims:    cfg.EmbeddingDims,

@@ -16,7 +16,7 @@ type Spec struct {
 
 // SpecSyntax describes the text form ParseSpec accepts.
 const SpecSyntax = "KIND@ADDR[=MODEL[,MODEL...]][;ttft=DURATION][;tps=N][;tokens=N][;name=LABEL][;dims=N][;norecord]" +
-	"[;slots=N][;queue=N][;reject][;prefill=DURATION][;cache=BLOCKS][;block=TOKENS][;slowdown=F][;maxloaded=N][;load=DURATION]"
+	"[;slots=N][;queue=N][;reject][;prefill=DURATION][;cache=BLOCKS][;block=TOKENS][;slowdown=F][;maxloaded=N][;load=DURATION][;router]"
 
 // ParseSpec parses the text form of a simulator, as given to olla-sim's
 // -sim flag:
@@ -83,7 +83,7 @@ func ParseSpec(text string) (Spec, error) {
 		key, val, ok := strings.Cut(opt, "=")
 		key = strings.ToLower(strings.TrimSpace(key))
 		val = strings.TrimSpace(val)
-		if (key == "norecord" || key == "reject") && !ok {
+		if (key == "norecord" || key == "reject" || key == "router") && !ok {
 			val, ok = "true", true // a bare flag
 		}
 		if !ok || val == "" {
@@ -165,6 +165,12 @@ func ParseSpec(text string) (Spec, error) {
 				return sp, fmt.Errorf("sim spec %q: slowdown %q is not a number in 0..100", text, val)
 			}
 			sp.Config.Capacity.DecodeSlowdown = f
+		case "router":
+			b, err := strconv.ParseBool(val)
+			if err != nil {
+				return sp, fmt.Errorf("sim spec %q: router %q is not true or false", text, val)
+			}
+			sp.Config.Router = b
 		case "reject":
 			b, err := strconv.ParseBool(val)
 			if err != nil {
@@ -173,7 +179,7 @@ func ParseSpec(text string) (Spec, error) {
 			sp.Config.Capacity.RejectWhenFull = b
 		default:
 			return sp, fmt.Errorf("sim spec %q: unknown option %q (want ttft, tps, tokens, name, dims, norecord, ctx, "+
-				"slots, queue, reject, prefill, cache, block, slowdown, maxloaded or load)", text, key)
+				"slots, queue, reject, prefill, cache, block, slowdown, maxloaded, load or router)", text, key)
 		}
 	}
 	if err := sp.Config.Validate(); err != nil {
