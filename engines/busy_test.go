@@ -23,7 +23,7 @@ func TestPeekBusy(t *testing.T) {
 		{409, `{}`, false},
 		{200, `{"error":{"type":"slots_pinned_error"}}`, false},
 	} {
-		res := &http.Response{StatusCode: tt.status, Body: io.NopCloser(strings.NewReader(tt.body))}
+		res := &http.Response{StatusCode: tt.status, Body: io.NopCloser(strings.NewReader(tt.body)), ContentLength: int64(len(tt.body))}
 		if got := PeekBusy(res); got != tt.busy {
 			t.Errorf("PeekBusy(%d) = %v, want %v", tt.status, got, tt.busy)
 		}
@@ -34,12 +34,17 @@ func TestPeekBusy(t *testing.T) {
 	}
 	// a body that fails mid-way keeps what was read and the error
 	boom := errors.New("reset")
-	res := &http.Response{StatusCode: 503, Body: io.NopCloser(io.MultiReader(strings.NewReader("server"), failing{boom}))}
+	res := &http.Response{StatusCode: 503, Body: io.NopCloser(io.MultiReader(strings.NewReader("server"), failing{boom})), ContentLength: 100}
 	if PeekBusy(res) {
 		t.Error("a broken body read as busy")
 	}
 	if b, err := io.ReadAll(res.Body); string(b) != "server" || !errors.Is(err, boom) {
 		t.Errorf("broken body after the peek: %q, %v", b, err)
+	}
+	// a body of unknown length (a stream) is never read here
+	stream := &http.Response{StatusCode: 503, Body: io.NopCloser(failing{errors.New("must not be read")}), ContentLength: -1}
+	if PeekBusy(stream) {
+		t.Error("a stream was peeked at")
 	}
 }
 

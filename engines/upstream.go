@@ -188,12 +188,15 @@ func RetryableStatus(code int) bool {
 // (profiles.IsBusyAnswer: Lemonade's 409 slots_pinned_error, Ollama's and
 // llama-server's busy 503s). For the statuses that may be one it reads the
 // first bytes of the body and puts them back, so a response that is
-// written to the client after all loses nothing.
+// written to the client after all loses nothing. Only a body whose length
+// is stated and short is read (busy answers are short JSON errors): a
+// stream or a long body is passed on untouched, never waited for here.
 func PeekBusy(res *http.Response) bool {
-	if !profiles.MayBeBusy(res.StatusCode) || res.Body == nil || res.Body == http.NoBody {
+	if !profiles.MayBeBusy(res.StatusCode) || res.Body == nil || res.Body == http.NoBody ||
+		res.ContentLength <= 0 || res.ContentLength > profiles.MaxBusyPeek {
 		return false
 	}
-	peek := make([]byte, profiles.MaxBusyPeek)
+	peek := make([]byte, res.ContentLength)
 	n, err := io.ReadFull(res.Body, peek)
 	peek = peek[:n]
 	switch {

@@ -389,3 +389,20 @@ func (s *Sim) handleRouterModels(c *call) {
 	}
 	s.writeOK(c, mustJSON(out), false)
 }
+
+// handleLlamaProps is llama-server's GET /props, in the captured shape
+// (testdata/real/llamacpp/GET_props.txt) cut to the fields clients read.
+func (s *Sim) handleLlamaProps(c *call) {
+	slots := 1
+	if s.cap != nil && s.cap.cfg.Slots > 0 {
+		slots = s.cap.cfg.Slots
+	}
+	llamaHeaders(c.w.Header(), true)
+	s.writeOK(c, mustJSON(map[string]any{
+		"default_generation_settings": map[string]any{"n_ctx": s.ctxLen, "params": map[string]any{"temperature": 0.8, "top_k": 40}},
+		"total_slots":                 slots,
+		"model_path":                  "/models/" + s.models.Load().list[0].id + ".gguf",
+		"chat_template":               "{{ messages }}",
+		"build_info":                  "b11669-sim",
+	}), false)
+}

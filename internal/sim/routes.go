@@ -100,6 +100,7 @@ func (s *Sim) buildRoutes() {
 			add("/models", get, classModels, apiOpenAI, (*Sim).handleV1Models)
 		}
 		add("/slots", get, 0, apiOpenAI, (*Sim).handleLlamaSlots)
+		add("/props", get, 0, apiOpenAI, (*Sim).handleLlamaProps)
 		add("/metrics", get, 0, apiOpenAI, (*Sim).handleLlamaMetrics)
 	}
 	if s.flavor != "" {
