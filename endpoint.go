@@ -69,11 +69,20 @@ type endpointSettings struct {
 	discoveryInterval time.Duration
 	discoveryTimeout  time.Duration
 	breaker           discovery.BreakerConfig
+
+	// auto is the declaration of an endpoint with `type auto` (nil for the
+	// others): its paths are resolved again once probing decides the type
+	auto *Endpoint
 }
 
-// identity is what makes two declarations the same endpoint.
+// identity is what makes two declarations the same endpoint: the type as
+// declared, so an endpoint typed by probing stays one endpoint.
 func (s *endpointSettings) identity() string {
-	return s.name + "\x00" + s.url.String() + "\x00" + s.typ
+	typ := s.typ
+	if s.auto != nil {
+		typ = autoTypeName
+	}
+	return s.name + "\x00" + s.url.String() + "\x00" + typ
 }
 
 // resolve builds an Endpoint's settings from a config Validate accepts. repl
@@ -95,6 +104,10 @@ func (e *Endpoint) resolve(repl *caddy.Replacer, log *zap.Logger) (*endpointSett
 	s := &endpointSettings{name: e.Name, priority: defaultPriority, checkInterval: defaultCheckInterval,
 		checkTimeout: defaultCheckTimeout, discoveryInterval: defaultDiscoveryInterval, discoveryTimeout: defaultDiscoveryTimeout}
 	p, ok := profiles.Lookup(e.Type)
+	if isAutoType(e.Type) {
+		// typed by probing (autotype.go); until then, the fallback
+		p, ok, s.auto = autoFallback, true, e
+	}
 	if !ok {
 		return nil, errf("unknown type %q", e.Type) // Validate refuses it first
 	}

@@ -63,6 +63,9 @@ type endpointState struct {
 
 	sched schedState // load signals and TTFT, for the adaptive balancer (signals.go)
 
+	// autoType is the last decision for a `type auto` endpoint (autotype.go)
+	autoType atomic.Pointer[autoDecision]
+
 	// probeCtx lives as long as the state; probes in flight end with it.
 	probeCtx    context.Context
 	probeCancel context.CancelFunc
@@ -114,6 +117,7 @@ func newEndpointState(s *endpointSettings) *endpointState {
 // breaker and parking carry over, but a parking or a probe put off by a
 // backend's Retry-After is never kept past the cap from now, whatever set it.
 func (st *endpointState) update(s *endpointSettings) {
+	s = st.keepAutoType(s) // a reload does not undo a probed type
 	st.breaker.Configure(s.breaker)
 	limit := time.Now().Add(max(engines.MaxRetryAfter, s.checkInterval+s.checkTimeout)).UnixNano()
 	for _, at := range []*atomic.Int64{&st.parkedUntil, &st.nextCheck} {

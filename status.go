@@ -238,6 +238,8 @@ type endpointStatus struct {
 	Issues            string `json:"issues,omitempty"`
 	// Signals are the backend's load signals (signals.go)
 	Signals *signalStatus `json:"signals,omitempty"`
+	// TypeAuto is how a `type auto` endpoint was typed (autotype.go)
+	TypeAuto *autoStatus `json:"type_auto,omitempty"`
 }
 
 // endpointID is a stable short id of an endpoint's sanitised URL and name.
@@ -293,6 +295,7 @@ func describe(st *endpointState, now time.Time) (endpointStatus, endpointStatus)
 	}
 	sig := st.signalStatus(now)
 	es.Signals = &sig
+	es.TypeAuto = st.autoStatus()
 	stable := es
 	// what scheduling changes on, not the counts that move every poll
 	stable.Signals = &signalStatus{Polling: sig.Polling, Fresh: sig.Fresh, Warm: sig.Warm, Serves: sig.Serves, Problem: sig.Problem}

@@ -397,8 +397,8 @@ func checkType(typ string) error {
 	if typ == "" {
 		return fmt.Errorf("type is required (one of %s)", strings.Join(profiles.Types(), ", "))
 	}
-	if _, ok := profiles.Lookup(typ); !ok {
-		return fmt.Errorf("unknown type %q: expected one of %s", typ, strings.Join(profiles.Types(), ", "))
+	if _, ok := profiles.Lookup(typ); !ok && !isAutoType(typ) {
+		return fmt.Errorf("unknown type %q: expected auto or one of %s", typ, strings.Join(profiles.Types(), ", "))
 	}
 	return nil
 }

@@ -80,6 +80,9 @@ func (a *App) watch(ctx context.Context, st *endpointState) {
 // models when due, and returns when the next probe is due.
 func (a *App) check(ctx context.Context, st *endpointState, s *endpointSettings) time.Time {
 	prev := st.health.Load()
+	if s.auto != nil && st.autoType.Load() == nil {
+		s = a.classify(ctx, st, s) // at start, until the server answers
+	}
 	client := &http.Client{Transport: st.transport.Load(), CheckRedirect: noRedirects}
 	res := discovery.Probe(ctx, client, s.healthURL, s.header, s.checkTimeout)
 	if ctx.Err() != nil {
@@ -118,9 +121,19 @@ func (a *App) check(ctx context.Context, st *endpointState, s *endpointSettings)
 	}
 	st.health.Store(snap)
 	a.logTransition(s, prev, snap)
+	if !ok && s.auto != nil {
+		// its health route failed: it may answer as another type now
+		// (nobody answering leaves the type as it was)
+		if typed := a.classify(ctx, st, s); typed != s {
+			return time.Now() // probe again at once, on the new type's route
+		}
+	}
 
 	if ok {
 		recovered := !prev.status.Routable() && prev.status != discovery.StatusUnknown
+		if recovered && s.auto != nil {
+			s = a.classify(ctx, st, s) // it may come back as something else
+		}
 		if recovered || !st.discovered() || now.UnixNano() >= st.nextDiscovery.Load() {
 			a.discover(ctx, st, s)
 		}

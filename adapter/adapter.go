@@ -970,11 +970,7 @@ func (c *conv) endpoint(it *field) (*endpoint, string, error) {
 	}
 	switch lt := strings.ToLower(typ); {
 	case lt == "" || lt == "auto":
-		f := tf
-		if f == nil {
-			f = &field{c: c, path: it.path + ".type", line: it.line}
-		}
-		return nil, "", f.errorf("the Caddy module needs the backend type (it does not probe for it): one of %s", strings.Join(profiles.Types(), ", "))
+		ep.Type = "auto" // the module probes for it, as the standalone does
 	default:
 		p, ok := profiles.Lookup(typ)
 		if !ok {

@@ -277,6 +277,11 @@ func TestMappings(t *testing.T) {
 			want: map[string]any{"ep0.url": "https://api.groq.com/openai", "ep0.model_url": nil},
 		},
 		{
+			name: "type auto, and no type (the standalone's auto), are typed by probing",
+			yaml: "discovery:\n  static:\n    endpoints:\n      - {url: 'http://a:1', name: a, type: auto}\n      - {url: 'http://b:1', name: b}\n",
+			want: map[string]any{"ep0.type": "auto", "ep1.type": "auto"},
+		},
+		{
 			name: "the standalone's vllm-mlx, dmr and omlx map to their own profiles",
 			yaml: "discovery:\n  static:\n    endpoints:\n      - {url: 'http://mac:8000', name: mlx, type: vllm-mlx}\n" +
 				"      - {url: 'http://desk:12434', name: d, type: dmr}\n      - {url: 'http://mac:8001', name: o, type: omlx}\n" +
@@ -427,7 +432,6 @@ func TestErrors(t *testing.T) {
 		{"endpoint URL with a bad escape in the password", withEndpoint("url: http://u:hunter2%zz@h:1\nname: n\ntype: ollama"), 4, []string{"endpoints[0].url", "REDACTED"}},
 		{"endpoint URL with a key in the query", withEndpoint("url: http://h:1/?key=hunter2\nname: n\ntype: ollama"), 4, []string{"endpoints[0].url", "REDACTED"}},
 		{"endpoint with an unknown type", withEndpoint("url: http://h:1\nname: n\ntype: tgi"), 6, []string{"endpoints[0].type", `"tgi"`}},
-		{"endpoint with type auto", withEndpoint("url: http://h:1\nname: n\ntype: auto"), 6, []string{"endpoints[0].type", "needs the backend type"}},
 		{"negative priority", ep("priority: -1"), 7, []string{"endpoints[0].priority", "0 or more"}},
 		{"short check interval", ep("check_interval: 500ms"), 7, []string{"endpoints[0].check_interval", "at least 1s"}},
 		{"check timeout above 30s", ep("check_interval: 1m\ncheck_timeout: 45s"), 8, []string{"endpoints[0].check_timeout", "at most 30s"}},
