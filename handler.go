@@ -538,7 +538,7 @@ func (rq *request) proxy(route route, hooks routeHooks) error {
 	if chain != nil {
 		refusal = rq.chainPlan(plan, chain, pk, &rq.rw)
 	}
-	mountPaths(plan, decision.candidates)
+	mountPaths(plan, decision.candidates, chain != nil)
 	err := h.engine.Serve(rq.w, r, plan)
 	if err != nil && refusal() != nil {
 		// busy, not broken: every candidate was at its max_concurrency
@@ -582,20 +582,23 @@ func (rq *request) streamEnded(_ engines.Target, firstByte time.Time, n int64, t
 
 // mountPaths sends each attempt to the path its backend serves the API at
 // (profiles.Profile.UpstreamPath: Docker Model Runner's /engines/v1/...),
-// when a candidate mounts its API below the root.
-func mountPaths(plan *engines.Plan, cands candidates) {
+// when a candidate mounts its API below the root (or may: a fallback chain
+// brings candidates of its own).
+func mountPaths(plan *engines.Plan, cands candidates, chained bool) {
+	need := chained
 	for _, st := range cands {
-		if st.settings.Load().profile.MapsPaths() {
-			prev, apiPath, body := plan.Upstream, plan.Path, plan.Body
-			plan.Upstream = func(t engines.Target) (string, []byte) {
-				path, b := apiPath, body
-				if prev != nil {
-					path, b = prev(t)
-				}
-				return t.(*endpointState).settings.Load().profile.UpstreamPath(path), b
-			}
-			return
+		need = need || st.settings.Load().profile.MapsPaths()
+	}
+	if !need {
+		return
+	}
+	prev, apiPath, body := plan.Upstream, plan.Path, plan.Body
+	plan.Upstream = func(t engines.Target) (string, []byte) {
+		path, b := apiPath, body
+		if prev != nil {
+			path, b = prev(t)
 		}
+		return t.(*endpointState).settings.Load().profile.UpstreamPath(path), b
 	}
 }
 

@@ -398,7 +398,7 @@ func checkType(typ string) error {
 		return fmt.Errorf("type is required (one of %s)", strings.Join(profiles.Types(), ", "))
 	}
 	if _, ok := profiles.Lookup(typ); !ok && !isAutoType(typ) {
-		return fmt.Errorf("unknown type %q: expected auto or one of %s", typ, strings.Join(profiles.Types(), ", "))
+		return fmt.Errorf("unknown type %q: expected one of auto, %s", typ, strings.Join(profiles.Types(), ", "))
 	}
 	return nil
 }
