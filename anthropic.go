@@ -146,8 +146,9 @@ type anthropicCall struct {
 	hw          *heldWriter
 	countTokens bool
 
-	req        *anthropic.Request
-	translated bodies // OpenAI body per model name; nil when untranslatable
+	req        *anthropic.Request // nil on count_tokens: its scan is enough
+	scanned    *anthropic.Shape   // the body's counts and token estimate
+	translated bodies             // OpenAI body per model name; nil when untranslatable
 	start      time.Time
 
 	// what the request came to, for the translator stats
@@ -158,13 +159,34 @@ type anthropicCall struct {
 	tier      int // candidates that pass through, first in the decision
 }
 
-// check validates the body: a 400 naming the field, or nil.
+// check validates the body: a 400 naming the field or the limit, or nil.
+// One scan counts the body's messages, blocks, tools and nesting against
+// request_limits before anything is decoded; count_tokens stops there (its
+// estimate comes from the scan), /v1/messages charges the decoded tree's
+// size to the body budget and then decodes it.
 func (c *anthropicCall) check(body []byte) *apiError {
-	parse := anthropic.ParseRequest
-	if c.countTokens {
-		parse = anthropic.ParseCountTokens
+	rq := c.rq
+	sh, err := anthropic.Scan(body, rq.h.anthropicLimits)
+	var limit *anthropic.LimitError
+	if errors.As(err, &limit) {
+		return &apiError{status: limit.Status(), code: "invalid_request_error",
+			message: fmt.Sprintf("%s (request_limits %s)", limit.Error(), limitOption[limit.Limit])}
 	}
-	req, err := parse(body)
+	if c.countTokens {
+		if err != nil {
+			return &apiError{status: http.StatusBadRequest, code: "invalid_request_error", message: err.Error()}
+		}
+		c.scanned = sh
+		return nil
+	}
+	if err == nil {
+		// the tree is held until the request ends: it counts like a body
+		if !rq.reserve(sh.DecodedSize(len(body))) {
+			return rq.busy()
+		}
+		c.scanned = sh
+	}
+	req, err := anthropic.ParseRequest(body)
 	if err != nil {
 		var bad *anthropic.RequestError
 		if errors.As(err, &bad) {
@@ -174,6 +196,18 @@ func (c *anthropicCall) check(body []byte) *apiError {
 	}
 	c.req = req
 	return nil
+}
+
+// limitOption names the request_limits option behind each Scan limit.
+var limitOption = map[string]string{"messages": "max_messages", "content blocks": "max_content_blocks",
+	"tools": "max_tools", "nesting depth": "max_nesting"}
+
+// estimate is the request's input tokens as estimated.
+func (c *anthropicCall) estimate() int {
+	if c.scanned != nil {
+		return c.scanned.EstimateTokens()
+	}
+	return anthropic.EstimateTokens(c.req)
 }
 
 // native reports whether an endpoint's own server answers Messages (and,
@@ -306,7 +340,7 @@ func (c *anthropicCall) shape(plan *engines.Plan, d *decision, rw *rewriter) {
 			r := c.req
 			return &streamAnswer{ok: &c.ok, open: func(w io.Writer) streamTranslator {
 				return anthropic.NewStreamTranslator(w, anthropic.StreamOptions{Model: r.Model,
-					InputTokens: anthropic.EstimateTokens(r), StopSequences: r.StopSequences})
+					InputTokens: c.estimate(), StopSequences: r.StopSequences})
 			}}
 		}
 		h.Set("Content-Type", "application/json")
@@ -320,7 +354,7 @@ func (c *anthropicCall) shape(plan *engines.Plan, d *decision, rw *rewriter) {
 func (c *anthropicCall) writeEstimate() error {
 	h := c.rq.w.Header()
 	h.Set(tokenCountHeader, "estimate")
-	body := append(anthropic.CountTokensBody(anthropic.EstimateTokens(c.req)), '\n')
+	body := append(anthropic.CountTokensBody(c.estimate()), '\n')
 	h.Set("Content-Type", "application/json")
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	c.rq.rec.status = http.StatusOK
@@ -355,7 +389,7 @@ func (e *estimateTransform) End(w io.Writer, _ error) error {
 	h.Del("Request-Id")
 	h.Set(tokenCountHeader, "estimate")
 	h.Set("Content-Type", "application/json")
-	_, err := w.Write(append(anthropic.CountTokensBody(anthropic.EstimateTokens(c.req)), '\n'))
+	_, err := w.Write(append(anthropic.CountTokensBody(c.estimate()), '\n'))
 	return err
 }
 

@@ -69,6 +69,12 @@ func (rq *request) releaseBody() {
 	rq.reserved = 0
 }
 
+// busy is the answer to a request the body budget cannot hold now.
+func (rq *request) busy() *apiError {
+	return &apiError{status: http.StatusServiceUnavailable, code: "proxy_busy", retryAfter: busyRetryAfter,
+		message: fmt.Sprintf("the proxy is busy: the request bodies it holds have reached the %d-byte budget shared by all requests (request_limits max_buffered_bytes); retry shortly", rq.h.maxBuffered)}
+}
+
 // bodyStart is the first buffer for a body; it doubles as bytes arrive,
 // so a body holds about what has arrived, whatever length it declares.
 const bodyStart = 4 << 10
@@ -102,8 +108,7 @@ func (rq *request) readBody() ([]byte, *apiError) {
 	}
 	tooLarge := &apiError{status: http.StatusRequestEntityTooLarge, code: "request_too_large",
 		message: fmt.Sprintf("request body is larger than the %d-byte limit (request_limits %s)", limit, limitName)}
-	busy := &apiError{status: http.StatusServiceUnavailable, code: "proxy_busy", retryAfter: busyRetryAfter,
-		message: fmt.Sprintf("the proxy is busy: the request bodies it holds have reached the %d-byte budget shared by all requests (request_limits max_buffered_bytes); retry shortly", h.maxBuffered)}
+	busy := rq.busy()
 	// refused with the body (or its rest) unread: the connection cannot
 	// carry another request, and closing it spares net/http reading up to
 	// 256 KiB of a body nobody wants (and sending 100 Continue for it)

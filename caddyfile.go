@@ -126,6 +126,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			max_response_header_size <size>   a backend's headers, default 64KiB
 //			body_read_timeout <duration>      default 10s
 //			min_body_rate     <size>          bytes per second after it, default 64KiB
+//			max_messages <n>  max_content_blocks <n>  max_tools <n>  max_nesting <n>   /olla/anthropic/
 //		}
 //		model_registry {
 //			routing_strategy  strict|optimistic|discovery
@@ -390,6 +391,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				"max_response_header_size": func() error { return sizeArg(d, &h.RequestLimits.MaxResponseHeaderSize) },
 				"body_read_timeout":        func() error { return durationArg(d, &h.RequestLimits.BodyReadTimeout) },
 				"min_body_rate":            func() error { return sizeArg(d, &h.RequestLimits.MinBodyRate) },
+				"max_messages":             func() error { return intArg(d, &h.RequestLimits.MaxMessages, 1) },
+				"max_content_blocks":       func() error { return intArg(d, &h.RequestLimits.MaxContentBlocks, 1) },
+				"max_tools":                func() error { return intArg(d, &h.RequestLimits.MaxTools, 1) },
+				"max_nesting":              func() error { return intArg(d, &h.RequestLimits.MaxNesting, 1) },
 			}); err != nil {
 				return err
 			}

@@ -126,6 +126,15 @@ type RequestLimits struct {
 	// MinBodyRate is the slowest average a body may arrive at after
 	// BodyReadTimeout, in bytes per second (default 64 KiB).
 	MinBodyRate int64 `json:"min_body_rate,omitempty"`
+	// MaxMessages, MaxContentBlocks, MaxTools and MaxNesting bound one
+	// request on /olla/anthropic/ before it is decoded (defaults 10000,
+	// 50000, 1000 and 64): past one, 400 naming it. Content blocks count
+	// those of system, every message and every tool_result; nesting counts
+	// arrays and objects anywhere in the body.
+	MaxMessages      int `json:"max_messages,omitempty"`
+	MaxContentBlocks int `json:"max_content_blocks,omitempty"`
+	MaxTools         int `json:"max_tools,omitempty"`
+	MaxNesting       int `json:"max_nesting,omitempty"`
 	// MaxResponseHeaderSize bounds the header block a backend may answer
 	// with (default 64 KiB); past it the attempt fails as the backend's
 	// fault and the next endpoint is tried.

@@ -16,6 +16,7 @@ import (
 	ollaengine "github.com/caddy-olla/olla/engines/olla"
 	"github.com/caddy-olla/olla/engines/sherpa"
 	"github.com/caddy-olla/olla/profiles"
+	"github.com/caddy-olla/olla/translate/anthropic"
 	"github.com/caddy-olla/olla/usage"
 )
 
@@ -127,6 +128,8 @@ type Handler struct {
 	// a body gets bodyReadTimeout, and a second per minBodyRate bytes in
 	bodyReadTimeout time.Duration
 	minBodyRate     int64
+	// anthropicLimits bound a Messages request before it is decoded
+	anthropicLimits anthropic.Limits
 	idle            time.Duration
 	ipv6Prefix      int
 	internalOff     bool
@@ -204,6 +207,18 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 		if rl.MinBodyRate > 0 {
 			h.minBodyRate = rl.MinBodyRate
+		}
+	}
+	h.anthropicLimits = anthropic.DefaultLimits
+	if rl := h.RequestLimits; rl != nil {
+		for _, l := range []struct {
+			set int
+			dst *int
+		}{{rl.MaxMessages, &h.anthropicLimits.Messages},
+			{rl.MaxContentBlocks, &h.anthropicLimits.Blocks}, {rl.MaxTools, &h.anthropicLimits.Tools}, {rl.MaxNesting, &h.anthropicLimits.Depth}} {
+			if l.set > 0 {
+				*l.dst = l.set
+			}
 		}
 	}
 	h.ipv6Prefix = defaultIPv6ClientPrefix

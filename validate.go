@@ -190,6 +190,17 @@ func (rl *RequestLimits) validate() error {
 	if err := checkDurations(map[string]caddy.Duration{"request_limits body_read_timeout": rl.BodyReadTimeout}); err != nil {
 		return err
 	}
+	for _, c := range []struct {
+		name string
+		v    int
+	}{{"max_messages", rl.MaxMessages}, {"max_content_blocks", rl.MaxContentBlocks}, {"max_tools", rl.MaxTools}, {"max_nesting", rl.MaxNesting}} {
+		if c.v < 0 || c.v > 10_000_000 {
+			return fmt.Errorf("request_limits %s must be between 1 and 10000000 (0 for the default), got %d", c.name, c.v)
+		}
+	}
+	if rl.MaxNesting > 10_000 {
+		return fmt.Errorf("request_limits max_nesting must be at most 10000, got %d", rl.MaxNesting)
+	}
 	if rl.MinBodyRate != 0 && rl.MinBodyRate < 1024 {
 		return fmt.Errorf("request_limits min_body_rate %d is below 1KiB per second", rl.MinBodyRate)
 	}

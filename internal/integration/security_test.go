@@ -1143,3 +1143,108 @@ func TestSecuritySlowBodies(t *testing.T) {
 		})
 	}
 }
+
+// blocksMessage is an Anthropic body with n one-letter text blocks.
+func blocksMessage(model string, n int, maxTokens bool) string {
+	var b strings.Builder
+	b.WriteString(`{"model":"` + model + `",`)
+	if maxTokens {
+		b.WriteString(`"max_tokens":8,`)
+	}
+	b.WriteString(`"messages":[{"role":"user","content":[`)
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`{"type":"text","text":"a"}`)
+	}
+	b.WriteString(`]}]}`)
+	return b.String()
+}
+
+// TestSecurityAnthropicBounds: a Messages or count_tokens body is counted
+// before it is decoded: over a bound on messages, content blocks, tools or
+// nesting it is a 400 in Anthropic's format naming the limit; a 100,001
+// block body (the shape of the 29 MB count_tokens amplification) is refused
+// by the default; count_tokens is estimated from the scan and spends the
+// same rate-limit tokens as any route; a translated request's decoded size
+// is charged to max_buffered_bytes, so a body that fits but whose tree does
+// not gets 503 proxy_busy. Both engines.
+func TestSecurityAnthropicBounds(t *testing.T) {
+	for _, engine := range engineNames {
+		t.Run(engine, func(t *testing.T) {
+			ts := startSim(t, sim.Config{Kind: sim.OpenAI, Name: "t", Models: []string{"t"}, Tokens: 2})
+			endpoint := endpointBlock("t", ts.URL, "openai-compatible")
+			load(t, site("engine "+engine+"\n"+endpoint+
+				"\nrequest_limits {\n max_messages 4\n max_content_blocks 6\n max_tools 2\n max_nesting 10\n}\n"))
+			waitRoutable(t, "t")
+			deep := `{"model":"t","max_tokens":8,"messages":[{"role":"user","content":[{"type":"tool_use","id":"x","name":"n","input":` +
+				strings.Repeat(`{"a":`, 8) + `1` + strings.Repeat(`}`, 8) + `}]}]}`
+			msgs := `{"model":"t","max_tokens":8,"messages":[` + strings.TrimSuffix(strings.Repeat(`{"role":"user","content":"a"},`, 5), ",") + `]}`
+			tools := `{"model":"t","max_tokens":8,"tools":[{"name":"a"},{"name":"b"},{"name":"c"}],"messages":[{"role":"user","content":"a"}]}`
+			for _, tc := range []struct{ name, body, option string }{
+				{"messages", msgs, "max_messages"},
+				{"content blocks", blocksMessage("t", 7, true), "max_content_blocks"},
+				{"tools", tools, "max_tools"},
+				{"nesting", deep, "max_nesting"},
+			} {
+				for _, path := range []string{"/olla/anthropic/v1/messages", "/olla/anthropic/v1/messages/count_tokens"} {
+					res := post(t, path, tc.body)
+					b := readAll(t, res)
+					if res.StatusCode != 400 || errorShape(b) != "anthropic" || !strings.Contains(b, tc.option) || !strings.Contains(b, "invalid_request_error") {
+						t.Errorf("%s on %s: %d %s", tc.name, path, res.StatusCode, b)
+					}
+				}
+			}
+			if n := ts.Requests("/v1/chat/completions"); n != 0 {
+				t.Errorf("%d refused requests reached the backend", n)
+			}
+			// within the bounds: served, and count_tokens estimated
+			if res := post(t, "/olla/anthropic/v1/messages", blocksMessage("t", 6, true)); readAll(t, res) == "" || res.StatusCode != 200 {
+				t.Errorf("6 blocks: %d", res.StatusCode)
+			}
+			res := post(t, "/olla/anthropic/v1/messages/count_tokens", blocksMessage("t", 6, false))
+			if b := readAll(t, res); res.StatusCode != 200 || b != "{\"input_tokens\":2}\n" || res.Header.Get("X-Olla-Token-Count") != "estimate" {
+				t.Errorf("count_tokens of 6 one-letter blocks: %d %q", res.StatusCode, b)
+			}
+
+			// the defaults refuse the amplification body
+			load(t, site("engine "+engine+"\n"+endpoint+"\nrate_limits {\n per_ip_requests_per_minute 1\n burst_size 3\n}\n"))
+			waitRoutable(t, "t")
+			res = post(t, "/olla/anthropic/v1/messages/count_tokens", blocksMessage("t", 100_001, false))
+			if b := readAll(t, res); res.StatusCode != 400 || !strings.Contains(b, "50000") || !strings.Contains(b, "max_content_blocks") {
+				t.Errorf("100,001 blocks: %d %.300s", res.StatusCode, b)
+			}
+			// count_tokens spends the client's rate-limit tokens like any route
+			var codes []int
+			for range 3 {
+				res := post(t, "/olla/anthropic/v1/messages/count_tokens", `{"model":"t","messages":[{"role":"user","content":"hi"}]}`)
+				b := readAll(t, res)
+				codes = append(codes, res.StatusCode)
+				if res.StatusCode == 429 && errorShape(b) != "anthropic" {
+					t.Errorf("429 not in Anthropic's format: %s", b)
+				}
+			}
+			if fmt.Sprint(codes) != "[200 200 429]" {
+				t.Errorf("count_tokens after one spent token of a burst of 3: %v, want [200 200 429]", codes)
+			}
+
+			// the decoded tree is charged: a 12 KB translated body whose
+			// tree is several times that does not fit in 48 KiB
+			text := `{"model":"t","max_tokens":8,"messages":[{"role":"user","content":"` + strings.Repeat("x", 12_000) + `"}]}`
+			load(t, site("engine "+engine+"\n"+endpoint+"\nrequest_limits {\n max_buffered_bytes 48KiB\n}\n"))
+			waitRoutable(t, "t")
+			res = post(t, "/olla/anthropic/v1/messages", text)
+			if b := readAll(t, res); res.StatusCode != 503 || errorShape(b) != "anthropic" || !strings.Contains(b, "max_buffered_bytes") {
+				t.Errorf("a 12 KB body with a larger tree in a 48 KiB budget: %d %.300s", res.StatusCode, b)
+			}
+			load(t, site("engine "+engine+"\n"+endpoint+"\nrequest_limits {\n max_buffered_bytes 1MiB\n}\n"))
+			waitRoutable(t, "t")
+			res = post(t, "/olla/anthropic/v1/messages", text)
+			if b := readAll(t, res); res.StatusCode != 200 {
+				t.Errorf("the same body in a 1 MiB budget: %d %.300s", res.StatusCode, b)
+			}
+			waitFor(t, "the tree's charge given back", 10*time.Second, func() bool { return bufferedBytes(t) == 0 })
+		})
+	}
+}
