@@ -39,7 +39,9 @@
 // body, before routing), routed (narrow or order the candidates) and shape
 // (the Plan's Upstream and Response seams: request transform, response
 // transform, error envelope). A plain route only renames an alias's model.
-// /olla/anthropic/ (anthropic.go) validates the Messages body, offers the
+// /olla/anthropic/ (anthropic.go) counts the Messages body in one pass
+// against request_limits (count_tokens is estimated from that pass) and
+// charges its decoded size to the body budget, validates it, offers the
 // candidates whose server speaks Messages natively as a first tier
 // (passthrough) and the others as a second (translated by
 // translate/anthropic), and holds a non-stream answer's status until it is
