@@ -70,7 +70,7 @@ func forwardingSite(engine, backendURL string, trusted bool) string {
 	return fmt.Sprintf(`{
 	admin localhost:2999
 	http_port %d
-	https_port 40443
+	https_port %d
 	auto_https off
 	grace_period 1s%s
 }
@@ -78,7 +78,7 @@ http://localhost:%d {
 	%s
 	respond "next handler" 200
 }
-`, httpPort, servers, httpPort, handler)
+`, httpPort, httpsPort, servers, httpPort, handler)
 }
 
 // headerBackend is an OpenAI-compatible backend that names itself in a

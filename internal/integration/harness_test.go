@@ -13,19 +13,26 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddytest"
 
 	_ "github.com/caddy-olla/olla"
 	"github.com/caddy-olla/olla/internal/sim"
 )
 
-// httpPort is where the test sites listen.
-const httpPort = 40180
+// The ports the test sites listen on lie below Linux's ephemeral range
+// (32768-60999), as in Caddy's own tests: inside it, any outgoing connection
+// on the machine may hold one for a moment, and the site fails to bind.
+const (
+	httpPort  = 9180
+	httpsPort = 9443
+)
 
 var base = fmt.Sprintf("http://localhost:%d", httpPort)
 
@@ -35,7 +42,133 @@ func TestMain(m *testing.M) {
 		fmt.Println("integration: skipped in -short mode")
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	if err := caddyLogs.open(); err != nil {
+		fmt.Println("integration:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	caddyLogs.close(code == 0)
+	os.Exit(code)
+}
+
+// caddyLogs takes Caddy's log off the test output: one file per test that
+// loads a config, named at the top of that test's output (shown when it
+// fails), so a failure ends with its own assertion rather than hundreds of
+// log lines. The files are deleted when every test passed.
+//
+// Caddy opens "stderr" anew at each config load, so pointing os.Stderr at
+// a pipe (before any test starts a goroutine) carries its whole log here;
+// the race detector and panics still write to the real stderr (fd 2).
+var caddyLogs logSink
+
+type logSink struct {
+	dir    string
+	pipe   *os.File
+	copied chan struct{}
+
+	mu    sync.Mutex
+	to    *os.File
+	named map[string]string // test name -> its file
+}
+
+func (l *logSink) open() error {
+	dir, err := os.MkdirTemp("", "olla-integration-logs-")
+	if err != nil {
+		return err
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	l.dir, l.pipe, l.copied, l.named = dir, w, make(chan struct{}), map[string]string{}
+	if l.to, err = os.Create(filepath.Join(dir, "startup.log")); err != nil {
+		return err
+	}
+	os.Stderr = w
+	// Caddy's first default logger was made at init, on the real stderr:
+	// an empty config makes a new one, on the pipe, before caddytest
+	// starts Caddy and logs its startup.
+	if err := caddy.Load([]byte(`{"admin":{"disabled":true,"config":{"persist":false}}}`), true); err != nil {
+		return err
+	}
+	go func() {
+		defer close(l.copied)
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := r.Read(buf)
+			if n > 0 {
+				l.mu.Lock()
+				_, _ = l.to.Write(buf[:n])
+				l.mu.Unlock()
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return nil
+}
+
+// switchTo sends the log to t's file from now on, and names the file in
+// t's output once.
+func (l *logSink) switchTo(t testing.TB) {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	path, seen := l.named[t.Name()]
+	if !seen {
+		name := strings.Map(func(r rune) rune {
+			if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.' {
+				return r
+			}
+			return '_'
+		}, t.Name())
+		path = filepath.Join(l.dir, name+".log")
+		l.named[t.Name()] = path
+		t.Logf("Caddy's log for this test: %s", path)
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatalf("opening Caddy's log file: %v", err)
+	}
+	l.to.Close()
+	l.to = f
+}
+
+// file returns a file in the log directory for another process's log
+// (the caller closes it).
+func (l *logSink) file(t testing.TB, name string) (*os.File, string) {
+	t.Helper()
+	path := filepath.Join(l.dir, name)
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f, path
+}
+
+// note adds a line of the harness's own to t's file.
+func (l *logSink) note(t testing.TB, s string) {
+	l.mu.Lock()
+	path, ok := l.named[t.Name()]
+	l.mu.Unlock()
+	if !ok {
+		return
+	}
+	if f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0); err == nil {
+		_, _ = fmt.Fprintln(f, s)
+		f.Close()
+	}
+}
+
+// close stops the copy, and deletes the files when every test passed.
+func (l *logSink) close(passed bool) {
+	l.pipe.Close()
+	<-l.copied
+	l.to.Close()
+	if passed {
+		os.RemoveAll(l.dir)
+	}
 }
 
 // startSim starts a simulator and stops it with the test.
@@ -54,7 +187,7 @@ func site(ollaBlock string) string {
 	return fmt.Sprintf(`{
 	admin localhost:2999
 	http_port %d
-	https_port 40443
+	https_port %d
 	auto_https off
 	grace_period 1s
 }
@@ -64,7 +197,7 @@ http://localhost:%d {
 	}
 	respond "next handler" 200
 }
-`, httpPort, httpPort, ollaBlock)
+`, httpPort, httpsPort, httpPort, ollaBlock)
 }
 
 // endpointBlock declares one endpoint with fast checks.
@@ -79,12 +212,42 @@ func endpointBlock(name, url, typ string, extra ...string) string {
 `, name, url, typ, strings.Join(extra, "\n"))
 }
 
-// load starts (or reconfigures) the in-process Caddy.
+// load starts (or reconfigures) the in-process Caddy; its log goes to t's
+// file from now on.
 func load(t *testing.T, caddyfile string) *caddytest.Tester {
 	t.Helper()
-	tester := caddytest.NewTester(t)
+	caddyLogs.switchTo(t)
+	tester := caddytest.NewTester(&caddyTB{T: t}).WithDefaultOverrides(caddytest.Config{
+		// caddytest's 5 s for a config load is short on a busy machine
+		LoadRequestTimeout: 60 * time.Second,
+	})
 	tester.InitServer(caddyfile, "caddyfile")
 	return tester
+}
+
+// caddyTB is the testing.TB caddytest sees. Its notes (each config it
+// loads, and the whole running config it prints after a failed test) go
+// to Caddy's log file rather than the test's output. caddytest reports a
+// failed load as a note followed by Fail, so Fail makes the last note the
+// test's error.
+type caddyTB struct {
+	*testing.T
+	last string
+}
+
+func (c *caddyTB) Logf(format string, args ...any) {
+	c.last = fmt.Sprintf(format, args...)
+	caddyLogs.note(c.T, c.last)
+}
+
+func (c *caddyTB) Log(args ...any) {
+	c.last = fmt.Sprint(args...)
+	caddyLogs.note(c.T, c.last)
+}
+
+func (c *caddyTB) Fail() {
+	c.T.Helper()
+	c.T.Error(c.last)
 }
 
 // client talks to the test site without connection reuse surprises.
@@ -157,7 +320,7 @@ func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool)
 // waitRoutable waits until every named endpoint is routable with models.
 func waitRoutable(t testing.TB, names ...string) {
 	t.Helper()
-	waitFor(t, "endpoints "+strings.Join(names, ", ")+" routable", 10*time.Second, func() bool {
+	waitFor(t, "endpoints "+strings.Join(names, ", ")+" routable", 30*time.Second, func() bool {
 		st := endpointsStatus(t)
 		for _, n := range names {
 			if e, ok := st[n]; !ok || !e.Routable || e.ModelCount == 0 {

@@ -383,7 +383,7 @@ func TestSecurityConfigErrors(t *testing.T) {
 		cfg, _ := json.Marshal(map[string]any{
 			"admin": map[string]any{"listen": "localhost:2999"},
 			"apps": map[string]any{"http": map[string]any{"servers": map[string]any{"s": map[string]any{
-				"listen": []string{":40181"},
+				"listen": []string{fmt.Sprintf(":%d", secondPort)},
 				"routes": []any{map[string]any{"handle": []any{map[string]any{
 					"handler": "olla", "endpoints": []any{map[string]any{"name": "x", "url": tc.url, "type": "ollama"}},
 				}}}},
@@ -468,7 +468,7 @@ func TestSecurityBodyBudget(t *testing.T) {
 			buffered := func(what string, want int64) {
 				t.Helper()
 				var got int64
-				waitFor(t, what, 10*time.Second, func() bool {
+				waitFor(t, what, 30*time.Second, func() bool {
 					var p struct {
 						RequestBodies struct {
 							BufferedBytes int64 `json:"buffered_bytes"`
@@ -606,7 +606,7 @@ func TestSecurityAliasCopyCounted(t *testing.T) {
 			s := startSim(t, sim.Config{Kind: sim.Ollama, Name: "a", Models: []string{"a-much-longer-name"}, Tokens: 3, TokensPerSecond: 1.0 / 60})
 			load(t, site("engine "+engine+"\n"+endpointBlock("a", s.URL, "ollama")+"\naliases {\n fast a-much-longer-name\n}\n"))
 			waitRoutable(t, "a")
-			waitFor(t, "nothing buffered", 10*time.Second, func() bool { return bufferedBytes(t) == 0 })
+			waitFor(t, "nothing buffered", 30*time.Second, func() bool { return bufferedBytes(t) == 0 })
 			body := `{"model":"fast","stream":true,"messages":[{"role":"user","content":"` + strings.Repeat("x", 20000) + `"}]}`
 			want := int64(2*len(body) + len("a-much-longer-name") - len("fast"))
 			done := make(chan string, 1)
@@ -621,7 +621,7 @@ func TestSecurityAliasCopyCounted(t *testing.T) {
 				done <- fmt.Sprintf("%d %s", res.StatusCode, b)
 			}()
 			var got int64
-			waitFor(t, "the body and its rewritten copy counted", 10*time.Second, func() bool {
+			waitFor(t, "the body and its rewritten copy counted", 30*time.Second, func() bool {
 				got = bufferedBytes(t)
 				return got == want
 			})
@@ -629,7 +629,7 @@ func TestSecurityAliasCopyCounted(t *testing.T) {
 			if r := <-done; !strings.HasPrefix(r, "200 ") || !strings.Contains(r, `"done":true`) {
 				t.Errorf("the aliased stream: %.200s", r)
 			}
-			waitFor(t, "both copies given back", 10*time.Second, func() bool { return bufferedBytes(t) == 0 })
+			waitFor(t, "both copies given back", 30*time.Second, func() bool { return bufferedBytes(t) == 0 })
 			if rec, ok := s.LastRequestTo("/api/chat"); !ok || !strings.Contains(string(rec.Body), `"model":"a-much-longer-name"`) {
 				t.Errorf("the backend did not get the rewritten body")
 			}

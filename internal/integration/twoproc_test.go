@@ -16,8 +16,12 @@ import (
 	"github.com/caddy-olla/olla/internal/sim"
 )
 
-// secondPort is where the second Caddy process listens.
-const secondPort = 40181
+// The second Caddy process listens beside the first, below the ephemeral
+// range too.
+const (
+	secondPort      = httpPort + 1
+	secondHTTPSPort = httpsPort + 1
+)
 
 // TestStickyTwoProcesses: two Caddy processes with one config, sharing no
 // state, send each new session to the same endpoint. The first is the
@@ -97,7 +101,9 @@ func startSecondCaddy(t *testing.T, caddyfile string) (string, *syncBuilder) {
 	}
 	dir := t.TempDir()
 	second := strings.NewReplacer("admin localhost:2999", "admin off",
-		fmt.Sprint(httpPort), fmt.Sprint(secondPort), "https_port 40443", "https_port 40444").Replace(caddyfile)
+		fmt.Sprintf("http_port %d", httpPort), fmt.Sprintf("http_port %d", secondPort),
+		fmt.Sprintf("https_port %d", httpsPort), fmt.Sprintf("https_port %d", secondHTTPSPort),
+		fmt.Sprintf("http://localhost:%d {", httpPort), fmt.Sprintf("http://localhost:%d {", secondPort)).Replace(caddyfile)
 	cfg := filepath.Join(dir, "Caddyfile")
 	if err := os.WriteFile(cfg, []byte(second), 0o600); err != nil {
 		t.Fatal(err)
