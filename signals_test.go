@@ -113,7 +113,15 @@ func TestSignalPollBadSurfaces(t *testing.T) {
 			defer srv.Close()
 			core, logs := observer.New(zapcore.InfoLevel)
 			a := &App{logger: zap.New(core)}
-			st, s := polledEndpoint(t, srv.URL, tc.typ, 100*time.Millisecond)
+			// Only the slow surface is meant to time out: every other read
+			// gets a minute, so a busy machine (parsing 10,000 models under
+			// -race) cannot turn its failure into a timeout, or a good read
+			// into a failure.
+			st, s := polledEndpoint(t, srv.URL, tc.typ, time.Minute)
+			s.loadTimeout = time.Minute
+			if tc.name == "slow metrics" {
+				s.loadTimeout = 100 * time.Millisecond
+			}
 			for range 4 {
 				a.pollOnce(context.Background(), st, s)
 				if sig := st.sched.signals.Load(); sig != nil {
@@ -132,6 +140,7 @@ func TestSignalPollBadSurfaces(t *testing.T) {
 				t.Errorf("status does not show the failure: %+v", st)
 			}
 			close(good)
+			s.loadTimeout = time.Minute
 			for range 3 {
 				a.pollOnce(context.Background(), st, s)
 			}

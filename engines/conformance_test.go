@@ -587,7 +587,9 @@ func conformanceCases() []conformanceCase {
 		{
 			name:     "stream idle timeout cuts a stalled backend with ErrStreamIdle",
 			backends: []backend{stalled()},
-			plan:     func(p *engines.Plan, _ []*target) { p.StreamIdleTimeout = 100 * time.Millisecond },
+			// a second, so that a busy machine's delay before the first line
+			// is read never looks like the stall
+			plan: func(p *engines.Plan, _ []*target) { p.StreamIdleTimeout = time.Second },
 			check: func(t *testing.T, r *run) {
 				if r.body != "{\"n\":1}\n" || r.bodyErr == nil {
 					t.Errorf("client got %q, err %v; want the first line and a cut", r.body, r.bodyErr)
@@ -606,7 +608,7 @@ func conformanceCases() []conformanceCase {
 			backends: []backend{bulk(4 << 20)},
 			// long enough that a busy machine's scheduling delays never
 			// reach it while data is flowing
-			plan: func(p *engines.Plan, _ []*target) { p.StreamIdleTimeout = time.Second },
+			plan: func(p *engines.Plan, _ []*target) { p.StreamIdleTimeout = 2 * time.Second },
 			client: func(t *testing.T, front string) {
 				res, err := http.Post(front+"/proxy/v1/chat/completions", "application/json", strings.NewReader(chatBody))
 				if err != nil {
@@ -621,7 +623,7 @@ func conformanceCases() []conformanceCase {
 				// blocked writing to us, the backend has data ready. A
 				// busier machine only stalls longer, which must not
 				// matter either.
-				time.Sleep(2 * time.Second)
+				time.Sleep(4 * time.Second)
 				rest, err := io.ReadAll(res.Body)
 				if err != nil || len(first)+len(rest) != 4<<20 {
 					t.Errorf("slow client got %d bytes, err %v", len(first)+len(rest), err)

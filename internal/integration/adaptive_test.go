@@ -103,7 +103,7 @@ func TestAdaptiveWarmModel(t *testing.T) {
 		endpointBlock("o2", o2.URL, "ollama", "load_interval 100ms")+"load_balancer adaptive\n"+
 		"aliases {\n first alpha:latest\n second beta:latest\n}\n"))
 	waitRoutable(t, "o1", "o2")
-	waitFor(t, "both endpoints' resident models in the status", 10*time.Second, func() bool {
+	waitFor(t, "both endpoints' resident models in the status", 30*time.Second, func() bool {
 		s := signalsStatus(t)
 		return s["o1"].Fresh && s["o2"].Fresh && strings.Contains(strings.Join(s["o1"].Warm, ","), "alpha") &&
 			strings.Contains(strings.Join(s["o2"].Warm, ","), "beta")
@@ -167,7 +167,7 @@ func TestAdaptiveBackendQueue(t *testing.T) {
 	load(t, site(endpointBlock("busy", busyURL, "vllm", "load_interval 100ms")+
 		endpointBlock("idle", idle.URL, "vllm", "load_interval 100ms")+"load_balancer adaptive\n"))
 	waitRoutable(t, "busy", "idle")
-	waitFor(t, "the busy queue in the status", 10*time.Second, func() bool {
+	waitFor(t, "the busy queue in the status", 30*time.Second, func() bool {
 		s := signalsStatus(t)
 		return s["busy"].Fresh && s["busy"].Waiting != nil && *s["busy"].Waiting == 20 && s["idle"].Fresh
 	})
@@ -258,7 +258,7 @@ func TestAdaptiveBadSignals(t *testing.T) {
 		names[i] = row.name
 	}
 	waitRoutable(t, names...)
-	waitFor(t, "two polls of every surface", 15*time.Second, func() bool {
+	waitFor(t, "two polls of every surface", 30*time.Second, func() bool {
 		s := signalsStatus(t)
 		for _, row := range rows {
 			if s[row.name].Polls < 2 {
@@ -371,7 +371,7 @@ func TestStickySessions(t *testing.T) {
 
 			// the session's endpoint dies: the next turn goes elsewhere
 			f.sims[first].Close()
-			waitFor(t, first+" down", 10*time.Second, func() bool { return !endpointsStatus(t)[first].Routable })
+			waitFor(t, first+" down", 30*time.Second, func() bool { return !endpointsStatus(t)[first].Routable })
 			status, moved, outcome, _ := stickyChat(t, turn, session...)
 			if status != 200 || outcome != "repin" || moved == first || moved == "" {
 				t.Errorf("after %s died: %d %q from %q, want a repin elsewhere", first, status, outcome, moved)
@@ -502,7 +502,7 @@ func TestHangUpDoesNotHoldProbe(t *testing.T) {
 		io.Copy(io.Discard, res.Body)
 		res.Body.Close()
 	}
-	waitFor(t, "the hung-up attempt to end at slow", 5*time.Second, func() bool {
+	waitFor(t, "the hung-up attempt to end at slow", 30*time.Second, func() bool {
 		return endpointsStatus(t)["slow"].ActiveConnections == 0
 	})
 	expect(both, "slow", "after the probe's client hung up, the next request measures")

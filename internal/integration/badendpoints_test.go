@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -29,7 +31,8 @@ func badServer(t *testing.T, handler http.HandlerFunc) string {
 
 // TestBadEndpoints checks endpoints that answer HTML, garbage, a cut-off
 // body or nothing are marked with a clear reason, and never delay the
-// healthy endpoint's checks or requests.
+// healthy endpoint's checks or requests (shown by order: the good one is
+// probed again and again while a neighbour's probe hangs).
 func TestBadEndpoints(t *testing.T) {
 	good := startSim(t, sim.Config{Kind: sim.Ollama, Name: "good", Models: []string{"m"}})
 	html := badServer(t, func(w http.ResponseWriter, r *http.Request) {
@@ -46,22 +49,27 @@ func TestBadEndpoints(t *testing.T) {
 	hang := badServer(t, func(w http.ResponseWriter, r *http.Request) {
 		<-r.Context().Done()
 	})
+	// stuck never answers either, and its probe may wait 50 s: the good
+	// endpoint's probes must go on while it hangs
+	var stuckProbes, stuckReturned atomic.Int64
+	stuck := badServer(t, func(w http.ResponseWriter, r *http.Request) {
+		stuckProbes.Add(1)
+		defer stuckReturned.Add(1)
+		<-r.Context().Done()
+	})
 	load(t, site(endpointBlock("good", good.URL, "ollama")+
 		endpointBlock("html", html, "ollama")+
 		endpointBlock("garbage", garbage, "ollama")+
 		endpointBlock("truncated", truncated, "ollama")+
-		endpointBlock("hang", hang, "ollama")))
-	start := time.Now()
+		endpointBlock("hang", hang, "ollama")+
+		"endpoint stuck {\n url "+stuck+"\n type ollama\n check_interval 1m\n check_timeout 50s\n}\n"))
 	waitRoutable(t, "good")
-	if d := time.Since(start); d > time.Second {
-		t.Errorf("the good endpoint took %s to become routable next to bad ones", d)
-	}
 	type info struct {
 		Status, Reason, ModelError string
 		Routable                   bool
 	}
 	var st map[string]info
-	waitFor(t, "every bad endpoint classified", 5*time.Second, func() bool {
+	waitFor(t, "every bad endpoint classified", 30*time.Second, func() bool {
 		var body struct {
 			Endpoints []struct {
 				Name       string `json:"name"`
@@ -99,11 +107,13 @@ func TestBadEndpoints(t *testing.T) {
 			t.Fatalf("request with bad neighbours: %d from %q: %s", res.StatusCode, res.Header.Get("X-Olla-Endpoint"), b)
 		}
 	}
-	// and the good endpoint keeps being probed on time
-	good.ResetStats()
-	time.Sleep(time.Second)
-	if n := good.Requests("/"); n < 3 {
-		t.Errorf("good probed %d times in 1s at a 200ms interval: bad neighbours delay its checks", n)
+	// and the good endpoint keeps being probed while a neighbour's probe
+	// hangs: three of its probes arrive before stuck's first one ends
+	waitFor(t, "stuck's first probe", 30*time.Second, func() bool { return stuckProbes.Load() > 0 })
+	from := good.Requests("/")
+	waitFor(t, "three probes of good while stuck's probe hangs", 30*time.Second, func() bool { return good.Requests("/") >= from+3 })
+	if n := stuckReturned.Load(); n != 0 {
+		t.Errorf("stuck's probe ended (%d) before good was probed three times: bad neighbours delay its checks", n)
 	}
 }
 
@@ -142,19 +152,24 @@ func TestProbesSpreadOut(t *testing.T) {
 		}
 	}
 	sort.Slice(window, func(i, j int) bool { return window[i].Before(window[j]) })
-	busiest := 0
+	busiest := make([]int, 3) // per second of the window
 	for i := range window {
 		j := i
 		for j < len(window) && window[j].Sub(window[i]) < 20*time.Millisecond {
 			j++
 		}
-		busiest = max(busiest, j-i)
+		sec := min(int(window[i].Sub(cutoff)/time.Second), 2)
+		busiest[sec] = max(busiest[sec], j-i)
 	}
-	t.Logf("%d probes in the last 3s; the busiest 20 ms held %d", len(window), busiest)
-	if len(window) < 200 || len(window) > 400 {
+	t.Logf("%d probes in the last 3s; the busiest 20 ms of each second held %v", len(window), busiest)
+	// A stall of the machine bunches the probes due during it, but not
+	// in every second; probes in lock-step bunch in every one. More than
+	// 400 is probing more often than the interval; fewer than 100 (one per
+	// endpoint where 300 are due) is probing stopped, not a slow machine.
+	if len(window) < 100 || len(window) > 400 {
 		t.Errorf("%d probes in 3s from 100 endpoints at 1s", len(window))
 	}
-	if busiest > 40 {
-		t.Errorf("%d of 100 endpoints probed within the same 20 ms: lock-step", busiest)
+	if least := slices.Min(busiest); least > 40 {
+		t.Errorf("in every second of three, %d or more of 100 endpoints were probed within the same 20 ms: lock-step (%v)", least, busiest)
 	}
 }

@@ -52,7 +52,7 @@ func TestClientHangUpsDoNotTripBreaker(t *testing.T) {
 			}
 
 			// every hang-up has been noticed once no attempt is in flight
-			waitFor(t, "the reset streams to end", 20*time.Second, func() bool {
+			waitFor(t, "the reset streams to end", 30*time.Second, func() bool {
 				return endpointsStatus(t)["a"].ActiveConnections == 0
 			})
 			if fails := failureCount(t, "a"); fails != 0 {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,19 +34,24 @@ func TestRateLimits(t *testing.T) {
 		}`))
 	waitRoutable(t, "a")
 	time.Sleep(1600 * time.Millisecond) // the health polling above spent nothing of the proxy bucket; let it fill
+	// Requests until the first 429: the burst of 3 passes, and then only
+	// the tokens refilled meanwhile (2 a second), however slowly a busy
+	// machine sends them.
 	var codes []int
 	var refused *http.Response
 	var refusedBody string
-	for range 5 {
+	began := time.Now()
+	for refused == nil && len(codes) < 100 {
 		res := post(t, "/olla/ollama/api/chat", chatBodyM)
 		b := readAll(t, res)
 		codes = append(codes, res.StatusCode)
-		if res.StatusCode == 429 && refused == nil {
+		if res.StatusCode == 429 {
 			refused, refusedBody = res, b
 		}
 	}
-	if fmt.Sprint(codes) != "[200 200 200 429 429]" {
-		t.Fatalf("burst of 5 with burst_size 3: %v", codes)
+	refilled := int(time.Since(began) / (500 * time.Millisecond))
+	if passed := len(codes) - 1; refused == nil || passed < 3 || passed > 3+refilled || slices.ContainsFunc(codes[:passed], func(c int) bool { return c != 200 }) {
+		t.Fatalf("burst_size 3, %d tokens refilled: %v", refilled, codes)
 	}
 	var ollamaErr struct {
 		Error string `json:"error"`
@@ -396,7 +402,7 @@ http://localhost:%d {
 		"Authorization", "Bearer client-secret-token", "X-Request-ID", "log-test-1")
 	readAll(t, res)
 	var line string
-	waitFor(t, "the access log entry", 5*time.Second, func() bool {
+	waitFor(t, "the access log entry", 30*time.Second, func() bool {
 		b, _ := os.ReadFile(logFile)
 		for _, l := range strings.Split(string(b), "\n") {
 			if strings.Contains(l, "log-test-1") {

@@ -92,7 +92,7 @@ func enqueue(t *testing.T, ids []string, out chan<- queued, header func(id strin
 	for _, id := range ids {
 		before := queueDepth(t)
 		send(context.Background(), id, "/olla/ollama/api/chat", quick, out, header(id)...)
-		waitFor(t, id+" queued", 10*time.Second, func() bool { return queueDepth(t) == before+1 })
+		waitFor(t, id+" queued", 30*time.Second, func() bool { return queueDepth(t) == before+1 })
 	}
 }
 
@@ -190,11 +190,11 @@ func TestQueueOrder(t *testing.T) {
 		out := make(chan queued, 2)
 		before := queueDepth(t)
 		send(ctx, "leaver", "/olla/ollama/api/chat", quick, out)
-		waitFor(t, "leaver queued", 10*time.Second, func() bool { return queueDepth(t) == before+1 })
+		waitFor(t, "leaver queued", 30*time.Second, func() bool { return queueDepth(t) == before+1 })
 		send(context.Background(), "stayer", "/olla/ollama/api/chat", quick, out)
-		waitFor(t, "stayer queued", 10*time.Second, func() bool { return queueDepth(t) == before+2 })
+		waitFor(t, "stayer queued", 30*time.Second, func() bool { return queueDepth(t) == before+2 })
 		cancel()
-		waitFor(t, "leaver gone from the queue", 10*time.Second, func() bool { return queueDepth(t) == before+1 })
+		waitFor(t, "leaver gone from the queue", 30*time.Second, func() bool { return queueDepth(t) == before+1 })
 		served := s.Requests("/api/chat")
 		finish()
 		got := collect(t, out, 2)
@@ -203,7 +203,7 @@ func TestQueueOrder(t *testing.T) {
 				t.Fatalf("stayer: %d %s", q.status, q.body)
 			}
 		}
-		waitFor(t, "the stayer served", 10*time.Second, func() bool { return s.Requests("/api/chat") == served+1 })
+		waitFor(t, "the stayer served", 30*time.Second, func() bool { return s.Requests("/api/chat") == served+1 })
 	})
 }
 
@@ -322,7 +322,7 @@ func TestReloadWithQueuedRequests(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	waitFor(t, "100 queued", 20*time.Second, func() bool { return queueDepth(t) == 100 })
+	waitFor(t, "100 queued", 30*time.Second, func() bool { return queueDepth(t) == 100 })
 	before := s.Requests("/api/chat")
 	reload(t, cfg)
 	finish()

@@ -227,25 +227,28 @@ func TestBurst(t *testing.T) {
 		}
 		return
 	}
+	// The limit is a backstop a busy machine does not reach; a stream
+	// cannot end sooner than its first token and pacing allow (about
+	// 100 ms), however fast the machine.
 	start := time.Now()
-	ends := burst(context.Background(), spec, start, 100*time.Millisecond, start.Add(10*time.Second))
+	ends := burst(context.Background(), spec, start, 100*time.Millisecond, start.Add(time.Minute))
 	if ok, f, tr := count(ends); ok != 20 || f != 0 || tr != 0 {
 		t.Errorf("clean burst: ok=%d failed=%d truncated=%d %+v", ok, f, tr, ends)
 	}
 	for _, e := range ends {
-		if d := e.at.Sub(start); d < 100*time.Millisecond || d > 5*time.Second {
-			t.Errorf("a stream ended %s after the start; it takes about 120 ms", d)
+		if d := e.at.Sub(start); d < 100*time.Millisecond {
+			t.Errorf("a stream ended %s after the start; it takes at least 100 ms", d)
 		}
 	}
 
 	s.SetFault(sim.Fault{Mode: sim.FaultDropMidStream, AfterChunks: 2})
 	start = time.Now()
-	if ok, f, tr := count(burst(context.Background(), spec, start, 50*time.Millisecond, start.Add(10*time.Second))); ok != 0 || f != 0 || tr != 20 {
+	if ok, f, tr := count(burst(context.Background(), spec, start, 50*time.Millisecond, start.Add(time.Minute))); ok != 0 || f != 0 || tr != 20 {
 		t.Errorf("dropped streams: ok=%d failed=%d truncated=%d", ok, f, tr)
 	}
 	s.SetFault(sim.Fault{Mode: sim.FaultStatus, Status: 503})
 	start = time.Now()
-	ends = burst(context.Background(), spec, start, 50*time.Millisecond, start.Add(10*time.Second))
+	ends = burst(context.Background(), spec, start, 50*time.Millisecond, start.Add(time.Minute))
 	if ok, f, tr := count(ends); ok != 0 || f != 20 || tr != 0 || !strings.Contains(ends[0].detail, "status 503") {
 		t.Errorf("503s: ok=%d failed=%d truncated=%d %q", ok, f, tr, ends[0].detail)
 	}

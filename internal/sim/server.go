@@ -86,12 +86,12 @@ func (s *Server) Restart() error {
 	}
 	var ln net.Listener
 	var err error
-	// The port was just released; retry briefly in case the OS is slow.
-	for i := 0; i < 50; i++ {
-		if ln, err = net.Listen("tcp", s.Addr); err == nil {
+	// The port was just released; retry for a while in case the OS, on a
+	// busy machine, is slow to let it go.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if ln, err = net.Listen("tcp", s.Addr); err == nil || time.Now().After(deadline) {
 			break
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
 	if err != nil {
 		return err
