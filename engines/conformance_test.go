@@ -30,7 +30,7 @@ import (
 )
 
 // deadline bounds every wait on a condition; reached only when a case is broken.
-const deadline = 15 * time.Second
+const deadline = 30 * time.Second
 
 type engineUnderTest struct {
 	name string

@@ -470,7 +470,9 @@ func TestStickyStoreBounded(t *testing.T) {
 // hanging up cannot keep an old judgement standing against a backend.
 func TestHangUpDoesNotHoldProbe(t *testing.T) {
 	fast := startSim(t, sim.Config{Kind: sim.Ollama, Name: "fast", Models: []string{"m"}, TTFT: 5 * time.Millisecond, TokensPerSecond: 200, Tokens: 3})
-	slow := startSim(t, sim.Config{Kind: sim.VLLM, Name: "slow", Models: []string{"m"}, TTFT: 300 * time.Millisecond, TokensPerSecond: 200, Tokens: 3})
+	// slow answers after 3 s, far past the client that hangs up at 100 ms
+	// even when a busy machine fires its timer late
+	slow := startSim(t, sim.Config{Kind: sim.VLLM, Name: "slow", Models: []string{"m"}, TTFT: 3 * time.Second, TokensPerSecond: 200, Tokens: 3})
 	// slow wins whenever its speed is unknown (priority), and loses while
 	// it is known to be slow (ttft counts double; warmth, which differs
 	// between the two types before the first request, not at all)
