@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddy-olla/olla/internal/sim"
 )
@@ -62,6 +63,18 @@ func rowWith(rows []usageRow, pred func(usageRow) bool) (usageRow, bool) {
 	return usageRow{}, false
 }
 
+// freshMinute waits for the next UTC minute when less than need is left of
+// this one: per-minute limits count in calendar minutes, and a test's
+// requests must all fall in one however slowly a busy machine sends them.
+func freshMinute(t testing.TB, need time.Duration) {
+	t.Helper()
+	now := time.Now()
+	if left := now.Truncate(time.Minute).Add(time.Minute).Sub(now); left < need {
+		t.Logf("waiting %s for a fresh minute", left.Round(time.Millisecond))
+		time.Sleep(left + 10*time.Millisecond)
+	}
+}
+
 // TestKeyLimitsRefuseInEachFormat: a key over its tokens per minute gets
 // 429 with Retry-After and the limit named, in the format of the API it
 // spoke (Ollama, OpenAI, Anthropic); another key is not affected; a
@@ -76,6 +89,7 @@ func TestKeyLimitsRefuseInEachFormat(t *testing.T) {
 			tokens_per_minute 50
 		}`))
 	waitRoutable(t, "kl1")
+	freshMinute(t, 40*time.Second)
 
 	res := post(t, "/olla/ollama/api/chat", chatM1)
 	if body := readAll(t, res); res.StatusCode != 401 || !strings.Contains(body, `"error":"this proxy requires a key`) {
@@ -241,6 +255,7 @@ func TestKeyLimitsShadow(t *testing.T) {
 			shadow
 		}`))
 	waitRoutable(t, "a")
+	freshMinute(t, 40*time.Second)
 	var shadowed []string
 	for i := range 4 {
 		res := post(t, "/olla/openai/v1/chat/completions", `{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}`, "X-Team", "shadow-team")
