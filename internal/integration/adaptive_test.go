@@ -99,8 +99,10 @@ func TestAdaptiveWarmModel(t *testing.T) {
 		}
 		readAll(t, res)
 	}
-	load(t, site(endpointBlock("o1", o1.URL, "ollama", "load_interval 100ms")+
-		endpointBlock("o2", o2.URL, "ollama", "load_interval 100ms")+"load_balancer adaptive\n"+
+	// what each server holds does not change during the test: polls 2 s
+	// apart stay fresh (3 intervals) however late a busy machine runs them
+	load(t, site(endpointBlock("o1", o1.URL, "ollama", "load_interval 2s")+
+		endpointBlock("o2", o2.URL, "ollama", "load_interval 2s")+"load_balancer adaptive\n"+
 		"aliases {\n first alpha:latest\n second beta:latest\n}\n"))
 	waitRoutable(t, "o1", "o2")
 	waitFor(t, "both endpoints' resident models in the status", 30*time.Second, func() bool {
@@ -164,8 +166,9 @@ func TestAdaptiveBackendQueue(t *testing.T) {
 				"# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{model_name=\"m\"} 4\n"+
 				"# TYPE vllm:kv_cache_usage_perc gauge\nvllm:kv_cache_usage_perc{model_name=\"m\"} 0.9\n")
 		})
-	load(t, site(endpointBlock("busy", busyURL, "vllm", "load_interval 100ms")+
-		endpointBlock("idle", idle.URL, "vllm", "load_interval 100ms")+"load_balancer adaptive\n"))
+	// the reports do not change: polls 2 s apart stay fresh on a busy machine
+	load(t, site(endpointBlock("busy", busyURL, "vllm", "load_interval 2s")+
+		endpointBlock("idle", idle.URL, "vllm", "load_interval 2s")+"load_balancer adaptive\n"))
 	waitRoutable(t, "busy", "idle")
 	waitFor(t, "the busy queue in the status", 30*time.Second, func() bool {
 		s := signalsStatus(t)
@@ -250,7 +253,13 @@ func TestAdaptiveBadSignals(t *testing.T) {
 	var block string
 	for _, row := range rows {
 		url, _ := overlaySim(t, sim.Config{Kind: row.kind, Name: row.name, Models: []string{"m-" + row.name + ":latest"}}, row.path, row.handler)
-		block += endpointBlock(row.name, url, row.typ, "load_interval 200ms")
+		// only the slow surface is meant to time out (200 ms); the others
+		// get a second, which a busy machine does not miss
+		interval := "1s"
+		if row.name == "slow" {
+			interval = "200ms"
+		}
+		block += endpointBlock(row.name, url, row.typ, "load_interval "+interval)
 	}
 	load(t, site(block+"load_balancer adaptive\n"))
 	names := make([]string, len(rows))

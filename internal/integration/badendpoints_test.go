@@ -136,10 +136,20 @@ func TestProbesSpreadOut(t *testing.T) {
 	names := make([]string, 100)
 	for i := range names {
 		names[i] = fmt.Sprintf("ep%03d", i)
-		fmt.Fprintf(&eps, "endpoint %s {\n url %s/\n type ollama\n check_interval 1s\n check_timeout 500ms\n}\n", names[i], srv)
+		fmt.Fprintf(&eps, "endpoint %s {\n url %s/\n type ollama\n check_interval 1s\n check_timeout 900ms\n}\n", names[i], srv)
 	}
 	load(t, site(eps.String()))
-	waitRoutable(t, names...)
+	// a hundred endpoints' first probes and model lists take a busy
+	// machine a while
+	waitFor(t, "the 100 endpoints routable", 3*time.Minute, func() bool {
+		st := endpointsStatus(t)
+		for _, n := range names {
+			if e := st[n]; !e.Routable || e.ModelCount == 0 {
+				return false
+			}
+		}
+		return true
+	})
 	time.Sleep(5 * time.Second)
 	mu.Lock()
 	defer mu.Unlock()

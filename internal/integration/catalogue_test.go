@@ -75,7 +75,7 @@ func TestCatalogueLargeNoRebuild(t *testing.T) {
 			check_timeout 30s
 		}
 `, big.URL)))
-	waitFor(t, "100,000 models discovered", 2*time.Minute, func() bool {
+	waitFor(t, "100,000 models discovered", 10*time.Minute, func() bool {
 		e := endpointsStatus(t)["big"]
 		return e.Routable && e.ModelCount == len(names)
 	})

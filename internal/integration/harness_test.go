@@ -200,13 +200,15 @@ http://localhost:%d {
 `, httpPort, httpsPort, httpPort, ollaBlock)
 }
 
-// endpointBlock declares one endpoint with fast checks.
+// endpointBlock declares one endpoint with fast checks. A probe may take
+// 450 ms: on a busy machine a healthy simulator misses 150 ms three times
+// in a row often enough to be taken out mid-test.
 func endpointBlock(name, url, typ string, extra ...string) string {
 	return fmt.Sprintf(`		endpoint %s {
 			url %s
 			type %s
-			check_interval 200ms
-			check_timeout 150ms
+			check_interval 500ms
+			check_timeout 450ms
 %s
 		}
 `, name, url, typ, strings.Join(extra, "\n"))

@@ -17,7 +17,6 @@ import (
 // models rediscovered, after it recovers. How long each step took is
 // logged, not asserted: a busy machine stretches it.
 func TestHealthFailover(t *testing.T) {
-	const interval = 200 * time.Millisecond
 	a := startSim(t, sim.Config{Kind: sim.Ollama, Name: "a", Models: []string{"m"}})
 	b := startSim(t, sim.Config{Kind: sim.Ollama, Name: "b", Models: []string{"m"}})
 	load(t, site("load_balancer round-robin\n"+endpointBlock("a", a.URL, "ollama")+endpointBlock("b", b.URL, "ollama")))
@@ -74,7 +73,7 @@ func TestHealthFailover(t *testing.T) {
 	a.SetFault(sim.Fault{})
 	recoveredAt := time.Now()
 	// failed probes back off to at most 4 × the interval (+10 % jitter), so
-	// a quiet machine sees the recovery within about 900 ms
+	// a quiet machine sees the recovery within about 2.2 s
 	waitFor(t, "a routable again", 30*time.Second, func() bool {
 		return endpointsStatus(t)["a"].Routable
 	})

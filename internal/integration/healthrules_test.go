@@ -322,7 +322,7 @@ func TestUnknownModelWithEndpointDownSinceStart(t *testing.T) {
 // when it frees, rather than waiting out max_wait for an endpoint the
 // queue would not let it into.
 func TestPanicRoutingQueues(t *testing.T) {
-	s := startSim(t, sim.Config{Kind: sim.Ollama, Models: []string{"m"}, TTFT: 50 * time.Millisecond, TokensPerSecond: 10, Tokens: 600})
+	s := startSim(t, sim.Config{Kind: sim.Ollama, Models: []string{"m"}, TTFT: 50 * time.Millisecond, TokensPerSecond: 10, Tokens: 60_000})
 	load(t, site(slowEndpoint("solo", s.URL, "max_concurrency 1")+"\t\tqueue {\n\t\t\tmax_wait 60s\n\t\t}\n"))
 	waitRoutable(t, "solo")
 	s.SetFault(sim.Fault{Mode: sim.FaultSlowHealth, Delay: 2 * time.Second})

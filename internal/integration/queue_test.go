@@ -119,7 +119,7 @@ func order(got []queued) string {
 }
 
 func TestQueueOrder(t *testing.T) {
-	s := startSim(t, sim.Config{Kind: sim.Ollama, Models: []string{"m"}, TTFT: 50 * time.Millisecond, TokensPerSecond: 10, Tokens: 600})
+	s := startSim(t, sim.Config{Kind: sim.Ollama, Models: []string{"m"}, TTFT: 50 * time.Millisecond, TokensPerSecond: 10, Tokens: 60_000})
 	load(t, queueSite(s.URL, `		queue {
 			max_size 50
 			max_wait 60s
@@ -208,7 +208,7 @@ func TestQueueOrder(t *testing.T) {
 }
 
 func TestQueueFullAndTimeout(t *testing.T) {
-	s := startSim(t, sim.Config{Kind: sim.Ollama, Models: []string{"m"}, TTFT: 50 * time.Millisecond, TokensPerSecond: 10, Tokens: 600})
+	s := startSim(t, sim.Config{Kind: sim.Ollama, Models: []string{"m"}, TTFT: 50 * time.Millisecond, TokensPerSecond: 10, Tokens: 60_000})
 	load(t, queueSite(s.URL, `		queue {
 			max_size 2
 			max_wait 5s
@@ -243,7 +243,7 @@ func TestQueueFullAndTimeout(t *testing.T) {
 // TestBusyBackendGoesBackInLine: a backend's own 503 (llama-server with no
 // free slot) sends the request to another endpoint, never a 502.
 func TestBusyBackendRetriedElsewhere(t *testing.T) {
-	busy := startSim(t, sim.Config{Kind: sim.Ollama, Models: []string{"m"}, TTFT: 50 * time.Millisecond, TokensPerSecond: 10, Tokens: 600,
+	busy := startSim(t, sim.Config{Kind: sim.Ollama, Models: []string{"m"}, TTFT: 50 * time.Millisecond, TokensPerSecond: 10, Tokens: 60_000,
 		Capacity: sim.Capacity{Slots: 1, RejectWhenFull: true}})
 	spare := startSim(t, sim.Config{Kind: sim.Ollama, Models: []string{"m"}, Tokens: 2})
 	load(t, site(endpointBlock("busy", busy.URL, "ollama", "priority 100")+endpointBlock("spare", spare.URL, "ollama", "priority 10")+`		queue {
@@ -303,7 +303,7 @@ func TestQueueCapUnderBurst(t *testing.T) {
 // TestReloadWithQueuedRequests: 100 requests queued behind one slot, a
 // reload while they wait: every one is served exactly once.
 func TestReloadWithQueuedRequests(t *testing.T) {
-	s := startSim(t, sim.Config{Kind: sim.Ollama, Models: []string{"m"}, TokensPerSecond: 50, Tokens: 600})
+	s := startSim(t, sim.Config{Kind: sim.Ollama, Models: []string{"m"}, TokensPerSecond: 50, Tokens: 60_000})
 	cfg := queueSite(s.URL, `		queue {
 			max_size 200
 			max_wait 120s
@@ -322,7 +322,7 @@ func TestReloadWithQueuedRequests(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	waitFor(t, "100 queued", 30*time.Second, func() bool { return queueDepth(t) == 100 })
+	waitFor(t, "100 queued", 2*time.Minute, func() bool { return queueDepth(t) == 100 })
 	before := s.Requests("/api/chat")
 	reload(t, cfg)
 	finish()
