@@ -655,7 +655,7 @@ func siteWith(serverOptions, siteDirectives, ollaBlock string) string {
 	return fmt.Sprintf(`{
 	admin localhost:2999
 	http_port %d
-	https_port 40443
+	https_port %d
 	auto_https off
 	grace_period 1s
 	servers {
@@ -669,7 +669,7 @@ http://localhost:%d {
 	}
 	respond "next handler" 200
 }
-`, httpPort, serverOptions, httpPort, siteDirectives, ollaBlock)
+`, httpPort, httpsPort, serverOptions, httpPort, siteDirectives, ollaBlock)
 }
 
 // clientFrom is an HTTP client whose connections come from a loopback
@@ -808,7 +808,7 @@ func TestSecurityEndpointPort(t *testing.T) {
 		cfg, _ := json.Marshal(map[string]any{
 			"admin": map[string]any{"listen": "localhost:2999"},
 			"apps": map[string]any{"http": map[string]any{"servers": map[string]any{"s": map[string]any{
-				"listen": []string{":40181"},
+				"listen": []string{fmt.Sprintf(":%d", secondPort)},
 				"routes": []any{map[string]any{"handle": []any{map[string]any{
 					"handler": "olla", "endpoints": []any{map[string]any{"name": "x", "url": u, "type": "ollama"}},
 				}}}},
