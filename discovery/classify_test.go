@@ -176,17 +176,29 @@ func TestClassifyBadServers(t *testing.T) {
 		t.Errorf("hanging server: %q, %q", typ, warning)
 	}
 
-	var n atomic.Int64 // answers as Ollama, then as LM Studio, by turns
+	// A server that changes its story between probes: one round answers as
+	// Ollama, the next as LM Studio. Each round is typed by what it said
+	// (the root logs the change, autotype.go). The round is set by the test,
+	// not counted from requests: a round's probes run at once, so a
+	// per-request flip would make the answer depend on their order.
+	var round atomic.Int64
 	flip := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if n.Add(1)%2 == 0 {
+		asOllama := round.Load()%2 == 0
+		switch {
+		case r.URL.Path == "/" && asOllama:
+			_, _ = w.Write([]byte("Ollama is running"))
+		case r.URL.Path == "/api/v0/models" && !asOllama:
 			_, _ = w.Write([]byte(`{"data":[]}`))
-			return
+		default:
+			http.NotFound(w, r)
 		}
-		_, _ = w.Write([]byte("Ollama is running"))
 	}))
 	defer flip.Close()
-	if typ, _, warning := classifyURL(t, flip.URL, 5*time.Second); typ != "openai-compatible" && warning == "" {
-		t.Errorf("a server that changes its story was typed %q without a warning", typ)
+	for i, want := range []string{"ollama", "lm-studio", "ollama"} {
+		round.Store(int64(i))
+		if typ, ev, warning := classifyURL(t, flip.URL, 5*time.Second); typ != want || warning != "" {
+			t.Errorf("story %d: typed %q (evidence %q, warning %q), want %q", i, typ, ev, warning, want)
+		}
 	}
 
 	huge := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
