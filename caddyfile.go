@@ -195,6 +195,13 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := ss.validate(); err != nil {
 				return d.Errf("%v", err)
 			}
+		case "prefix_affinity":
+			if err := once(sub); err != nil {
+				return err
+			}
+			if err := h.parsePrefixAffinity(d); err != nil {
+				return err
+			}
 		case "engine", "profile", "internal":
 			if err := once(sub); err != nil {
 				return err
@@ -429,7 +436,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 		default:
-			return d.Errf("unrecognized olla subdirective %q: expected engine, profile, load_balancer, internal, endpoint, aliases, retry, circuit_breaker, rate_limits, key_limits, cors, request_limits, model_registry, model_discovery, queue, sticky_sessions, internal_clients, client_ipv6_prefix, stream_idle_timeout or response_header_timeout", sub)
+			return d.Errf("unrecognized olla subdirective %q: expected engine, profile, load_balancer, internal, endpoint, aliases, retry, circuit_breaker, rate_limits, key_limits, cors, request_limits, model_registry, model_discovery, queue, sticky_sessions, prefix_affinity, internal_clients, client_ipv6_prefix, stream_idle_timeout or response_header_timeout", sub)
 		}
 	}
 	if len(h.Endpoints) == 0 {
@@ -625,6 +632,46 @@ func (h *Handler) parseLoadBalancer(d *caddyfile.Dispenser) error {
 		h.LoadBalancerWeights[name] = w
 	}
 	if _, err := balancer.NewPipeline(balancer.Config{Strategy: h.LoadBalancer, Weights: h.LoadBalancerWeights}); err != nil {
+		return d.Errf("%v", err)
+	}
+	return nil
+}
+
+// parsePrefixAffinity reads `prefix_affinity off` or its block:
+//
+//	prefix_affinity {
+//		cache_blocks 65536
+//		release_penalty 2
+//	}
+func (h *Handler) parsePrefixAffinity(d *caddyfile.Dispenser) error {
+	pa := &PrefixAffinity{}
+	h.PrefixAffinity = pa
+	if args := d.RemainingArgs(); len(args) > 0 {
+		if len(args) != 1 || args[0] != "off" {
+			return d.Errf("prefix_affinity takes off or a block, got %q", strings.Join(args, " "))
+		}
+		pa.Off = true
+		for nesting := d.Nesting(); d.NextBlock(nesting); {
+			return d.Errf("prefix_affinity off takes no block")
+		}
+		return nil
+	}
+	if err := parseBlock(d, map[string]func() error{
+		"cache_blocks": func() error { return intArg(d, &pa.CacheBlocks, 1) },
+		"release_penalty": func() error {
+			v, err := oneArg(d)
+			if err != nil {
+				return err
+			}
+			if pa.ReleasePenalty, err = strconv.ParseFloat(v, 64); err != nil {
+				return d.Errf("release_penalty: %q is not a number", v)
+			}
+			return nil
+		},
+	}); err != nil {
+		return err
+	}
+	if err := pa.validate(); err != nil {
 		return d.Errf("%v", err)
 	}
 	return nil

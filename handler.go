@@ -59,6 +59,10 @@ type Handler struct {
 	// StickySessions keeps a session on the endpoint that served it (off
 	// unless given).
 	StickySessions *StickySessions `json:"sticky_sessions,omitempty"`
+	// PrefixAffinity tunes prefix affinity, on with the adaptive balancer:
+	// a conversation without a session id goes to the endpoint holding its
+	// prompt (see prefixroute.go).
+	PrefixAffinity *PrefixAffinity `json:"prefix_affinity,omitempty"`
 	// Endpoints are the backends, in order.
 	Endpoints []*Endpoint `json:"endpoints,omitempty"`
 	// Aliases maps a model name clients use to the names endpoints know, in
@@ -118,6 +122,7 @@ type Handler struct {
 	settings    []*endpointSettings
 	balancer    *balancer.Pipeline
 	sticky      *stickyPolicy
+	prefix      *prefixRouting // nil unless prefix affinity is on
 	engine      engines.Engine
 	sherpa      *sherpa.Engine
 	flush       engines.FlushPolicy
@@ -166,10 +171,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.LoadBalancer == "" {
 		h.LoadBalancer = balancer.Priority
 	}
-	if h.balancer, err = balancer.NewPipeline(balancer.Config{Strategy: h.LoadBalancer, Weights: h.LoadBalancerWeights}); err != nil {
+	if h.balancer, err = balancer.NewPipeline(h.balancerConfig()); err != nil {
 		return err
 	}
-	h.sticky = newStickyPolicy(h.StickySessions)
+	h.sticky = newStickyPolicy(h.StickySessions, h.PrefixAffinity.on(h.LoadBalancer))
 	switch h.Profile {
 	case "streaming":
 		h.flush = engines.FlushAlways
@@ -272,6 +277,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.states = append(h.states, st)
 	}
 
+	if h.PrefixAffinity.on(h.LoadBalancer) {
+		h.prefix = newPrefixRouting(h.states, h.PrefixAffinity)
+	}
 	if h.Engine == "sherpa" {
 		if h.sherpa, err = sherpa.New(ctx, h.maxAttempts); err != nil {
 			return err
@@ -282,6 +290,21 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.engine = ollaengine.New(0)
 	}
 	return nil
+}
+
+// balancerConfig is the balancer the config asks for.
+func (h *Handler) balancerConfig() balancer.Config {
+	cfg := balancer.Config{Strategy: h.LoadBalancer, Weights: h.LoadBalancerWeights}
+	if cfg.Strategy == "" {
+		cfg.Strategy = balancer.Priority
+	}
+	if h.PrefixAffinity.on(cfg.Strategy) {
+		cfg.PrefixAffinity = true
+		if h.PrefixAffinity != nil {
+			cfg.ReleasePenalty = h.PrefixAffinity.ReleasePenalty
+		}
+	}
+	return cfg
 }
 
 // Cleanup releases this handler's references on endpoint state. Requests
@@ -529,6 +552,12 @@ func (rq *request) proxy(route route, hooks routeHooks) error {
 		pk.sticky = h.sticky.keyFor(r, body, pickModel)
 		pk.sticky.setHeaders(r, hdr)
 		pk.sched.Key, pk.sched.Pinned = pk.sticky.key, pk.sticky.pinned
+	}
+	if h.prefix != nil && pk.sched.Key == 0 && pk.sched.Pinned == "" {
+		// no session id: the prompt says which conversation this is
+		if pq := h.prefix.start(body, pickModel); pq != nil {
+			pk.prefix, pk.sched.Prefix = pq, pq.info()
+		}
 	}
 	plan := &engines.Plan{
 		Path:        rq.apiPath,

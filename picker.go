@@ -32,6 +32,7 @@ type picker struct {
 	strategy  string           // the balancer's name
 	sched     balancer.Request // what the scheduler knows of the request
 	sticky    *stickyRequest   // the request's session, if sticky_sessions is on
+	prefix    *prefixRequest   // the request's hashed prompt, if prefix affinity places it
 	// rewrite is the model's name per endpoint where it differs from the
 	// request's (aliases); renamed reads signals and TTFT under it
 	rewrite map[*endpointState]string
@@ -137,9 +138,15 @@ func (p *picker) choose() int {
 		p.renamed.p = p
 		c = &p.renamed
 	}
+	if p.prefix != nil {
+		c = p.prefix.candidates(p.remaining, c)
+	}
 	i, why := p.balancer.Schedule(p.sched, c)
 	if p.reasonPrefix != "" && p.header != nil && i >= 0 {
-		p.header.Set("X-Olla-Routing-Reason", p.reasonPrefix+why.String())
+		p.header.Set("X-Olla-Routing-Reason", p.reasonPrefix+why.Public())
+		if p.prefix != nil && p.rec != nil {
+			p.rec.reason = p.reasonPrefix + why.String() // the log names the match
+		}
 	}
 	return i
 }
@@ -207,6 +214,9 @@ func (p *picker) Done(t engines.Target, out engines.Outcome) {
 	if st == p.current && out.Err == nil && out.Status >= 200 && out.Status < 300 {
 		p.okStatus = true
 		p.recordTTFT()
+		if p.prefix != nil {
+			p.prefix.served(st)
+		}
 	}
 	if st == p.current && !p.ttftDone {
 		st.endAttempt(p.modelAt(st), p.attemptStart) // no sample is coming

@@ -89,6 +89,8 @@ func (rq *request) serveInternal(path string) error {
 		return rq.serveStickyStats()
 	case "/internal/stats/usage":
 		return rq.serveUsageStats()
+	case "/internal/stats/prefix":
+		return rq.servePrefixStats()
 	case "/internal/stats/translators":
 		return rq.serveTranslatorStats()
 	case "/internal/process":

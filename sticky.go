@@ -1,8 +1,8 @@
 package olla
 
 import (
-	"bytes"
 	"container/list"
+	"encoding/binary"
 	"fmt"
 	"net/http"
 	"strings"
@@ -12,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddy-olla/olla/balancer"
+	"github.com/caddy-olla/olla/fleet/prefix"
 )
 
 // StickySessions is the `sticky_sessions` block: requests of one session go
@@ -21,6 +22,14 @@ import (
 // rendezvous home among the candidates (skipping any loaded above 1.25 x
 // the mean), so two proxies with one config place a new session alike
 // without sharing state; a local pin store keeps it there.
+//
+// The prefix_hash source is the conversation, not the prompt's first bytes
+// (which every conversation with one system prompt shares): under the
+// adaptive balancer it is served by the prefix index (prefixroute.go) and
+// gives no key; under the others it is the conversation's anchor (its
+// prompt through its first message of its own, see fleet/prefix). No
+// response says whether a prefix was seen before: X-Olla-Sticky-Session
+// reports hit or miss only for keys that name the client itself.
 type StickySessions struct {
 	// IdleTTL forgets a session unused for this long (default 10m).
 	IdleTTL caddy.Duration `json:"idle_ttl,omitempty"`
@@ -33,13 +42,14 @@ type StickySessions struct {
 	// max_sessions (at least 1).
 	MaxSessionsPerClient int `json:"max_sessions_per_client,omitempty"`
 	// KeySources are tried in order, the first that gives a key wins:
-	// session_header (X-Olla-Session-ID), prefix_hash (the first
-	// prefix_hash_bytes of the request's messages or prompt),
+	// session_header (X-Olla-Session-ID), prefix_hash (the conversation
+	// its prompt names; with adaptive, the prefix index instead of a pin),
 	// auth_header (Authorization) and ip (the client's address). Default
-	// session_header, prefix_hash, auth_header.
+	// session_header alone: an Authorization many clients share (a dummy
+	// key) or a system prompt would pin everyone's conversations together.
 	KeySources []string `json:"key_sources,omitempty"`
-	// PrefixHashBytes is how much of the messages the prefix_hash key
-	// reads (default 512).
+	// PrefixHashBytes is accepted for old configs and ignored: prefix_hash
+	// now reads the conversation's canonical prompt.
 	PrefixHashBytes int `json:"prefix_hash_bytes,omitempty"`
 }
 
@@ -92,21 +102,20 @@ func (ss *StickySessions) validate() error {
 
 // stickyPolicy is a validated StickySessions with its pin store.
 type stickyPolicy struct {
-	sources     []string
-	prefixBytes int
-	pins        *pinStore
+	sources []string
+	// byIndex: prefix_hash gives no key, the prefix index places the
+	// conversation (adaptive)
+	byIndex bool
+	pins    *pinStore
 }
 
-func newStickyPolicy(ss *StickySessions) *stickyPolicy {
+func newStickyPolicy(ss *StickySessions, byIndex bool) *stickyPolicy {
 	if ss == nil {
 		return nil
 	}
-	p := &stickyPolicy{sources: ss.KeySources, prefixBytes: defaultPrefixHashBytes}
+	p := &stickyPolicy{sources: ss.KeySources, byIndex: byIndex}
 	if len(p.sources) == 0 {
-		p.sources = []string{keySession, keyPrefix, keyAuth}
-	}
-	if ss.PrefixHashBytes > 0 {
-		p.prefixBytes = ss.PrefixHashBytes
+		p.sources = []string{keySession}
 	}
 	ttl, size := defaultStickyTTL, defaultStickySessions
 	if ss.IdleTTL > 0 {
@@ -147,7 +156,9 @@ func (p *stickyPolicy) keyFor(r *http.Request, body []byte, model string) *stick
 				material = []byte(v)
 			}
 		case keyPrefix:
-			material = promptPrefix(body, p.prefixBytes)
+			if !p.byIndex {
+				material = conversationKey(body, model)
+			}
 		case keyAuth:
 			if v := r.Header.Get("Authorization"); v != "" {
 				material = []byte(v)
@@ -195,53 +206,16 @@ func stickyHash(source string, material []byte, model string) uint64 {
 	return h
 }
 
-// promptPrefix is the first n bytes of the body's top-level "messages"
-// value (as sent, so one conversation's turns share it), or of "prompt"
-// when there are no messages. body is JSON extractModel accepted.
-func promptPrefix(body []byte, n int) []byte {
-	v := topLevelValue(body, `"messages"`)
-	if len(v) == 0 || string(v) == "null" || string(v) == "[]" {
-		v = topLevelValue(body, `"prompt"`)
-	}
-	if len(v) == 0 || string(v) == "null" || string(v) == `""` {
+// conversationKey is the conversation the body's prompt names: the hash of
+// its canonical prompt through its first message of its own, the same for
+// every turn, in any JSON spelling; nil when the prompt has none (a system
+// prompt alone names no conversation).
+func conversationKey(body []byte, model string) []byte {
+	var c prefix.Chain
+	if c.Parse(body, model) != nil || c.Anchor == 0 {
 		return nil
 	}
-	return v[:min(len(v), n)]
-}
-
-// topLevelValue returns the raw value of key (quotes included) in a JSON
-// object known to be valid, or nil.
-func topLevelValue(body []byte, key string) []byte {
-	s := scanner{b: body}
-	s.skipSpace()
-	if s.i >= len(body) || body[s.i] != '{' {
-		return nil
-	}
-	s.i++
-	for s.i < len(body) {
-		s.skipSpace()
-		if s.i >= len(body) || body[s.i] == '}' {
-			return nil
-		}
-		if body[s.i] == ',' {
-			s.i++
-			s.skipSpace()
-		}
-		start := s.i
-		s.skipString()
-		k := body[start:min(s.i, len(body))]
-		s.skipSpace()
-		s.i++ // ':'
-		s.skipSpace()
-		valStart := s.i
-		if s.skipValue() != nil {
-			return nil
-		}
-		if bytes.Equal(k, []byte(key)) {
-			return body[valStart:min(s.i, len(body))]
-		}
-	}
-	return nil
+	return binary.LittleEndian.AppendUint64(nil, c.Anchor)
 }
 
 // choose is the sticky choice among p.remaining for a strategy other than
@@ -302,7 +276,9 @@ func (sr *stickyRequest) placed(st *endpointState, h http.Header) {
 		sr.outcome = "miss"
 	}
 	sr.policy.pins.put(sr.key, name, sr.outcome, sr.client, time.Now())
-	if h != nil {
+	// a prefix key is shared by whoever sends the same prompt: saying hit
+	// would tell a client that someone else sent it
+	if h != nil && sr.source != keyPrefix {
 		h.Set("X-Olla-Sticky-Session", sr.outcome)
 	}
 }

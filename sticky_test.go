@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,7 +20,7 @@ import (
 // 10 KB too; hashing all 100,000 at 10 KB takes a minute under -race.)
 func TestPinStoreBounded(t *testing.T) {
 	const keys, maxSessions = 100_000, 1000
-	p := newStickyPolicy(&StickySessions{MaxSessions: maxSessions})
+	p := newStickyPolicy(&StickySessions{MaxSessions: maxSessions}, false)
 	pad := strings.Repeat("x", 10<<10)
 	var before, after runtime.MemStats
 	runtime.GC()
@@ -109,9 +110,12 @@ func TestPinStoreClientShare(t *testing.T) {
 }
 
 // TestStickyKeys: the standalone's key sources in their configured order,
-// each key bound to the model; the prefix key reads the messages as sent.
+// each key bound to the model; the prefix key is the conversation (its
+// canonical prompt through its first message of its own), not the
+// prompt's first bytes, which every conversation with one system prompt
+// shares.
 func TestStickyKeys(t *testing.T) {
-	p := newStickyPolicy(&StickySessions{IdleTTL: caddy.Duration(time.Minute), KeySources: []string{keySession, keyPrefix, keyAuth, keyIP}, PrefixHashBytes: 16})
+	p := newStickyPolicy(&StickySessions{IdleTTL: caddy.Duration(time.Minute), KeySources: []string{keySession, keyPrefix, keyAuth, keyIP}, PrefixHashBytes: 16}, false)
 	req := func(h ...string) *http.Request {
 		r := httptest.NewRequest(http.MethodPost, "/olla/openai/v1/chat/completions", nil)
 		for i := 0; i+1 < len(h); i += 2 {
@@ -119,8 +123,11 @@ func TestStickyKeys(t *testing.T) {
 		}
 		return r
 	}
-	body := []byte(`{"model":"m","messages":[{"role":"system","content":"You are a helpful assistant"}]}`)
-	sameStart := []byte(`{"messages":[{"role":"system","content":"You are a different assistant"}],"model":"m"}`)
+	body := []byte(`{"model":"m","messages":[{"role":"system","content":"You are a helpful assistant"},{"role":"user","content":"hello"}]}`)
+	nextTurn := []byte(`{"messages": [{"content":"You are a helpful assistant","role":"system"}, {"role":"user","content":"hello"},
+		{"role":"assistant","content":"hi"},{"role":"user","content":"how are you?"}], "model": "m"}`)
+	otherConversation := []byte(`{"model":"m","messages":[{"role":"system","content":"You are a helpful assistant"},{"role":"user","content":"goodbye"}]}`)
+	systemOnly := []byte(`{"model":"m","messages":[{"role":"system","content":"You are a helpful assistant"}]}`)
 	tests := []struct {
 		name   string
 		r      *http.Request
@@ -134,6 +141,7 @@ func TestStickyKeys(t *testing.T) {
 		{"ip last", req(), nil, "m", keyIP},
 		{"prompt when there are no messages", req(), []byte(`{"model":"m","prompt":"Once upon a time"}`), "m", keyPrefix},
 		{"null messages fall to prompt", req(), []byte(`{"model":"m","messages":null,"prompt":"p"}`), "m", keyPrefix},
+		{"a system prompt alone names no conversation", req("Authorization", "Bearer k"), systemOnly, "m", keyAuth},
 	}
 	for _, tc := range tests {
 		sr := p.keyFor(tc.r, tc.body, tc.model)
@@ -142,8 +150,11 @@ func TestStickyKeys(t *testing.T) {
 		}
 	}
 	a := p.keyFor(req(), body, "m").key
-	if b := p.keyFor(req(), sameStart, "m").key; a != b {
-		t.Error("two bodies whose messages share the first 16 bytes got different prefix keys")
+	if b := p.keyFor(req(), nextTurn, "m").key; a != b {
+		t.Error("a conversation's next turn, spelt otherwise, got another prefix key")
+	}
+	if b := p.keyFor(req(), otherConversation, "m").key; a == b {
+		t.Error("two conversations that share only a system prompt got one prefix key")
 	}
 	if b := p.keyFor(req(), body, "other").key; a == b {
 		t.Error("the same prefix with another model got the same key")
@@ -151,8 +162,17 @@ func TestStickyKeys(t *testing.T) {
 	if s, ip := p.keyFor(req(sessionHeader, "x"), nil, "m").key, p.keyFor(req(), nil, "m").key; s == ip {
 		t.Error("keys of different sources collide")
 	}
-	none := newStickyPolicy(&StickySessions{KeySources: []string{keySession}})
+	none := newStickyPolicy(&StickySessions{KeySources: []string{keySession}}, false)
 	if sr := none.keyFor(req(), body, "m"); sr.key != 0 {
 		t.Errorf("no session header gave a key from %q", sr.source)
+	}
+	// under adaptive the prefix index places the conversation: no pin
+	byIndex := newStickyPolicy(&StickySessions{KeySources: []string{keyPrefix}}, true)
+	if sr := byIndex.keyFor(req(), body, "m"); sr.key != 0 {
+		t.Errorf("prefix_hash served by the index still gave a key from %q", sr.source)
+	}
+	// the default is the session header alone
+	if def := newStickyPolicy(&StickySessions{}, false); !slices.Equal(def.sources, []string{keySession}) {
+		t.Errorf("default key sources %v", def.sources)
 	}
 }

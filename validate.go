@@ -49,12 +49,11 @@ func (h *Handler) Validate() error {
 			return err
 		}
 	}
+	if err := h.PrefixAffinity.validate(); err != nil {
+		return err
+	}
 	if h.LoadBalancer != "" || len(h.LoadBalancerWeights) > 0 {
-		strategy := h.LoadBalancer
-		if strategy == "" {
-			strategy = balancer.Priority
-		}
-		if _, err := balancer.NewPipeline(balancer.Config{Strategy: strategy, Weights: h.LoadBalancerWeights}); err != nil {
+		if _, err := balancer.NewPipeline(h.balancerConfig()); err != nil {
 			return err
 		}
 	}

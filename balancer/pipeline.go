@@ -437,7 +437,14 @@ func (p *Pipeline) explain(out *Reason, r *Request, s *scratch, win int) {
 // String is the reason for a header such as X-Olla-Routing-Reason, e.g.
 // "adaptive: ep-a warm=1 load=0.8 ttft=0.9". Scores have two significant
 // digits.
-func (r Reason) String() string {
+func (r Reason) String() string { return r.text(true) }
+
+// Public is String without the prefix stage's part, for a response: how
+// much of a prompt the index held says whether some client sent it before
+// (a guessed prompt confirmed), so that shows in logs and stats only.
+func (r Reason) Public() string { return r.text(false) }
+
+func (r Reason) text(prefix bool) string {
 	b := make([]byte, 0, 64)
 	b = append(b, r.Strategy...)
 	b = append(b, ':')
@@ -448,7 +455,7 @@ func (r Reason) String() string {
 		b = append(b, " #"...)
 		b = strconv.AppendInt(b, int64(r.Index), 10)
 	}
-	if r.Prefix.Blocks > 0 {
+	if prefix && r.Prefix.Blocks > 0 {
 		b = append(b, " prefix="...)
 		b = strconv.AppendInt(b, int64(r.Prefix.Match), 10)
 		b = append(b, '/')

@@ -34,6 +34,9 @@ func TestPrefixLongestMatchWinsUntilSaturated(t *testing.T) {
 	if i != 1 || !strings.Contains(why.String(), "prefix=30/40") {
 		t.Fatalf("idle fleet: chose %d (%s), want b with prefix=30/40", i, why.String())
 	}
+	if strings.Contains(why.Public(), "prefix") {
+		t.Fatalf("the public reason names the index's match: %s", why.Public())
+	}
 	// b's slots are full and a round of requests waits: still cheaper than
 	// prefilling 22 blocks elsewhere
 	f.signals[1].Running, f.signals[1].Waiting = 8, 8

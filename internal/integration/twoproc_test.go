@@ -46,20 +46,7 @@ func TestStickyTwoProcesses(t *testing.T) {
 	// it, including its floor for noise).
 	block += "load_balancer adaptive {\n ttft 0\n}\nsticky_sessions {\n key_sources session_header\n}\n"
 
-	secondBase, logs := startSecondCaddy(t, site(block))
-	load(t, site(block))
-	waitRoutable(t, names...)
-	waitFor(t, "the second caddy's endpoints routable", 30*time.Second, func() bool {
-		res, err := client.Get(secondBase + "/internal/ready")
-		if err != nil {
-			return false
-		}
-		defer res.Body.Close()
-		var body struct {
-			Routable int `json:"endpoints_routable"`
-		}
-		return json.NewDecoder(res.Body).Decode(&body) == nil && body.Routable == len(names)
-	})
+	secondBase, logs := bothCaddies(t, block, names)
 
 	placed := map[string]int{}
 	for i := range 24 {
@@ -86,6 +73,27 @@ func TestStickyTwoProcesses(t *testing.T) {
 	if len(placed) < 3 {
 		t.Errorf("24 sessions landed on %d endpoints (%v): the agreement proves little", len(placed), placed)
 	}
+}
+
+// bothCaddies runs block's site in the in-process Caddy and in a second
+// process, and waits until both route to every one of names.
+func bothCaddies(t *testing.T, block string, names []string) (string, *syncBuilder) {
+	t.Helper()
+	secondBase, logs := startSecondCaddy(t, site(block))
+	load(t, site(block))
+	waitRoutable(t, names...)
+	waitFor(t, "the second caddy's endpoints routable", 30*time.Second, func() bool {
+		res, err := client.Get(secondBase + "/internal/ready")
+		if err != nil {
+			return false
+		}
+		defer res.Body.Close()
+		var body struct {
+			Routable int `json:"endpoints_routable"`
+		}
+		return json.NewDecoder(res.Body).Decode(&body) == nil && body.Routable == len(names)
+	})
+	return secondBase, logs
 }
 
 // startSecondCaddy builds ./cmd/caddy and runs it as a process of its own
@@ -139,4 +147,60 @@ func (s *syncBuilder) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestPrefixTwoProcesses: conversations without a session id, their turns
+// sent through two Caddy processes with one config in turn, each turn the
+// whole conversation so far: every conversation stays on one endpoint (its
+// first turn on either process goes to the rendezvous home of its own
+// first message, which the other process computes alike; later turns
+// follow that process's index), and the conversations spread over the
+// endpoints although they share one system prompt.
+func TestPrefixTwoProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a caddy binary")
+	}
+	names := []string{"p1", "p2", "p3", "p4"}
+	var block string
+	for _, n := range names {
+		block += endpointBlock(n, startSim(t, sim.Config{Kind: sim.OpenAI, Name: n, Models: []string{"m"}}).URL, "openai-compatible")
+	}
+	block += "load_balancer adaptive {\n ttft 0\n}\nsticky_sessions\n"
+	secondBase, logs := bothCaddies(t, block, names)
+	system := strings.Repeat("You are a careful assistant. ", 40)
+	placed := map[string]int{}
+	for i := range 16 {
+		msgs := `{"role":"system","content":"` + system + `"},{"role":"user","content":"` + strings.Repeat(fmt.Sprintf("conversation %d asks ", i), 30) + `"}`
+		var got []string
+		for turn := range 4 {
+			b := []string{base, secondBase}[(i+turn)%2]
+			req, _ := http.NewRequest(http.MethodPost, b+"/olla/openai/v1/chat/completions", strings.NewReader(`{"model":"m","max_tokens":1,"messages":[`+msgs+`]}`))
+			res, err := client.Do(req)
+			if err != nil {
+				t.Fatalf("%s: %v\nsecond caddy's log:\n%s", b, err, logs)
+			}
+			res.Body.Close()
+			if res.StatusCode != 200 {
+				t.Fatalf("%s conversation %d turn %d: %d", b, i, turn, res.StatusCode)
+			}
+			if s := res.Header.Get("X-Olla-Sticky-Session"); s == "hit" || s == "miss" {
+				t.Fatalf("a conversation without a session id: X-Olla-Sticky-Session %q", s)
+			}
+			if r := res.Header.Get("X-Olla-Routing-Reason"); strings.Contains(r, "prefix=") {
+				t.Fatalf("the routing reason names the index's match: %q", r)
+			}
+			got = append(got, res.Header.Get("X-Olla-Endpoint"))
+			msgs += fmt.Sprintf(`,{"role":"assistant","content":"answer %d"},{"role":"user","content":"and turn %d?"}`, turn, turn+1)
+		}
+		for _, ep := range got[1:] {
+			if ep != got[0] || ep == "" {
+				t.Errorf("conversation %d moved between endpoints across the two processes: %v", i, got)
+				break
+			}
+		}
+		placed[got[0]]++
+	}
+	if len(placed) < 3 {
+		t.Errorf("16 conversations sharing a system prompt landed on %d endpoints (%v)", len(placed), placed)
+	}
 }

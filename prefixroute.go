@@ -1,0 +1,183 @@
+package olla
+
+import (
+	"fmt"
+	"net/http"
+	"sync/atomic"
+
+	"github.com/caddy-olla/olla/balancer"
+	"github.com/caddy-olla/olla/fleet/prefix"
+)
+
+// PrefixAffinity is the `prefix_affinity` block: with the adaptive balancer,
+// a conversation goes to the endpoint that holds its prompt in its prefix
+// cache, for clients that send no session id (see fleet/prefix and
+// balancer/prefix.go). On unless turned off.
+type PrefixAffinity struct {
+	// Off turns prefix affinity off: requests without a session id are
+	// placed by load alone.
+	Off bool `json:"off,omitempty"`
+	// CacheBlocks is each endpoint's block budget in the index, in blocks
+	// of 256 bytes of prompt (default 65536, about 4M tokens; at most
+	// 1048576). The index costs at most 128 bytes a block.
+	CacheBlocks int `json:"cache_blocks,omitempty"`
+	// ReleasePenalty is how many rounds of queueing beyond the best other
+	// endpoint the one holding a conversation may cost before a request
+	// leaves it (default 2).
+	ReleasePenalty float64 `json:"release_penalty,omitempty"`
+}
+
+func (pa *PrefixAffinity) validate() error {
+	if pa == nil {
+		return nil
+	}
+	if pa.CacheBlocks < 0 || pa.CacheBlocks > prefix.MaxBudget {
+		return fmt.Errorf("prefix_affinity cache_blocks must be between 1 and %d (0 for the default %d), got %d", prefix.MaxBudget, prefix.DefaultBudget, pa.CacheBlocks)
+	}
+	if pa.ReleasePenalty < 0 || pa.ReleasePenalty != pa.ReleasePenalty || pa.ReleasePenalty > 1000 {
+		return fmt.Errorf("prefix_affinity release_penalty must be between 0 and 1000 rounds, got %v", pa.ReleasePenalty)
+	}
+	return nil
+}
+
+// on reports whether prefix affinity runs for a handler with this balancer.
+func (pa *PrefixAffinity) on(strategy string) bool {
+	return strategy == balancer.Adaptive && (pa == nil || !pa.Off)
+}
+
+// prefixRouting is a handler's prefix index: which endpoint holds which
+// conversation's prompt.
+type prefixRouting struct {
+	index *prefix.Index
+	slots map[*endpointState]prefix.Slot // written at provision, read-only after
+
+	// requests with a prompt of their own, and of them the ones served
+	// where the index held more than the shared head
+	routed, held atomic.Int64
+}
+
+func newPrefixRouting(states []*endpointState, pa *PrefixAffinity) *prefixRouting {
+	budget := 0
+	if pa != nil {
+		budget = pa.CacheBlocks
+	}
+	pr := &prefixRouting{index: prefix.NewIndex(), slots: make(map[*endpointState]prefix.Slot, len(states))}
+	for _, st := range states {
+		if s, err := pr.index.Add(st.Name(), budget); err == nil {
+			pr.slots[st] = s
+		} // beyond prefix.MaxEndpoints an endpoint is placed by load alone
+	}
+	return pr
+}
+
+// slot is st's place in the index, -1 when it has none.
+func (pr *prefixRouting) slot(st *endpointState) prefix.Slot {
+	if s, ok := pr.slots[st]; ok {
+		return s
+	}
+	return -1
+}
+
+// prefixRequest is one request's hashed prompt and its candidates' matches.
+type prefixRequest struct {
+	pr     *prefixRouting
+	model  string
+	chain  prefix.Chain
+	slots  []prefix.Slot
+	cached []int
+	cands  prefixCandidates
+}
+
+// start hashes the request's prompt; nil when it has no block to match.
+func (pr *prefixRouting) start(body []byte, model string) *prefixRequest {
+	rq := &prefixRequest{pr: pr, model: model}
+	if rq.chain.Parse(body, model) != nil || len(rq.chain.Blocks) == 0 {
+		return nil
+	}
+	return rq
+}
+
+func (rq *prefixRequest) info() balancer.PrefixInfo {
+	return balancer.PrefixInfo{Blocks: len(rq.chain.Blocks), Shared: rq.chain.Shared, Anchor: rq.chain.Anchor}
+}
+
+// candidates wraps c (the picker's remaining candidates, in order) with
+// each one's cached match.
+func (rq *prefixRequest) candidates(remaining candidates, c balancer.Candidates) balancer.Candidates {
+	rq.slots, rq.cached = rq.slots[:0], rq.cached[:0]
+	for _, st := range remaining {
+		rq.slots = append(rq.slots, rq.pr.slot(st))
+		rq.cached = append(rq.cached, 0)
+	}
+	rq.pr.index.Match(&rq.chain, rq.slots, rq.cached)
+	src, ok := c.(signalCandidates)
+	if !ok {
+		return c
+	}
+	rq.cands = prefixCandidates{signalCandidates: src, cached: rq.cached}
+	return &rq.cands
+}
+
+// served records that st answered the request: its backend now holds the
+// prompt.
+func (rq *prefixRequest) served(st *endpointState) {
+	s := rq.pr.slot(st)
+	if s < 0 {
+		return
+	}
+	cached := rq.pr.index.Record(s, rq.model, &rq.chain)
+	if rq.chain.Useful() {
+		rq.pr.routed.Add(1)
+		if cached > rq.chain.Shared {
+			rq.pr.held.Add(1)
+		}
+	}
+}
+
+// forget drops what st is known to hold: its backend restarted or lost
+// its models.
+func (pr *prefixRouting) forget(st *endpointState) {
+	if pr == nil {
+		return
+	}
+	if s := pr.slot(st); s >= 0 {
+		pr.index.Forget(s)
+	}
+}
+
+// signalCandidates is a balancer.Candidates that reports signals.
+type signalCandidates interface {
+	balancer.Candidates
+	balancer.SignalSource
+}
+
+// prefixCandidates adds each candidate's cached match to its signals.
+type prefixCandidates struct {
+	signalCandidates
+	cached []int
+}
+
+func (c *prefixCandidates) Signals(i int, model string, out *balancer.Signals) {
+	c.signalCandidates.Signals(i, model, out)
+	out.PrefixCached = c.cached[i]
+}
+
+// stats is the index as /internal/stats/prefix shows it.
+func (pr *prefixRouting) stats() map[string]any {
+	eps := map[string]any{}
+	for st, s := range pr.slots {
+		es := pr.index.Stats(s)
+		eps[st.Name()] = map[string]any{"blocks": es.Blocks, "budget": es.Budget, "recorded_blocks": es.Recorded,
+			"held_blocks": es.Hits, "hit_ratio": es.HitRatio(), "evictions": es.Evictions}
+	}
+	return map[string]any{"enabled": true, "block_bytes": prefix.BlockBytes, "routed": pr.routed.Load(),
+		"held": pr.held.Load(), "endpoints": eps}
+}
+
+// servePrefixStats answers /internal/stats/prefix.
+func (rq *request) servePrefixStats() error {
+	if rq.h.prefix == nil {
+		return rq.writeJSON(http.StatusOK, map[string]any{"enabled": false})
+	}
+	return rq.writeJSON(http.StatusOK, rq.h.prefix.stats())
+}
