@@ -19,7 +19,11 @@
 //  2. routing.go route: the endpoints of the route's types that are
 //     routable and serve the model (aliases, fallbacks, panic routing).
 //  3. sticky.go keyFor, with sticky_sessions: the session key (hashed)
-//     and the endpoint it is pinned to.
+//     and the endpoint it is pinned to. Without a session key, under
+//     adaptive, prefixroute.go hashes the prompt (fleet/prefix Chain) and
+//     each choice matches it against the handler's prefix Index, which a
+//     2xx answer feeds (prefix affinity; the balancer's prefix stage in
+//     balancer/prefix.go).
 //  4. picker.go Next, per attempt: choose asks the sticky pin (strategies
 //     other than adaptive) or the balancer.Pipeline, which reads each
 //     candidate through the candidates type: priority, our in-flight
