@@ -56,6 +56,16 @@ type prefixDecision struct {
 	match    int  // the longest match among the tier's candidates
 }
 
+// held is how many blocks of a prompt of blocks c holds: none when the
+// model is known not to be loaded there (an unloaded model's cache is gone,
+// whatever the index remembers).
+func held(c *Candidate, blocks int) int {
+	if c.Fresh() && c.Warm == Cold {
+		return 0
+	}
+	return min(c.PrefixCached, blocks)
+}
+
 // hasRoom reports whether c can take the request without queueing past
 // its limits (as [CapacityFilter] judges it).
 func hasRoom(c *Candidate) bool { return CapacityFilter{}.Keep(nil, c, nil) }
@@ -81,7 +91,7 @@ func decidePrefix(r *Request, cands []Candidate, set *Set, penalty, bound float6
 	best := 0
 	for i := range cands {
 		if eligible[i] {
-			best = max(best, min(cands[i].PrefixCached, r.Prefix.Blocks))
+			best = max(best, held(&cands[i], r.Prefix.Blocks))
 		}
 	}
 	d.match = best
@@ -93,7 +103,7 @@ func decidePrefix(r *Request, cands []Candidate, set *Set, penalty, bound float6
 				continue
 			}
 			cost := loadCost(&cands[i])
-			if min(cands[i].PrefixCached, r.Prefix.Blocks) == best {
+			if held(&cands[i], r.Prefix.Blocks) == best {
 				if warm < 0 || cost < warm {
 					warm = cost
 				}
@@ -122,7 +132,7 @@ func (d *prefixDecision) allows(c *Candidate, blocks int) bool {
 	case d.home >= 0:
 		return c.Index == d.home
 	case d.keep > 0:
-		return min(c.PrefixCached, blocks) >= d.keep
+		return held(c, blocks) >= d.keep
 	}
 	return true
 }

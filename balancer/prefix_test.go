@@ -49,6 +49,13 @@ func TestPrefixLongestMatchWinsUntilSaturated(t *testing.T) {
 	if i == 1 || !strings.Contains(why.String(), "released") {
 		t.Fatalf("b saturated: chose %d (%s), want another, released", i, why.String())
 	}
+	// the model unloaded there: its cache went with it
+	f.signals[1].Waiting = 0
+	f.signals[1].Warm = Cold
+	if i, why = p.Schedule(r, f); i == 1 {
+		t.Fatalf("b cold: chose b (%s), whose cache went with the model", why.String())
+	}
+	f.signals[1].Warm, f.signals[1].Waiting = WarmUnknown, 24
 	// a larger release penalty keeps it
 	patient := mustPipeline(t, Config{Strategy: Adaptive, PrefixAffinity: true, ReleasePenalty: 10})
 	if i, why = patient.Schedule(r, f); i != 1 {
