@@ -279,18 +279,8 @@ func (s *scan) array(depth, ctx int) error {
 		if err := s.value(depth+1, elem); err != nil {
 			return err
 		}
-		s.space()
-		if s.i >= len(s.b) {
-			return errSyntax
-		}
-		switch s.b[s.i] {
-		case ',':
-			s.i++
-		case ']':
-			s.i++
-			return nil
-		default:
-			return errSyntax
+		if done, err := s.separator(']'); done || err != nil {
+			return err
 		}
 	}
 }
@@ -321,20 +311,28 @@ func (s *scan) object(depth, ctx int) error {
 		if err := s.member(depth, ctx, string(key)); err != nil {
 			return err
 		}
-		s.space()
-		if s.i >= len(s.b) {
-			return errSyntax
-		}
-		switch s.b[s.i] {
-		case ',':
-			s.i++
-		case '}':
-			s.i++
-			return nil
-		default:
-			return errSyntax
+		if done, err := s.separator('}'); done || err != nil {
+			return err
 		}
 	}
+}
+
+// separator reads what follows a value inside an array or object: a comma
+// (more to come) or the closing end byte (done).
+func (s *scan) separator(end byte) (done bool, err error) {
+	s.space()
+	if s.i >= len(s.b) {
+		return false, errSyntax
+	}
+	switch s.b[s.i] {
+	case ',':
+		s.i++
+		return false, nil
+	case end:
+		s.i++
+		return true, nil
+	}
+	return false, errSyntax
 }
 
 // member reads the value of key in an object found in context ctx.
