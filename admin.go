@@ -4,11 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"sort"
 	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-olla/olla/fleet"
 )
 
 func init() {
@@ -69,7 +70,7 @@ func (a AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 	switch action {
 	case "drain":
 		for _, st := range states {
-			st.drained.Store(true)
+			st.SetDrained(true)
 		}
 		note = fmt.Sprintf("endpoint %q is drained: it takes no new requests; running ones finish", name)
 		if typ := states[0].Type(); !anyRoutableOfType(typ, time.Now()) {
@@ -77,15 +78,14 @@ func (a AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		}
 	case "enable":
 		for _, st := range states {
-			st.drained.Store(false)
+			st.SetDrained(false)
 		}
 		note = fmt.Sprintf("endpoint %q takes requests again", name)
 	case "rediscover":
 		before := make([]time.Time, len(states))
 		for i, st := range states {
-			before[i] = st.health.Load().checkedAt
-			st.nextDiscovery.Store(0)
-			st.nextCheck.Store(0) // its watcher probes within a second
+			before[i] = st.Health().CheckedAt
+			st.Rediscover() // its loop probes within a second
 		}
 		if !waitProbed(r, states, before) {
 			note = fmt.Sprintf("endpoint %q is being probed; its models are fetched when it answers", name)
@@ -107,7 +107,7 @@ func (a AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 
 // waitProbed waits until every state has a probe newer than before, the
 // client leaves or rediscoverWait passes.
-func waitProbed(r *http.Request, states []*endpointState, before []time.Time) bool {
+func waitProbed(r *http.Request, states []*fleet.Endpoint, before []time.Time) bool {
 	deadline := time.NewTimer(rediscoverWait)
 	defer deadline.Stop()
 	tick := time.NewTicker(50 * time.Millisecond)
@@ -115,7 +115,7 @@ func waitProbed(r *http.Request, states []*endpointState, before []time.Time) bo
 	for {
 		done := true
 		for i, st := range states {
-			if !st.health.Load().checkedAt.After(before[i]) {
+			if !st.Health().CheckedAt.After(before[i]) {
 				done = false
 			}
 		}
@@ -132,20 +132,9 @@ func waitProbed(r *http.Request, states []*endpointState, before []time.Time) bo
 	}
 }
 
-// allStates is every endpoint any loaded config declares, by name.
-func allStates() []*endpointState {
-	var out []*endpointState
-	endpoints.Range(func(_, v any) bool {
-		out = append(out, v.(*endpointState))
-		return true
-	})
-	sort.Slice(out, func(i, j int) bool { return out[i].Name() < out[j].Name() })
-	return out
-}
-
-func statesNamed(name string) []*endpointState {
-	var out []*endpointState
-	for _, st := range allStates() {
+func statesNamed(name string) []*fleet.Endpoint {
+	var out []*fleet.Endpoint
+	for _, st := range fleet.All() {
 		if st.Name() == name {
 			out = append(out, st)
 		}
@@ -155,7 +144,7 @@ func statesNamed(name string) []*endpointState {
 
 func endpointNames() []string {
 	var names []string
-	for _, st := range allStates() {
+	for _, st := range fleet.All() {
 		if n := st.Name(); len(names) == 0 || names[len(names)-1] != n {
 			names = append(names, n)
 		}
@@ -164,8 +153,8 @@ func endpointNames() []string {
 }
 
 func anyRoutableOfType(typ string, now time.Time) bool {
-	for _, st := range allStates() {
-		if st.Type() == typ && st.routable(now) {
+	for _, st := range fleet.All() {
+		if st.Type() == typ && st.Routable(now) {
 			return true
 		}
 	}
@@ -174,7 +163,7 @@ func anyRoutableOfType(typ string, now time.Time) bool {
 
 func listEndpoints(now time.Time) []endpointStatus {
 	out := []endpointStatus{}
-	for _, st := range allStates() {
+	for _, st := range fleet.All() {
 		es, _ := describe(st, now)
 		out = append(out, es)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/caddy-olla/olla/discovery"
 	"github.com/caddy-olla/olla/engines"
+	"github.com/caddy-olla/olla/fleet"
 	"github.com/caddy-olla/olla/profiles"
 	"github.com/caddy-olla/olla/translate/anthropic"
 )
@@ -212,8 +213,8 @@ func (c *anthropicCall) estimate() int {
 
 // native reports whether an endpoint's own server answers Messages (and,
 // for count_tokens, counts tokens).
-func (c *anthropicCall) native(st *endpointState) bool {
-	p := st.settings.Load().profile
+func (c *anthropicCall) native(st *fleet.Endpoint) bool {
+	p := st.Profile()
 	if p == nil || p.AnthropicPath == "" {
 		return false
 	}
@@ -286,10 +287,10 @@ func (c *anthropicCall) translation(model string) []byte {
 func (c *anthropicCall) shape(plan *engines.Plan, d *decision, rw *rewriter) {
 	split(plan, c.tier)
 	plan.Upstream = func(t engines.Target) (string, []byte) {
-		st := t.(*endpointState)
+		st := t.(*fleet.Endpoint)
 		name := rw.nameFor(d, t)
 		if c.native(st) {
-			path := st.settings.Load().profile.AnthropicPath
+			path := st.Profile().AnthropicPath
 			if c.countTokens {
 				path += "/count_tokens"
 			}
@@ -298,7 +299,7 @@ func (c *anthropicCall) shape(plan *engines.Plan, d *decision, rw *rewriter) {
 		return anthropic.OpenAIPath, c.translation(name)
 	}
 	plan.Response = func(t engines.Target, status int, h http.Header) engines.ResponseTransform {
-		st := t.(*endpointState)
+		st := t.(*fleet.Endpoint)
 		c.answered = true
 		ch := c.hw.Header()
 		h.Del(modeHeader)
@@ -412,11 +413,9 @@ type translatorStats struct {
 	fallbackNoNative, fallbackNativeOut atomic.Int64
 }
 
-var anthropicStats translatorStats
-
 // record counts the request in the translator stats.
 func (c *anthropicCall) record() {
-	s := &anthropicStats
+	s := c.rq.h.app.translators
 	s.total.Add(1)
 	s.latencyNs.Add(int64(time.Since(c.start)))
 	// a passed-through stream that broke off counts as failed
@@ -452,10 +451,9 @@ func percent(part, total int64) float64 {
 	return math.Round(1000*float64(part)/float64(total)) / 10
 }
 
-// translatorStatsBody is /internal/stats/translators in the standalone's
+// body is /internal/stats/translators in the standalone's
 // shape, with our own fallback reasons and rejected count added.
-func translatorStatsBody(now time.Time) map[string]any {
-	s := &anthropicStats
+func (s *translatorStats) body(now time.Time) map[string]any {
 	total, ok, failed := s.total.Load(), s.successes.Load(), s.failures.Load()
 	pass, trans := s.passthrough.Load(), s.translation.Load()
 	stream, nonStream := s.streaming.Load(), s.nonStreaming.Load()

@@ -10,6 +10,9 @@ import (
 
 	"github.com/caddy-olla/olla/usage"
 	"go.uber.org/zap"
+
+	"github.com/caddy-olla/olla/admission"
+	"github.com/caddy-olla/olla/fleet"
 )
 
 func init() {
@@ -30,19 +33,22 @@ type App struct {
 	logger *zap.Logger
 
 	mu      sync.Mutex
-	members map[string]*endpointState // identity -> state, this config's endpoints
-	names   map[string]string         // endpoint name -> identity, to catch conflicts
+	members map[string]*fleet.Endpoint // identity -> state, this config's endpoints
+	names   map[string]string          // endpoint name -> identity, to catch conflicts
 	running bool
 	cancel  context.CancelFunc
 	loops   context.Context
 	wg      sync.WaitGroup
 
-	metrics  *ollaMetrics
-	stats    *modelStatsStore
-	activity *activity
-	usage    *usage.Ledger        // per key, model and endpoint (key_limits)
-	registry *prometheus.Registry // olla_* only, for /internal/metrics
-	shared   bool                 // holds a reference on the shared pool entry
+	metrics     *ollaMetrics
+	stats       *modelStatsStore
+	activity    *activity
+	usage       *usage.Ledger        // per key, model and endpoint (key_limits)
+	room        *admission.Queue     // the waiting room (queue.go)
+	bodies      *bodyBudget          // the body budget (budget.go)
+	translators *translatorStats     // the Anthropic translator's counts
+	registry    *prometheus.Registry // olla_* only, for /internal/metrics
+	shared      bool                 // holds a reference on the shared pool entry
 }
 
 // CaddyModule returns the Caddy module information.
@@ -54,11 +60,11 @@ func (*App) CaddyModule() caddy.ModuleInfo {
 func (a *App) Provision(ctx caddy.Context) error {
 	a.ctx = ctx
 	a.logger = ctx.Logger()
-	a.members = make(map[string]*endpointState)
+	a.members = make(map[string]*fleet.Endpoint)
 	a.names = make(map[string]string)
 
 	v, _, err := shared.LoadOrNew(sharedKey, func() (caddy.Destructor, error) {
-		return &sharedValues{metrics: newOllaMetrics(), stats: newModelStatsStore(), activity: new(activity), usage: new(usage.Ledger)}, nil
+		return newSharedValues(), nil
 	})
 	if err != nil {
 		return err
@@ -66,6 +72,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.shared = true
 	sv := v.(*sharedValues)
 	a.metrics, a.stats, a.activity, a.usage = sv.metrics, sv.stats, sv.activity, sv.usage
+	a.room, a.bodies, a.translators = sv.room, sv.bodies, sv.translators
 	cs := append(sv.metrics.collectors(), endpointCollector{a})
 	a.registry = prometheus.NewRegistry()
 	if err := register(a.registry, cs...); err != nil {
@@ -88,9 +95,9 @@ func (a *App) Cleanup() error {
 	return nil
 }
 
-// Start runs the watchers: each endpoint is probed and its models
-// discovered at once (unless another config's watcher just did), then on
-// its own interval.
+// Start runs each endpoint's loop (fleet.Endpoint.Run): it is probed and
+// its models discovered at once (unless another config's loop just did),
+// then on its own interval.
 func (a *App) Start() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -107,7 +114,7 @@ func (a *App) Start() error {
 	return nil
 }
 
-// Stop ends this config's watchers and waits for them. Endpoint state is
+// Stop ends this config's endpoint loops and waits for them. Endpoint state is
 // untouched: a new config's watchers carry on from it.
 func (a *App) Stop() error {
 	a.mu.Lock()
@@ -123,28 +130,22 @@ func (a *App) Stop() error {
 // register adds an endpoint a handler declares and takes a reference on its
 // pooled state, which the handler releases in its Cleanup. The same name
 // declared with a different URL or type is an error naming both.
-func (a *App) register(s *endpointSettings) (*endpointState, error) {
-	id := s.identity()
+func (a *App) register(s *fleet.Settings) (*fleet.Endpoint, error) {
+	id := s.Identity()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if prev, ok := a.names[s.name]; ok && prev != id {
-		other := a.members[prev].settings.Load()
+	if prev, ok := a.names[s.Name]; ok && prev != id {
+		other := a.members[prev].Settings()
 		return nil, fmt.Errorf("endpoint %q is declared twice with different settings: %s (%s) and %s (%s); give them different names",
-			s.name, other.displayURL, other.typ, s.displayURL, s.typ)
+			s.Name, other.DisplayURL, other.Type, s.DisplayURL, s.Type)
 	}
-	v, loaded, err := endpoints.LoadOrNew(id, func() (caddy.Destructor, error) {
-		return newEndpointState(s), nil
-	})
+	st, err := fleet.Register(s)
 	if err != nil {
 		return nil, err
 	}
-	st := v.(*endpointState)
-	if loaded {
-		st.update(s)
-	}
 	if _, dup := a.members[id]; !dup {
 		a.members[id] = st
-		a.names[s.name] = id
+		a.names[s.Name] = id
 		if a.running {
 			a.startWatcher(st)
 		}
@@ -152,20 +153,25 @@ func (a *App) register(s *endpointSettings) (*endpointState, error) {
 	return st, nil
 }
 
-// release drops a handler's reference on an endpoint's pooled state.
-func release(s *endpointSettings) {
-	_, _ = endpoints.Delete(s.identity())
-}
-
 // snapshot lists this config's endpoints, for status routes.
-func (a *App) snapshot() []*endpointState {
+func (a *App) snapshot() []*fleet.Endpoint {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	out := make([]*endpointState, 0, len(a.members))
+	out := make([]*fleet.Endpoint, 0, len(a.members))
 	for _, st := range a.members {
 		out = append(out, st)
 	}
 	return out
+}
+
+// startWatcher runs st's loop until the app stops or the endpoint's state
+// is destructed. The caller holds a.mu.
+func (a *App) startWatcher(st *fleet.Endpoint) {
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		st.Run(a.loops, a.logger)
+	}()
 }
 
 var (

@@ -22,6 +22,7 @@ import (
 
 	"github.com/caddy-olla/olla/bench"
 	"github.com/caddy-olla/olla/engines"
+	"github.com/caddy-olla/olla/fleet"
 	"github.com/caddy-olla/olla/profiles"
 )
 
@@ -140,7 +141,7 @@ func benchConfig(ctx context.Context, path, adapter, address string) ([]byte, er
 
 // benchEndpoint is one endpoint, resolved as the proxy resolves it.
 type benchEndpoint struct {
-	s         *endpointSettings
+	s         *fleet.Settings
 	transport *http.Transport
 }
 
@@ -187,7 +188,7 @@ func benchEndpoints(cfg []byte, only []string) ([]benchEndpoint, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, benchEndpoint{s: s, transport: newTransport(s)})
+		out = append(out, benchEndpoint{s: s, transport: fleet.NewTransport(s)})
 	}
 	if len(out) == 0 {
 		return nil, errors.New("the config has no olla endpoints" + map[bool]string{true: " by those names", false: ""}[len(only) > 0])
@@ -205,20 +206,20 @@ func benchTargets(ctx context.Context, eps []benchEndpoint, models []string, thr
 		s := ep.s
 		listed, err := benchModels(ctx, ep, min(timeout, 30*time.Second))
 		if err != nil {
-			problems = append(problems, fmt.Sprintf("endpoint %s: %v", s.name, err))
+			problems = append(problems, fmt.Sprintf("endpoint %s: %v", s.Name, err))
 			continue
 		}
-		chat := engines.UpstreamURL(s.url, s.profile.UpstreamPath("/v1/chat/completions"), "").String()
+		chat := engines.UpstreamURL(s.URL, s.Profile.UpstreamPath("/v1/chat/completions"), "").String()
 		for _, m := range listed {
 			if len(models) > 0 && !slices.Contains(models, m.Name) {
 				continue
 			}
-			targets = append(targets, bench.Target{Endpoint: s.name, Type: s.typ, Model: m.Name, Via: "direct", URL: chat, Header: s.header})
-			key := s.profile.Prefixes[0] + "\x00" + m.Name
+			targets = append(targets, bench.Target{Endpoint: s.Name, Type: s.Type, Model: m.Name, Via: "direct", URL: chat, Header: s.Header})
+			key := s.Profile.Prefixes[0] + "\x00" + m.Name
 			if through != "" && !viaProxy[key] {
 				viaProxy[key] = true
-				targets = append(targets, bench.Target{Type: s.typ, Model: m.Name, Via: "proxy",
-					URL: through + "/olla/" + s.profile.Prefixes[0] + "/v1/chat/completions"})
+				targets = append(targets, bench.Target{Type: s.Type, Model: m.Name, Via: "proxy",
+					URL: through + "/olla/" + s.Profile.Prefixes[0] + "/v1/chat/completions"})
 			}
 		}
 	}
@@ -227,32 +228,11 @@ func benchTargets(ctx context.Context, eps []benchEndpoint, models []string, thr
 
 // benchModels lists an endpoint's models as discovery does, bounded.
 func benchModels(ctx context.Context, ep benchEndpoint, timeout time.Duration) ([]profiles.Model, error) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, ep.s.modelsURL, nil)
+	models, err := fleet.ListModels(ctx, ep.transport, ep.s, timeout)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("listing models from %s: %v", redactURL(ep.s.ModelsURL), err)
 	}
-	for k, v := range ep.s.header {
-		req.Header[k] = v
-	}
-	res, err := ep.transport.RoundTrip(req)
-	if err != nil {
-		return nil, fmt.Errorf("listing models: %v", err)
-	}
-	defer res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("listing models: %s answered %d", redactURL(ep.s.modelsURL), res.StatusCode)
-	}
-	body, err := io.ReadAll(io.LimitReader(res.Body, maxModelListBytes))
-	if err != nil {
-		return nil, fmt.Errorf("listing models: %v", err)
-	}
-	models, err := ep.s.profile.ParseModels(body)
-	if err != nil {
-		return nil, err
-	}
-	return ep.s.filter.Apply(models), nil
+	return models, nil
 }
 
 // benchTransport sends each direct request over its endpoint's transport
@@ -260,7 +240,7 @@ func benchModels(ctx context.Context, ep benchEndpoint, timeout time.Duration) (
 func benchTransport(eps []benchEndpoint) http.RoundTripper {
 	byHost := map[string]*http.Transport{}
 	for _, ep := range eps {
-		byHost[ep.s.url.Scheme+"://"+ep.s.url.Host] = ep.transport
+		byHost[ep.s.URL.Scheme+"://"+ep.s.URL.Host] = ep.transport
 	}
 	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
 		if t := byHost[r.URL.Scheme+"://"+r.URL.Host]; t != nil {

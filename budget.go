@@ -20,14 +20,12 @@ const defaultMaxBufferedBytes = 256 << 20
 // soon.
 const busyRetryAfter = 2 * time.Second
 
-// bufferedBodies counts the request body bytes every olla handler in the
-// process holds buffered right now, across sites and across the old and new
-// config of a reload, so the memory a crowd of large bodies can pin is one
-// bounded number, not max_body_size times the number of clients. Each
-// handler refuses a body once the total would pass its own
+// bodyBudget counts the request body bytes every olla handler in the
+// process holds buffered right now (App.bodies), across sites and across the
+// old and new config of a reload, so the memory a crowd of large bodies can
+// pin is one bounded number, not max_body_size times the number of clients.
+// Each handler refuses a body once the total would pass its own
 // request_limits max_buffered_bytes.
-var bufferedBodies bodyBudget
-
 type bodyBudget struct{ used atomic.Int64 }
 
 // reserve takes n bytes if the total stays within limit.
@@ -47,7 +45,7 @@ func (b *bodyBudget) release(n int64) { b.used.Add(-n) }
 
 // reserve takes n bytes of the budget for this request.
 func (rq *request) reserve(n int64) bool {
-	if !bufferedBodies.reserve(n, rq.h.maxBuffered) {
+	if !rq.h.app.bodies.reserve(n, rq.h.maxBuffered) {
 		return false
 	}
 	rq.reserved += n
@@ -58,14 +56,14 @@ func (rq *request) reserve(n int64) bool {
 // a copy already made (an alias rewritten into the body) is memory held
 // all the same, and others must see it.
 func (rq *request) holdBuffered(n int64) {
-	bufferedBodies.used.Add(n)
+	rq.h.app.bodies.used.Add(n)
 	rq.reserved += n
 }
 
 // releaseBody gives the request's share of the budget back, once the body
 // is no longer needed (the response has ended).
 func (rq *request) releaseBody() {
-	bufferedBodies.release(rq.reserved)
+	rq.h.app.bodies.release(rq.reserved)
 	rq.reserved = 0
 }
 
@@ -124,7 +122,7 @@ func (rq *request) readBody() ([]byte, *apiError) {
 		return nil, unread(tooLarge)
 	case declared == 0:
 		return nil, nil
-	case declared > 0 && bufferedBodies.used.Load()+declared > h.maxBuffered:
+	case declared > 0 && rq.h.app.bodies.used.Load()+declared > h.maxBuffered:
 		// it could not be held whole now: refused before a byte is read
 		return nil, unread(busy)
 	}

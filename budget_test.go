@@ -18,7 +18,7 @@ type onlyReader struct{ io.Reader }
 // and every byte held is reserved from the process-wide budget and given
 // back when the request ends.
 func TestReadBodyBuffer(t *testing.T) {
-	h := &Handler{maxBody: 8 << 20, maxBuffered: 16 << 20}
+	h := &Handler{maxBody: 8 << 20, maxBuffered: 16 << 20, app: &App{bodies: new(bodyBudget)}}
 	for _, tc := range []struct {
 		name     string
 		size     int
@@ -53,11 +53,11 @@ func TestReadBodyBuffer(t *testing.T) {
 				t.Fatalf("refused: %+v", aerr)
 			case len(buf) != tc.size || cap(buf) != tc.wantCap:
 				t.Fatalf("len %d cap %d, want len %d cap %d", len(buf), cap(buf), tc.size, tc.wantCap)
-			case rq.reserved != int64(cap(buf)) || bufferedBodies.used.Load() != int64(cap(buf)):
-				t.Fatalf("reserved %d (process %d) for a %d-byte buffer", rq.reserved, bufferedBodies.used.Load(), cap(buf))
+			case rq.reserved != int64(cap(buf)) || h.app.bodies.used.Load() != int64(cap(buf)):
+				t.Fatalf("reserved %d (process %d) for a %d-byte buffer", rq.reserved, h.app.bodies.used.Load(), cap(buf))
 			}
 			rq.releaseBody()
-			if n := bufferedBodies.used.Load(); n != 0 {
+			if n := h.app.bodies.used.Load(); n != 0 {
 				t.Fatalf("%d bytes still reserved after the request ended", n)
 			}
 		})
@@ -67,7 +67,7 @@ func TestReadBodyBuffer(t *testing.T) {
 // TestReadBodyBudget: a body that does not fit beside what others hold is
 // refused as busy before a byte of it is read.
 func TestReadBodyBudget(t *testing.T) {
-	h := &Handler{maxBody: 1 << 20, maxBuffered: 1 << 20}
+	h := &Handler{maxBody: 1 << 20, maxBuffered: 1 << 20, app: &App{bodies: new(bodyBudget)}}
 	holder := &request{h: h}
 	if !holder.reserve(900 << 10) {
 		t.Fatal("an empty budget refused 900 KiB")
@@ -87,7 +87,7 @@ func TestReadBodyBudget(t *testing.T) {
 	if w.Header().Get("Connection") != "close" {
 		t.Errorf("the connection stays open with the body unread on it")
 	}
-	if rq.reserved != 0 || bufferedBodies.used.Load() != 900<<10 {
-		t.Errorf("the refused request holds %d (process %d)", rq.reserved, bufferedBodies.used.Load())
+	if rq.reserved != 0 || h.app.bodies.used.Load() != 900<<10 {
+		t.Errorf("the refused request holds %d (process %d)", rq.reserved, h.app.bodies.used.Load())
 	}
 }

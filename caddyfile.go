@@ -14,6 +14,7 @@ import (
 	"github.com/dustin/go-humanize"
 
 	"github.com/caddy-olla/olla/balancer"
+	"github.com/caddy-olla/olla/fleet"
 )
 
 func init() {
@@ -510,8 +511,8 @@ func parseEndpoint(d *caddyfile.Dispenser) (*Endpoint, error) {
 			if v, err = oneArg(d); err == nil {
 				if v == "off" {
 					ep.NoLoadPolling = true
-				} else if dur, perr := caddy.ParseDuration(v); perr != nil || dur < minLoadInterval {
-					err = d.Errf("endpoint %q: load_interval %q is not off or a duration of at least %s", ep.Name, v, minLoadInterval)
+				} else if dur, perr := caddy.ParseDuration(v); perr != nil || dur < fleet.MinLoadInterval {
+					err = d.Errf("endpoint %q: load_interval %q is not off or a duration of at least %s", ep.Name, v, fleet.MinLoadInterval)
 				} else {
 					ep.LoadInterval = caddy.Duration(dur)
 				}

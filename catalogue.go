@@ -52,11 +52,9 @@ func (h *Handler) catalogueInput(now time.Time) catalogueInput {
 	key := make([]byte, 0, 11*len(h.states))
 	for _, st := range h.states {
 		em := discovery.EndpointModels{Endpoint: st.Name(), Type: st.Type(),
-			Status: st.health.Load().status, Routable: st.routable(now)}
+			Status: st.HealthStatus(), Routable: st.Routable(now)}
 		var gen uint64
-		if ms := st.models.Load(); ms != nil {
-			em.Models, gen = ms.models, ms.gen
-		}
+		em.Models, gen = st.Models()
 		key = binary.AppendUvarint(key, gen)
 		if em.Routable {
 			key = append(key, 1)

@@ -19,19 +19,20 @@ import (
 	"time"
 
 	"github.com/caddy-olla/olla/discovery"
+	"github.com/caddy-olla/olla/fleet"
 	"github.com/caddy-olla/olla/profiles"
 )
 
 // testEndpoint is an endpoint state with a healthy verdict and the given
 // models discovered, for handler tests that need no Caddy.
-func testEndpoint(tb testing.TB, name, typ string, models []profiles.Model) *endpointState {
+func testEndpoint(tb testing.TB, name, typ string, models []profiles.Model) *fleet.Endpoint {
 	tb.Helper()
 	u, _ := url.Parse("http://127.0.0.1:1")
-	st := newEndpointState(&endpointSettings{name: name, typ: typ, url: u, displayURL: u.String(), checkInterval: time.Second})
+	st := fleet.New(&fleet.Settings{Name: name, Type: typ, URL: u, DisplayURL: u.String(), CheckInterval: time.Second})
 	tb.Cleanup(func() { _ = st.Destruct() })
-	st.health.Store(&healthSnapshot{status: discovery.StatusHealthy, checkedAt: time.Now()})
+	st.SetHealthForTest(fleet.Health{Status: discovery.StatusHealthy, CheckedAt: time.Now()})
 	if models != nil {
-		st.models.Store(newModelSnapshot(models, time.Now()))
+		st.SetModelsForTest(models)
 	}
 	return st
 }
@@ -81,7 +82,7 @@ func (d *discardWriter) Write(b []byte) (int, error) { d.n += len(b); return len
 // cost the bytes it sends, not a rebuild.
 func BenchmarkCatalogue100k(b *testing.B) {
 	st := testEndpoint(b, "big", "openai-compatible", manyModels(100_000))
-	h := &Handler{states: []*endpointState{st}}
+	h := &Handler{states: []*fleet.Endpoint{st}}
 	for name, path := range map[string]string{"models": "/olla/models", "openai": "/olla/openai/v1/models",
 		"models-ollama": "/olla/models?format=ollama"} {
 		b.Run(name, func(b *testing.B) {
@@ -89,8 +90,8 @@ func BenchmarkCatalogue100k(b *testing.B) {
 		})
 		// the first request after a model list change pays for the rebuild
 		b.Run(name+"-after-change", func(b *testing.B) {
-			models := st.models.Load().models
-			benchGet(b, h, path, func() { st.models.Store(newModelSnapshot(models, time.Now())) })
+			models, _ := st.Models()
+			benchGet(b, h, path, func() { st.SetModelsForTest(models) })
 		})
 	}
 }
@@ -102,7 +103,7 @@ func BenchmarkCatalogue100k(b *testing.B) {
 func BenchmarkCatalogue100kRetained(b *testing.B) {
 	models := manyModels(100_000)
 	for range b.N {
-		h := &Handler{states: []*endpointState{testEndpoint(b, "big", "openai-compatible", models)}}
+		h := &Handler{states: []*fleet.Endpoint{testEndpoint(b, "big", "openai-compatible", models)}}
 		var before, after runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&before)
@@ -148,7 +149,7 @@ func TestCatalogueBuiltOncePerChange(t *testing.T) {
 	big := testEndpoint(t, "big", "openai-compatible", manyModels(2000))
 	o := testEndpoint(t, "o", "ollama", []profiles.Model{{Name: "llama3.2:latest", Family: "llama"}})
 	l := testEndpoint(t, "l", "lm-studio", []profiles.Model{{Name: "qwen", Type: "llm", State: "loaded"}})
-	h := &Handler{states: []*endpointState{big, o, l}}
+	h := &Handler{states: []*fleet.Endpoint{big, o, l}}
 	routes := []string{"/olla/models", "/olla/models?format=openai", "/olla/models?format=vllm", "/olla/models?type=llm",
 		"/olla/models?capability=vision&format=ollama", "/olla/openai/v1/models", "/olla/vllm/v1/models",
 		"/olla/ollama/api/tags", "/olla/lmstudio/api/v0/models", "/olla/proxy/v1/models", "/olla/models/org/model-000001"}
@@ -179,7 +180,7 @@ func TestCatalogueBuiltOncePerChange(t *testing.T) {
 	}
 
 	// a changed list: 20 at once after the change build /olla/models once
-	big.models.Store(newModelSnapshot(manyModels(2001), time.Now()))
+	big.SetModelsForTest(manyModels(2001))
 	before := h.catalogue.views.Builds()
 	var wg sync.WaitGroup
 	for range 20 {
@@ -198,7 +199,7 @@ func TestCatalogueBuiltOncePerChange(t *testing.T) {
 
 	// availability: an endpoint going offline takes its models out at once
 	before = h.catalogue.views.Builds()
-	o.health.Store(&healthSnapshot{status: discovery.StatusOffline, reason: "test"})
+	o.SetHealthForTest(fleet.Health{Status: discovery.StatusOffline, Reason: "test"})
 	if w := serveGet(h, "/olla/ollama/api/tags"); strings.Contains(w.Body.String(), "llama3.2") {
 		t.Fatalf("an offline endpoint's model is still listed: %s", w.Body)
 	}
@@ -212,7 +213,7 @@ func TestCatalogueBuiltOncePerChange(t *testing.T) {
 // changes.
 func TestCatalogueETag(t *testing.T) {
 	st := testEndpoint(t, "o", "ollama", []profiles.Model{{Name: "llama3.2:latest", Family: "llama"}, {Name: "qwen2.5:0.5b"}})
-	h := &Handler{states: []*endpointState{st}}
+	h := &Handler{states: []*fleet.Endpoint{st}}
 	for _, path := range []string{"/olla/models", "/olla/models?format=lmstudio", "/olla/models?family=llama",
 		"/olla/ollama/api/tags", "/olla/ollama/v1/models", "/olla/openai/v1/models", "/internal/status/models"} {
 		t.Run(path, func(t *testing.T) {
@@ -248,8 +249,8 @@ func TestCatalogueETag(t *testing.T) {
 				t.Fatalf("%d-byte answer not gzipped for a client that takes gzip", first.Body.Len())
 			}
 
-			st.models.Store(newModelSnapshot([]profiles.Model{{Name: "llama3.2:latest", Family: "llama"}, {Name: "new:latest"}}, time.Now()))
-			defer st.models.Store(newModelSnapshot([]profiles.Model{{Name: "llama3.2:latest", Family: "llama"}, {Name: "qwen2.5:0.5b"}}, time.Now()))
+			st.SetModelsForTest([]profiles.Model{{Name: "llama3.2:latest", Family: "llama"}, {Name: "new:latest"}})
+			defer st.SetModelsForTest([]profiles.Model{{Name: "llama3.2:latest", Family: "llama"}, {Name: "qwen2.5:0.5b"}})
 			w = serveGet(h, path, "If-None-Match", etag)
 			if w.Code != http.StatusOK || w.Header().Get("ETag") == etag {
 				t.Fatalf("after a model list change: %d with ETag %q (was %q)", w.Code, w.Header().Get("ETag"), etag)
@@ -261,7 +262,7 @@ func TestCatalogueETag(t *testing.T) {
 // TestCatalogueHeadAndLength: HEAD answers the headers of GET, no body;
 // Content-Length is the body's length.
 func TestCatalogueHeadAndLength(t *testing.T) {
-	h := &Handler{states: []*endpointState{testEndpoint(t, "o", "ollama", []profiles.Model{{Name: "a:latest"}, {Name: "b:latest"}})}}
+	h := &Handler{states: []*fleet.Endpoint{testEndpoint(t, "o", "ollama", []profiles.Model{{Name: "a:latest"}, {Name: "b:latest"}})}}
 	for _, path := range []string{"/olla/models", "/olla/models?type=llm", "/olla/ollama/api/tags"} {
 		get := serveGet(h, path)
 		if get.Header().Get("Content-Length") != strconv.Itoa(get.Body.Len()) {
@@ -294,8 +295,8 @@ func filterFleet(t *testing.T) *Handler {
 		{Name: "nomic-embed-text:latest", Family: "nomic-bert", Families: []string{"nomic-bert"}, Size: 274302450},
 	})
 	vllm := testEndpoint(t, "vllm1", "vllm", []profiles.Model{{Name: "meta-llama/Llama-3.1-8B-Instruct", MaxContextLength: 131072}})
-	vllm.health.Store(&healthSnapshot{status: discovery.StatusOffline, reason: "refused"})
-	return &Handler{states: []*endpointState{lms, ollama, vllm}}
+	vllm.SetHealthForTest(fleet.Health{Status: discovery.StatusOffline, Reason: "refused"})
+	return &Handler{states: []*fleet.Endpoint{lms, ollama, vllm}}
 }
 
 // listedIDs reads the ids of any list format.

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/caddy-olla/olla/profiles"
 	"github.com/caddy-olla/olla/ui"
 	"github.com/caddy-olla/olla/usage"
 )
@@ -83,13 +84,17 @@ func (h *Handler) dashboardData(now time.Time) dashboardPayload {
 	}
 	byModel := map[string][]string{}
 	for _, st := range h.states {
-		es, _ := describe(st, now)
-		de := dashboardEndpoint{endpointStatus: es, Models: []string{}, InFlight: st.inFlight.Load(),
+		fs := st.Status(now)
+		es, _ := describeStatus(fs, now)
+		de := dashboardEndpoint{endpointStatus: es, Models: []string{}, InFlight: fs.InFlight,
 			endpointActivity: perEndpoint[es.Name]}
-		sig := st.freshSignals(now)
-		if ms := st.models.Load(); ms != nil {
-			de.ModelsTotal = len(ms.models)
-			for i, m := range ms.models {
+		var sig *profiles.Signals
+		if fs.SignalsFresh {
+			sig = fs.LastSignals
+		}
+		{
+			de.ModelsTotal = len(fs.Models)
+			for i, m := range fs.Models {
 				if i < dashboardModelsPerEndpoint {
 					de.Models = append(de.Models, m.Name)
 					if sig != nil {

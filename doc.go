@@ -1,10 +1,12 @@
 // Package olla is the Olla LLM load balancer as a Caddy module.
 //
 // The root package is glue: Caddy modules (the olla app and the
-// http.handlers.olla handler), the endpoint registry and request
-// orchestration. Decisions live in leaf packages: profiles (backend types,
-// model lists, load signals), balancer (the scheduling pipeline),
-// admission (the queue), discovery (health), engines (proxying).
+// http.handlers.olla handler, admin.api.olla), routes and request
+// orchestration. Decisions live in leaf packages: fleet (the endpoints:
+// their pooled state, settings, registry and background loop), profiles
+// (backend types, model lists, load signals), balancer (the scheduling
+// pipeline), admission (the queue), discovery (health), engines
+// (proxying).
 //
 // A request on /olla/<provider>/<api path> goes through, in order:
 //
@@ -24,19 +26,22 @@
 //     each choice matches it against the handler's prefix Index, which a
 //     2xx answer feeds (prefix affinity; the balancer's prefix stage in
 //     balancer/prefix.go).
-//  4. picker.go Next, per attempt: choose asks the sticky pin (strategies
-//     other than adaptive) or the balancer.Pipeline, which reads each
-//     candidate through the candidates type: priority, our in-flight
-//     count, and (signals.go) the backend's polled load signals with our
+//  4. picker.go Next, per attempt: choose asks the balancer.Pipeline,
+//     which places a request with a session key itself (its pin, else its
+//     rendezvous home; adaptive weighs that as its affinity score) and
+//     reads each candidate through the candidates type: priority, our
+//     in-flight count, and the backend's polled load signals with our
 //     in-flight count when they were read, the slot count learned from
-//     them, the concurrency cap and a TTFT average per endpoint and model. A
+//     them, the concurrency cap and a TTFT average per endpoint and model
+//     (all kept by fleet.Endpoint, read through SchedSignals). A
 //     candidate without room is set aside; when all are full the request
 //     waits in the admission queue (queue.go).
 //  5. The engine (olla or sherpa) sends the attempt and fails over before
-//     the first byte; picker.Done feeds the outcome to passive health and
-//     the TTFT average, and record.go the metrics and the dashboard. Token
-//     counts are read from the response's tail by package usage; with
-//     key_limits they are charged to the key (estimated where absent).
+//     the first byte; picker.Done feeds the outcome to passive health
+//     (fleet.Endpoint.Finish) and the TTFT average, and record.go the
+//     metrics and the dashboard. Token counts are read from the response's
+//     tail by package usage; with key_limits they are charged to the key
+//     (estimated where absent).
 //
 // Every route runs the same path; what an API adds plugs in through
 // routeHooks (hooks.go), which proxy calls on every request: check (the
@@ -54,7 +59,14 @@
 // OpenAI-compatible ones translated to chat completions by
 // translate/responses (stateless: what needs a stored response is a 501).
 //
-// Each endpoint's state (endpointState, pooled across configs and
-// reloads) is refreshed in the background by its watcher (watch.go:
-// health and model discovery) and its load poller (signals.go).
+// Each endpoint's state (fleet.Endpoint, pooled across configs and
+// reloads) is refreshed in the background by its loop (fleet.Endpoint.Run,
+// which the app owns: health probes, model discovery, load polls). Outside
+// fleet it is read only through methods; fleet.Status is the one reading
+// the status routes, metrics, dashboard and admin API share.
+//
+// What is one for the whole process lives in pooled state too, so a reload
+// carries it over: the endpoints in fleet's registry, and the rest in the
+// app's shared values (metrics.go: metrics, model stats, the dashboard's
+// activity, the waiting room, the body budget, the translator stats).
 package olla

@@ -18,78 +18,15 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-olla/olla/discovery"
+	"github.com/caddy-olla/olla/fleet"
 	"github.com/caddy-olla/olla/profiles"
 )
-
-// Endpoint defaults.
-const (
-	defaultPriority      = 100
-	defaultCheckInterval = 5 * time.Second
-	defaultCheckTimeout  = 2 * time.Second
-)
-
-// endpointSettings is an Endpoint with placeholders resolved and defaults
-// filled: what the running proxy uses. It is immutable once built; a reload
-// swaps in a new one.
-type endpointSettings struct {
-	name          string
-	typ           string
-	profile       *profiles.Profile
-	url           *url.URL
-	displayURL    string // scheme://host/path, no userinfo, query or fragment
-	healthURL     string
-	modelsURL     string
-	priority      int
-	checkInterval time.Duration
-	checkTimeout  time.Duration
-	header        http.Header // configured headers, then auth (auth wins)
-	filter        profiles.ModelFilter
-	forwardAuth   bool
-	transportKey  string // settings that need a new transport when changed
-	tlsConfig     *tls.Config
-	maxConns      int
-	// maxResponseHeader bounds a backend's response header block
-	// (request_limits max_response_header_size; part of transportKey)
-	maxResponseHeader int64
-	// maxConcurrency caps requests in flight (0 = no cap)
-	maxConcurrency int
-
-	// unhealthyAfter is how many transient probe failures in a row take
-	// the endpoint out (discovery.Judge).
-	unhealthyAfter int
-	// load signals: the surfaces to poll in order of preference, every
-	// loadInterval (0: off), each request bounded by loadTimeout
-	loadSurfaces []loadSurface
-	loadInterval time.Duration
-	loadTimeout  time.Duration
-	// slotCap makes the backend's slot count (llama.cpp /slots) the
-	// concurrency cap when max_concurrency is unset (load_balancer adaptive)
-	slotCap bool
-
-	discoveryInterval time.Duration
-	discoveryTimeout  time.Duration
-	breaker           discovery.BreakerConfig
-
-	// auto is the declaration of an endpoint with `type auto` (nil for the
-	// others): its paths are resolved again once probing decides the type
-	auto *Endpoint
-}
-
-// identity is what makes two declarations the same endpoint: the type as
-// declared, so an endpoint typed by probing stays one endpoint.
-func (s *endpointSettings) identity() string {
-	typ := s.typ
-	if s.auto != nil {
-		typ = autoTypeName
-	}
-	return s.name + "\x00" + s.url.String() + "\x00" + typ
-}
 
 // resolve builds an Endpoint's settings from a config Validate accepts. repl
 // resolves placeholders; a placeholder that resolves to nothing, or to a
 // value Validate would refuse, is an error here, the first moment its value
 // is known.
-func (e *Endpoint) resolve(repl *caddy.Replacer, log *zap.Logger) (*endpointSettings, error) {
+func (e *Endpoint) resolve(repl *caddy.Replacer, log *zap.Logger) (*fleet.Settings, error) {
 	errf := func(format string, args ...any) error {
 		return fmt.Errorf("endpoint %q: "+format, append([]any{e.Name}, args...)...)
 	}
@@ -101,17 +38,17 @@ func (e *Endpoint) resolve(repl *caddy.Replacer, log *zap.Logger) (*endpointSett
 		return out, nil
 	}
 
-	s := &endpointSettings{name: e.Name, priority: defaultPriority, checkInterval: defaultCheckInterval,
-		checkTimeout: defaultCheckTimeout, discoveryInterval: defaultDiscoveryInterval, discoveryTimeout: defaultDiscoveryTimeout}
+	s := &fleet.Settings{Name: e.Name, Priority: fleet.DefaultPriority, CheckInterval: fleet.DefaultCheckInterval,
+		CheckTimeout: fleet.DefaultCheckTimeout, DiscoveryInterval: fleet.DefaultDiscoveryInterval, DiscoveryTimeout: fleet.DefaultDiscoveryTimeout}
 	p, ok := profiles.Lookup(e.Type)
 	if isAutoType(e.Type) {
-		// typed by probing (autotype.go); until then, the fallback
-		p, ok, s.auto = autoFallback, true, e
+		// typed by probing (fleet/autotype.go); until then, the fallback
+		p, ok, s.Retype = autoFallback, true, e.retype
 	}
 	if !ok {
 		return nil, errf("unknown type %q", e.Type) // Validate refuses it first
 	}
-	s.profile, s.typ = p, p.Name
+	s.Profile, s.Type = p, p.Name
 
 	raw, err := expand("url", e.URL)
 	if err != nil {
@@ -121,41 +58,41 @@ func (e *Endpoint) resolve(repl *caddy.Replacer, log *zap.Logger) (*endpointSett
 	if err != nil {
 		return nil, errf("%v", err)
 	}
-	s.url = u
-	s.displayURL = (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
+	s.URL = u
+	s.DisplayURL = (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
 
 	if e.Priority != nil {
-		s.priority = *e.Priority
+		s.Priority = *e.Priority
 	}
 	if e.CheckInterval != 0 {
-		s.checkInterval = time.Duration(e.CheckInterval)
+		s.CheckInterval = time.Duration(e.CheckInterval)
 	}
 	if e.CheckTimeout != 0 {
-		s.checkTimeout = time.Duration(e.CheckTimeout)
+		s.CheckTimeout = time.Duration(e.CheckTimeout)
 	}
-	if s.checkTimeout >= s.checkInterval {
+	if s.CheckTimeout >= s.CheckInterval {
 		if e.CheckTimeout == 0 {
-			s.checkTimeout = s.checkInterval / 2 // only the interval was set, and it is short
+			s.CheckTimeout = s.CheckInterval / 2 // only the interval was set, and it is short
 		} else {
 			// The standalone Olla accepts it too; a probe simply may not
 			// outlast the interval.
 			log.Warn("check_timeout is not shorter than check_interval; clamped to the interval",
-				zap.String("endpoint", e.Name), zap.Duration("check_timeout", s.checkTimeout), zap.Duration("check_interval", s.checkInterval))
-			s.checkTimeout = s.checkInterval
+				zap.String("endpoint", e.Name), zap.Duration("check_timeout", s.CheckTimeout), zap.Duration("check_interval", s.CheckInterval))
+			s.CheckTimeout = s.CheckInterval
 		}
 	}
-	s.unhealthyAfter = discovery.DefaultUnhealthyAfter
+	s.UnhealthyAfter = discovery.DefaultUnhealthyAfter
 	if e.UnhealthyAfter > 0 {
-		s.unhealthyAfter = e.UnhealthyAfter
+		s.UnhealthyAfter = e.UnhealthyAfter
 	}
-	if s.healthURL, err = endpointSubURL(u, e.HealthCheckURL, p.HealthPath); err != nil {
+	if s.HealthURL, err = endpointSubURL(u, e.HealthCheckURL, p.HealthPath); err != nil {
 		return nil, errf("health_check_url: %v", err)
 	}
-	if s.modelsURL, err = endpointSubURL(u, e.ModelURL, p.ModelsPath); err != nil {
+	if s.ModelsURL, err = endpointSubURL(u, e.ModelURL, p.ModelsPath); err != nil {
 		return nil, errf("model_url: %v", err)
 	}
 
-	s.header = make(http.Header)
+	s.Header = make(http.Header)
 	names := make([]string, 0, len(e.Headers))
 	for k := range e.Headers {
 		names = append(names, k)
@@ -166,24 +103,26 @@ func (e *Endpoint) resolve(repl *caddy.Replacer, log *zap.Logger) (*endpointSett
 		if err != nil {
 			return nil, errf("%v", err)
 		}
-		s.header.Set(k, v)
+		s.Header.Set(k, v)
 	}
 	if e.Auth != nil {
 		name, value, err := e.Auth.header(expand)
 		if err != nil {
 			return nil, errf("auth: %v", err)
 		}
-		s.header.Set(name, value)
+		s.Header.Set(name, value)
 	}
 	if e.ModelFilter != nil {
-		s.filter = profiles.ModelFilter{Include: e.ModelFilter.Include, Exclude: e.ModelFilter.Exclude}
+		s.Filter = profiles.ModelFilter{Include: e.ModelFilter.Include, Exclude: e.ModelFilter.Exclude}
 	}
-	if err := s.resolveLoad(e); err != nil {
-		return nil, errf("%v", err)
+	if !e.NoLoadPolling {
+		if err := s.PollLoad(time.Duration(e.LoadInterval)); err != nil {
+			return nil, errf("%v", err)
+		}
 	}
-	s.forwardAuth = e.ForwardClientAuth
-	s.maxConns = e.MaxConnections
-	s.maxConcurrency = e.MaxConcurrency
+	s.ForwardAuth = e.ForwardClientAuth
+	s.MaxConns = e.MaxConnections
+	s.MaxConcurrency = e.MaxConcurrency
 
 	if e.TLS != nil {
 		if u.Scheme != "https" { // a URL with a placeholder is only known now
@@ -201,10 +140,10 @@ func (e *Endpoint) resolve(repl *caddy.Replacer, log *zap.Logger) (*endpointSett
 			}
 			tc.RootCAs = pool
 		}
-		s.tlsConfig = tc
-		s.transportKey = fmt.Sprintf("tls ca=%s insecure=%t", e.TLS.CA, e.TLS.InsecureSkipVerify)
+		s.TLSConfig = tc
+		s.TransportKey = fmt.Sprintf("tls ca=%s insecure=%t", e.TLS.CA, e.TLS.InsecureSkipVerify)
 	}
-	s.transportKey += fmt.Sprintf(" max_conns=%d", s.maxConns)
+	s.TransportKey += fmt.Sprintf(" max_conns=%d", s.MaxConns)
 	return s, nil
 }
 

@@ -8,6 +8,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/caddy-olla/olla/fleet"
 )
 
 // TestCheckTimeoutClamped: a check_timeout that is not below the
@@ -25,7 +27,7 @@ func TestCheckTimeoutClamped(t *testing.T) {
 		{"timeout equal to interval", 3 * time.Second, 3 * time.Second, 3 * time.Second, 1},
 		{"timeout below interval", 5 * time.Second, time.Second, time.Second, 0},
 		{"short interval alone", time.Second, 0, 500 * time.Millisecond, 0},
-		{"defaults", 0, 0, defaultCheckTimeout, 0},
+		{"defaults", 0, 0, fleet.DefaultCheckTimeout, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -39,8 +41,8 @@ func TestCheckTimeoutClamped(t *testing.T) {
 			if err != nil {
 				t.Fatalf("resolve: %v", err)
 			}
-			if s.checkTimeout != tt.want {
-				t.Errorf("check timeout %s, want %s", s.checkTimeout, tt.want)
+			if s.CheckTimeout != tt.want {
+				t.Errorf("check timeout %s, want %s", s.CheckTimeout, tt.want)
 			}
 			if logs.Len() != tt.warns {
 				t.Fatalf("%d warnings, want %d: %v", logs.Len(), tt.warns, logs.All())

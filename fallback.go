@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/caddy-olla/olla/engines"
+	"github.com/caddy-olla/olla/fleet"
 )
 
 // fallbackChain is an alias that names models in order: the request goes
@@ -106,7 +107,7 @@ func (rq *request) chainPlan(plan *engines.Plan, chain *fallbackChain, first *pi
 	plan.MaxAttempts = rq.h.maxAttempts * len(cp.tiers)
 	plan.Upstream = func(t engines.Target) (string, []byte) {
 		tier := rq.tiers[cp.i]
-		name, ok := tier.decision.rewrite[t.(*endpointState)]
+		name, ok := tier.decision.rewrite[t.(*fleet.Endpoint)]
 		if !ok {
 			name = tier.model
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/caddy-olla/olla/engines"
 	ollaengine "github.com/caddy-olla/olla/engines/olla"
 	"github.com/caddy-olla/olla/engines/sherpa"
+	"github.com/caddy-olla/olla/fleet"
 	"github.com/caddy-olla/olla/profiles"
 	"github.com/caddy-olla/olla/translate/anthropic"
 	"github.com/caddy-olla/olla/usage"
@@ -118,8 +119,8 @@ type Handler struct {
 
 	app         *App
 	logger      *zap.Logger
-	states      []*endpointState // config order
-	settings    []*endpointSettings
+	states      []*fleet.Endpoint // config order
+	settings    []*fleet.Settings
 	balancer    *balancer.Pipeline
 	sticky      *stickyPolicy
 	prefix      *prefixRouting // nil unless prefix affinity is on
@@ -237,7 +238,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.strategy, err = newRoutingStrategy(h.ModelRegistry); err != nil {
 		return err
 	}
-	discoveryInterval, discoveryTimeout := defaultDiscoveryInterval, defaultDiscoveryTimeout
+	discoveryInterval, discoveryTimeout := fleet.DefaultDiscoveryInterval, fleet.DefaultDiscoveryTimeout
 	if md := h.ModelDiscovery; md != nil {
 		if md.Interval != 0 {
 			discoveryInterval = time.Duration(md.Interval)
@@ -259,15 +260,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if err != nil {
 			return err
 		}
-		s.discoveryInterval, s.discoveryTimeout = discoveryInterval, discoveryTimeout
-		s.maxResponseHeader = defaultMaxResponseHeaderSize
+		s.DiscoveryInterval, s.DiscoveryTimeout = discoveryInterval, discoveryTimeout
+		s.MaxResponseHeader = defaultMaxResponseHeaderSize
 		if rl := h.RequestLimits; rl != nil && rl.MaxResponseHeaderSize != 0 {
-			s.maxResponseHeader = rl.MaxResponseHeaderSize
+			s.MaxResponseHeader = rl.MaxResponseHeaderSize
 		}
-		s.transportKey += fmt.Sprintf(" max_response_header=%d", s.maxResponseHeader)
-		s.slotCap = h.LoadBalancer == balancer.Adaptive
+		s.TransportKey += fmt.Sprintf(" max_response_header=%d", s.MaxResponseHeader)
+		s.SlotCap = h.LoadBalancer == balancer.Adaptive
 		if cb := h.CircuitBreaker; cb != nil {
-			s.breaker = discovery.BreakerConfig{Threshold: cb.Failures, OpenFor: time.Duration(cb.OpenFor)}
+			s.Breaker = discovery.BreakerConfig{Threshold: cb.Failures, OpenFor: time.Duration(cb.OpenFor)}
 		}
 		st, err := h.app.register(s)
 		if err != nil {
@@ -311,7 +312,7 @@ func (h *Handler) balancerConfig() balancer.Config {
 // still in flight keep working: nothing they use is closed here.
 func (h *Handler) Cleanup() error {
 	for _, s := range h.settings {
-		release(s)
+		fleet.Release(s)
 	}
 	h.settings = nil
 	h.keys.release()
@@ -552,6 +553,11 @@ func (rq *request) proxy(route route, hooks routeHooks) error {
 		pk.sticky = h.sticky.keyFor(r, body, pickModel)
 		pk.sticky.setHeaders(r, hdr)
 		pk.sched.Key, pk.sched.Pinned = pk.sticky.key, pk.sticky.pinned
+		if pk.panic && h.LoadBalancer != balancer.Adaptive {
+			// a pin holds only to an endpoint in rotation; panic
+			// candidates are not (adaptive weighs its pin regardless)
+			pk.sched.Pinned = ""
+		}
 	}
 	if h.prefix != nil && pk.sched.Key == 0 && pk.sched.Pinned == "" {
 		// no session id: the prompt says which conversation this is
@@ -604,7 +610,7 @@ func (rq *request) proxy(route route, hooks routeHooks) error {
 func (rq *request) newPicker(d decision, model string) *picker {
 	h := rq.h
 	pk := &picker{remaining: d.candidates, balancer: h.balancer, strategy: h.LoadBalancer, maxAttempts: h.maxAttempts,
-		rec: &rq.rec, limits: h.limits, queue: h.queue, req: rq.r, header: rq.w.Header(), metrics: h.app.metrics, panic: d.panic,
+		rec: &rq.rec, limits: h.limits, room: h.app.room, queue: h.queue, req: rq.r, header: rq.w.Header(), metrics: h.app.metrics, panic: d.panic,
 		sched: balancer.Request{Model: model}, model: model, rewrite: d.rewrite}
 	if h.LoadBalancer == balancer.Adaptive {
 		pk.reasonPrefix = d.reason + "; "
@@ -631,7 +637,7 @@ func (rq *request) streamEnded(_ engines.Target, firstByte time.Time, n int64, t
 func mountPaths(plan *engines.Plan, cands candidates, chained bool) {
 	need := chained
 	for _, st := range cands {
-		need = need || st.settings.Load().profile.MapsPaths()
+		need = need || st.Profile().MapsPaths()
 	}
 	if !need {
 		return
@@ -642,7 +648,7 @@ func mountPaths(plan *engines.Plan, cands candidates, chained bool) {
 		if prev != nil {
 			path, b = prev(t)
 		}
-		return t.(*endpointState).settings.Load().profile.UpstreamPath(path), b
+		return t.(*fleet.Endpoint).Profile().UpstreamPath(path), b
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/caddy-olla/olla/engines"
+	"github.com/caddy-olla/olla/fleet"
 )
 
 // routeHooks is what a route adds to request.proxy. The proxy loop calls
@@ -44,7 +45,7 @@ func (plainHooks) shape(plan *engines.Plan, d *decision, rw *rewriter) {
 		return // the plan's own Path and Body
 	}
 	plan.Upstream = func(t engines.Target) (string, []byte) {
-		return rw.rq.apiPath, rw.bodyFor(d.rewrite[t.(*endpointState)], rw.model)
+		return rw.rq.apiPath, rw.bodyFor(d.rewrite[t.(*fleet.Endpoint)], rw.model)
 	}
 }
 
@@ -96,7 +97,7 @@ func (m *bodies) get(rq *request, name string, build func() []byte) []byte {
 
 // nameFor is the model name endpoint t knows the request's model by.
 func (rw *rewriter) nameFor(d *decision, t engines.Target) string {
-	if n, ok := d.rewrite[t.(*endpointState)]; ok {
+	if n, ok := d.rewrite[t.(*fleet.Endpoint)]; ok {
 		return n
 	}
 	return rw.model
@@ -275,7 +276,7 @@ func (p *tieredPicker) Next() (engines.Target, bool) {
 	if len(p.later) == 0 {
 		return p.picker.Next()
 	}
-	if p.queue == nil || waitingRoom.Depth() == 0 {
+	if p.queue == nil || p.room.Depth() == 0 {
 		q := p.queue
 		p.queue = nil // no waiting while the next tier may have room
 		t, ok := p.picker.Next()
@@ -307,7 +308,7 @@ func split(plan *engines.Plan, n int) {
 }
 
 // tiers orders candidates native first and reports how many are native.
-func tiers(cs candidates, native func(*endpointState) bool) (ordered candidates, nNative int) {
+func tiers(cs candidates, native func(*fleet.Endpoint) bool) (ordered candidates, nNative int) {
 	var nat, other candidates
 	for _, st := range cs {
 		if native(st) {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/caddy-olla/olla/discovery"
 	"github.com/caddy-olla/olla/engines"
+	"github.com/caddy-olla/olla/fleet"
 	"github.com/caddy-olla/olla/profiles"
 )
 
@@ -109,13 +110,11 @@ func (rq *request) viewFailed(err error) error {
 // model under exactly this name: what its listing shows.
 func (h *Handler) routeServes(rt route, id string, now time.Time) bool {
 	for _, st := range h.states {
-		if !rt.allows(st.Type()) || !st.routable(now) {
+		if !rt.allows(st.Type()) || !st.Routable(now) {
 			continue
 		}
-		if ms := st.models.Load(); ms != nil {
-			if _, ok := ms.byName[id]; ok {
-				return true
-			}
+		if st.ListsExactly(id) {
+			return true
 		}
 	}
 	return false
@@ -132,14 +131,14 @@ func (h *Handler) ollamaPS(ctx context.Context) map[string][]json.RawMessage {
 	models := []json.RawMessage{}
 	now := time.Now()
 	for _, st := range h.states {
-		if st.Type() != "ollama" || !st.routable(now) {
+		if st.Type() != "ollama" || !st.Routable(now) {
 			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s := st.settings.Load()
-			got := fetchPS(ctx, st, engines.UpstreamURL(s.url, "/api/ps", ""), s.header)
+			s := st.Settings()
+			got := fetchPS(ctx, st, engines.UpstreamURL(s.URL, "/api/ps", ""), s.Header)
 			mu.Lock()
 			models = append(models, got...)
 			mu.Unlock()
@@ -149,7 +148,7 @@ func (h *Handler) ollamaPS(ctx context.Context) map[string][]json.RawMessage {
 	return map[string][]json.RawMessage{"models": models}
 }
 
-func fetchPS(ctx context.Context, st *endpointState, u *url.URL, header http.Header) []json.RawMessage {
+func fetchPS(ctx context.Context, st *fleet.Endpoint, u *url.URL, header http.Header) []json.RawMessage {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return nil
@@ -168,7 +167,7 @@ func fetchPS(ctx context.Context, st *endpointState, u *url.URL, header http.Hea
 	var body struct {
 		Models []json.RawMessage `json:"models"`
 	}
-	if err := json.NewDecoder(io.LimitReader(res.Body, maxModelListBytes)).Decode(&body); err != nil {
+	if err := json.NewDecoder(io.LimitReader(res.Body, fleet.MaxModelListBytes)).Decode(&body); err != nil {
 		return nil
 	}
 	return body.Models

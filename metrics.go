@@ -8,21 +8,36 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/caddy-olla/olla/admission"
+	"github.com/caddy-olla/olla/fleet"
 	"github.com/caddy-olla/olla/usage"
 )
 
-// sharedState holds what outlives a config: the metric vectors (so counts
-// carry across reloads) and the per-model stats. It lives in a UsagePool
-// entry, referenced by every olla app.
+// shared holds what outlives a config and is one for the whole process: the
+// metric vectors (so counts carry across reloads), the per-model stats, the
+// dashboard's activity, the waiting room, the body budget and the
+// translator stats. It lives in a UsagePool entry, referenced by every olla
+// app: a reload's new app takes its reference before the old one lets go,
+// so requests waiting or holding buffered bytes across a reload keep
+// theirs. (The endpoints are pooled the same way, in fleet.)
 var shared = caddy.NewUsagePool()
 
 const sharedKey = "olla"
 
 type sharedValues struct {
-	metrics  *ollaMetrics
-	stats    *modelStatsStore
-	activity *activity
-	usage    *usage.Ledger
+	metrics     *ollaMetrics
+	stats       *modelStatsStore
+	activity    *activity
+	usage       *usage.Ledger
+	room        *admission.Queue // queue.go
+	bodies      *bodyBudget      // budget.go
+	translators *translatorStats // anthropic.go
+}
+
+func newSharedValues() *sharedValues {
+	room := admission.New()
+	return &sharedValues{metrics: newOllaMetrics(room), stats: newModelStatsStore(), activity: new(activity), usage: new(usage.Ledger),
+		room: room, bodies: new(bodyBudget), translators: new(translatorStats)}
 }
 
 func (*sharedValues) Destruct() error { return nil }
@@ -50,7 +65,7 @@ type ollaMetrics struct {
 	queueDepth    prometheus.GaugeFunc
 }
 
-func newOllaMetrics() *ollaMetrics {
+func newOllaMetrics(room *admission.Queue) *ollaMetrics {
 	buckets := []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300}
 	return &ollaMetrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "olla_requests_total",
@@ -85,7 +100,7 @@ func newOllaMetrics() *ollaMetrics {
 			Help: "Requests that left the queue without a slot, by reason (full, timeout, client_gone)."},
 			[]string{"reason"}),
 		queueDepth: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "olla_queue_depth",
-			Help: "Requests waiting in the queue now."}, func() float64 { return float64(waitingRoom.Depth()) }),
+			Help: "Requests waiting in the queue now."}, func() float64 { return float64(room.Depth()) }),
 		catalogueBuilds: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "olla_catalogue_builds_total",
 			Help: "Model catalogue views built (merged or encoded), by kind; each follows a model list or availability change."},
 			[]string{"view"}),
@@ -180,40 +195,38 @@ func (c endpointCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c endpointCollector) Collect(ch chan<- prometheus.Metric) {
 	now := time.Now()
 	for _, st := range c.app.snapshot() {
-		s := st.settings.Load()
+		fs := st.Status(now)
+		name := fs.Settings.Name
 		up := 0.0
-		if st.routable(now) {
+		if fs.Routable {
 			up = 1
 		}
-		ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, up, s.name, s.typ, string(st.health.Load().status))
+		ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, up, name, fs.Settings.Type, string(fs.Health.Status))
 		open := 0.0
-		if st.breaker.Blocked() {
+		if fs.BreakerBlocked {
 			open = 1
 		}
-		ch <- prometheus.MustNewConstMetric(descBreaker, prometheus.GaugeValue, open, s.name)
-		ch <- prometheus.MustNewConstMetric(descInFlight, prometheus.GaugeValue, float64(st.inFlight.Load()), s.name)
-		models := 0
-		if ms := st.models.Load(); ms != nil {
-			models = len(ms.models)
-		}
-		ch <- prometheus.MustNewConstMetric(descModels, prometheus.GaugeValue, float64(models), s.name)
-		ch <- prometheus.MustNewConstMetric(descEndpointRequests, prometheus.CounterValue, float64(st.requests.Load()), s.name)
-		ch <- prometheus.MustNewConstMetric(descEndpointFailures, prometheus.CounterValue, float64(st.failures.Load()), s.name)
-		collectSignals(ch, st, s.name, now)
+		ch <- prometheus.MustNewConstMetric(descBreaker, prometheus.GaugeValue, open, name)
+		ch <- prometheus.MustNewConstMetric(descInFlight, prometheus.GaugeValue, float64(fs.InFlight), name)
+		ch <- prometheus.MustNewConstMetric(descModels, prometheus.GaugeValue, float64(len(fs.Models)), name)
+		ch <- prometheus.MustNewConstMetric(descEndpointRequests, prometheus.CounterValue, float64(fs.Requests), name)
+		ch <- prometheus.MustNewConstMetric(descEndpointFailures, prometheus.CounterValue, float64(fs.Failures), name)
+		collectSignals(ch, &fs, now)
 	}
 }
 
 // collectSignals reports an endpoint's load signals: only the values its
 // backend exposes, so an absent gauge means "unknown", not zero.
-func collectSignals(ch chan<- prometheus.Metric, st *endpointState, name string, now time.Time) {
-	ch <- prometheus.MustNewConstMetric(descSignalPollFailures, prometheus.CounterValue, float64(st.sched.failures.Load()), name)
-	sig := st.sched.signals.Load()
+func collectSignals(ch chan<- prometheus.Metric, fs *fleet.Status, now time.Time) {
+	name := fs.Settings.Name
+	ch <- prometheus.MustNewConstMetric(descSignalPollFailures, prometheus.CounterValue, float64(fs.Signals.Failures), name)
+	sig := fs.LastSignals
 	if sig == nil {
 		ch <- prometheus.MustNewConstMetric(descSignalsFresh, prometheus.GaugeValue, 0, name)
 		return
 	}
 	fresh := 0.0
-	if st.freshSignals(now) != nil {
+	if fs.SignalsFresh {
 		fresh = 1
 	}
 	ch <- prometheus.MustNewConstMetric(descSignalsFresh, prometheus.GaugeValue, fresh, name)

@@ -5,17 +5,44 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/caddy-olla/olla/admission"
 	"github.com/caddy-olla/olla/balancer"
 	"github.com/caddy-olla/olla/engines"
+	"github.com/caddy-olla/olla/fleet"
 )
 
 // candidates is a request's routable endpoints in config order; it is what
 // the balancer chooses from.
-type candidates []*endpointState
+type candidates []*fleet.Endpoint
 
 func (c candidates) Len() int             { return len(c) }
-func (c candidates) Priority(i int) int   { return c[i].settings.Load().priority }
-func (c candidates) InFlight(i int) int64 { return c[i].inFlight.Load() }
+func (c candidates) Priority(i int) int   { return c[i].Priority() }
+func (c candidates) InFlight(i int) int64 { return c[i].InFlight() }
+func (c candidates) Name(i int) string    { return c[i].Name() }
+func (c candidates) Signals(i int, model string, out *balancer.Signals) {
+	c[i].SchedSignals(model, out)
+}
+
+var _ balancer.SignalSource = candidates(nil)
+
+// renamedCandidates are a picker's remaining candidates when the request's
+// model has another name on some endpoints (an alias, another case): each
+// endpoint's signals are read for the name it knows, so an alias's target
+// is found warm where it is resident.
+type renamedCandidates struct{ p *picker }
+
+func (c *renamedCandidates) Len() int             { return len(c.p.remaining) }
+func (c *renamedCandidates) Priority(i int) int   { return c.p.remaining.Priority(i) }
+func (c *renamedCandidates) InFlight(i int) int64 { return c.p.remaining.InFlight(i) }
+func (c *renamedCandidates) Name(i int) string    { return c.p.remaining.Name(i) }
+func (c *renamedCandidates) Signals(i int, model string, out *balancer.Signals) {
+	st := c.p.remaining[i]
+	if name, ok := c.p.rewrite[st]; ok {
+		model = name
+	}
+	st.SchedSignals(model, out)
+}
+
 func (c candidates) names() (out []string) {
 	for _, st := range c {
 		out = append(out, st.Name())
@@ -35,7 +62,7 @@ type picker struct {
 	prefix    *prefixRequest   // the request's hashed prompt, if prefix affinity places it
 	// rewrite is the model's name per endpoint where it differs from the
 	// request's (aliases); renamed reads signals and TTFT under it
-	rewrite map[*endpointState]string
+	rewrite map[*fleet.Endpoint]string
 	renamed renamedCandidates
 	// reasonPrefix, when set (adaptive), starts X-Olla-Routing-Reason,
 	// which then names the winner's top scores
@@ -43,7 +70,7 @@ type picker struct {
 	// TTFT of the current attempt, recorded once both the first byte and
 	// a successful status are known (engines report them in either order)
 	model        string
-	current      *endpointState
+	current      *fleet.Endpoint
 	attemptStart time.Time
 	firstByteAt  time.Time
 	okStatus     bool
@@ -55,7 +82,8 @@ type picker struct {
 
 	// admission: candidates found at max_concurrency (or busy) wait here
 	// for a slot, through the site's queue policy if it has one
-	full    []*endpointState
+	full    []*fleet.Endpoint
+	room    *admission.Queue // the process's waiting room (App.room)
 	queue   *queuePolicy
 	req     *http.Request
 	header  http.Header // the client's response header, for X-Olla-Queue-Time
@@ -63,7 +91,7 @@ type picker struct {
 	queued  time.Duration
 	refusal *apiError // why Next gave up, when it was for want of room
 	// panic: routing found no routable endpoint and offers ones taken out
-	// only by transient probe failures (endpointState.panicEligible)
+	// only by transient probe failures (fleet.Endpoint.panicEligible)
 	panic bool
 }
 
@@ -85,13 +113,13 @@ func (p *picker) Next() (engines.Target, bool) {
 	}
 	p.attempts++
 	p.current, p.attemptStart, p.firstByteAt, p.okStatus, p.ttftDone = st, time.Now(), time.Time{}, false, false
-	st.observeAttempt(p.modelAt(st), p.attemptStart)
+	st.ObserveAttempt(p.modelAt(st), p.attemptStart)
 	p.sticky.placed(st, p.header)
 	if p.rec != nil {
 		p.rec.attempts = p.attempts
 		p.rec.failovers = p.attempts - 1
 	}
-	st.requests.Add(1)
+	st.Attempted()
 	return st, true
 }
 
@@ -99,8 +127,8 @@ func (p *picker) Next() (engines.Target, bool) {
 // and one of its slots; candidates without room move to p.full. While
 // others wait in the queue a request with a queue joins them rather than
 // take a slot they wait for.
-func (p *picker) nextWithRoom() *endpointState {
-	queueing := p.queue != nil && waitingRoom.Depth() > 0
+func (p *picker) nextWithRoom() *fleet.Endpoint {
+	queueing := p.queue != nil && p.room.Depth() > 0
 	for len(p.remaining) > 0 {
 		i := p.choose()
 		if i < 0 {
@@ -109,13 +137,13 @@ func (p *picker) nextWithRoom() *endpointState {
 		st := p.remaining[i]
 		// keep config order for the rest: round-robin stays a cycle
 		p.remaining = append(p.remaining[:i:i], p.remaining[i+1:]...)
-		if now := time.Now(); !st.routable(now) && !(p.panic && st.panicEligible(now)) {
+		if now := time.Now(); !st.Routable(now) && !(p.panic && st.PanicEligible(now)) {
 			continue // it went down while this request waited its turn
 		}
 		if !p.limits.allowEndpoint(st) {
 			continue // at its own rate limit: treated like a busy endpoint
 		}
-		if queueing || !st.inFlight.TryAcquire(st.concurrencyCap()) {
+		if queueing || !st.TryAcquire() {
 			p.full = append(p.full, st)
 			continue
 		}
@@ -124,15 +152,10 @@ func (p *picker) nextWithRoom() *endpointState {
 	return nil
 }
 
-// choose is the index of the next candidate to try: the session's endpoint
-// or its rendezvous home under sticky sessions (except with adaptive, which
-// weighs the pin as one of its scores), else the balancer's choice.
+// choose is the index of the next candidate to try: the balancer's choice,
+// which under sticky sessions (p.sched.Key) is the session's endpoint or its
+// rendezvous home, or with adaptive weighs that as one of its scores.
 func (p *picker) choose() int {
-	if p.strategy != balancer.Adaptive {
-		if i := p.sticky.choose(p); i >= 0 {
-			return i
-		}
-	}
 	var c balancer.Candidates = &p.remaining
 	if len(p.rewrite) > 0 {
 		p.renamed.p = p
@@ -153,7 +176,7 @@ func (p *picker) choose() int {
 
 // firstByte notes when the current attempt's first body byte arrived.
 func (p *picker) firstByte(t engines.Target, at time.Time) {
-	if st, ok := t.(*endpointState); ok && st == p.current && !at.IsZero() {
+	if st, ok := t.(*fleet.Endpoint); ok && st == p.current && !at.IsZero() {
 		p.firstByteAt = at
 		p.recordTTFT()
 	}
@@ -166,11 +189,11 @@ func (p *picker) recordTTFT() {
 		return
 	}
 	p.ttftDone = true
-	p.current.observeTTFT(p.modelAt(p.current), p.firstByteAt.Sub(p.attemptStart))
+	p.current.ObserveTTFT(p.modelAt(p.current), p.firstByteAt.Sub(p.attemptStart))
 }
 
 // modelAt is the request's model as endpoint st names it.
-func (p *picker) modelAt(st *endpointState) string {
+func (p *picker) modelAt(st *fleet.Endpoint) string {
 	if name, ok := p.rewrite[st]; ok {
 		return name
 	}
@@ -189,14 +212,15 @@ func (p *picker) CanRequeue() bool {
 	return p.queue != nil && p.attempts < p.maxAttempts
 }
 
-// Done implements engines.Picker: the attempt's in-flight count ends, and
-// the backend's failures feed the endpoint's circuit breaker (passive
-// health). The engine says whose doing an ended attempt was: a client that
-// went away (hung up, failed a write, cancelled) or our own response
-// transform is neither the backend's failure nor its success.
+// Done implements engines.Picker: the attempt's in-flight count ends (and
+// its slot goes to the next in the queue), and the outcome feeds the
+// endpoint's passive health (fleet.Endpoint.Finish). The engine says whose
+// doing an ended attempt was: a client that went away (hung up, failed a
+// write, cancelled) or our own response transform is neither the backend's
+// failure nor its success.
 func (p *picker) Done(t engines.Target, out engines.Outcome) {
-	st := t.(*endpointState)
-	waitingRoom.Release(st)
+	st := t.(*fleet.Endpoint)
+	p.room.Release(st)
 	if rec := p.rec; rec != nil {
 		rec.endpoint, rec.backendType = st.Name(), st.Type()
 		rec.status, rec.headerWait = out.Status, out.HeaderLatency
@@ -208,8 +232,6 @@ func (p *picker) Done(t engines.Target, out engines.Outcome) {
 			rec.status = http.StatusBadGateway
 		}
 	}
-	st.latencyNs.Add(int64(out.HeaderLatency))
-	st.bytesOut.Add(out.Bytes)
 	now := time.Now()
 	if st == p.current && out.Err == nil && out.Status >= 200 && out.Status < 300 {
 		p.okStatus = true
@@ -219,30 +241,13 @@ func (p *picker) Done(t engines.Target, out engines.Outcome) {
 		}
 	}
 	if st == p.current && !p.ttftDone {
-		st.endAttempt(p.modelAt(st), p.attemptStart) // no sample is coming
+		st.EndAttempt(p.modelAt(st), p.attemptStart) // no sample is coming
 	}
-	switch {
-	case out.ClientGone(), out.TransformFailed():
-		// not the backend's doing
-	case out.Busy && out.Err == nil:
-		// busy, not broken (Lemonade's slots_pinned_error, Ollama's
-		// "server busy"): neither a failure nor a sign of health
-	case out.Err != nil || out.Status >= 500:
-		st.failures.Add(1)
-		st.breaker.Failure(now)
-	default:
-		st.breaker.Success()
-		if out.Status != http.StatusTooManyRequests {
-			st.lastSuccess.Store(now.UnixNano()) // it is serving: slow probes are forgiven
-		}
-	}
-	if out.Busy || out.Status == http.StatusTooManyRequests || out.Status == http.StatusServiceUnavailable {
-		st.park(out.RetryAfter)
-		if p.queue != nil {
-			// busy, not broken: the request goes back in line, and may
-			// come back here once the endpoint's Retry-After is over
-			p.full = append(p.full, st)
-		}
+	st.Finish(out, now)
+	if p.queue != nil && (out.Busy || out.Status == http.StatusTooManyRequests || out.Status == http.StatusServiceUnavailable) {
+		// busy, not broken: the request goes back in line, and may come
+		// back here once the endpoint's Retry-After is over
+		p.full = append(p.full, st)
 	}
 }
 

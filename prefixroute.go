@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 
 	"github.com/caddy-olla/olla/balancer"
+	"github.com/caddy-olla/olla/fleet"
 	"github.com/caddy-olla/olla/fleet/prefix"
 )
 
@@ -49,19 +50,19 @@ func (pa *PrefixAffinity) on(strategy string) bool {
 // conversation's prompt.
 type prefixRouting struct {
 	index *prefix.Index
-	slots map[*endpointState]prefix.Slot // written at provision, read-only after
+	slots map[*fleet.Endpoint]prefix.Slot // written at provision, read-only after
 
 	// requests with a prompt of their own, and of them the ones served
 	// where the index held more than the shared head
 	routed, held atomic.Int64
 }
 
-func newPrefixRouting(states []*endpointState, pa *PrefixAffinity) *prefixRouting {
+func newPrefixRouting(states []*fleet.Endpoint, pa *PrefixAffinity) *prefixRouting {
 	budget := 0
 	if pa != nil {
 		budget = pa.CacheBlocks
 	}
-	pr := &prefixRouting{index: prefix.NewIndex(), slots: make(map[*endpointState]prefix.Slot, len(states))}
+	pr := &prefixRouting{index: prefix.NewIndex(), slots: make(map[*fleet.Endpoint]prefix.Slot, len(states))}
 	for _, st := range states {
 		if s, err := pr.index.Add(st.Name(), budget); err == nil {
 			pr.slots[st] = s
@@ -71,7 +72,7 @@ func newPrefixRouting(states []*endpointState, pa *PrefixAffinity) *prefixRoutin
 }
 
 // slot is st's place in the index, -1 when it has none.
-func (pr *prefixRouting) slot(st *endpointState) prefix.Slot {
+func (pr *prefixRouting) slot(st *fleet.Endpoint) prefix.Slot {
 	if s, ok := pr.slots[st]; ok {
 		return s
 	}
@@ -120,7 +121,7 @@ func (rq *prefixRequest) candidates(remaining candidates, c balancer.Candidates)
 
 // served records that st answered the request: its backend now holds the
 // prompt.
-func (rq *prefixRequest) served(st *endpointState) {
+func (rq *prefixRequest) served(st *fleet.Endpoint) {
 	s := rq.pr.slot(st)
 	if s < 0 {
 		return
@@ -136,7 +137,7 @@ func (rq *prefixRequest) served(st *endpointState) {
 
 // forget drops what st is known to hold: its backend restarted or lost
 // its models.
-func (pr *prefixRouting) forget(st *endpointState) {
+func (pr *prefixRouting) forget(st *fleet.Endpoint) {
 	if pr == nil {
 		return
 	}

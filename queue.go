@@ -13,14 +13,14 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddy-olla/olla/admission"
+	"github.com/caddy-olla/olla/fleet"
 )
 
-// waitingRoom holds, for every site and config at once, the requests that
-// found each of their endpoints at max_concurrency. It is process-wide
-// because endpoints are: a slot freed on an endpoint two sites share goes
-// to whichever waiter is next in line, and requests waiting across a reload
-// keep their place.
-var waitingRoom = admission.New()
+// The waiting room (App.room, admission.Queue) holds, for every site and
+// config at once, the requests that found each of their endpoints at
+// max_concurrency. It is process-wide because endpoints are: a slot freed
+// on an endpoint two sites share goes to whichever waiter is next in line,
+// and requests waiting across a reload keep their place.
 
 // Queue is the `queue` block: when no candidate endpoint has room (every one
 // is at its max_concurrency), a request waits instead of failing.
@@ -124,26 +124,13 @@ func (p *queuePolicy) ticket(r *http.Request, gates []admission.Gate) admission.
 
 // --- endpoints as admission gates ---
 
-// TryEnter takes one of the endpoint's max_concurrency slots if it is
-// routable, or out only for transient probe failures, and has one free.
-// The second admits requests that panic routing queued for it; a request
-// queued while it was routable may then get it too, as panic would have
-// offered it.
-func (st *endpointState) TryEnter() bool {
-	if now := time.Now(); !st.routable(now) && !st.panicEligible(now) {
-		return false
-	}
-	return st.inFlight.TryAcquire(st.concurrencyCap())
-}
-
-// Leave gives a slot back; use waitingRoom.Release, which also hands it on.
-func (st *endpointState) Leave() { st.inFlight.Release() }
-
-var _ admission.Gate = (*endpointState)(nil)
+// Endpoints are the queue's gates: a slot freed on one (fleet.Endpoint.Leave
+// through the room's Release) goes to the next request waiting for it.
+var _ admission.Gate = (*fleet.Endpoint)(nil)
 
 // wait queues the request for any of the endpoints it found full. It
 // returns the endpoint that let it in, or nil with the answer to give.
-func (p *picker) wait(ctx context.Context) (*endpointState, *apiError) {
+func (p *picker) wait(ctx context.Context) (*fleet.Endpoint, *apiError) {
 	if len(p.full) == 0 {
 		return nil, nil
 	}
@@ -157,13 +144,13 @@ func (p *picker) wait(ctx context.Context) (*endpointState, *apiError) {
 		gates[i] = st
 	}
 	start := time.Now()
-	g, err := waitingRoom.Wait(ctx, p.queue.ticket(p.req, gates))
+	g, err := p.room.Wait(ctx, p.queue.ticket(p.req, gates))
 	waited := time.Since(start)
 	if p.metrics != nil {
 		p.metrics.queueWait.Observe(waited.Seconds())
 	}
 	if err == nil {
-		st := g.(*endpointState)
+		st := g.(*fleet.Endpoint)
 		for i, x := range p.full {
 			if x == st {
 				p.full = append(p.full[:i], p.full[i+1:]...)
@@ -181,11 +168,11 @@ func (p *picker) wait(ctx context.Context) (*endpointState, *apiError) {
 	switch {
 	case errors.Is(err, admission.ErrFull):
 		reason = "full"
-		refusal = &apiError{status: http.StatusTooManyRequests, code: "queue_full", retryAfter: waitingRoom.RetryAfter(),
+		refusal = &apiError{status: http.StatusTooManyRequests, code: "queue_full", retryAfter: p.room.RetryAfter(),
 			message: fmt.Sprintf("every endpoint is busy and the queue is full (%d waiting, queue max_size); retry later", p.queue.bound.Max())}
 	case errors.Is(err, admission.ErrTimeout):
 		reason = "timeout"
-		refusal = &apiError{status: http.StatusServiceUnavailable, code: "queue_timeout", retryAfter: waitingRoom.RetryAfter(),
+		refusal = &apiError{status: http.StatusServiceUnavailable, code: "queue_timeout", retryAfter: p.room.RetryAfter(),
 			message: fmt.Sprintf("every endpoint stayed busy for the whole %s this request could wait (queue max_wait); retry later", p.queue.maxWait)}
 	}
 	if p.metrics != nil {
@@ -197,7 +184,7 @@ func (p *picker) wait(ctx context.Context) (*endpointState, *apiError) {
 // queueStatus is the queue as the status routes show it: what waits now
 // (every site), and this site's bound.
 func (h *Handler) queueStatus() map[string]any {
-	q := map[string]any{"depth": waitingRoom.Depth(), "enabled": h.queue != nil}
+	q := map[string]any{"depth": h.app.room.Depth(), "enabled": h.queue != nil}
 	if h.queue != nil {
 		q["site_waiting"] = h.queue.bound.Waiting()
 		q["max_size"] = h.queue.bound.Max()
@@ -221,9 +208,9 @@ func (a *App) kickQueue(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			depth := waitingRoom.Depth()
+			depth := a.room.Depth()
 			if depth > 0 {
-				waitingRoom.Kick()
+				a.room.Kick()
 			}
 			a.activity.sampleQueue(int64(depth), now)
 		}

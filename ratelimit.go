@@ -10,6 +10,8 @@ import (
 
 	"github.com/puzpuzpuz/xsync/v3"
 	"golang.org/x/time/rate"
+
+	"github.com/caddy-olla/olla/fleet"
 )
 
 // Rate limit defaults.
@@ -29,7 +31,7 @@ type rateLimiter struct {
 	perEP      limitSpec
 	clients    *xsync.MapOf[string, *clientBucket]
 	healthers  *xsync.MapOf[string, *clientBucket]
-	endpoints  *xsync.MapOf[*endpointState, *rate.Limiter]
+	endpoints  *xsync.MapOf[*fleet.Endpoint, *rate.Limiter]
 	idle       time.Duration
 	lastSweep  atomic.Int64
 	now        func() time.Time // injectable clock for tests
@@ -72,7 +74,7 @@ func newRateLimiter(cfg *RateLimits) *rateLimiter {
 		perEP:     limitSpec{cfg.PerEndpointRequestsPerMinute, burst},
 		clients:   xsync.NewMapOf[string, *clientBucket](),
 		healthers: xsync.NewMapOf[string, *clientBucket](),
-		endpoints: xsync.NewMapOf[*endpointState, *rate.Limiter](),
+		endpoints: xsync.NewMapOf[*fleet.Endpoint, *rate.Limiter](),
 		idle:      defaultRateIdleTimeout,
 		now:       time.Now,
 	}
@@ -156,7 +158,7 @@ func (rl *rateLimiter) allowHealth(clientIP string) verdict {
 
 // allowEndpoint spends a token of an endpoint's own bucket; a full
 // endpoint is skipped like a busy one.
-func (rl *rateLimiter) allowEndpoint(st *endpointState) bool {
+func (rl *rateLimiter) allowEndpoint(st *fleet.Endpoint) bool {
 	if rl == nil || !rl.perEP.on() {
 		return true
 	}

@@ -116,7 +116,7 @@ func (h *Handler) modelLabel(model string) string {
 		return model
 	}
 	for _, st := range h.states {
-		if name, ok := st.lookupModel(model); ok {
+		if name, ok := st.LookupModel(model); ok {
 			return name
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/caddy-olla/olla/engines"
+	"github.com/caddy-olla/olla/fleet"
 	"github.com/caddy-olla/olla/profiles"
 	"github.com/caddy-olla/olla/translate/anthropic"
 	"github.com/caddy-olla/olla/translate/responses"
@@ -90,8 +91,8 @@ func (c *responsesCall) check(body []byte) *apiError {
 	return nil
 }
 
-func (c *responsesCall) native(st *endpointState) bool {
-	return servesResponses(st.settings.Load().profile)
+func (c *responsesCall) native(st *fleet.Endpoint) bool {
+	return servesResponses(st.Profile())
 }
 
 // routed puts the native endpoints first and keeps, after them, the
@@ -105,7 +106,7 @@ func (c *responsesCall) routed(d *decision, model string) (bool, error) {
 	kept := ordered[:n:n]
 	var types []string
 	for _, st := range ordered[n:] {
-		if p := st.settings.Load().profile; p != nil && p.OpenAICompatible {
+		if p := st.Profile(); p != nil && p.OpenAICompatible {
 			kept = append(kept, st)
 		} else if !slices.Contains(types, st.Type()) {
 			types = append(types, st.Type())
@@ -129,7 +130,7 @@ func (c *responsesCall) shape(plan *engines.Plan, d *decision, rw *rewriter) {
 	split(plan, c.tier)
 	plan.Upstream = func(t engines.Target) (string, []byte) {
 		name := rw.nameFor(d, t)
-		if c.native(t.(*endpointState)) {
+		if c.native(t.(*fleet.Endpoint)) {
 			return profiles.PathResponses, rw.bodyFor(name, rw.model)
 		}
 		return responses.ChatPath, c.translation(name)
@@ -138,7 +139,7 @@ func (c *responsesCall) shape(plan *engines.Plan, d *decision, rw *rewriter) {
 		ch := c.hw.Header()
 		h.Del(modeHeader)
 		h.Del(droppedHeader)
-		if c.native(t.(*endpointState)) {
+		if c.native(t.(*fleet.Endpoint)) {
 			ch.Set(modeHeader, modePassthrough)
 			return nil
 		}

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/caddy-olla/olla/fleet"
 	"github.com/caddy-olla/olla/profiles"
 )
 
@@ -107,7 +108,7 @@ type decision struct {
 	candidates candidates
 	// rewrite maps an endpoint to the model name it knows, where that
 	// differs from what the client sent (an alias, or another case).
-	rewrite  map[*endpointState]string
+	rewrite  map[*fleet.Endpoint]string
 	strategy string
 	action   string // routed, fallback, rejected
 	reason   string
@@ -126,7 +127,7 @@ type decision struct {
 // our probes took out only for transient failures (timeouts, resets, 5xx
 // other than 503: what a loaded backend's health route does first) are
 // tried anyway, and X-Olla-Routing-Reason says so. A 503 from us is then
-// no better than their answer. endpointState.panicEligible lists what
+// no better than their answer. fleet.Endpoint.panicEligible lists what
 // never qualifies: open breakers, refused connections, 503/401/403/429
 // answers, Retry-After parkings, drains and endpoints not probed yet.
 func (h *Handler) route(ctx context.Context, rt route, model string, now time.Time) decision {
@@ -134,9 +135,9 @@ func (h *Handler) route(ctx context.Context, rt route, model string, now time.Ti
 	for _, st := range h.states {
 		if rt.allows(st.Type()) {
 			typed = append(typed, st)
-			if st.routable(now) {
+			if st.Routable(now) {
 				up = append(up, st)
-			} else if st.panicEligible(now) {
+			} else if st.PanicEligible(now) {
 				down = append(down, st)
 			}
 		}
@@ -197,10 +198,10 @@ func (h *Handler) routeAmong(ctx context.Context, rt route, typed, up candidates
 // first.
 func (h *Handler) serving(up candidates, model string) decision {
 	if targets := h.aliasTargets(model); len(targets) > 0 {
-		d := decision{strategy: "alias", action: "routed", rewrite: map[*endpointState]string{}}
+		d := decision{strategy: "alias", action: "routed", rewrite: map[*fleet.Endpoint]string{}}
 		for _, st := range up {
 			for _, target := range targets {
-				if name, ok := st.lookupModel(target); ok {
+				if name, ok := st.LookupModel(target); ok {
 					d.candidates = append(d.candidates, st)
 					d.rewrite[st] = name
 					break
@@ -219,11 +220,11 @@ func (h *Handler) serving(up candidates, model string) decision {
 func (h *Handler) matchModel(up candidates, model string) decision {
 	d := decision{strategy: h.strategy.name, action: "routed", reason: "model_found"}
 	for _, st := range up {
-		if name, ok := st.lookupModel(model); ok {
+		if name, ok := st.LookupModel(model); ok {
 			d.candidates = append(d.candidates, st)
 			if name != model {
 				if d.rewrite == nil {
-					d.rewrite = map[*endpointState]string{}
+					d.rewrite = map[*fleet.Endpoint]string{}
 				}
 				d.rewrite[st] = name
 			}
@@ -236,13 +237,13 @@ func (h *Handler) matchModel(up candidates, model string) decision {
 // the model: a fallback the strategy allows, 503 when the model is known
 // (or a first discovery is under way) but not routable, else 404.
 func (h *Handler) miss(rt route, typed, up candidates, model string) decision {
-	var homes []*endpointState // endpoints that list the model, any status
+	var homes []*fleet.Endpoint // endpoints that list the model, any status
 	pending := false
 	for _, st := range h.states {
-		if _, ok := st.lookupModel(model); ok {
+		if _, ok := st.LookupModel(model); ok {
 			homes = append(homes, st)
 		}
-		if rt.allows(st.Type()) && st.discoveryPending() {
+		if rt.allows(st.Type()) && st.DiscoveryPending() {
 			pending = true
 		}
 	}
@@ -277,7 +278,7 @@ func (h *Handler) miss(rt route, typed, up candidates, model string) decision {
 	case len(homes) > 0:
 		names := make([]string, 0, len(homes))
 		for _, st := range homes {
-			names = append(names, fmt.Sprintf("%s (%s, %s)", st.Name(), st.Type(), st.health.Load().status))
+			names = append(names, fmt.Sprintf("%s (%s, %s)", st.Name(), st.Type(), st.HealthStatus()))
 		}
 		msg := fmt.Sprintf("model %q is served by %s, but none of them is available on /olla/%s/ right now; retry later",
 			model, strings.Join(names, ", "), rt.prefix)
@@ -290,7 +291,7 @@ func (h *Handler) miss(rt route, typed, up candidates, model string) decision {
 	}
 	var unlisted []string // down since start-up: their models are unknown
 	for _, st := range typed {
-		if !st.discovered() {
+		if !st.Discovered() {
 			unlisted = append(unlisted, st.Name())
 		}
 	}
@@ -310,9 +311,9 @@ func rejected(strategy, reason string, e apiError) decision {
 func (h *Handler) noneUp(rt route, typed candidates) apiError {
 	reasons := make([]string, 0, len(typed))
 	for _, st := range typed {
-		hs := st.health.Load()
-		why := string(hs.status) + ": " + hs.reason
-		if hs.status.Routable() {
+		hs := st.Health()
+		why := string(hs.Status) + ": " + hs.Reason
+		if hs.Status.Routable() {
 			why = "held back after recent failures"
 		}
 		reasons = append(reasons, st.Name()+" "+why)
@@ -325,7 +326,7 @@ func (h *Handler) noneUp(rt route, typed candidates) apiError {
 func (h *Handler) retryAfter(typed candidates) time.Duration {
 	d := 30 * time.Second
 	for _, st := range typed {
-		d = min(d, st.settings.Load().checkInterval)
+		d = min(d, st.Settings().CheckInterval)
 	}
 	return max(d, time.Second)
 }
@@ -383,11 +384,7 @@ func (h *Handler) refreshModels(ctx context.Context, eps candidates) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			st.missRefresh.Refresh(ctx, now, missRefreshInterval, func() {
-				fetchCtx, cancel := context.WithTimeout(st.probeCtx, h.strategy.refreshTimeout)
-				defer cancel()
-				h.app.discover(fetchCtx, st, st.settings.Load())
-			})
+			st.RefreshOnMiss(ctx, h.app.logger, now, missRefreshInterval, h.strategy.refreshTimeout)
 		}()
 	}
 	wg.Wait()

@@ -10,6 +10,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddy-olla/olla/balancer"
+	"github.com/caddy-olla/olla/fleet"
 	"github.com/caddy-olla/olla/profiles"
 )
 
@@ -26,10 +27,10 @@ func scheduledEndpoints(tb testing.TB, n int) candidates {
 		if err != nil {
 			tb.Fatal(err)
 		}
-		s.slotCap = true
-		st := newEndpointState(s)
+		s.SlotCap = true
+		st := fleet.New(s)
 		tb.Cleanup(func() { _ = st.Destruct() })
-		st.models.Store(newModelSnapshot([]profiles.Model{{Name: "llama3:8b"}, {Name: "qwen3:latest"}}, time.Now()))
+		st.SetModelsForTest([]profiles.Model{{Name: "llama3:8b"}, {Name: "qwen3:latest"}})
 		var sig profiles.Signals
 		switch i % 3 {
 		case 0:
@@ -46,8 +47,8 @@ func scheduledEndpoints(tb testing.TB, n int) candidates {
 			sig.SlotsTotal, sig.SlotsBusy, sig.Running = 4, 1, 1
 		}
 		sig.At = time.Now()
-		st.sched.signals.Store(&sig)
-		st.observeTTFT("llama3:8b", time.Duration(40+i)*time.Millisecond)
+		st.SetSignalsForTest(&sig)
+		st.ObserveTTFT("llama3:8b", time.Duration(40+i)*time.Millisecond)
 		c[i] = st
 	}
 	return c
@@ -89,7 +90,7 @@ func TestAdaptiveSelectAllocs(t *testing.T) {
 	// the winner is warm for the model (an Ollama holding it or a server
 	// that serves what it lists), never an Ollama holding another model
 	var sig balancer.Signals
-	if c[won].schedSignals("llama3:8b", &sig); sig.Warm != balancer.Warm {
+	if c[won].SchedSignals("llama3:8b", &sig); sig.Warm != balancer.Warm {
 		t.Errorf("winner %s is not warm: %+v", c[won].Name(), sig)
 	}
 }

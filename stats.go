@@ -158,5 +158,5 @@ func (rq *request) serveModelStats() error {
 // serveTranslatorStats answers /internal/stats/translators: the Anthropic
 // Messages API's passthrough and translation counts (anthropic.go).
 func (rq *request) serveTranslatorStats() error {
-	return rq.writeJSON(http.StatusOK, translatorStatsBody(time.Now()))
+	return rq.writeJSON(http.StatusOK, rq.h.app.translators.body(time.Now()))
 }

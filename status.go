@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/caddy-olla/olla/discovery"
+	"github.com/caddy-olla/olla/fleet"
 	"github.com/caddy-olla/olla/profiles"
 )
 
@@ -64,7 +65,7 @@ func (rq *request) serveInternal(path string) error {
 		now := time.Now()
 		up := 0
 		for _, st := range h.states {
-			if st.routable(now) {
+			if st.Routable(now) {
 				up++
 			}
 		}
@@ -94,7 +95,7 @@ func (rq *request) serveInternal(path string) error {
 	case "/internal/stats/translators":
 		return rq.serveTranslatorStats()
 	case "/internal/process":
-		return rq.writeJSON(http.StatusOK, processStats())
+		return rq.writeJSON(http.StatusOK, processStats(h.app.bodies))
 	case "/version":
 		return rq.writeJSON(http.StatusOK, versionInfo())
 	}
@@ -238,16 +239,16 @@ type endpointStatus struct {
 	LastModelSyncAt   string `json:"last_model_sync_at,omitempty"`
 	ModelError        string `json:"model_error,omitempty"`
 	Issues            string `json:"issues,omitempty"`
-	// Signals are the backend's load signals (signals.go)
-	Signals *signalStatus `json:"signals,omitempty"`
-	// TypeAuto is how a `type auto` endpoint was typed (autotype.go)
-	TypeAuto *autoStatus `json:"type_auto,omitempty"`
+	// Signals are the backend's load signals (fleet/signals.go)
+	Signals *fleet.SignalStatus `json:"signals,omitempty"`
+	// TypeAuto is how a `type auto` endpoint was typed (fleet/autotype.go)
+	TypeAuto *fleet.AutoStatus `json:"type_auto,omitempty"`
 }
 
 // endpointID is a stable short id of an endpoint's sanitised URL and name.
-func endpointID(s *endpointSettings) string {
+func endpointID(s *fleet.Settings) string {
 	sum := fnv.New32a()
-	sum.Write([]byte(s.displayURL + "\x00" + s.name))
+	sum.Write([]byte(s.DisplayURL + "\x00" + s.Name))
 	return strconv.FormatUint(uint64(sum.Sum32()), 36)
 }
 
@@ -259,63 +260,63 @@ func ago(t time.Time, now time.Time) string {
 }
 
 // describe reports one endpoint's state; stable fields feed the ETag.
-func describe(st *endpointState, now time.Time) (endpointStatus, endpointStatus) {
-	s := st.settings.Load()
-	hs := st.health.Load()
-	ms := st.models.Load()
-	cb, _ := st.breaker.State()
-	reqs, fails := st.requests.Load(), st.failures.Load()
-	es := endpointStatus{ID: endpointID(s), Name: s.name, Type: s.typ, Status: string(hs.status), Reason: hs.reason,
-		Routable: st.routable(now), Priority: s.priority, URL: s.displayURL, RequestCount: reqs, FailureCount: fails,
-		ActiveConnections: st.inFlight.Load(), SuccessRate: "N/A", CircuitBreaker: string(cb),
-		BreakerOpens: st.breaker.Opens(), Drained: st.drained.Load(), MaxConcurrency: s.maxConcurrency}
-	if reqs > 0 {
-		es.SuccessRate = fmt.Sprintf("%.1f%%", 100*float64(reqs-fails)/float64(reqs))
-		avg := st.latencyNs.Load() / reqs / int64(time.Millisecond)
+func describe(st *fleet.Endpoint, now time.Time) (endpointStatus, endpointStatus) {
+	return describeStatus(st.Status(now), now)
+}
+
+func describeStatus(fs fleet.Status, now time.Time) (endpointStatus, endpointStatus) {
+	s, hs := fs.Settings, fs.Health
+	es := endpointStatus{ID: endpointID(s), Name: s.Name, Type: s.Type, Status: string(hs.Status), Reason: hs.Reason,
+		Routable: fs.Routable, Priority: s.Priority, URL: s.DisplayURL, RequestCount: fs.Requests, FailureCount: fs.Failures,
+		ActiveConnections: fs.InFlight, SuccessRate: "N/A", CircuitBreaker: string(fs.Breaker),
+		BreakerOpens: fs.BreakerOpens, Drained: fs.Drained, MaxConcurrency: s.MaxConcurrency}
+	if reqs := fs.Requests; reqs > 0 {
+		es.SuccessRate = fmt.Sprintf("%.1f%%", 100*float64(reqs-fs.Failures)/float64(reqs))
+		avg := int64(fs.HeaderWait) / reqs / int64(time.Millisecond)
 		es.AvgLatencyMs = &avg
 	}
-	if ms != nil {
-		es.ModelCount = len(ms.models)
-		es.ModelError = ms.lastError
+	if fs.Discovered {
+		es.ModelCount = len(fs.Models)
+		es.ModelError = fs.ModelError
 	}
 	var issues []string
 	if es.Drained {
 		issues = append(issues, "drained through the admin API")
 	}
-	if !hs.status.Routable() {
+	if !hs.Status.Routable() {
 		issues = append(issues, "unavailable")
 	}
-	if hs.failures > 3 {
+	if hs.Failures > 3 {
 		issues = append(issues, "unstable")
 	}
-	if cb != discovery.BreakerClosed {
-		issues = append(issues, "circuit breaker "+string(cb))
+	if fs.Breaker != discovery.BreakerClosed {
+		issues = append(issues, "circuit breaker "+string(fs.Breaker))
 	}
 	es.Issues = strings.Join(issues, ", ")
-	if until := st.parkedTill(now); !until.IsZero() {
+	if until := fs.ParkedUntil; !until.IsZero() {
 		es.ParkedUntil = until.UTC().Format(time.RFC3339)
 	}
-	sig := st.signalStatus(now)
+	sig := fs.Signals
 	es.Signals = &sig
-	es.TypeAuto = st.autoStatus()
+	es.TypeAuto = fs.TypeAuto
 	stable := es
 	// what scheduling changes on, not the counts that move every poll
-	stable.Signals = &signalStatus{Polling: sig.Polling, Fresh: sig.Fresh, Warm: sig.Warm, Serves: sig.Serves, Problem: sig.Problem}
+	stable.Signals = &fleet.SignalStatus{Polling: sig.Polling, Fresh: sig.Fresh, Warm: sig.Warm, Serves: sig.Serves, Problem: sig.Problem}
 	stable.Reason = "" // carries latencies
 	stable.AvgLatencyMs = nil
 	stable.SuccessRate = ""
 
-	es.HealthCheck = ago(hs.checkedAt, now)
-	if !hs.checkedAt.IsZero() {
-		es.HealthCheckAt = hs.checkedAt.UTC().Format(time.RFC3339)
-		es.ResponseTime = hs.latency.Round(time.Millisecond).String()
+	es.HealthCheck = ago(hs.CheckedAt, now)
+	if !hs.CheckedAt.IsZero() {
+		es.HealthCheckAt = hs.CheckedAt.UTC().Format(time.RFC3339)
+		es.ResponseTime = hs.Latency.Round(time.Millisecond).String()
 	}
-	if next := st.nextCheck.Load(); next > 0 {
-		es.NextCheckAt = time.Unix(0, next).UTC().Format(time.RFC3339)
+	if !fs.NextCheck.IsZero() {
+		es.NextCheckAt = fs.NextCheck.UTC().Format(time.RFC3339)
 	}
-	if ms != nil && !ms.updatedAt.IsZero() {
-		es.LastModelSync = ago(ms.updatedAt, now)
-		es.LastModelSyncAt = ms.updatedAt.UTC().Format(time.RFC3339)
+	if !fs.ModelsAt.IsZero() {
+		es.LastModelSync = ago(fs.ModelsAt, now)
+		es.LastModelSyncAt = fs.ModelsAt.UTC().Format(time.RFC3339)
 	}
 	return es, stable
 }
@@ -471,8 +472,8 @@ func lastSeen(h *Handler, e discovery.Entry, now time.Time) string {
 	for _, s := range e.Sources {
 		for _, st := range h.states {
 			if st.Name() == s.Endpoint {
-				if ms := st.models.Load(); ms != nil && ms.updatedAt.After(latest) {
-					latest = ms.updatedAt
+				if at := st.ModelsUpdatedAt(); at.After(latest) {
+					latest = at
 				}
 			}
 		}
@@ -480,7 +481,7 @@ func lastSeen(h *Handler, e discovery.Entry, now time.Time) string {
 	return ago(latest, now)
 }
 
-func processStats() map[string]any {
+func processStats(bodies *bodyBudget) map[string]any {
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	mib := func(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
@@ -492,7 +493,7 @@ func processStats() map[string]any {
 			"gc_cpu_fraction": m.GCCPUFraction},
 		"goroutines": map[string]any{"count": runtime.NumGoroutine()},
 		// the process-wide budget's use (request_limits max_buffered_bytes)
-		"request_bodies": map[string]any{"buffered_bytes": bufferedBodies.used.Load()},
+		"request_bodies": map[string]any{"buffered_bytes": bodies.used.Load()},
 		"runtime": map[string]any{"uptime": time.Since(processStart).Round(time.Second).String(), "go_version": runtime.Version(),
 			"num_cpu": runtime.NumCPU(), "gomaxprocs": runtime.GOMAXPROCS(0)},
 		"allocations": map[string]any{"total_mallocs": m.Mallocs, "total_frees": m.Frees, "net_objects": m.Mallocs - m.Frees},

@@ -12,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddy-olla/olla/balancer"
+	"github.com/caddy-olla/olla/fleet"
 	"github.com/caddy-olla/olla/fleet/prefix"
 )
 
@@ -170,40 +171,13 @@ func (p *stickyPolicy) keyFor(r *http.Request, body []byte, model string) *stick
 			continue
 		}
 		sr.source = src
-		sr.key = stickyHash(src, material, model)
+		sr.key = balancer.SessionKey(src, material, model)
 		break
 	}
 	if sr.key != 0 {
 		sr.pinned = p.pins.get(sr.key, time.Now())
 	}
 	return sr
-}
-
-// stickyHash hashes a key source's material with the model (FNV-1a with
-// a finaliser, as the balancer hashes keys); 0 is kept for "no key".
-func stickyHash(source string, material []byte, model string) uint64 {
-	h := uint64(14695981039346656037)
-	add := func(b []byte) {
-		for _, c := range b {
-			h ^= uint64(c)
-			h *= 1099511628211
-		}
-		h ^= 0xff // separator
-		h *= 1099511628211
-	}
-	add([]byte(source))
-	add(material)
-	add([]byte(model))
-	// a 64-bit finaliser, so that similar keys spread over the rendezvous
-	h ^= h >> 33
-	h *= 0xff51afd7ed558ccd
-	h ^= h >> 33
-	h *= 0xc4ceb9fe1a85ec53
-	h ^= h >> 33
-	if h == 0 {
-		h = 1
-	}
-	return h
 }
 
 // conversationKey is the conversation the body's prompt names: the hash of
@@ -218,51 +192,8 @@ func conversationKey(body []byte, model string) []byte {
 	return binary.LittleEndian.AppendUint64(nil, c.Anchor)
 }
 
-// choose is the sticky choice among p.remaining for a strategy other than
-// adaptive (adaptive weighs the pin as its affinity scorer): the pinned
-// endpoint if it is still a candidate and routable, else the key's
-// rendezvous home. It returns -1 when the request has no key.
-func (sr *stickyRequest) choose(p *picker) int {
-	if sr == nil || sr.key == 0 {
-		return -1
-	}
-	c := p.remaining
-	now := time.Now()
-	if sr.pinned != "" {
-		for i, st := range c {
-			if st.Name() == sr.pinned && st.routable(now) {
-				return i
-			}
-		}
-	}
-	// a new key: rendezvous over the candidates (the top priority tier
-	// under the priority balancer), skipping any loaded above the bound
-	top := 0
-	for i, st := range c {
-		if pr := st.settings.Load().priority; i == 0 || pr > top {
-			top = pr
-		}
-	}
-	names := make([]string, 0, len(c))
-	loads := make([]float64, 0, len(c))
-	index := make([]int, 0, len(c))
-	for i, st := range c {
-		if p.strategy == balancer.Priority && st.settings.Load().priority != top {
-			continue
-		}
-		capacity := float64(max(st.concurrencyCap(), 1))
-		names = append(names, st.Name())
-		loads = append(loads, float64(st.inFlight.Load())/capacity)
-		index = append(index, i)
-	}
-	if w := balancer.Rendezvous(sr.key, names, loads, balancer.DefaultLoadBound); w >= 0 {
-		return index[w]
-	}
-	return -1
-}
-
 // placed records where the request went and sets its headers.
-func (sr *stickyRequest) placed(st *endpointState, h http.Header) {
+func (sr *stickyRequest) placed(st *fleet.Endpoint, h http.Header) {
 	if sr == nil || sr.key == 0 {
 		return
 	}

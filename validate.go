@@ -12,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddy-olla/olla/balancer"
+	"github.com/caddy-olla/olla/fleet"
 	"github.com/caddy-olla/olla/profiles"
 )
 
@@ -367,8 +368,8 @@ func (e *Endpoint) validate() error {
 			return errf("%s %v", sub.name, err)
 		}
 	}
-	if e.LoadInterval < 0 || e.LoadInterval != 0 && time.Duration(e.LoadInterval) < minLoadInterval {
-		return errf("load_interval %s is too short (at least %s; `load_interval off` turns polling off)", time.Duration(e.LoadInterval), minLoadInterval)
+	if e.LoadInterval < 0 || e.LoadInterval != 0 && time.Duration(e.LoadInterval) < fleet.MinLoadInterval {
+		return errf("load_interval %s is too short (at least %s; `load_interval off` turns polling off)", time.Duration(e.LoadInterval), fleet.MinLoadInterval)
 	}
 	if e.MaxConcurrency < 0 || e.MaxConcurrency > maxEndpointConcurrency {
 		return errf("max_concurrency must be between 0 (no cap) and %d, got %d", maxEndpointConcurrency, e.MaxConcurrency)

@@ -170,6 +170,9 @@ func NewPipeline(cfg Config) (*Pipeline, error) {
 		}
 		p.scorers = append(p.scorers, Weighted{Scorer: s, Weight: weights[name]})
 	}
+	// adaptive weighs a session's endpoint as its affinity score; every
+	// other strategy places a keyed request there outright
+	p.sticky = cfg.Strategy != Adaptive
 	for _, f := range p.filters {
 		if _, ok := f.(usesSignals); ok {
 			p.signals = true

@@ -129,6 +129,7 @@ type Pipeline struct {
 	loadBound float64 // rendezvous skips candidates above this × the mean
 	signals   bool    // some stage reads backend signals or names
 	affinity  bool    // some scorer reads Set.Affinity
+	sticky    bool    // a request with a key goes to its session's endpoint (placeSession)
 	speed     bool    // the TTFT scorer has a weight: Set.MinTTFT is wanted
 	prefix    bool    // the prefix stage runs (prefix.go)
 	penalty   float64 // its release penalty, in rounds of queueing
@@ -168,7 +169,12 @@ type scratch struct {
 	kept     []bool
 	eligible []bool
 	decision prefixDecision
-	_        [64]byte // keep two slots' busy flags off one cache line
+	// a session's placement (placeSession): the kept candidates' names,
+	// loads and indexes
+	names []string
+	loads []float64
+	index []int
+	_     [64]byte // keep two slots' busy flags off one cache line
 }
 
 // scratchSlots is how many selections of one pipeline can run at once
@@ -208,6 +214,7 @@ func (p *Pipeline) claim(n int) *scratch {
 // next used: they are the endpoints' own long-lived strings).
 func (s *scratch) release() {
 	s.req, s.source = Request{}, nil
+	clear(s.names) // the endpoints' names: no reference kept past the selection
 	s.busy.Store(false)
 }
 
@@ -220,7 +227,8 @@ func (p *Pipeline) schedule(in *Request, c Candidates, why *Reason) int {
 		}
 		return -1
 	}
-	if len(p.filters) == 0 && len(p.scorers) == 0 {
+	placing := p.sticky && in.Key != 0
+	if len(p.filters) == 0 && len(p.scorers) == 0 && !placing {
 		// Nothing to read: every candidate ties (round-robin).
 		win := p.picker.pickAmongEqual(n)
 		if why != nil {
@@ -240,7 +248,7 @@ func (p *Pipeline) schedule(in *Request, c Candidates, why *Reason) int {
 
 	s.source = c
 	src, _ := c.(SignalSource)
-	if !p.signals {
+	if !p.signals && !placing {
 		src = nil
 	}
 	var now time.Time // read once, when a candidate first needs it
@@ -316,6 +324,14 @@ func (p *Pipeline) schedule(in *Request, c Candidates, why *Reason) int {
 	}
 	set.Len = kept
 
+	if placing {
+		if win := placeSession(r, s, p.loadBound); win >= 0 {
+			if why != nil {
+				*why = Reason{Strategy: p.name, Index: win, Endpoint: s.cands[win].Name}
+			}
+			return win
+		}
+	}
 	if p.speed {
 		for i := range s.cands {
 			if ttft := s.cands[i].TTFT; s.kept[i] && ttft > 0 && (set.MinTTFT == 0 || ttft < set.MinTTFT) {
@@ -355,6 +371,35 @@ func (p *Pipeline) schedule(in *Request, c Candidates, why *Reason) int {
 		p.explain(why, r, s, win)
 	}
 	return win
+}
+
+// placeSession is where a request with a session key goes under a strategy
+// without an affinity score: the endpoint its session is pinned to
+// (Request.Pinned) if that is a candidate, else the key's rendezvous home
+// among the kept candidates (the top priority tier under priority),
+// skipping any loaded above the bound × the mean, load being attempts in
+// flight per slot of the concurrency cap. It is -1 only without candidates.
+// The picker's rotation takes no turn for it.
+func placeSession(r *Request, s *scratch, bound float64) int {
+	if r.Pinned != "" {
+		for i := range s.cands {
+			if s.cands[i].Name == r.Pinned {
+				return i
+			}
+		}
+	}
+	s.names, s.loads, s.index = s.names[:0], s.loads[:0], s.index[:0]
+	for i := range s.cands {
+		if c := &s.cands[i]; s.kept[i] {
+			s.names = append(s.names, c.Name)
+			s.loads = append(s.loads, float64(c.InFlight)/float64(max(c.MaxConcurrency, 1)))
+			s.index = append(s.index, i)
+		}
+	}
+	if w := Rendezvous(r.Key, s.names, s.loads, bound); w >= 0 {
+		return s.index[w]
+	}
+	return -1
 }
 
 func clampScore(v float64) float64 {

@@ -5,13 +5,41 @@ package balancer
 // the same in every process (no random seed), which is what lets two proxies
 // with one config agree on placements, and it never stores the key.
 func HashKey(s string) uint64 {
-	h := uint64(14695981039346656037)
-	for i := 0; i < len(s); i++ {
-		h ^= uint64(s[i])
-		h *= 1099511628211
-	}
-	return mix64(h)
+	return mix64(fnv1a(fnvOffset, s))
 }
+
+// SessionKey hashes a sticky session's key: its source (session header,
+// prompt prefix, ...), the material it gave and the model, each followed by
+// a separator, so the same conversation with another model is another
+// session. Like HashKey it is the same in every process and keeps nothing;
+// 0 is never returned (it means "no key" in Request.Key).
+func SessionKey(source string, material []byte, model string) uint64 {
+	h := fnvSep(fnv1a(fnvOffset, source))
+	h = fnvSep(fnv1a(h, material))
+	h = fnvSep(fnv1a(h, model))
+	if h = mix64(h); h == 0 {
+		h = 1
+	}
+	return h
+}
+
+const (
+	fnvOffset = 14695981039346656037
+	fnvPrime  = 1099511628211
+)
+
+// fnv1a continues an FNV-1a hash h over b.
+func fnv1a[T string | []byte](h uint64, b T) uint64 {
+	for i := 0; i < len(b); i++ {
+		h ^= uint64(b[i])
+		h *= fnvPrime
+	}
+	return h
+}
+
+// fnvSep ends one part of a hash of several, so ("ab", "c") and ("a", "bc")
+// differ.
+func fnvSep(h uint64) uint64 { return (h ^ 0xff) * fnvPrime }
 
 // mix64 is a 64-bit finaliser (from MurmurHash3): every input bit affects
 // every output bit.

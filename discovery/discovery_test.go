@@ -177,7 +177,7 @@ func TestProbeOutcomes(t *testing.T) {
 		{"429 Retry-After negative", answer(429, "-5"), 5 * time.Second, StatusRateLimited, false, 30 * time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := Probe(context.Background(), http.DefaultClient, tc.url, nil, tc.timeout)
+			r := Probe(context.Background(), http.DefaultTransport, tc.url, nil, tc.timeout)
 			if r.Status != tc.status || r.Transient != tc.transient || r.RetryAfter != tc.retryAfter {
 				t.Errorf("got %s transient=%t retry-after %s (%s), want %s transient=%t retry-after %s",
 					r.Status, r.Transient, r.RetryAfter, r.Reason, tc.status, tc.transient, tc.retryAfter)

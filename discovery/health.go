@@ -60,34 +60,23 @@ type ProbeResult struct {
 // usable Retry-After, as the standalone proxy does.
 const probeRetryAfter = 30 * time.Second
 
-// Probe sends one health check: GET url with the endpoint's headers, bounded
-// by timeout. It never returns an error: every failure is a status and a
-// reason.
-func Probe(ctx context.Context, client *http.Client, url string, header http.Header, timeout time.Duration) ProbeResult {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return ProbeResult{Status: StatusUnhealthy, Reason: "bad health URL: " + err.Error()}
+// Probe sends one health check: GET url with the endpoint's headers through
+// rt, bounded by timeout (a Fetch). It never returns an error: every failure
+// is a status and a reason.
+func Probe(ctx context.Context, rt http.RoundTripper, url string, header http.Header, timeout time.Duration) ProbeResult {
+	// the body is read, a little, so the connection can be reused, and so
+	// a truncated or hanging body shows up as a failure rather than a pass
+	res := Fetch{URL: url, Header: header, UserAgent: "olla-caddy-health", Accept: "application/json, text/plain, */*",
+		Timeout: timeout, Limit: 64 << 10, Discard: true}.Do(ctx, rt)
+	if res.Status == 0 {
+		if res.Unsent {
+			return ProbeResult{Status: StatusUnhealthy, Reason: "bad health URL: " + res.Err.Error()}
+		}
+		return ProbeResult{Status: StatusOffline, Reason: TransportReason(res.Err, timeout), Latency: res.Latency,
+			Transient: TransientError(res.Err)}
 	}
-	for k, v := range header {
-		req.Header[k] = v
-	}
-	req.Header.Set("User-Agent", "olla-caddy-health")
-	req.Header.Set("Accept", "application/json, text/plain, */*")
-	start := time.Now()
-	res, err := client.Do(req)
-	latency := time.Since(start)
-	if err != nil {
-		return ProbeResult{Status: StatusOffline, Reason: TransportReason(err, timeout), Latency: latency,
-			Transient: TransientError(err)}
-	}
-	defer res.Body.Close()
-	// read a little so the connection can be reused, and so a truncated or
-	// hanging body shows up as a failure rather than a pass
-	_, rerr := io.Copy(io.Discard, io.LimitReader(res.Body, 64<<10))
-	latency = time.Since(start)
-	r := Classify(res.StatusCode, latency)
+	latency, rerr := res.Latency, res.ReadErr
+	r := Classify(res.Status, latency)
 	if r.Status == StatusRateLimited {
 		if r.RetryAfter = engines.ParseRetryAfter(res.Header.Get("Retry-After"), time.Now()); r.RetryAfter <= 0 {
 			r.RetryAfter = probeRetryAfter

@@ -174,12 +174,12 @@ func TestReloadKeepsState(t *testing.T) {
 	if n := a.Requests("/"); n > limit {
 		t.Errorf("a probed %d times in %s (interval %s): probed twice per interval", n, window.Round(time.Millisecond), interval)
 	}
-	// old watchers are gone: the new config runs one watcher per endpoint
-	// (three) and one queue kicker, and the old config's have stopped. Counted
-	// by what the goroutines run, not by their number, which idle
-	// connections and probes in flight move up and down.
-	waitFor(t, "the old config's watchers stopped", 30*time.Second, func() bool {
-		return goroutinesIn("olla.(*App).watch(") == 3 && goroutinesIn("olla.(*App).kickQueue(") == 1
+	// old loops are gone: the new config runs one loop per endpoint (three,
+	// fleet.Endpoint.Run) and one queue kicker, and the old config's have
+	// stopped. Counted by what the goroutines run, not by their number,
+	// which idle connections and probes in flight move up and down.
+	waitFor(t, "the old config's loops stopped", 30*time.Second, func() bool {
+		return goroutinesIn("fleet.(*Endpoint).Run(") == 3 && goroutinesIn("olla.(*App).kickQueue(") == 1
 	})
 }
 

@@ -1,13 +1,13 @@
-package olla
+package fleet
 
 import (
 	"fmt"
+	"net/http"
+	"net/url"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
-
-	"github.com/caddyserver/caddy/v2"
-	"go.uber.org/zap"
 
 	"github.com/caddy-olla/olla/discovery"
 	"github.com/caddy-olla/olla/engines"
@@ -47,17 +47,13 @@ func BenchmarkModelMemory(b *testing.B) {
 // TestReloadCapsParking: a reload never carries a parking or a put-off
 // probe further than the Retry-After cap from now, whatever set it.
 func TestReloadCapsParking(t *testing.T) {
-	e := Endpoint{Name: "a", URL: "http://127.0.0.1:1", Type: "ollama"}
-	s, err := e.resolve(caddy.NewReplacer(), zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := newEndpointState(s)
+	s := testSettings(t, "a", "http://127.0.0.1:1", "ollama")
+	st := newEndpoint(s)
 	defer st.Destruct()
 	day := time.Now().Add(24 * time.Hour).UnixNano()
 	st.parkedUntil.Store(day)
 	st.nextCheck.Store(day)
-	st.health.Store(&healthSnapshot{status: discovery.StatusRateLimited, probed: true})
+	st.health.Store(&Health{Status: discovery.StatusRateLimited, Probed: true})
 	st.update(s)
 	limit := time.Now().Add(engines.MaxRetryAfter)
 	for name, v := range map[string]int64{"parked until": st.parkedUntil.Load(), "next check": st.nextCheck.Load()} {
@@ -65,7 +61,7 @@ func TestReloadCapsParking(t *testing.T) {
 			t.Errorf("%s %s after a reload, past the %s cap", name, time.Until(time.Unix(0, v)).Round(time.Second), engines.MaxRetryAfter)
 		}
 	}
-	if got := st.parkedTill(time.Now()); got.IsZero() || got.After(limit) {
+	if got := st.ParkedTill(time.Now()); got.IsZero() || got.After(limit) {
 		t.Errorf("parkedTill = %v, want a time within %s", got, engines.MaxRetryAfter)
 	}
 	// a short parking is kept as it is
@@ -75,4 +71,27 @@ func TestReloadCapsParking(t *testing.T) {
 	if st.parkedUntil.Load() != soon {
 		t.Error("a reload moved a parking within the cap")
 	}
+}
+
+// testSettings are an endpoint's settings as Provision fills them for a
+// config naming only its name, URL and type.
+func testSettings(tb testing.TB, name, rawURL, typ string) *Settings {
+	tb.Helper()
+	p, ok := profiles.Lookup(typ)
+	if !ok {
+		tb.Fatalf("no profile %q", typ)
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	join := func(path string) string {
+		v := *u
+		v.Path = strings.TrimSuffix(u.Path, "/") + path
+		return v.String()
+	}
+	return &Settings{Name: name, Type: p.Name, Profile: p, URL: u, DisplayURL: u.String(), HealthURL: join(p.HealthPath),
+		ModelsURL: join(p.ModelsPath), Priority: DefaultPriority, CheckInterval: DefaultCheckInterval, CheckTimeout: DefaultCheckTimeout,
+		UnhealthyAfter: discovery.DefaultUnhealthyAfter, Header: http.Header{}, DiscoveryInterval: DefaultDiscoveryInterval,
+		DiscoveryTimeout: DefaultDiscoveryTimeout}
 }

@@ -1,4 +1,4 @@
-package olla
+package fleet
 
 import (
 	"context"
@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
@@ -21,14 +20,13 @@ import (
 
 // polledEndpoint builds an endpoint's state as Provision would, for a
 // backend at url.
-func polledEndpoint(t testing.TB, url, typ string, interval time.Duration) (*endpointState, *endpointSettings) {
+func polledEndpoint(t testing.TB, url, typ string, interval time.Duration) (*Endpoint, *Settings) {
 	t.Helper()
-	e := &Endpoint{Name: "ep", URL: url, Type: typ, LoadInterval: caddy.Duration(interval)}
-	s, err := e.resolve(caddy.NewReplacer(), zap.NewNop())
-	if err != nil {
+	s := testSettings(t, "ep", url, typ)
+	if err := s.PollLoad(interval); err != nil {
 		t.Fatal(err)
 	}
-	st := newEndpointState(s)
+	st := newEndpoint(s)
 	t.Cleanup(func() { _ = st.Destruct() })
 	return st, s
 }
@@ -112,23 +110,23 @@ func TestSignalPollBadSurfaces(t *testing.T) {
 			}))
 			defer srv.Close()
 			core, logs := observer.New(zapcore.InfoLevel)
-			a := &App{logger: zap.New(core)}
+			log := zap.New(core)
 			// Only the slow surface is meant to time out: every other read
 			// gets a minute, so a busy machine (parsing 10,000 models under
 			// -race) cannot turn its failure into a timeout, or a good read
 			// into a failure.
 			st, s := polledEndpoint(t, srv.URL, tc.typ, time.Minute)
-			s.loadTimeout = time.Minute
+			s.LoadTimeout = time.Minute
 			if tc.name == "slow metrics" {
-				s.loadTimeout = 100 * time.Millisecond
+				s.LoadTimeout = 100 * time.Millisecond
 			}
 			for range 4 {
-				a.pollOnce(context.Background(), st, s)
+				st.pollOnce(context.Background(), log, s)
 				if sig := st.sched.signals.Load(); sig != nil {
 					t.Fatalf("signals kept from a bad surface: %+v", sig)
 				}
 				var got balancer.Signals
-				st.schedSignals("a", &got)
+				st.SchedSignals("a", &got)
 				if got.Warm != balancer.WarmUnknown || got.QueueKnown || got.SlotsKnown || got.KVKnown {
 					t.Fatalf("a bad surface gave known values: %+v", got)
 				}
@@ -140,9 +138,9 @@ func TestSignalPollBadSurfaces(t *testing.T) {
 				t.Errorf("status does not show the failure: %+v", st)
 			}
 			close(good)
-			s.loadTimeout = time.Minute
+			s.LoadTimeout = time.Minute
 			for range 3 {
-				a.pollOnce(context.Background(), st, s)
+				st.pollOnce(context.Background(), log, s)
 			}
 			if st.sched.signals.Load() == nil {
 				t.Fatalf("a good read after the bad ones gave no signals (problem %+v)", st.sched.problem.Load())
@@ -151,7 +149,7 @@ func TestSignalPollBadSurfaces(t *testing.T) {
 				t.Errorf("%d recovery lines for 3 good polls, want 1", n)
 			}
 			var got balancer.Signals
-			if st.schedSignals("a", &got); got.Warm == balancer.WarmUnknown && !got.QueueKnown && !got.SlotsKnown {
+			if st.SchedSignals("a", &got); got.Warm == balancer.WarmUnknown && !got.QueueKnown && !got.SlotsKnown {
 				t.Errorf("good signals unused: %+v", got)
 			}
 		})
@@ -164,18 +162,18 @@ func TestSignalsGoStale(t *testing.T) {
 		fmt.Fprint(w, `{"models":[{"name":"a:latest","model":"a:latest"}]}`)
 	}))
 	defer srv.Close()
-	a := &App{logger: zap.NewNop()}
+	log := zap.NewNop()
 	st, s := polledEndpoint(t, srv.URL, "ollama", time.Second)
-	a.pollOnce(context.Background(), st, s)
+	st.pollOnce(context.Background(), log, s)
 	var sig balancer.Signals
-	st.schedSignals("a", &sig)
-	if st.freshSignals(time.Now()) == nil || sig.Warm != balancer.Warm {
+	st.SchedSignals("a", &sig)
+	if st.FreshSignals(time.Now()) == nil || sig.Warm != balancer.Warm {
 		t.Fatal("a fresh read is not used")
 	}
-	if st.freshSignals(time.Now().Add(3*time.Second+time.Millisecond)) != nil {
+	if st.FreshSignals(time.Now().Add(3*time.Second+time.Millisecond)) != nil {
 		t.Error("signals older than 3 intervals are still fresh")
 	}
-	if st.freshSignals(time.Now().Add(2*time.Second)) == nil {
+	if st.FreshSignals(time.Now().Add(2*time.Second)) == nil {
 		t.Error("signals 2 intervals old are already stale")
 	}
 }
@@ -188,17 +186,17 @@ func TestSlotCap(t *testing.T) {
 		fmt.Fprint(w, `[{"id":0,"is_processing":false},{"id":1,"is_processing":false},{"id":2,"is_processing":true}]`)
 	}))
 	defer srv.Close()
-	a := &App{logger: zap.NewNop()}
+	log := zap.NewNop()
 	st, s := polledEndpoint(t, srv.URL, "llamacpp", time.Second)
-	a.pollOnce(context.Background(), st, s)
-	st.health.Store(&healthSnapshot{status: discovery.StatusHealthy})
-	if got := st.concurrencyCap(); got != 0 {
+	st.pollOnce(context.Background(), log, s)
+	st.health.Store(&Health{Status: discovery.StatusHealthy})
+	if got := st.ConcurrencyCap(); got != 0 {
 		t.Errorf("cap without adaptive = %d, want 0", got)
 	}
 	capped := *s
-	capped.slotCap = true
+	capped.SlotCap = true
 	st.settings.Store(&capped)
-	if got := st.concurrencyCap(); got != 3 {
+	if got := st.ConcurrencyCap(); got != 3 {
 		t.Errorf("cap from /slots = %d, want 3", got)
 	}
 	for range 3 {
@@ -210,9 +208,9 @@ func TestSlotCap(t *testing.T) {
 		t.Error("a fourth attempt entered an endpoint with 3 slots")
 	}
 	configured := capped
-	configured.maxConcurrency = 5
+	configured.MaxConcurrency = 5
 	st.settings.Store(&configured)
-	if got := st.concurrencyCap(); got != 5 {
+	if got := st.ConcurrencyCap(); got != 5 {
 		t.Errorf("max_concurrency 5 gives cap %d", got)
 	}
 }
@@ -227,13 +225,13 @@ func TestSlotsLearned(t *testing.T) {
 		fmt.Fprintf(w, "vllm:num_requests_running{model_name=\"m\"} %d\nvllm:num_requests_waiting{model_name=\"m\"} %d\n", running, waiting)
 	}))
 	defer srv.Close()
-	a := &App{logger: zap.NewNop()}
+	log := zap.NewNop()
 	st, s := polledEndpoint(t, srv.URL, "vllm", time.Second)
 	poll := func(r, w int64) (int64, bool) {
 		running, waiting = r, w
-		a.pollOnce(context.Background(), st, s)
+		st.pollOnce(context.Background(), log, s)
 		var sig balancer.Signals
-		st.schedSignals("m", &sig)
+		st.SchedSignals("m", &sig)
 		return sig.SeenSlots, sig.SeenFull
 	}
 	steps := []struct {
@@ -259,16 +257,16 @@ func TestSlotsLearned(t *testing.T) {
 	// a reload turns polling off: what was learned goes with the signals,
 	// since the server may restart with other slots before it comes back
 	off := *s
-	off.loadInterval = 0
+	off.LoadInterval = 0
 	st.settings.Store(&off)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); a.pollLoad(ctx, st) }()
+	go func() { defer close(done); st.Run(ctx, log) }()
 	defer func() { cancel(); <-done }()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var sig balancer.Signals
-		st.schedSignals("m", &sig)
+		st.SchedSignals("m", &sig)
 		if sig.SeenSlots == 0 && !sig.SeenFull && !sig.QueueKnown {
 			break
 		}
@@ -288,17 +286,17 @@ func TestAttemptMarksMeasuring(t *testing.T) {
 	st.models.Store(newModelSnapshot([]profiles.Model{{Name: "m"}, {Name: "other"}}, time.Now()))
 	read := func(model string) balancer.Signals {
 		var sig balancer.Signals
-		st.schedSignals(model, &sig)
+		st.SchedSignals(model, &sig)
 		return sig
 	}
 	at := time.Now()
-	st.observeAttempt("m", at)
+	st.ObserveAttempt("m", at)
 	if sig := read("m"); !sig.MeasuringSince.IsZero() {
 		t.Fatalf("an attempt before any sample left a mark: %v", sig.MeasuringSince)
 	}
-	st.observeTTFT("m", 80*time.Millisecond)
-	st.observeAttempt("m", at)
-	st.observeAttempt("not-listed", at)
+	st.ObserveTTFT("m", 80*time.Millisecond)
+	st.ObserveAttempt("m", at)
+	st.ObserveAttempt("not-listed", at)
 	if sig := read("m"); !sig.MeasuringSince.Equal(at) || sig.TTFT != 80*time.Millisecond {
 		t.Fatalf("after a sample and an attempt: ttft %v measuring since %v, want 80ms and %v", sig.TTFT, sig.MeasuringSince, at)
 	}
@@ -307,12 +305,12 @@ func TestAttemptMarksMeasuring(t *testing.T) {
 	}
 	// an attempt that brought no sample withdraws its own note only
 	later := at.Add(time.Second)
-	st.observeAttempt("m", later)
-	st.endAttempt("m", at)
+	st.ObserveAttempt("m", later)
+	st.EndAttempt("m", at)
 	if sig := read("m"); !sig.MeasuringSince.Equal(later) {
 		t.Fatalf("an older attempt's end withdrew a newer note: %v", sig.MeasuringSince)
 	}
-	st.endAttempt("m", later)
+	st.EndAttempt("m", later)
 	if sig := read("m"); !sig.MeasuringSince.IsZero() {
 		t.Fatalf("an attempt's end left its note: %v", sig.MeasuringSince)
 	}

@@ -1,9 +1,8 @@
-package olla
+package fleet
 
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -23,42 +22,6 @@ import (
 // and the status pages. A surface that is missing, slow, huge or unreadable
 // leaves the signals absent: the endpoint then scores neutral, and is never
 // unroutable for that alone.
-const (
-	defaultLoadInterval = 2 * time.Second
-	minLoadInterval     = 100 * time.Millisecond
-	// maxLoadTimeout bounds one poll; a shorter interval bounds it further.
-	maxLoadTimeout = 2 * time.Second
-	// maxLoadBody caps a load surface's body; a bigger one is refused.
-	maxLoadBody = 1 << 20
-	// signalMaxAge is how many intervals a signal stays usable.
-	signalMaxAge = 3
-)
-
-// loadSurface is a profile's load surface resolved against the endpoint's URL.
-type loadSurface struct {
-	url     string
-	surface profiles.LoadSurface
-}
-
-// resolveLoad fills the load-polling settings from the endpoint's config.
-func (s *endpointSettings) resolveLoad(e *Endpoint) error {
-	if e.NoLoadPolling || len(s.profile.LoadSurfaces) == 0 {
-		return nil
-	}
-	s.loadInterval = defaultLoadInterval
-	if e.LoadInterval > 0 {
-		s.loadInterval = time.Duration(e.LoadInterval)
-	}
-	s.loadTimeout = min(s.loadInterval, maxLoadTimeout)
-	for _, ls := range s.profile.LoadSurfaces {
-		u, err := endpointSubURL(s.url, "", ls.Path)
-		if err != nil {
-			return fmt.Errorf("load surface %s: %v", ls.Path, err)
-		}
-		s.loadSurfaces = append(s.loadSurfaces, loadSurface{url: u, surface: ls})
-	}
-	return nil
-}
 
 // schedState is what the scheduler knows about an endpoint beyond health:
 // the backend's last signals and our TTFT per model.
@@ -99,56 +62,15 @@ type signalProblem struct {
 	at     time.Time
 }
 
-// pollLoad polls st's load surface whenever it is due. A poll is claimed by
-// a compare-and-swap on nextLoad, so two configs overlapping in a reload
-// never poll one endpoint twice.
-func (a *App) pollLoad(ctx context.Context, st *endpointState) {
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-timer.C:
-		}
-		now := time.Now()
-		s := st.settings.Load()
-		if s.loadInterval == 0 { // turned off by a reload
-			// what was learned from the polls goes too: when polling
-			// comes back the server may have restarted with other slots
-			st.sched.signals.Store(nil)
-			st.sched.seenRunning.Store(0)
-			st.sched.seenFull.Store(false)
-			timer.Reset(watchTick)
-			continue
-		}
-		due := st.sched.nextLoad.Load()
-		if wait := time.Duration(due - now.UnixNano()); wait > 0 {
-			timer.Reset(min(wait, watchTick))
-			continue
-		}
-		if !st.sched.nextLoad.CompareAndSwap(due, now.Add(s.loadInterval+s.loadTimeout).UnixNano()) {
-			timer.Reset(0)
-			continue
-		}
-		if st.health.Load().status.Routable() {
-			a.pollOnce(ctx, st, s)
-		}
-		next := time.Now().Add(s.loadInterval)
-		st.sched.nextLoad.Store(next.UnixNano())
-		timer.Reset(min(s.loadInterval, watchTick))
-	}
-}
-
 // pollOnce reads the endpoint's load surfaces in order until one answers
 // 200 with a body its parser accepts.
-func (a *App) pollOnce(ctx context.Context, st *endpointState, s *endpointSettings) {
+func (st *Endpoint) pollOnce(ctx context.Context, log *zap.Logger, s *Settings) {
 	var sig *profiles.Signals
 	var prob *signalProblem
 	ours := st.inFlight.Load()
-	var also []loadSurface
-	for _, ls := range s.loadSurfaces {
-		if ls.surface.Also {
+	var also []LoadSurface
+	for _, ls := range s.LoadSurfaces {
+		if ls.Surface.Also {
 			also = append(also, ls)
 			continue
 		}
@@ -190,9 +112,9 @@ func (a *App) pollOnce(ctx context.Context, st *endpointState, s *endpointSettin
 	switch {
 	case prev != nil && prev.kind == prob.kind, prev == nil && prob.kind == "":
 	case prob.kind == "":
-		a.logger.Info("load signals readable again", zap.String("endpoint", s.name))
+		log.Info("load signals readable again", zap.String("endpoint", s.Name))
 	default:
-		a.logger.Warn("load signals unavailable; the endpoint is scored neutral", zap.String("endpoint", s.name),
+		log.Warn("load signals unavailable; the endpoint is scored neutral", zap.String("endpoint", s.Name),
 			zap.String("problem", prob.kind), zap.String("detail", prob.detail))
 	}
 }
@@ -200,7 +122,7 @@ func (a *App) pollOnce(ctx context.Context, st *endpointState, s *endpointSettin
 // readResidency reads the residency surfaces (profiles.LoadSurface.Also)
 // and merges their loaded sets into sig; one that answers alone stands for
 // the poll.
-func readResidency(ctx context.Context, st *endpointState, s *endpointSettings, also []loadSurface, sig *profiles.Signals, prob *signalProblem) (*profiles.Signals, *signalProblem) {
+func readResidency(ctx context.Context, st *Endpoint, s *Settings, also []LoadSurface, sig *profiles.Signals, prob *signalProblem) (*profiles.Signals, *signalProblem) {
 	if prob != nil && prob.kind == "unreachable" {
 		return sig, prob
 	}
@@ -234,44 +156,32 @@ func raiseTo(v *atomic.Int64, n int64) {
 }
 
 // fetchSignals GETs one load surface and parses it.
-func fetchSignals(ctx context.Context, st *endpointState, s *endpointSettings, ls loadSurface) (*profiles.Signals, *signalProblem) {
-	ctx, cancel := context.WithTimeout(ctx, s.loadTimeout)
-	defer cancel()
+func fetchSignals(ctx context.Context, st *Endpoint, s *Settings, ls LoadSurface) (*profiles.Signals, *signalProblem) {
 	problem := func(kind, detail string) *signalProblem {
-		return &signalProblem{kind: ls.surface.Path + ": " + kind, detail: detail}
+		return &signalProblem{kind: ls.Surface.Path + ": " + kind, detail: detail}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, ls.url, nil)
-	if err != nil {
-		return nil, problem("bad request", err.Error())
-	}
-	for k, v := range s.header {
-		req.Header[k] = v
-	}
-	req.Header.Set("User-Agent", "olla-caddy-signals")
-	client := &http.Client{Transport: st.transport.Load(), CheckRedirect: noRedirects}
-	res, err := client.Do(req)
-	if err != nil {
-		reason := discovery.TransportReason(err, s.loadTimeout)
-		if ctx.Err() != nil {
+	res := discovery.Fetch{URL: ls.URL, Header: s.Header, UserAgent: "olla-caddy-signals", Timeout: s.LoadTimeout,
+		Limit: maxLoadBody, OnlyOK: true}.Do(ctx, st.transport.Load())
+	switch {
+	case res.Unsent:
+		return nil, problem("bad request", res.Err.Error())
+	case res.Err != nil:
+		reason := discovery.TransportReason(res.Err, s.LoadTimeout)
+		if res.TimedOut {
 			return nil, problem("timeout", reason)
 		}
 		return nil, &signalProblem{kind: "unreachable", detail: reason}
-	}
-	defer res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		return nil, problem(fmt.Sprintf("answered %d", res.StatusCode), "")
-	}
-	body, err := io.ReadAll(io.LimitReader(res.Body, maxLoadBody+1))
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, problem("timeout", "body not read in "+s.loadTimeout.String())
+	case res.Status != http.StatusOK:
+		return nil, problem(fmt.Sprintf("answered %d", res.Status), "")
+	case res.ReadErr != nil:
+		if res.TimedOut {
+			return nil, problem("timeout", "body not read in "+s.LoadTimeout.String())
 		}
-		return nil, problem("cut off", discovery.TransportReason(err, s.loadTimeout))
-	}
-	if len(body) > maxLoadBody {
+		return nil, problem("cut off", discovery.TransportReason(res.ReadErr, s.LoadTimeout))
+	case res.TooLarge:
 		return nil, problem("too large", fmt.Sprintf("more than %d bytes", maxLoadBody))
 	}
-	sig, err := s.profile.ParseSignals(ls.surface, body)
+	sig, err := s.Profile.ParseSignals(ls.Surface, res.Body)
 	if err != nil {
 		detail := err.Error()
 		if len(detail) > 200 {
@@ -282,15 +192,15 @@ func fetchSignals(ctx context.Context, st *endpointState, s *endpointSettings, l
 	return &sig, nil
 }
 
-// freshSignals returns the endpoint's signals if they are recent enough to
+// FreshSignals returns the endpoint's signals if they are recent enough to
 // use (at most signalMaxAge intervals old), else nil.
-func (st *endpointState) freshSignals(now time.Time) *profiles.Signals {
+func (st *Endpoint) FreshSignals(now time.Time) *profiles.Signals {
 	sig := st.sched.signals.Load()
 	if sig == nil {
 		return nil
 	}
 	s := st.settings.Load()
-	if s.loadInterval == 0 || now.Sub(sig.At) > signalMaxAge*s.loadInterval {
+	if s.LoadInterval == 0 || now.Sub(sig.At) > signalMaxAge*s.LoadInterval {
 		return nil
 	}
 	return sig
@@ -300,23 +210,23 @@ func (st *endpointState) freshSignals(now time.Time) *profiles.Signals {
 // max_concurrency, else, under the adaptive balancer, the slot count its
 // backend reports (llama.cpp /slots) while that is fresh. Admission
 // (TryEnter), the picker and the scheduler all read it here.
-func (st *endpointState) concurrencyCap() int64 {
+func (st *Endpoint) ConcurrencyCap() int64 {
 	return st.capWith(st.settings.Load(), st.sched.signals.Load(), time.Time{})
 }
 
 // capWith is concurrencyCap over settings and signals already loaded; now
 // may be zero (the clock is then read only if the slot count matters).
-func (st *endpointState) capWith(s *endpointSettings, sig *profiles.Signals, now time.Time) int64 {
-	if s.maxConcurrency > 0 {
-		return int64(s.maxConcurrency)
+func (st *Endpoint) capWith(s *Settings, sig *profiles.Signals, now time.Time) int64 {
+	if s.MaxConcurrency > 0 {
+		return int64(s.MaxConcurrency)
 	}
-	if !s.slotCap || sig == nil || !sig.SlotsKnown || sig.SlotsTotal <= 0 || s.loadInterval == 0 {
+	if !s.SlotCap || sig == nil || !sig.SlotsKnown || sig.SlotsTotal <= 0 || s.LoadInterval == 0 {
 		return 0
 	}
 	if now.IsZero() {
 		now = time.Now()
 	}
-	if now.Sub(sig.At) > signalMaxAge*s.loadInterval {
+	if now.Sub(sig.At) > signalMaxAge*s.LoadInterval {
 		return 0 // stale: no cap rather than an old one
 	}
 	return sig.SlotsTotal
@@ -328,7 +238,7 @@ const maxTTFTModels = 64
 // observeTTFT records a time to first token for model, which the endpoint
 // must list: the table holds only listed models (plus a few spellings), so
 // clients naming random models cannot grow it.
-func (st *endpointState) observeTTFT(model string, d time.Duration) {
+func (st *Endpoint) ObserveTTFT(model string, d time.Duration) {
 	if model == "" || d <= 0 {
 		return
 	}
@@ -336,7 +246,7 @@ func (st *endpointState) observeTTFT(model string, d time.Duration) {
 		e.avg.Observe(d)
 		return
 	}
-	name, ok := st.lookupModel(model)
+	name, ok := st.LookupModel(model)
 	if !ok {
 		return
 	}
@@ -376,7 +286,7 @@ type modelTTFT struct {
 
 // observeAttempt notes that a request for model starts here now. Only a
 // model with an average is noted: without one there is nothing to forget.
-func (st *endpointState) observeAttempt(model string, now time.Time) {
+func (st *Endpoint) ObserveAttempt(model string, now time.Time) {
 	if e := st.ttftEntry(model); e != nil {
 		e.attempt.Store(now.UnixNano())
 	}
@@ -386,15 +296,15 @@ func (st *endpointState) observeAttempt(model string, now time.Time) {
 // brought no sample (it failed, or its client hung up before the answer was
 // whole), so the next request measures rather than waiting out EWMAMaxAge:
 // a client that keeps hanging up cannot keep an old average standing.
-func (st *endpointState) endAttempt(model string, started time.Time) {
+func (st *Endpoint) EndAttempt(model string, started time.Time) {
 	if e := st.ttftEntry(model); e != nil {
 		e.attempt.CompareAndSwap(started.UnixNano(), 0)
 	}
 }
 
 // ttftEntry is model's entry in the TTFT table, or nil when it has none.
-func (st *endpointState) ttftEntry(model string) *modelTTFT {
-	name, ok := st.lookupModel(model)
+func (st *Endpoint) ttftEntry(model string) *modelTTFT {
+	name, ok := st.LookupModel(model)
 	if !ok {
 		return nil
 	}
@@ -407,7 +317,7 @@ func (st *endpointState) ttftEntry(model string) *modelTTFT {
 // ttftFor fills in the endpoint's moving TTFT for model, when its last
 // sample came and when our last request for it started (zero: none); the
 // balancer judges their ages.
-func (st *endpointState) ttftFor(model string, out *balancer.Signals) {
+func (st *Endpoint) ttftFor(model string, out *balancer.Signals) {
 	if m := st.sched.ttft.Load(); m != nil {
 		if e, ok := (*m)[model]; ok {
 			out.TTFT, out.TTFTAt = e.avg.Sample()
@@ -421,7 +331,7 @@ func (st *endpointState) ttftFor(model string, out *balancer.Signals) {
 // schedSignals fills in the endpoint as the balancer sees it for model
 // (out starts zeroed: every value unknown). It does not allocate for a
 // lower-case model name.
-func (st *endpointState) schedSignals(model string, out *balancer.Signals) {
+func (st *Endpoint) SchedSignals(model string, out *balancer.Signals) {
 	s, sig := st.settings.Load(), st.sched.signals.Load()
 	out.MaxConcurrency = st.capWith(s, sig, time.Time{})
 	st.ttftFor(model, out)
@@ -429,7 +339,7 @@ func (st *endpointState) schedSignals(model string, out *balancer.Signals) {
 	if sig == nil {
 		return // never read, or the last poll failed: every value unknown
 	}
-	out.At, out.MaxAge = sig.At, signalMaxAge*s.loadInterval
+	out.At, out.MaxAge = sig.At, signalMaxAge*s.LoadInterval
 	if model != "" {
 		if resident, known := sig.Resident(model); known {
 			out.Warm = balancer.Cold
@@ -445,34 +355,8 @@ func (st *endpointState) schedSignals(model string, out *balancer.Signals) {
 	out.KVKnown, out.KVUsage = sig.KVKnown, sig.KVUsage
 }
 
-// Name and Signals make candidates a balancer.SignalSource.
-func (c candidates) Name(i int) string { return c[i].Name() }
-func (c candidates) Signals(i int, model string, out *balancer.Signals) {
-	c[i].schedSignals(model, out)
-}
-
-var _ balancer.SignalSource = candidates(nil)
-
-// renamedCandidates are a picker's remaining candidates when the request's
-// model has another name on some endpoints (an alias, another case): each
-// endpoint's signals are read for the name it knows, so an alias's target
-// is found warm where it is resident.
-type renamedCandidates struct{ p *picker }
-
-func (c *renamedCandidates) Len() int             { return len(c.p.remaining) }
-func (c *renamedCandidates) Priority(i int) int   { return c.p.remaining.Priority(i) }
-func (c *renamedCandidates) InFlight(i int) int64 { return c.p.remaining.InFlight(i) }
-func (c *renamedCandidates) Name(i int) string    { return c.p.remaining.Name(i) }
-func (c *renamedCandidates) Signals(i int, model string, out *balancer.Signals) {
-	st := c.p.remaining[i]
-	if name, ok := c.p.rewrite[st]; ok {
-		model = name
-	}
-	st.schedSignals(model, out)
-}
-
-// signalStatus is an endpoint's load signals as the status routes show them.
-type signalStatus struct {
+// SignalStatus is an endpoint's load signals as the status routes show them.
+type SignalStatus struct {
 	Polling string   `json:"polling"` // "off", or the interval
 	Surface string   `json:"surface,omitempty"`
 	Age     string   `json:"age,omitempty"` // since the last good read
@@ -494,17 +378,17 @@ type signalStatus struct {
 	Failures int64  `json:"failed_polls"`
 }
 
-func (st *endpointState) signalStatus(now time.Time) signalStatus {
+func (st *Endpoint) signalStatus(now time.Time) SignalStatus {
 	s := st.settings.Load()
-	out := signalStatus{Polling: "off", Polls: st.sched.polls.Load(), Failures: st.sched.failures.Load(), Cap: st.concurrencyCap(),
+	out := SignalStatus{Polling: "off", Polls: st.sched.polls.Load(), Failures: st.sched.failures.Load(), Cap: st.ConcurrencyCap(),
 		SeenRunning: st.sched.seenRunning.Load(), SeenFull: st.sched.seenFull.Load()}
-	if s.loadInterval == 0 {
+	if s.LoadInterval == 0 {
 		return out
 	}
-	out.Polling = s.loadInterval.String()
-	paths := make([]string, len(s.loadSurfaces))
-	for i, ls := range s.loadSurfaces {
-		paths[i] = ls.surface.Path
+	out.Polling = s.LoadInterval.String()
+	paths := make([]string, len(s.LoadSurfaces))
+	for i, ls := range s.LoadSurfaces {
+		paths[i] = ls.Surface.Path
 	}
 	out.Surface = strings.Join(paths, ", ")
 	if p := st.sched.problem.Load(); p != nil && p.kind != "" {
@@ -518,7 +402,7 @@ func (st *endpointState) signalStatus(now time.Time) signalStatus {
 		return out
 	}
 	out.Age = now.Sub(sig.At).Round(time.Millisecond).String()
-	out.Fresh = st.freshSignals(now) != nil
+	out.Fresh = st.FreshSignals(now) != nil
 	out.Warm, out.Serves = sig.LoadedModels(), sig.ServesListed
 	if sig.WaitingKnown {
 		out.Waiting = &sig.Waiting

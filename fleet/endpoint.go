@@ -1,8 +1,7 @@
-package olla
+package fleet
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -10,31 +9,24 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
-
 	"github.com/caddy-olla/olla/balancer"
 	"github.com/caddy-olla/olla/discovery"
 	"github.com/caddy-olla/olla/engines"
 	"github.com/caddy-olla/olla/profiles"
 )
 
-// endpoints holds every endpoint's runtime state, keyed by identity (name,
-// URL, type), reference-counted by the configs that declare it. A reload
-// takes a second reference before the old config lets go of the first, so
-// health, breaker, models, counters and connection pools carry over, and
-// the state of an endpoint no config declares any more is destructed.
-var endpoints = caddy.NewUsagePool()
-
-// endpointState is one endpoint's shared runtime state. Everything in it is
-// safe for concurrent use: old and new configs touch it side by side during
-// a reload, and requests read it on every selection.
-type endpointState struct {
-	settings  atomic.Pointer[endpointSettings]
+// Endpoint is one endpoint's shared runtime state, pooled across configs
+// and reloads (see Register). Everything in it is safe for concurrent use:
+// old and new configs touch it side by side during a reload, and requests
+// read it on every selection. Its fields are reached only through methods,
+// as Caddy's reverseproxy reaches its pooled Host.
+type Endpoint struct {
+	settings  atomic.Pointer[Settings]
 	transport atomic.Pointer[http.Transport]
 	tmu       sync.Mutex // serialises transport swaps
 
 	inFlight balancer.Counter
-	health   atomic.Pointer[healthSnapshot]
+	health   atomic.Pointer[Health]
 	models   atomic.Pointer[modelSnapshot]
 	breaker  *discovery.Breaker
 
@@ -71,23 +63,24 @@ type endpointState struct {
 	probeCancel context.CancelFunc
 }
 
-// healthSnapshot is the probes' verdict so far (discovery.Judge).
-type healthSnapshot struct {
-	status    discovery.Status
-	reason    string
-	checkedAt time.Time
-	latency   time.Duration
-	failures  int // consecutive failed probes
-	misses    int // consecutive transient failures counted towards unhealthy_after
-	// transient: not routable only because of transient probe failures
+// Health is the probes' verdict so far (discovery.Judge): a value, replaced
+// whole by each probe.
+type Health struct {
+	Status    discovery.Status
+	Reason    string
+	CheckedAt time.Time
+	Latency   time.Duration
+	Failures  int // consecutive failed probes
+	Misses    int // consecutive transient failures counted towards UnhealthyAfter
+	// Transient: not routable only because of transient probe failures
 	// (timeouts, resets, 5xx other than 503), so panic routing may try it
-	transient bool
-	// probed: at least one probe has finished, whatever its result
-	probed bool
+	Transient bool
+	// Probed: at least one probe has finished, whatever its result
+	Probed bool
 }
 
-func (hs *healthSnapshot) verdict() discovery.Verdict {
-	return discovery.Verdict{Status: hs.status, Reason: hs.reason, Failures: hs.failures, Misses: hs.misses, Transient: hs.transient}
+func (hs *Health) verdict() discovery.Verdict {
+	return discovery.Verdict{Status: hs.Status, Reason: hs.Reason, Failures: hs.Failures, Misses: hs.Misses, Transient: hs.Transient}
 }
 
 // modelSnapshot is the last good model list.
@@ -104,22 +97,22 @@ type modelSnapshot struct {
 	errorAt   time.Time
 }
 
-func newEndpointState(s *endpointSettings) *endpointState {
-	st := &endpointState{breaker: discovery.NewBreaker(s.breaker)}
+func newEndpoint(s *Settings) *Endpoint {
+	st := &Endpoint{breaker: discovery.NewBreaker(s.Breaker)}
 	st.probeCtx, st.probeCancel = context.WithCancel(context.Background())
 	st.settings.Store(s)
-	st.transport.Store(newTransport(s))
-	st.health.Store(&healthSnapshot{status: discovery.StatusUnknown, reason: "not probed yet"})
+	st.transport.Store(NewTransport(s))
+	st.health.Store(&Health{Status: discovery.StatusUnknown, Reason: "not probed yet"})
 	return st
 }
 
 // update takes a reloaded config's settings for a kept endpoint. Health,
 // breaker and parking carry over, but a parking or a probe put off by a
 // backend's Retry-After is never kept past the cap from now, whatever set it.
-func (st *endpointState) update(s *endpointSettings) {
+func (st *Endpoint) update(s *Settings) {
 	s = st.keepAutoType(s) // a reload does not undo a probed type
-	st.breaker.Configure(s.breaker)
-	limit := time.Now().Add(max(engines.MaxRetryAfter, s.checkInterval+s.checkTimeout)).UnixNano()
+	st.breaker.Configure(s.Breaker)
+	limit := time.Now().Add(max(engines.MaxRetryAfter, s.CheckInterval+s.CheckTimeout)).UnixNano()
 	for _, at := range []*atomic.Int64{&st.parkedUntil, &st.nextCheck} {
 		for {
 			v := at.Load()
@@ -129,11 +122,11 @@ func (st *endpointState) update(s *endpointSettings) {
 		}
 	}
 	old := st.settings.Swap(s)
-	if old != nil && old.transportKey == s.transportKey {
+	if old != nil && old.TransportKey == s.TransportKey {
 		return
 	}
 	st.tmu.Lock()
-	prev := st.transport.Swap(newTransport(s))
+	prev := st.transport.Swap(NewTransport(s))
 	st.tmu.Unlock()
 	if prev != nil {
 		prev.CloseIdleConnections()
@@ -142,7 +135,7 @@ func (st *endpointState) update(s *endpointSettings) {
 
 // Destruct runs when no config declares the endpoint any more: its probes
 // stop and idle connections close. Streams in flight keep their connections.
-func (st *endpointState) Destruct() error {
+func (st *Endpoint) Destruct() error {
 	st.probeCancel()
 	if t := st.transport.Load(); t != nil {
 		t.CloseIdleConnections()
@@ -150,48 +143,42 @@ func (st *endpointState) Destruct() error {
 	return nil
 }
 
-// newTransport is the endpoint's tuned connection pool: no connection cap
-// unless configured, many idle connections kept for bursts of streams, no
-// response-header timeout (model loads take minutes), and compression left
-// to the client and backend so bytes pass through untouched.
-func newTransport(s *endpointSettings) *http.Transport {
-	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
-	t := &http.Transport{
-		DialContext:         dialer.DialContext,
-		MaxIdleConns:        0,
-		MaxIdleConnsPerHost: 512,
-		MaxConnsPerHost:     s.maxConns,
-		// a backend's headers are bounded like a client's: 1.2 MB of
-		// them must not pass through to the client (Envoy caps at 60 KiB)
-		MaxResponseHeaderBytes: s.maxResponseHeader,
-		IdleConnTimeout:        90 * time.Second,
-		TLSHandshakeTimeout:    10 * time.Second,
-		ExpectContinueTimeout:  time.Second,
-		DisableCompression:     true,
-		ForceAttemptHTTP2:      s.url.Scheme == "https",
-		TLSClientConfig:        s.tlsConfig,
-		WriteBufferSize:        16 << 10,
-		ReadBufferSize:         16 << 10,
-	}
-	return t
-}
-
 // --- engines.Target ---
 
-func (st *endpointState) Name() string                    { return st.settings.Load().name }
-func (st *endpointState) Type() string                    { return st.settings.Load().typ }
-func (st *endpointState) BaseURL() *url.URL               { return st.settings.Load().url }
-func (st *endpointState) Transport() http.RoundTripper    { return st.transport.Load() }
-func (st *endpointState) ForwardsClientCredentials() bool { return st.settings.Load().forwardAuth }
-func (st *endpointState) ApplyHeaders(h http.Header) {
-	for k, v := range st.settings.Load().header {
+func (st *Endpoint) Name() string                    { return st.settings.Load().Name }
+func (st *Endpoint) Type() string                    { return st.settings.Load().Type }
+func (st *Endpoint) BaseURL() *url.URL               { return st.settings.Load().URL }
+func (st *Endpoint) Transport() http.RoundTripper    { return st.transport.Load() }
+func (st *Endpoint) ForwardsClientCredentials() bool { return st.settings.Load().ForwardAuth }
+func (st *Endpoint) ApplyHeaders(h http.Header) {
+	for k, v := range st.settings.Load().Header {
 		h[k] = v
 	}
 }
 
-// routable reports whether requests may go to the endpoint now.
-func (st *endpointState) routable(now time.Time) bool {
-	if st.drained.Load() || !st.health.Load().status.Routable() {
+var _ engines.Target = (*Endpoint)(nil)
+
+// Settings are the endpoint's current settings (the latest config's).
+func (st *Endpoint) Settings() *Settings { return st.settings.Load() }
+
+// Profile is the endpoint's backend profile.
+func (st *Endpoint) Profile() *profiles.Profile { return st.settings.Load().Profile }
+
+// Priority is the endpoint's configured priority (higher first).
+func (st *Endpoint) Priority() int { return st.settings.Load().Priority }
+
+// InFlight is how many attempts are in flight to the endpoint now.
+func (st *Endpoint) InFlight() int64 { return st.inFlight.Load() }
+
+// Health is the probes' latest verdict.
+func (st *Endpoint) Health() Health { return *st.health.Load() }
+
+// HealthStatus is the probes' latest status.
+func (st *Endpoint) HealthStatus() discovery.Status { return st.health.Load().Status }
+
+// Routable reports whether requests may go to the endpoint now.
+func (st *Endpoint) Routable(now time.Time) bool {
+	if st.drained.Load() || !st.health.Load().Status.Routable() {
 		return false
 	}
 	if until := st.parkedUntil.Load(); until != 0 && now.UnixNano() < until {
@@ -200,7 +187,7 @@ func (st *endpointState) routable(now time.Time) bool {
 	return !st.breaker.Blocked()
 }
 
-// panicEligible reports whether the endpoint may be tried when no endpoint
+// PanicEligible reports whether the endpoint may be tried when no endpoint
 // of a route is routable (panic routing, after Envoy's panic threshold).
 // Only an endpoint that our own probes took out, and only for transient
 // failures (timeouts, resets, 5xx other than 503), qualifies: a loaded
@@ -213,7 +200,7 @@ func (st *endpointState) routable(now time.Time) bool {
 // parking (the backend asked for time), a drain (an operator asked), and
 // an endpoint not probed yet (no evidence either way; it is probed within
 // a check interval).
-func (st *endpointState) panicEligible(now time.Time) bool {
+func (st *Endpoint) PanicEligible(now time.Time) bool {
 	if st.drained.Load() || st.breaker.Blocked() {
 		return false
 	}
@@ -221,21 +208,21 @@ func (st *endpointState) panicEligible(now time.Time) bool {
 		return false
 	}
 	hs := st.health.Load()
-	return hs.status.Routable() || hs.transient
+	return hs.Status.Routable() || hs.Transient
 }
 
 // answering reports whether a proxied attempt ended well within window
 // before now: the endpoint is serving, so a slow probe is not counted.
-func (st *endpointState) answering(now time.Time, window time.Duration) bool {
+func (st *Endpoint) answering(now time.Time, window time.Duration) bool {
 	last := st.lastSuccess.Load()
 	return last != 0 && now.UnixNano()-last <= int64(window)
 }
 
-// parkedTill is when the endpoint takes requests again by a backend's
+// ParkedTill is when the endpoint takes requests again by a backend's
 // Retry-After (a request's 429/503, or a probe's 429), or zero.
-func (st *endpointState) parkedTill(now time.Time) time.Time {
+func (st *Endpoint) ParkedTill(now time.Time) time.Time {
 	until := st.parkedUntil.Load()
-	if st.health.Load().status == discovery.StatusRateLimited {
+	if st.health.Load().Status == discovery.StatusRateLimited {
 		until = max(until, st.nextCheck.Load())
 	}
 	if until <= now.UnixNano() {
@@ -246,7 +233,7 @@ func (st *endpointState) parkedTill(now time.Time) time.Time {
 
 // park keeps requests away for d, as a backend's Retry-After asked, capped
 // as the parser caps it.
-func (st *endpointState) park(d time.Duration) {
+func (st *Endpoint) park(d time.Duration) {
 	if d <= 0 {
 		return
 	}
@@ -256,11 +243,11 @@ func (st *endpointState) park(d time.Duration) {
 	st.parkedUntil.Store(time.Now().Add(d).UnixNano())
 }
 
-// lookupModel finds a model by exact name, then case-insensitively; a name
+// LookupModel finds a model by exact name, then case-insensitively; a name
 // without a tag also matches its ":latest" (Ollama lists "llama3.2:latest"
 // and answers to "llama3.2", echoing the name it was asked for). It returns
 // the name to send the endpoint.
-func (st *endpointState) lookupModel(name string) (string, bool) {
+func (st *Endpoint) LookupModel(name string) (string, bool) {
 	ms := st.models.Load()
 	if ms == nil {
 		return "", false
@@ -283,20 +270,48 @@ func (st *endpointState) lookupModel(name string) (string, bool) {
 	return "", false
 }
 
-// discovered reports whether a model list was ever fetched (a failed fetch
-// counts: it stores its error).
-func (st *endpointState) discovered() bool { return st.models.Load() != nil }
+// ListsExactly reports whether the endpoint's model list holds name as
+// written (what its listing shows).
+func (st *Endpoint) ListsExactly(name string) bool {
+	if ms := st.models.Load(); ms != nil {
+		_, ok := ms.byName[name]
+		return ok
+	}
+	return false
+}
 
-// discoveryPending reports whether the endpoint's first discovery is still
+// Models is the endpoint's last good model list (shared: not to be
+// modified) and its generation: a new list gets a new one, an equal list
+// keeps it (0: no list yet).
+func (st *Endpoint) Models() ([]profiles.Model, uint64) {
+	if ms := st.models.Load(); ms != nil {
+		return ms.models, ms.gen
+	}
+	return nil, 0
+}
+
+// ModelsUpdatedAt is when the model list was last fetched well (zero: never).
+func (st *Endpoint) ModelsUpdatedAt() time.Time {
+	if ms := st.models.Load(); ms != nil {
+		return ms.updatedAt
+	}
+	return time.Time{}
+}
+
+// Discovered reports whether a model list was ever fetched (a failed fetch
+// counts: it stores its error).
+func (st *Endpoint) Discovered() bool { return st.models.Load() != nil }
+
+// DiscoveryPending reports whether the endpoint's first discovery is still
 // to come: no probe has finished yet, or the first good probe's model fetch
 // is under way. An endpoint whose probes fail had its chance: a model
 // nobody lists is then not found, not "retry shortly" forever.
-func (st *endpointState) discoveryPending() bool {
-	if st.discovered() {
+func (st *Endpoint) DiscoveryPending() bool {
+	if st.Discovered() {
 		return false
 	}
 	hs := st.health.Load()
-	return !hs.probed || hs.status.Routable()
+	return !hs.Probed || hs.Status.Routable()
 }
 
 // modelGenerations hands out modelSnapshot gens, unique in the process.
