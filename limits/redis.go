@@ -13,13 +13,16 @@ import (
 )
 
 // Redis is a Store in Redis (or Valkey), shared by every instance that
-// names the same server: each operation is one round trip, Take one Lua
-// script that checks and counts atomically, so N instances enforce one
-// limit. Counters are plain integers under "olla:limits:<name>:<window>"
+// names the same server. Take is one Lua script that checks and counts
+// atomically, so N instances enforce one limit. Add costs no round trip of
+// its own: it is buffered (see batch.go) and sent with the next Take, or
+// by a timer when no Take comes, so a request costs one round trip at
+// most. Counters are plain integers under "olla:limits:<name>:<window>"
 // with an expiry at their window's end.
 type Redis struct {
 	client  *redis.Client
 	timeout time.Duration
+	batch   batch
 }
 
 // redisTimeout bounds one store operation: a slow Redis costs a request
@@ -50,7 +53,9 @@ func NewRedis(addr string) (*Redis, error) {
 	// no CLIENT SETINFO on connect: older servers and proxies refuse it
 	opts.DisableIdentity = true
 	quietOnce.Do(func() { redis.SetLogger(quiet{}) })
-	return &Redis{client: redis.NewClient(opts), timeout: redisTimeout}, nil
+	s := &Redis{client: redis.NewClient(opts), timeout: redisTimeout}
+	s.batch.init(s.flush)
+	return s, nil
 }
 
 // quiet drops the client's own log lines (to stderr, with addresses): the
@@ -70,8 +75,12 @@ func redactURL(err error, addr string) error {
 	return errors.New(msg)
 }
 
-// Close closes the client's connections.
-func (s *Redis) Close() error { return s.client.Close() }
+// Close sends what is still buffered (within the store's timeout), stops
+// the flush timer and closes the client's connections.
+func (s *Redis) Close() error {
+	s.batch.close()
+	return s.client.Close()
+}
 
 // redisKey is c's key in its current window and how long it must live,
 // in seconds: to its window's end and a minute more, so an instance whose
@@ -87,7 +96,9 @@ func redisKey(now time.Time, c Counter) (string, int64) {
 // value, 0 for none; a value that is not an integer raises an error (a
 // store holding garbage is a store failure, not a zero), and a negative
 // one reads as 0 and is reset (counts are never negative). add(key, n,
-// ttl) adds n (INCRBY: exact 64-bit integers) and sets the key's TTL.
+// ttl) adds n (INCRBY: exact 64-bit integers) and sets the key's TTL; a
+// counter holding garbage restarts from n, so a buffered count is never
+// stuck behind it.
 const readCounter = `
 local function read(key)
   local raw = redis.call("GET", key)
@@ -103,27 +114,43 @@ local function read(key)
   return v
 end
 local function add(key, n, ttl)
+  local raw = redis.call("GET", key)
+  local v = raw and tonumber(raw)
+  if raw and (v == nil or v ~= math.floor(v) or v < 0) then
+    redis.call("SET", key, 0)
+  end
   redis.call("INCRBY", key, n)
   redis.call("EXPIRE", key, ttl)
 end
 `
 
-// takeScript checks every counter and, when none is over (or force),
-// adds each one's n. ARGV: force, then limit, n and TTL per key.
+// takeScript adds the buffered counts, then checks every counter of the
+// request and, when none is over (or force), adds each one's n. KEYS: the
+// request's counters, then the buffered ones. ARGV: force, the number of
+// the request's counters, limit, n and TTL per request counter, then n
+// and TTL per buffered one. Every read that may fail comes before the
+// first write, so a failed script has changed nothing and its buffered
+// counts can be sent again.
 var takeScript = redis.NewScript(readCounter + `
 local force = ARGV[1] == "1"
+local nt = tonumber(ARGV[2])
+for i = 1, nt do read(KEYS[i]) end
+for j = nt + 1, #KEYS do
+  local a = 2 + 3*nt + 2*(j-nt) - 1
+  add(KEYS[j], ARGV[a], ARGV[a+1])
+end
 local over, used = -1, 0
-for i, key in ipairs(KEYS) do
-  local v = read(key)
-  local limit = tonumber(ARGV[3*i-1])
-  local need = math.max(tonumber(ARGV[3*i]), 1)
+for i = 1, nt do
+  local v = read(KEYS[i])
+  local limit = tonumber(ARGV[3*i])
+  local need = math.max(tonumber(ARGV[3*i+1]), 1)
   if over < 0 and limit > 0 and v + need > limit then
     over, used = i - 1, v
   end
 end
 if over < 0 or force then
-  for i, key in ipairs(KEYS) do
-    if tonumber(ARGV[3*i]) > 0 then add(key, ARGV[3*i], ARGV[3*i+1]) end
+  for i = 1, nt do
+    if tonumber(ARGV[3*i+1]) > 0 then add(KEYS[i], ARGV[3*i+1], ARGV[3*i+2]) end
   end
 end
 return {over, used}
@@ -132,7 +159,6 @@ return {over, used}
 // addScript adds each counter's n. ARGV: n and TTL per key.
 var addScript = redis.NewScript(readCounter + `
 for i, key in ipairs(KEYS) do
-  read(key)
   add(key, ARGV[2*i-1], ARGV[2*i])
 end
 return 1
@@ -144,9 +170,10 @@ func (s *Redis) Take(ctx context.Context, now time.Time, cs []Counter, force boo
 	if len(cs) == 0 {
 		return res, nil
 	}
-	keys := make([]string, len(cs))
-	args := make([]any, 1, 1+3*len(cs))
-	args[0] = "0"
+	buffered := s.batch.take()
+	keys := make([]string, len(cs), len(cs)+len(buffered))
+	args := make([]any, 2, 2+3*len(cs)+2*len(buffered))
+	args[0], args[1] = "0", len(cs)
 	if force {
 		args[0] = "1"
 	}
@@ -155,10 +182,15 @@ func (s *Redis) Take(ctx context.Context, now time.Time, cs []Counter, force boo
 		keys[i] = k
 		args = append(args, c.Limit, c.N, exp)
 	}
+	for k, a := range buffered {
+		keys = append(keys, k)
+		args = append(args, a.n, a.ttl)
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	out, err := takeScript.Run(ctx, s.client, keys, args...).Int64Slice()
 	if err != nil {
+		s.batch.putBack(buffered)
 		return res, fmt.Errorf("redis: %w", err)
 	}
 	if len(out) != 2 || out[0] >= int64(len(cs)) || out[0] < -1 {
@@ -168,24 +200,42 @@ func (s *Redis) Take(ctx context.Context, now time.Time, cs []Counter, force boo
 	return res, nil
 }
 
-// Add implements Store.
+// Add implements Store: the counts are buffered, to be sent with the next
+// Take or by the flush timer (batch.go). It fails only when the buffer is
+// full and cannot be sent.
 func (s *Redis) Add(ctx context.Context, now time.Time, cs []Counter) error {
-	keys := make([]string, 0, len(cs))
-	args := make([]any, 0, 2*len(cs))
+	full := false
 	for _, c := range cs {
 		if c.N <= 0 {
 			continue
 		}
 		k, exp := redisKey(now, c)
-		keys = append(keys, k)
-		args = append(args, c.N, exp)
+		full = s.batch.add(k, c.N, exp) || full
 	}
-	if len(keys) == 0 {
+	if !full {
 		return nil
+	}
+	// the buffer is at its bound: send it now rather than lose counts
+	return s.flush(ctx)
+}
+
+// flush sends every buffered count in one round trip; on failure they go
+// back into the buffer (within its bound) for the next try.
+func (s *Redis) flush(ctx context.Context) error {
+	buffered := s.batch.take()
+	if len(buffered) == 0 {
+		return nil
+	}
+	keys := make([]string, 0, len(buffered))
+	args := make([]any, 0, 2*len(buffered))
+	for k, a := range buffered {
+		keys = append(keys, k)
+		args = append(args, a.n, a.ttl)
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	if err := addScript.Run(ctx, s.client, keys, args...).Err(); err != nil {
+		s.batch.putBack(buffered)
 		return fmt.Errorf("redis: %w", err)
 	}
 	return nil

@@ -3,13 +3,17 @@
 package redistest
 
 import (
+	"context"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Server is a redis-server a test started; it stops with the test.
@@ -70,4 +74,60 @@ func (s *Server) Kill() {
 	_ = s.cmd.Wait()
 	s.cmd = nil
 	_ = os.Remove(s.Socket)
+}
+
+// client is a connection of the test's own, for measuring.
+func (s *Server) client() *redis.Client {
+	return redis.NewClient(&redis.Options{Network: "unix", Addr: s.Socket, MaxRetries: -1, DisableIdentity: true})
+}
+
+// ResetStats zeroes the server's command counts (CONFIG RESETSTAT).
+func (s *Server) ResetStats() {
+	s.t.Helper()
+	c := s.client()
+	defer c.Close()
+	if err := c.ConfigResetStat(context.Background()).Err(); err != nil {
+		s.t.Fatalf("CONFIG RESETSTAT: %v", err)
+	}
+}
+
+// RoundTrips is how many commands clients sent since ResetStats, from the
+// server's own counts (INFO commandstats, calls and rejected calls), with
+// every count by command for the test's log. A script's own calls are
+// counted apart (GET, SET, INCRBY, EXPIRE: none of them a client of ours
+// sends alone), and a script cannot start another, so a script run is one
+// round trip. Left out: the measurement's own INFO and CONFIG, and HELLO,
+// which opens a pooled connection once, not once per request.
+func (s *Server) RoundTrips() (int64, map[string]int64) {
+	s.t.Helper()
+	c := s.client()
+	defer c.Close()
+	info, err := c.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		s.t.Fatalf("INFO commandstats: %v", err)
+	}
+	stats := map[string]int64{}
+	var n int64
+	for _, line := range strings.Split(info, "\n") {
+		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok || !strings.HasPrefix(name, "cmdstat_") {
+			continue
+		}
+		var calls int64
+		for _, f := range strings.Split(rest, ",") {
+			k, v, _ := strings.Cut(f, "=")
+			if k == "calls" || k == "rejected_calls" {
+				x, _ := strconv.ParseInt(v, 10, 64)
+				calls += x
+			}
+		}
+		cmd := strings.TrimPrefix(name, "cmdstat_")
+		stats[cmd] = calls
+		switch cmd {
+		case "get", "set", "incrby", "expire", "info", "config|resetstat", "hello":
+		default:
+			n += calls
+		}
+	}
+	return n, stats
 }
