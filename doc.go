@@ -41,7 +41,11 @@
 //     (fleet.Endpoint.Finish) and the TTFT average, and record.go the
 //     metrics and the dashboard. Token counts are read from the response's
 //     tail by package usage; with key_limits they are charged to the key
-//     (estimated where absent).
+//     (estimated where absent; in Redis they travel with the next
+//     admission, limits/batch.go). With Caddy's tracing directive on,
+//     genaitrace.go hangs package genai's spans on the request: one for the
+//     request (GenAI attributes, the routing decision), one per attempt
+//     from picker.Next to Done, the first byte as an event.
 //
 // Every route runs the same path; what an API adds plugs in through
 // routeHooks (hooks.go), which proxy calls on every request: check (the

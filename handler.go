@@ -16,6 +16,7 @@ import (
 	ollaengine "github.com/caddy-olla/olla/engines/olla"
 	"github.com/caddy-olla/olla/engines/sherpa"
 	"github.com/caddy-olla/olla/fleet"
+	"github.com/caddy-olla/olla/genai"
 	"github.com/caddy-olla/olla/profiles"
 	"github.com/caddy-olla/olla/translate/anthropic"
 	"github.com/caddy-olla/olla/usage"
@@ -442,6 +443,12 @@ type request struct {
 	// a fallback chain's models that can take the request, in order
 	tiers        []chainTier
 	chainSkipped []string
+
+	// with Caddy's tracing on (genaitrace.go): the request's GenAI spans,
+	// and the model and finish reasons read from the response's end
+	trace        *genai.Trace
+	traceModel   string
+	traceReasons []string
 }
 
 func (rq *request) fail(e apiError) error {
@@ -508,6 +515,7 @@ func (rq *request) proxy(route route, hooks routeHooks) error {
 	}
 
 	rq.bodyLen = int64(len(body))
+	rq.startTrace(model)
 	if h.keys != nil {
 		if refused := rq.admitKey(model); refused != nil {
 			return rq.fail(*refused)
@@ -541,6 +549,7 @@ func (rq *request) proxy(route route, hooks routeHooks) error {
 		hdr.Set("X-Olla-Routing-Reason", decision.reason)
 	}
 	rq.rec.reason = decision.reason
+	rq.trace.Routed(h.LoadBalancer, decision.strategy, decision.action, decision.reason)
 	if answered, err := hooks.routed(&decision, model); answered {
 		return err
 	}
@@ -611,7 +620,7 @@ func (rq *request) newPicker(d decision, model string) *picker {
 	h := rq.h
 	pk := &picker{remaining: d.candidates, balancer: h.balancer, strategy: h.LoadBalancer, maxAttempts: h.maxAttempts,
 		rec: &rq.rec, limits: h.limits, room: h.app.room, queue: h.queue, req: rq.r, header: rq.w.Header(), metrics: h.app.metrics, panic: d.panic,
-		sched: balancer.Request{Model: model}, model: model, rewrite: d.rewrite}
+		sched: balancer.Request{Model: model}, model: model, rewrite: d.rewrite, trace: rq.trace}
 	if h.LoadBalancer == balancer.Adaptive {
 		pk.reasonPrefix = d.reason + "; "
 	}
@@ -628,6 +637,7 @@ func (rq *request) streamEnded(_ engines.Target, firstByte time.Time, n int64, t
 	if tail != nil {
 		rec.usage, rec.hasUsage = usage.Parse(tail.Bytes())
 	}
+	rq.traceTail(tail)
 }
 
 // mountPaths sends each attempt to the path its backend serves the API at

@@ -9,6 +9,7 @@ import (
 	"github.com/caddy-olla/olla/balancer"
 	"github.com/caddy-olla/olla/engines"
 	"github.com/caddy-olla/olla/fleet"
+	"github.com/caddy-olla/olla/genai"
 )
 
 // candidates is a request's routable endpoints in config order; it is what
@@ -93,6 +94,7 @@ type picker struct {
 	// panic: routing found no routable endpoint and offers ones taken out
 	// only by transient probe failures (fleet.Endpoint.panicEligible)
 	panic bool
+	trace *genai.Trace // a span per attempt, with tracing on
 }
 
 // Next implements engines.Picker: the balancer's choice among the
@@ -114,6 +116,9 @@ func (p *picker) Next() (engines.Target, bool) {
 	p.attempts++
 	p.current, p.attemptStart, p.firstByteAt, p.okStatus, p.ttftDone = st, time.Now(), time.Time{}, false, false
 	st.ObserveAttempt(p.modelAt(st), p.attemptStart)
+	if p.trace != nil {
+		p.trace.Attempt(traceEndpoint(st), p.modelAt(st), p.attemptStart)
+	}
 	p.sticky.placed(st, p.header)
 	if p.rec != nil {
 		p.rec.attempts = p.attempts
@@ -177,6 +182,7 @@ func (p *picker) choose() int {
 // firstByte notes when the current attempt's first body byte arrived.
 func (p *picker) firstByte(t engines.Target, at time.Time) {
 	if st, ok := t.(*fleet.Endpoint); ok && st == p.current && !at.IsZero() {
+		p.trace.FirstToken(at)
 		p.firstByteAt = at
 		p.recordTTFT()
 	}
@@ -221,6 +227,9 @@ func (p *picker) CanRequeue() bool {
 func (p *picker) Done(t engines.Target, out engines.Outcome) {
 	st := t.(*fleet.Endpoint)
 	p.room.Release(st)
+	if p.trace != nil {
+		p.trace.AttemptDone(traceOutcome(out), time.Now())
+	}
 	if rec := p.rec; rec != nil {
 		rec.endpoint, rec.backendType = st.Name(), st.Type()
 		rec.status, rec.headerWait = out.Status, out.HeaderLatency

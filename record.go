@@ -58,6 +58,7 @@ func (rq *request) observe() {
 	if rq.keyAdmitted {
 		rq.recordKey()
 	}
+	rq.endTrace()
 	model := h.modelLabel(rec.model)
 	h.app.metrics.observe(rec, model)
 	h.app.activity.observe(rec, time.Now())
