@@ -78,7 +78,7 @@ loadtest: build ## olla and sherpa engines vs plain reverse_proxy under load, ho
 	$(GO) build -o $(BIN)/loadtest ./internal/loadtest
 	$(BIN)/loadtest -go "$(GO)" $(LOADTEST_FLAGS)
 
-.PHONY: loadtest-routing loadtest-overload
+.PHONY: loadtest-routing loadtest-overload loadtest-keylimits
 loadtest-routing: build ## routing quality (issues 11 and 20): workloads (a)-(g) on vLLM-like, Ollama-like and mixed fleets, with and without session ids, one and two proxies; Caddy's round_robin and least_conn vs olla's strategies (~40 min; one fleet: LOADTEST_FLAGS="-routing a2-70"; against another build: LOADTEST_FLAGS="-routing-baseline path/to/caddy")
 	$(GO) build -o $(BIN)/loadtest ./internal/loadtest
 	$(BIN)/loadtest -go "$(GO)" -routing all $(LOADTEST_FLAGS)
@@ -86,3 +86,7 @@ loadtest-routing: build ## routing quality (issues 11 and 20): workloads (a)-(g)
 loadtest-overload: build ## admission (issue 12): 200 clients at once on 4 backends of 2 slots that answer 503 when full; queue vs no queue vs reverse_proxy, queued memory and queue overhead (~4 min)
 	$(GO) build -o $(BIN)/loadtest ./internal/loadtest
 	$(BIN)/loadtest -go "$(GO)" -overload $(LOADTEST_FLAGS)
+
+loadtest-keylimits: build ## key_limits' cost (issue 24): the same light load with key_limits off, in memory and in a real redis-server, CPU per request and throughput as ratios (~3 min; needs redis-server for the third)
+	$(GO) build -o $(BIN)/loadtest ./internal/loadtest
+	$(BIN)/loadtest -go "$(GO)" -keylimits $(LOADTEST_FLAGS)

@@ -89,6 +89,7 @@ func Start(ctx context.Context, op, route, model string, start time.Time) *Trace
 		return nil
 	}
 	t := &Trace{tracer: parent.TracerProvider().Tracer(Scope), op: op, start: start}
+	model = clip(model)
 	name := op
 	if model != "" {
 		name += " " + model
@@ -138,6 +139,7 @@ func (t *Trace) Attempt(e Endpoint, model string, at time.Time) {
 	t.endAttempt(at)
 	t.tries++
 	t.last = e
+	model = clip(model)
 	name := t.op
 	if model != "" {
 		name += " " + model
@@ -150,6 +152,16 @@ func (t *Trace) Attempt(e Endpoint, model string, at time.Time) {
 	attrs = append(attrs, serverAttrs(e.URL)...)
 	_, t.attempt = t.tracer.Start(t.ctx, name, trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithTimestamp(at), trace.WithAttributes(attrs...))
+}
+
+// maxModel bounds a model name as a span shows it: the client chose it.
+const maxModel = 256
+
+func clip(s string) string {
+	if len(s) > maxModel {
+		return s[:maxModel] + "..."
+	}
+	return s
 }
 
 // serverAttrs are server.address and server.port of an endpoint's URL.
@@ -265,7 +277,7 @@ func (t *Trace) End(r Result, at time.Time) {
 			semconv.GenAIProviderNameKey.String(e.Type))
 		attrs = append(attrs, serverAttrs(e.URL)...)
 	}
-	if r.ResponseModel != "" {
+	if r.ResponseModel != "" { // at most maxNameBytes (ParseTail)
 		attrs = append(attrs, semconv.GenAIResponseModel(r.ResponseModel))
 	}
 	if len(r.FinishReasons) > 0 {

@@ -27,11 +27,13 @@
 //     a count of failed and truncated streams and a comparison of the
 //     endpoints' health before and after.
 //
-// Two more modes replace -scenarios when given: -routing (routing.go, `make
-// loadtest-routing`), multi-turn sessions on fleets whose latency depends
-// on prefix caches, model residency and speed, with Caddy's and olla's
-// balancers side by side; and -overload (overload.go, `make
-// loadtest-overload`), admission control when every backend is full.
+// Three more modes replace -scenarios when given: -routing (routing.go,
+// `make loadtest-routing`), multi-turn sessions on fleets whose latency
+// depends on prefix caches, model residency and speed, with Caddy's and
+// olla's balancers side by side; -overload (overload.go, `make
+// loadtest-overload`), admission control when every backend is full; and
+// -keylimits (keylimits.go, `make loadtest-keylimits`), the cost of
+// key_limits in memory and in Redis against none.
 // They print markdown tables.
 //
 // It prints one table per scenario, a one-line summary of the targets
@@ -77,6 +79,7 @@ type options struct {
 	routingOnly     string
 	routingBaseline string
 	overload        bool
+	keyLimits       bool
 }
 
 func main() {
@@ -115,6 +118,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.routingOnly, "routing-only", "", "run only the routing contenders named (comma-separated, exact names such as \"caddy least_conn,olla adaptive\"); empty: all")
 	fs.StringVar(&o.routingBaseline, "routing-baseline", "", "another Caddy build (say main's, before a change) to run the shipped config on as one more routing contender, \"baseline adaptive+sticky\"; empty: none")
 	fs.BoolVar(&o.overload, "overload", false, "run the overload scenario (admission control, overload.go) instead of -scenarios")
+	fs.BoolVar(&o.keyLimits, "keylimits", false, "measure key_limits' cost (off, in memory, in redis; keylimits.go) instead of -scenarios, with -rounds, -duration and -warmup")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -175,6 +179,12 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) int {
 	}
 	sup := newSupervisor(work.logs, work.env)
 	defer sup.stopAll()
+	if o.keyLimits {
+		code := runKeyLimits(ctx, o, sup, work, stdout, stderr)
+		sup.stopAll()
+		fmt.Fprintf(stdout, "\nlogs and Caddyfiles in %s; total time %s\n", o.out, time.Since(began).Round(time.Second))
+		return exitCode(ctx, code)
+	}
 	if len(o.routing) > 0 || o.overload {
 		return runAdmissionAndRouting(ctx, o, sup, work, stdout, stderr, began)
 	}
