@@ -141,6 +141,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			max_sessions_per_client <n>
 //			key_sources       session_header|prefix_hash|auth_header|ip...
 //			prefix_hash_bytes <n>
+//			storage           memory|redis <address>
 //		}
 //		queue {
 //			max_size <n>
@@ -190,6 +191,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				"max_sessions_per_client": func() error { return intArg(d, &ss.MaxSessionsPerClient, 1) },
 				"key_sources":             func() error { return listArg(d, &ss.KeySources) },
 				"prefix_hash_bytes":       func() error { return intArg(d, &ss.PrefixHashBytes, 1) },
+				"storage":                 func() error { return storageArg(d, &ss.Storage, &ss.RedisAddress) },
 			}); err != nil {
 				return err
 			}
@@ -827,18 +829,7 @@ func parseKeyLimits(d *caddyfile.Dispenser) (*KeyLimits, error) {
 	subs["anonymous"] = func() error { return enumArg(d, &kl.Anonymous, anonymousShared, anonymousRefuse) }
 	subs["shadow"] = func() error { return flagArg(d, &kl.Shadow) }
 	subs["on_storage_error"] = func() error { return enumArg(d, &kl.OnStorageError, storeFailOpen, storeFailClosed) }
-	subs["storage"] = func() error {
-		args := d.RemainingArgs()
-		switch {
-		case len(args) == 1 && args[0] == storageMemory:
-		case len(args) == 2 && args[0] == storageRedis:
-			kl.RedisAddress = args[1]
-		default:
-			return d.Err("storage takes memory, or redis <address>")
-		}
-		kl.Storage = args[0]
-		return nil
-	}
+	subs["storage"] = func() error { return storageArg(d, &kl.Storage, &kl.RedisAddress) }
 	subs["cost"] = func() error {
 		kl.Cost = &TokenCost{}
 		return parseBlock(d, map[string]func() error{
@@ -892,5 +883,19 @@ func amountArg(d *caddyfile.Dispenser, dst *float64) error {
 		return d.Errf("%s: %q is not a number of at least 0", name, v)
 	}
 	*dst = f
+	return nil
+}
+
+// storageArg reads `storage memory` or `storage redis <address>`.
+func storageArg(d *caddyfile.Dispenser, storage, addr *string) error {
+	args := d.RemainingArgs()
+	switch {
+	case len(args) == 1 && args[0] == storageMemory:
+	case len(args) == 2 && args[0] == storageRedis:
+		*addr = args[1]
+	default:
+		return d.Err("storage takes memory, or redis <address>")
+	}
+	*storage = args[0]
 	return nil
 }

@@ -177,6 +177,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.sticky = newStickyPolicy(h.StickySessions, h.PrefixAffinity.on(h.LoadBalancer))
+	if err := h.sticky.share(h.StickySessions); err != nil {
+		return err
+	}
 	switch h.Profile {
 	case "streaming":
 		h.flush = engines.FlushAlways
@@ -317,6 +320,7 @@ func (h *Handler) Cleanup() error {
 	}
 	h.settings = nil
 	h.keys.release()
+	h.sticky.release()
 	if h.sherpa != nil {
 		return h.sherpa.Cleanup()
 	}

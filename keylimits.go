@@ -8,11 +8,13 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/caddy-olla/olla/limits"
@@ -93,6 +95,17 @@ const (
 	maxLimitValue = 1 << 40
 )
 
+// checkStorage checks a block's storage (memory or redis) and its address.
+func checkStorage(block, storage, addr string) error {
+	if err := checkEnum(block+" storage", storage, storageMemory, storageRedis); err != nil {
+		return err
+	}
+	if (storage == storageRedis) != (addr != "") {
+		return fmt.Errorf("%s: storage redis takes an address (storage redis <address>), and only it does", block)
+	}
+	return nil
+}
+
 func checkAmount(name string, v float64, maxV float64) error {
 	if math.IsNaN(v) || v < 0 || v > maxV {
 		return fmt.Errorf("key_limits %s must be between 0 and %g, got %v", name, maxV, v)
@@ -133,11 +146,8 @@ func (k *KeyLimits) validate() error {
 	if err := checkEnum("key_limits on_storage_error", k.OnStorageError, storeFailOpen, storeFailClosed); err != nil {
 		return err
 	}
-	if err := checkEnum("key_limits storage", k.Storage, storageMemory, storageRedis); err != nil {
+	if err := checkStorage("key_limits", k.Storage, k.RedisAddress); err != nil {
 		return err
-	}
-	if (k.Storage == storageRedis) != (k.RedisAddress != "") {
-		return fmt.Errorf("key_limits: storage redis takes an address (storage redis <address>), and only it does")
 	}
 	if k.Key != "" && !strings.Contains(k.Key, "{") {
 		return fmt.Errorf("key_limits key %q is not a placeholder: every request would share it; use one such as {http.auth.user.id} or {http.request.header.X-Api-Key}", k.Key)
@@ -187,6 +197,7 @@ type keyPolicy struct {
 	limiter    *limits.Limiter
 	redisAddr  string       // the pooled Redis client this policy holds, if any
 	lastWarn   atomic.Int64 // unix nanos of the last store-error log line
+	counters   sync.Map     // key label -> *keyTokenCounters
 }
 
 func toRule(m ModelLimits) limits.Rule {
@@ -377,10 +388,10 @@ func (rq *request) recordKey() {
 		return
 	}
 	rq.keyCounts, rq.keyCounted = c, true
-	// the client may be gone: the count is still owed
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(rq.r.Context()), 2*time.Second)
-	defer cancel()
-	cost, err := p.limiter.Record(ctx, rq.keyID, rq.rec.model, c)
+	// the client may be gone: the count is still owed. No deadline of
+	// ours: the memory store does no I/O, and Redis buffers the counts
+	// (limits/batch.go), bounding its own rare flush.
+	cost, err := p.limiter.Record(context.WithoutCancel(rq.r.Context()), rq.keyID, rq.rec.model, c)
 	if err != nil {
 		rq.h.app.metrics.keyStoreErrors.Inc()
 		p.warn(rq.h.logger, "key limits store failed; usage not counted", err)
@@ -388,13 +399,28 @@ func (rq *request) recordKey() {
 	rq.keyCost = cost
 	ledger := rq.h.app.usage
 	ledger.Observe(rq.keyID, rq.h.modelLabel(rq.rec.model), rq.rec.endpoint, c, cost)
-	label := ledger.Label(rq.keyID, metricKeys)
-	kt := rq.h.app.metrics.keyTokens
-	kt.WithLabelValues(label, "in").Add(float64(c.Input))
-	kt.WithLabelValues(label, "out").Add(float64(c.Output))
+	kt := p.tokenCounters(rq.h.app.metrics.keyTokens, ledger.Label(rq.keyID, metricKeys))
+	kt.in.Add(float64(c.Input))
+	kt.out.Add(float64(c.Output))
 	if c.Cached > 0 {
-		kt.WithLabelValues(label, "cached").Add(float64(c.Cached))
+		kt.cached.Add(float64(c.Cached))
 	}
+}
+
+// keyTokenCounters are one key label's olla_key_tokens_total series.
+type keyTokenCounters struct{ in, out, cached prometheus.Counter }
+
+// tokenCounters looks a label's series up once: WithLabelValues hashes
+// and locks on every call. Labels are bounded (metricKeys and "other"),
+// so the map is too.
+func (p *keyPolicy) tokenCounters(vec *prometheus.CounterVec, label string) *keyTokenCounters {
+	if v, ok := p.counters.Load(label); ok {
+		return v.(*keyTokenCounters)
+	}
+	kt := &keyTokenCounters{in: vec.WithLabelValues(label, "in"), out: vec.WithLabelValues(label, "out"),
+		cached: vec.WithLabelValues(label, "cached")}
+	v, _ := p.counters.LoadOrStore(label, kt)
+	return v.(*keyTokenCounters)
 }
 
 // metricKeys is how many keys get a label of their own in

@@ -52,6 +52,14 @@ type StickySessions struct {
 	// PrefixHashBytes is accepted for old configs and ignored: prefix_hash
 	// now reads the conversation's canonical prompt.
 	PrefixHashBytes int `json:"prefix_hash_bytes,omitempty"`
+	// Storage is where pins are shared: memory (default: each instance
+	// keeps its own) or redis, shared by every instance that names the
+	// same server (sticky_shared.go), so a session placed by one goes to
+	// the same endpoint through every other.
+	Storage string `json:"storage,omitempty"`
+	// RedisAddress is the Redis (or Valkey) server with storage redis, as
+	// key_limits takes it (placeholders allowed; never logged).
+	RedisAddress string `json:"redis_address,omitempty"`
 }
 
 // Sticky-session defaults and bounds.
@@ -88,6 +96,9 @@ func (ss *StickySessions) validate() error {
 	if ss.PrefixHashBytes < 0 || ss.PrefixHashBytes > maxPrefixHashBytes {
 		return fmt.Errorf("sticky_sessions prefix_hash_bytes must be between 1 and %d (0 for the default %d), got %d", maxPrefixHashBytes, defaultPrefixHashBytes, ss.PrefixHashBytes)
 	}
+	if err := checkStorage("sticky_sessions", ss.Storage, ss.RedisAddress); err != nil {
+		return err
+	}
 	seen := map[string]bool{}
 	for _, src := range ss.KeySources {
 		if err := checkEnum("sticky_sessions key source", src, stickyKeySources...); err != nil || src == "" {
@@ -108,6 +119,7 @@ type stickyPolicy struct {
 	// conversation (adaptive)
 	byIndex bool
 	pins    *pinStore
+	shared  *sharedPins // with storage redis
 }
 
 func newStickyPolicy(ss *StickySessions, byIndex bool) *stickyPolicy {
@@ -175,7 +187,8 @@ func (p *stickyPolicy) keyFor(r *http.Request, body []byte, model string) *stick
 		break
 	}
 	if sr.key != 0 {
-		sr.pinned = p.pins.get(sr.key, time.Now())
+		now := time.Now()
+		sr.pinned = p.shared.get(r.Context(), sr.key, p.pins.get(sr.key, now), now)
 	}
 	return sr
 }
@@ -206,7 +219,9 @@ func (sr *stickyRequest) placed(st *fleet.Endpoint, h http.Header) {
 	default:
 		sr.outcome = "miss"
 	}
-	sr.policy.pins.put(sr.key, name, sr.outcome, sr.client, time.Now())
+	now := time.Now()
+	sr.policy.pins.put(sr.key, name, sr.outcome, sr.client, now)
+	sr.policy.shared.put(sr.key, name, now)
 	// a prefix key is shared by whoever sends the same prompt: saying hit
 	// would tell a client that someone else sent it
 	if h != nil && sr.source != keyPrefix {
@@ -347,5 +362,5 @@ func (rq *request) serveStickyStats() error {
 	if rq.h.sticky == nil {
 		return rq.writeJSON(http.StatusOK, map[string]any{"enabled": false})
 	}
-	return rq.writeJSON(http.StatusOK, rq.h.sticky.pins.stats())
+	return rq.writeJSON(http.StatusOK, rq.h.sticky.stats())
 }

@@ -108,7 +108,10 @@ func (l *Limiter) Costs() Costs { return l.policy.Costs }
 // short one.
 func KeyID(raw string) string {
 	sum := sha256.Sum256([]byte(raw))
-	return "k:" + hex.EncodeToString(sum[:8])
+	var b [2 + 16]byte
+	b[0], b[1] = 'k', ':'
+	hex.Encode(b[2:], sum[:8])
+	return string(b[:])
 }
 
 // Decision is what Admit says of a request.
@@ -152,7 +155,11 @@ type kind struct {
 	cost   bool // counted in nano-units
 }
 
-var kinds = []kind{
+// kinds are the limits of a Rule; requestsKind is the one counted at
+// admission.
+const requestsKind = 0
+
+var kinds = [...]kind{
 	{"requests_per_minute", Minute, func(r Rule) int64 { return r.RequestsPerMinute }, false},
 	{"tokens_per_minute", Minute, func(r Rule) int64 { return r.TokensPerMinute }, false},
 	{"budget_day", Day, func(r Rule) int64 { return nano(r.BudgetDay) }, true},
@@ -182,26 +189,25 @@ func (l *Limiter) rules(model string) (Rule, string, Rule) {
 // decision; the caller decides whether to fail open or closed.
 func (l *Limiter) Admit(ctx context.Context, keyID, model string) (Decision, error) {
 	keyRule, mname, modelRule := l.rules(model)
-	var cs []Counter
-	var meta []struct {
-		k     kind
-		model string
+	// which counter is which limit, for the refusal: on the stack
+	type slot struct {
+		kind  uint8
+		model bool
 	}
+	var meta [2 * len(kinds)]slot
+	cs := make([]Counter, 0, 2*len(kinds))
 	add := func(r Rule, m string) {
-		for _, k := range kinds {
+		for i, k := range kinds {
 			limit := k.limit(r)
 			if limit <= 0 {
 				continue
 			}
 			n := int64(0)
-			if k.name == "requests_per_minute" {
+			if i == requestsKind {
 				n = 1
 			}
+			meta[len(cs)] = slot{uint8(i), m != ""}
 			cs = append(cs, Counter{Name: counter(keyID, m, k), Window: k.window, Limit: limit, N: n})
-			meta = append(meta, struct {
-				k     kind
-				model string
-			}{k, m})
 		}
 	}
 	add(keyRule, "")
@@ -217,11 +223,15 @@ func (l *Limiter) Admit(ctx context.Context, keyID, model string) (Decision, err
 		return Decision{Allowed: true}, err
 	}
 	m := meta[res.Over]
-	d := Decision{Limit: m.k.name, Model: m.model, Max: float64(cs[res.Over].Limit), Used: float64(res.Used)}
-	if m.k.cost {
+	k := kinds[m.kind]
+	d := Decision{Limit: k.name, Max: float64(cs[res.Over].Limit), Used: float64(res.Used)}
+	if m.model {
+		d.Model = mname
+	}
+	if k.cost {
 		d.Max, d.Used = d.Max/1e9, d.Used/1e9
 	}
-	_, end := m.k.window.bounds(now)
+	_, end := k.window.bounds(now)
 	d.RetryAfter = max(end.Sub(now), time.Second)
 	if l.policy.Shadow {
 		d.Allowed, d.Shadowed = true, true
@@ -234,13 +244,14 @@ func (l *Limiter) Admit(ctx context.Context, keyID, model string) (Decision, err
 func (l *Limiter) Record(ctx context.Context, keyID, model string, c usage.Counts) (float64, error) {
 	cost := l.policy.Costs.Of(c)
 	keyRule, mname, modelRule := l.rules(model)
-	var cs []Counter
+	tokens := max(c.Input, 0) + max(c.Output, 0)
+	cs := make([]Counter, 0, 2*len(kinds))
 	add := func(r Rule, m string) {
-		for _, k := range kinds {
-			if k.limit(r) <= 0 || k.name == "requests_per_minute" {
+		for i, k := range kinds {
+			if i == requestsKind || k.limit(r) <= 0 {
 				continue
 			}
-			n := max(c.Input, 0) + max(c.Output, 0)
+			n := tokens
 			if k.cost {
 				n = nano(cost)
 			}

@@ -34,6 +34,19 @@ const redisTimeout = 500 * time.Millisecond
 // database). Connection errors surface on the first operation and the
 // client reconnects by itself once the server is back.
 func NewRedis(addr string) (*Redis, error) {
+	client, err := DialRedis(addr, redisTimeout)
+	if err != nil {
+		return nil, err
+	}
+	s := &Redis{client: client, timeout: redisTimeout}
+	s.batch.init(s.flush)
+	return s, nil
+}
+
+// DialRedis makes a client for addr (as NewRedis takes it) whose every
+// call fails after timeout rather than retry: the caller's policy decides
+// what a failure means. It connects lazily and reconnects by itself.
+func DialRedis(addr string, timeout time.Duration) (*redis.Client, error) {
 	var opts *redis.Options
 	switch {
 	case strings.Contains(addr, "://"):
@@ -47,15 +60,13 @@ func NewRedis(addr string) (*Redis, error) {
 	default:
 		opts = &redis.Options{Addr: addr}
 	}
-	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = redisTimeout, redisTimeout, redisTimeout
+	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = timeout, timeout, timeout
 	opts.MaxRetries = -1 // a failed call fails now; the caller's policy decides
 	opts.PoolSize = max(opts.PoolSize, 64)
 	// no CLIENT SETINFO on connect: older servers and proxies refuse it
 	opts.DisableIdentity = true
 	quietOnce.Do(func() { redis.SetLogger(quiet{}) })
-	s := &Redis{client: redis.NewClient(opts), timeout: redisTimeout}
-	s.batch.init(s.flush)
-	return s, nil
+	return redis.NewClient(opts), nil
 }
 
 // quiet drops the client's own log lines (to stderr, with addresses): the

@@ -156,7 +156,12 @@ func (s *Memory) Take(_ context.Context, now time.Time, cs []Counter, force bool
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	res := Result{Over: -1}
-	es := make([]*entry, len(cs))
+	var buf [8]*entry // a request's counters: no allocation
+	es := buf[:0]
+	if len(cs) > len(buf) {
+		es = make([]*entry, 0, len(cs))
+	}
+	es = es[:len(cs)]
 	for i, c := range cs {
 		e := s.get(now, c, true)
 		if e == nil {

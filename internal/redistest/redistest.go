@@ -131,3 +131,20 @@ func (s *Server) RoundTrips() (int64, map[string]int64) {
 	}
 	return n, stats
 }
+
+// Count is how many keys match pattern (SCAN MATCH), for a test's
+// "what did the proxies write".
+func (s *Server) Count(pattern string) int {
+	s.t.Helper()
+	c := s.client()
+	defer c.Close()
+	n := 0
+	iter := c.Scan(context.Background(), 0, pattern, 1000).Iterator()
+	for iter.Next(context.Background()) {
+		n++
+	}
+	if err := iter.Err(); err != nil {
+		s.t.Fatalf("SCAN %s: %v", pattern, err)
+	}
+	return n
+}
