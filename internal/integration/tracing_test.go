@@ -127,108 +127,115 @@ func TestGenAITraces(t *testing.T) {
 	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
 	t.Setenv("OTEL_TRACES_SAMPLER", "always_on")
 
-	busy := startSim(t, sim.Config{Kind: sim.OpenAI, Name: "busy", Models: []string{"m"}, Tokens: 4})
-	good := startSim(t, sim.Config{Kind: sim.OpenAI, Name: "good", Models: []string{"m"}, Tokens: 4})
-	cfg := site(endpointBlock("busy", busy.URL, "openai-compatible", "\t\t\tpriority 100") +
-		endpointBlock("good", good.URL, "openai-compatible", "\t\t\tpriority 50"))
-	cfg = strings.Replace(cfg, "\tolla {", "\ttracing {\n\t\tspan caddy-in\n\t}\n\tolla {", 1)
-	load(t, cfg)
-	waitRoutable(t, "busy", "good")
+	busy := startSim(t, sim.Config{Kind: sim.OpenAI, Name: "busy", Models: []string{"m-olla", "m-sherpa"}, Tokens: 4})
+	good := startSim(t, sim.Config{Kind: sim.OpenAI, Name: "good", Models: []string{"m-olla", "m-sherpa"}, Tokens: 4})
+	// both engines: each calls the picker and the stream's end its own way
+	for _, engine := range []string{"olla", "sherpa"} {
+		t.Run(engine, func(t *testing.T) {
+			model := "m-" + engine
+			cfg := site(endpointBlock("busy", busy.URL, "openai-compatible", "\t\t\tpriority 100") +
+				endpointBlock("good", good.URL, "openai-compatible", "\t\t\tpriority 50") + "engine " + engine + "\n")
+			cfg = strings.Replace(cfg, "\tolla {", "\ttracing {\n\t\tspan caddy-in\n\t}\n\tolla {", 1)
+			load(t, cfg)
+			waitRoutable(t, "busy", "good")
+			busy.SetFault(sim.Fault{Mode: sim.FaultStatus, Status: 503, Path: "/v1/chat/completions", Times: 1})
+			res := post(t, "/olla/openai/v1/chat/completions",
+				`{"model":"`+model+`","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}`)
+			body := readAll(t, res)
+			if res.StatusCode != 200 || res.Header.Get("X-Olla-Endpoint") != "good" {
+				t.Fatalf("the failover: %d from %q: %s", res.StatusCode, res.Header.Get("X-Olla-Endpoint"), body)
+			}
 
-	busy.SetFault(sim.Fault{Mode: sim.FaultStatus, Status: 503, Path: "/v1/chat/completions", Times: 1})
-	res := post(t, "/olla/openai/v1/chat/completions",
-		`{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}`)
-	body := readAll(t, res)
-	if res.StatusCode != 200 || res.Header.Get("X-Olla-Endpoint") != "good" {
-		t.Fatalf("the failover: %d from %q: %s", res.StatusCode, res.Header.Get("X-Olla-Endpoint"), body)
-	}
+			isRequest := func(s *tracepb.Span) bool {
+				return s.Name == "chat "+model && s.Kind == tracepb.Span_SPAN_KIND_INTERNAL
+			}
+			var spans []*tracepb.Span
+			waitFor(t, "the trace at the receiver", 30*time.Second, func() bool {
+				spans = rcv.trace(isRequest)
+				return len(spans) >= 4
+			})
+			rcv.mu.Lock()
+			if len(rcv.bad) > 0 {
+				t.Errorf("exports the receiver could not decode: %v", rcv.bad)
+			}
+			rcv.mu.Unlock()
 
-	isRequest := func(s *tracepb.Span) bool { return s.Name == "chat m" && s.Kind == tracepb.Span_SPAN_KIND_INTERNAL }
-	var spans []*tracepb.Span
-	waitFor(t, "the trace at the receiver", 30*time.Second, func() bool {
-		spans = rcv.trace(isRequest)
-		return len(spans) >= 4
-	})
-	rcv.mu.Lock()
-	if len(rcv.bad) > 0 {
-		t.Errorf("exports the receiver could not decode: %v", rcv.bad)
-	}
-	rcv.mu.Unlock()
+			var server, request *tracepb.Span
+			var attempts []*tracepb.Span
+			for _, s := range spans {
+				switch {
+				case s.Name == "caddy-in":
+					server = s
+				case isRequest(s):
+					request = s
+				case s.Kind == tracepb.Span_SPAN_KIND_CLIENT:
+					attempts = append(attempts, s)
+				}
+			}
+			if server == nil || request == nil {
+				t.Fatalf("no caddy span or no request span in %v", names(spans))
+			}
+			if !bytes.Equal(request.ParentSpanId, server.SpanId) {
+				t.Errorf("the request span is not a child of caddy's span")
+			}
+			a := attrs(request.Attributes)
+			t.Logf("request span %q: %v", request.Name, a)
+			for _, s := range attempts {
+				t.Logf("attempt span %q: %v", s.Name, attrs(s.Attributes))
+			}
+			for key, want := range map[string]string{
+				"gen_ai.operation.name":          "chat",
+				"gen_ai.request.model":           model,
+				"gen_ai.response.model":          model,
+				"gen_ai.provider.name":           "openai-compatible",
+				"gen_ai.response.finish_reasons": "stop",
+				"server.address":                 "127.0.0.1",
+				"olla.endpoint":                  "good",
+				"olla.load_balancer":             "priority",
+				"olla.attempts":                  "2",
+				"http.response.status_code":      "200",
+			} {
+				if got, ok := a[key]; !ok || got != want {
+					t.Errorf("request span %s = %q (present %v), want %q", key, got, ok, want)
+				}
+			}
+			if a["olla.routing.strategy"] == "" || a["olla.routing.reason"] == "" || a["olla.routing.decision"] == "" {
+				t.Errorf("no routing decision on the request span: %v", a)
+			}
+			if a["gen_ai.usage.input_tokens"] == "" || a["gen_ai.usage.input_tokens"] == "0" || a["gen_ai.usage.output_tokens"] != "4" {
+				t.Errorf("usage on the request span: in %q out %q", a["gen_ai.usage.input_tokens"], a["gen_ai.usage.output_tokens"])
+			}
+			if !hasEvent(request, "olla.first_token") {
+				t.Errorf("no first-token event on the request span")
+			}
 
-	var server, request *tracepb.Span
-	var attempts []*tracepb.Span
-	for _, s := range spans {
-		switch {
-		case s.Name == "caddy-in":
-			server = s
-		case isRequest(s):
-			request = s
-		case s.Kind == tracepb.Span_SPAN_KIND_CLIENT:
-			attempts = append(attempts, s)
-		}
-	}
-	if server == nil || request == nil {
-		t.Fatalf("no caddy span or no request span in %v", names(spans))
-	}
-	if !bytes.Equal(request.ParentSpanId, server.SpanId) {
-		t.Errorf("the request span is not a child of caddy's span")
-	}
-	a := attrs(request.Attributes)
-	t.Logf("request span %q: %v", request.Name, a)
-	for _, s := range attempts {
-		t.Logf("attempt span %q: %v", s.Name, attrs(s.Attributes))
-	}
-	for key, want := range map[string]string{
-		"gen_ai.operation.name":          "chat",
-		"gen_ai.request.model":           "m",
-		"gen_ai.response.model":          "m",
-		"gen_ai.provider.name":           "openai-compatible",
-		"gen_ai.response.finish_reasons": "stop",
-		"server.address":                 "127.0.0.1",
-		"olla.endpoint":                  "good",
-		"olla.load_balancer":             "priority",
-		"olla.attempts":                  "2",
-		"http.response.status_code":      "200",
-	} {
-		if got, ok := a[key]; !ok || got != want {
-			t.Errorf("request span %s = %q (present %v), want %q", key, got, ok, want)
-		}
-	}
-	if a["olla.routing.strategy"] == "" || a["olla.routing.reason"] == "" || a["olla.routing.decision"] == "" {
-		t.Errorf("no routing decision on the request span: %v", a)
-	}
-	if a["gen_ai.usage.input_tokens"] == "" || a["gen_ai.usage.input_tokens"] == "0" || a["gen_ai.usage.output_tokens"] != "4" {
-		t.Errorf("usage on the request span: in %q out %q", a["gen_ai.usage.input_tokens"], a["gen_ai.usage.output_tokens"])
-	}
-	if !hasEvent(request, "olla.first_token") {
-		t.Errorf("no first-token event on the request span")
-	}
-
-	// one span per attempt, in order, under the request span
-	if len(attempts) != 2 {
-		t.Fatalf("%d attempt spans, want 2: %v", len(attempts), names(spans))
-	}
-	slices.SortFunc(attempts, func(x, y *tracepb.Span) int {
-		return strings.Compare(attrs(x.Attributes)["olla.attempt"], attrs(y.Attributes)["olla.attempt"])
-	})
-	for i, want := range []struct{ endpoint, status, errType string }{{"busy", "503", "503"}, {"good", "200", ""}} {
-		s := attempts[i]
-		at := attrs(s.Attributes)
-		if !bytes.Equal(s.ParentSpanId, request.SpanId) || s.Name != "chat m" {
-			t.Errorf("attempt %d: %q not under the request span", i+1, s.Name)
-		}
-		if at["olla.endpoint"] != want.endpoint || at["http.response.status_code"] != want.status ||
-			at["error.type"] != want.errType || at["server.address"] != "127.0.0.1" || at["server.port"] == "" ||
-			at["gen_ai.request.model"] != "m" {
-			t.Errorf("attempt %d: %v, want endpoint %s status %s error.type %q", i+1, at, want.endpoint, want.status, want.errType)
-		}
-		failed := s.Status.GetCode() == tracepb.Status_STATUS_CODE_ERROR
-		if failed != (want.errType != "") {
-			t.Errorf("attempt %d: status %v", i+1, s.Status)
-		}
-	}
-	if !hasEvent(attempts[1], "olla.first_token") || hasEvent(attempts[0], "olla.first_token") {
-		t.Errorf("the first token should be an event of the second attempt only")
+			// one span per attempt, in order, under the request span
+			if len(attempts) != 2 {
+				t.Fatalf("%d attempt spans, want 2: %v", len(attempts), names(spans))
+			}
+			slices.SortFunc(attempts, func(x, y *tracepb.Span) int {
+				return strings.Compare(attrs(x.Attributes)["olla.attempt"], attrs(y.Attributes)["olla.attempt"])
+			})
+			for i, want := range []struct{ endpoint, status, errType string }{{"busy", "503", "503"}, {"good", "200", ""}} {
+				s := attempts[i]
+				at := attrs(s.Attributes)
+				if !bytes.Equal(s.ParentSpanId, request.SpanId) || s.Name != "chat "+model {
+					t.Errorf("attempt %d: %q not under the request span", i+1, s.Name)
+				}
+				if at["olla.endpoint"] != want.endpoint || at["http.response.status_code"] != want.status ||
+					at["error.type"] != want.errType || at["server.address"] != "127.0.0.1" || at["server.port"] == "" ||
+					at["gen_ai.request.model"] != model {
+					t.Errorf("attempt %d: %v, want endpoint %s status %s error.type %q", i+1, at, want.endpoint, want.status, want.errType)
+				}
+				failed := s.Status.GetCode() == tracepb.Status_STATUS_CODE_ERROR
+				if failed != (want.errType != "") {
+					t.Errorf("attempt %d: status %v", i+1, s.Status)
+				}
+			}
+			if !hasEvent(attempts[1], "olla.first_token") || hasEvent(attempts[0], "olla.first_token") {
+				t.Errorf("the first token should be an event of the second attempt only")
+			}
+		})
 	}
 }
 
