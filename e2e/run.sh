@@ -3,8 +3,8 @@
 # simulated backends, bin/olla-sim (one process per backend, so a test can
 # kill one mid-run), driven by the official `openai`, `ollama` and
 # `@anthropic-ai/sdk` npm clients and the Claude Code and Codex agents under
-# `node --test` (50-anthropic, 60-agents and 80-dashboard start proxies and
-# simulators of their own).
+# `node --test` (50-anthropic, 60-agents, 65-responses-stream and
+# 80-dashboard start proxies and simulators of their own).
 #
 # Everything listens on free 127.0.0.1 ports. The generated Caddyfile, the
 # process logs and Caddy's data directories go to e2e/.run/ (kept after the
