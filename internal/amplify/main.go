@@ -36,6 +36,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/caddy-olla/olla/internal/testbody"
 )
 
 const (
@@ -97,8 +99,8 @@ http://%s {
 		return err
 	}
 
-	blocks29 := blocksBody(1_000_000, false)
-	blocks14 := blocksBody(500_000, true)
+	blocks29 := testbody.AnthropicBlocks("m", 1_000_000, 0)
+	blocks14 := testbody.AnthropicBlocks("m", 500_000, 8)
 	text14 := []byte(`{"model":"m","max_tokens":8,"messages":[{"role":"user","content":"` + strings.Repeat("x", 14<<20) + `"}]}`)
 	cases := []struct {
 		name, path string
@@ -243,24 +245,6 @@ func startBackend() (*http.Server, error) {
 	})}
 	go func() { _ = srv.Serve(ln) }()
 	return srv, nil
-}
-
-// blocksBody is a Messages body with n one-letter text blocks.
-func blocksBody(n int, maxTokens bool) []byte {
-	var b bytes.Buffer
-	b.WriteString(`{"model":"m",`)
-	if maxTokens {
-		b.WriteString(`"max_tokens":8,`)
-	}
-	b.WriteString(`"messages":[{"role":"user","content":[`)
-	for i := range n {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(`{"type":"text","text":"a"}`)
-	}
-	b.WriteString(`]}]}`)
-	return b.Bytes()
 }
 
 func waitReady() error {

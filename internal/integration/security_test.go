@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/caddy-olla/olla/internal/sim"
+	"github.com/caddy-olla/olla/internal/testbody"
 )
 
 // errorShape says which API's error envelope a body is in: "ollama"
@@ -1144,24 +1145,6 @@ func TestSecuritySlowBodies(t *testing.T) {
 	}
 }
 
-// blocksMessage is an Anthropic body with n one-letter text blocks.
-func blocksMessage(model string, n int, maxTokens bool) string {
-	var b strings.Builder
-	b.WriteString(`{"model":"` + model + `",`)
-	if maxTokens {
-		b.WriteString(`"max_tokens":8,`)
-	}
-	b.WriteString(`"messages":[{"role":"user","content":[`)
-	for i := range n {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(`{"type":"text","text":"a"}`)
-	}
-	b.WriteString(`]}]}`)
-	return b.String()
-}
-
 // TestSecurityAnthropicBounds: a Messages or count_tokens body is counted
 // before it is decoded: over a bound on messages, content blocks, tools or
 // nesting it is a 400 in Anthropic's format naming the limit; a 100,001
@@ -1184,7 +1167,7 @@ func TestSecurityAnthropicBounds(t *testing.T) {
 			tools := `{"model":"t","max_tokens":8,"tools":[{"name":"a"},{"name":"b"},{"name":"c"}],"messages":[{"role":"user","content":"a"}]}`
 			for _, tc := range []struct{ name, body, option string }{
 				{"messages", msgs, "max_messages"},
-				{"content blocks", blocksMessage("t", 7, true), "max_content_blocks"},
+				{"content blocks", string(testbody.AnthropicBlocks("t", 7, 8)), "max_content_blocks"},
 				{"tools", tools, "max_tools"},
 				{"nesting", deep, "max_nesting"},
 			} {
@@ -1200,10 +1183,10 @@ func TestSecurityAnthropicBounds(t *testing.T) {
 				t.Errorf("%d refused requests reached the backend", n)
 			}
 			// within the bounds: served, and count_tokens estimated
-			if res := post(t, "/olla/anthropic/v1/messages", blocksMessage("t", 6, true)); readAll(t, res) == "" || res.StatusCode != 200 {
+			if res := post(t, "/olla/anthropic/v1/messages", string(testbody.AnthropicBlocks("t", 6, 8))); readAll(t, res) == "" || res.StatusCode != 200 {
 				t.Errorf("6 blocks: %d", res.StatusCode)
 			}
-			res := post(t, "/olla/anthropic/v1/messages/count_tokens", blocksMessage("t", 6, false))
+			res := post(t, "/olla/anthropic/v1/messages/count_tokens", string(testbody.AnthropicBlocks("t", 6, 0)))
 			if b := readAll(t, res); res.StatusCode != 200 || b != "{\"input_tokens\":2}\n" || res.Header.Get("X-Olla-Token-Count") != "estimate" {
 				t.Errorf("count_tokens of 6 one-letter blocks: %d %q", res.StatusCode, b)
 			}
@@ -1211,7 +1194,7 @@ func TestSecurityAnthropicBounds(t *testing.T) {
 			// the defaults refuse the amplification body
 			load(t, site("engine "+engine+"\n"+endpoint+"\nrate_limits {\n per_ip_requests_per_minute 1\n burst_size 3\n}\n"))
 			waitRoutable(t, "t")
-			res = post(t, "/olla/anthropic/v1/messages/count_tokens", blocksMessage("t", 100_001, false))
+			res = post(t, "/olla/anthropic/v1/messages/count_tokens", string(testbody.AnthropicBlocks("t", 100_001, 0)))
 			if b := readAll(t, res); res.StatusCode != 400 || !strings.Contains(b, "50000") || !strings.Contains(b, "max_content_blocks") {
 				t.Errorf("100,001 blocks: %d %.300s", res.StatusCode, b)
 			}

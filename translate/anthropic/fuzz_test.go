@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+
+	"github.com/caddy-olla/olla/translate/chat"
 )
 
 // FuzzStreamTranslator: whatever the backend sends, however it is split, the
@@ -46,8 +48,8 @@ func FuzzStreamTranslator(f *testing.F) {
 		for rest := in; len(rest) > 0; {
 			k := min(n, len(rest))
 			b.Write(rest[:k])
-			if len(b.pending) > MaxStreamLine || cap(b.pending) > 2*MaxStreamLine {
-				t.Fatalf("line buffer grew to %d bytes", cap(b.pending))
+			if b.lines.Buffered() > 2*chat.MaxStreamLine {
+				t.Fatalf("line buffer grew to %d bytes", b.lines.Buffered())
 			}
 			rest = rest[k:]
 		}
@@ -72,7 +74,7 @@ func FuzzStreamTranslator(f *testing.F) {
 	})
 }
 
-// TestStreamLineCap: a line longer than MaxStreamLine fails the stream
+// TestStreamLineCap: a line longer than chat.MaxStreamLine fails the stream
 // without buffering it.
 func TestStreamLineCap(t *testing.T) {
 	var out bytes.Buffer
@@ -82,8 +84,8 @@ func TestStreamLineCap(t *testing.T) {
 	for i := 0; i < 40; i++ { // 2.5 MiB without a newline
 		st.Write(chunk)
 	}
-	if st.Err() == nil || cap(st.pending) > 2*MaxStreamLine {
-		t.Fatalf("Err() = %v, buffer cap %d", st.Err(), cap(st.pending))
+	if st.Err() == nil || st.lines.Buffered() > 2*chat.MaxStreamLine {
+		t.Fatalf("Err() = %v, buffer cap %d", st.Err(), st.lines.Buffered())
 	}
 	st.Write([]byte("\ndata: [DONE]\n\n")) // too late: the stream already failed
 	st.Close(nil)

@@ -4,31 +4,16 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"flag"
-	"fmt"
-	goldenfile "github.com/caddy-olla/olla/translate/internal/golden"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/caddy-olla/olla/translate/internal/golden"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden files in testdata")
-
 // fixedIDs makes ids deterministic for golden output: toolu_gen1, msg_gen2...
-func fixedIDs(t testing.TB) {
-	old := newID
-	n := 0
-	newID = func(prefix string) string { n++; return fmt.Sprintf("%sgen%d", prefix, n) }
-	t.Cleanup(func() { newID = old })
-}
-
-func inputs(t *testing.T, dir, ext string) []string { return goldenfile.Inputs(t, dir, ext) }
-
-func golden(t *testing.T, path string, got []byte) {
-	t.Helper()
-	goldenfile.Check(t, path, got, *update)
-}
+func fixedIDs(t testing.TB) { golden.FixIDs(t, &newID) }
 
 func indent(t *testing.T, b []byte) []byte {
 	t.Helper()
@@ -43,7 +28,7 @@ func indent(t *testing.T, b []byte) []byte {
 // TestGoldenRequests: testdata/requests/X.json → X.want.json (the OpenAI
 // body), or for err_* the Anthropic error the client gets.
 func TestGoldenRequests(t *testing.T) {
-	for _, in := range inputs(t, "requests", ".json") {
+	for _, in := range golden.Inputs(t, "requests", ".json") {
 		name := strings.TrimSuffix(filepath.Base(in), ".json")
 		t.Run(name, func(t *testing.T) {
 			body, err := os.ReadFile(in)
@@ -55,7 +40,7 @@ func TestGoldenRequests(t *testing.T) {
 				t.Fatalf("ParseRequest: %v", err)
 			}
 			out, err := ToOpenAI(req)
-			want := strings.TrimSuffix(in, ".json") + ".want.json"
+			want := golden.Want(in, ".json")
 			if strings.HasPrefix(name, "err_") {
 				var re *RequestError
 				if !errors.As(err, &re) {
@@ -64,7 +49,7 @@ func TestGoldenRequests(t *testing.T) {
 				if req.Features().Translatable() {
 					t.Errorf("Features().Translatable() = true for a request ToOpenAI refuses: %+v", req.Features())
 				}
-				golden(t, want, indent(t, re.Body()))
+				golden.Check(t, want, indent(t, re.Body()))
 				return
 			}
 			if err != nil {
@@ -73,7 +58,7 @@ func TestGoldenRequests(t *testing.T) {
 			if !req.Features().Translatable() {
 				t.Errorf("Features().Translatable() = false for a request ToOpenAI takes: %+v", req.Features())
 			}
-			golden(t, want, indent(t, out))
+			golden.Check(t, want, indent(t, out))
 		})
 	}
 }
@@ -90,7 +75,7 @@ func goldenRequest(t *testing.T) *Request {
 // TestGoldenAnswers: testdata/answers/X.json (an OpenAI completion) →
 // X.want.json (the Anthropic message), or for err_* the api_error body.
 func TestGoldenAnswers(t *testing.T) {
-	for _, in := range inputs(t, "answers", ".json") {
+	for _, in := range golden.Inputs(t, "answers", ".json") {
 		name := strings.TrimSuffix(filepath.Base(in), ".json")
 		t.Run(name, func(t *testing.T) {
 			fixedIDs(t)
@@ -99,19 +84,19 @@ func TestGoldenAnswers(t *testing.T) {
 				t.Fatal(err)
 			}
 			out, err := FromOpenAI(body, goldenRequest(t))
-			want := strings.TrimSuffix(in, ".json") + ".want.json"
+			want := golden.Want(in, ".json")
 			if strings.HasPrefix(name, "err_") {
 				var be *BackendError
 				if !errors.As(err, &be) {
 					t.Fatalf("FromOpenAI = %v, %s; want a *BackendError", err, out)
 				}
-				golden(t, want, indent(t, be.Body()))
+				golden.Check(t, want, indent(t, be.Body()))
 				return
 			}
 			if err != nil {
 				t.Fatalf("FromOpenAI: %v", err)
 			}
-			golden(t, want, indent(t, out))
+			golden.Check(t, want, indent(t, out))
 		})
 	}
 }
@@ -139,7 +124,7 @@ func translateStream(t testing.TB, in []byte, cuts ...int) []byte {
 // TestGoldenStreams: testdata/streams/X.sse → X.want.sse, the same output
 // however the input is split: at every byte offset, and byte by byte.
 func TestGoldenStreams(t *testing.T) {
-	for _, in := range inputs(t, "streams", ".sse") {
+	for _, in := range golden.Inputs(t, "streams", ".sse") {
 		name := strings.TrimSuffix(filepath.Base(in), ".sse")
 		t.Run(name, func(t *testing.T) {
 			fixedIDs(t)
@@ -148,7 +133,7 @@ func TestGoldenStreams(t *testing.T) {
 				t.Fatal(err)
 			}
 			whole := translateStream(t, body)
-			golden(t, strings.TrimSuffix(in, ".sse")+".want.sse", whole)
+			golden.Check(t, golden.Want(in, ".sse"), whole)
 			checkEventOrder(t, whole, strings.HasPrefix(name, "err_"))
 			for cut := 1; cut < len(body); cut++ {
 				fixedIDs(t)

@@ -5,22 +5,9 @@ import (
 	"runtime"
 	"strings"
 	"testing"
-)
 
-// blocksBody is a Messages body with n one-letter text blocks in one
-// message: the shape of the 29 MB count_tokens amplification.
-func blocksBody(n int) []byte {
-	var b strings.Builder
-	b.WriteString(`{"model":"m","max_tokens":5,"messages":[{"role":"user","content":[`)
-	for i := range n {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(`{"type":"text","text":"a"}`)
-	}
-	b.WriteString(`]}]}`)
-	return []byte(b.String())
-}
+	"github.com/caddy-olla/olla/internal/testbody"
+)
 
 // TestScanLimits: each bound is a *LimitError naming it, found before the
 // body is decoded; a body within them scans to its counts.
@@ -28,7 +15,7 @@ func TestScanLimits(t *testing.T) {
 	lim := Limits{Messages: 3, Blocks: 4, Tools: 2, Depth: 8}
 	for _, tc := range []struct{ name, body, limit string }{
 		{"messages", `{"model":"m","messages":[{"role":"user","content":"a"},{"role":"assistant","content":"b"},{"role":"user","content":"c"},{"role":"assistant","content":"d"}]}`, "messages"},
-		{"blocks", string(blocksBody(5)), "content blocks"},
+		{"blocks", string(testbody.AnthropicBlocks("m", 5, 5)), "content blocks"},
 		{"blocks in system and results", `{"model":"m","system":[{"type":"text","text":"s"},{"type":"text","text":"s"}],"messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":[{"type":"text","text":"r"},{"type":"text","text":"r"}]}]}]}`, "content blocks"},
 		{"tools", `{"model":"m","tools":[{"name":"a"},{"name":"b"},{"name":"c"}],"messages":[{"role":"user","content":"x"}]}`, "tools"},
 		{"nesting", `{"model":"m","messages":[{"role":"user","content":[{"type":"tool_use","id":"t","name":"n","input":{"a":{"b":{"c":{"d":{}}}}}}]}]}`, "nesting depth"},
@@ -92,7 +79,7 @@ func TestScanEstimate(t *testing.T) {
 // TestScanBuildsNothing: scanning a 1,000,000-block body allocates only
 // the Shape, however many blocks it counts.
 func TestScanBuildsNothing(t *testing.T) {
-	body := blocksBody(1_000_000)
+	body := testbody.AnthropicBlocks("m", 1_000_000, 5)
 	allocs := testing.AllocsPerRun(3, func() {
 		sh, err := Scan(body, Limits{})
 		if err != nil || sh.Blocks != 1_000_000 || sh.EstimateTokens() != 250_000 {
@@ -117,7 +104,7 @@ func TestDecodedSizeCovers(t *testing.T) {
 	}
 	msgs.WriteString(`]}`)
 	text := `{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"` + strings.Repeat("x", 4<<20) + `"}]}`
-	for name, body := range map[string][]byte{"blocks": blocksBody(50_000), "messages": []byte(msgs.String()), "text": []byte(text)} {
+	for name, body := range map[string][]byte{"blocks": testbody.AnthropicBlocks("m", 50_000, 5), "messages": []byte(msgs.String()), "text": []byte(text)} {
 		sh, err := Scan(body, Limits{})
 		if err != nil {
 			t.Fatal(err)
@@ -139,7 +126,7 @@ func TestDecodedSizeCovers(t *testing.T) {
 }
 
 func BenchmarkScanBlocks(b *testing.B) {
-	body := blocksBody(100_000)
+	body := testbody.AnthropicBlocks("m", 100_000, 5)
 	b.SetBytes(int64(len(body)))
 	for b.Loop() {
 		if _, err := Scan(body, Limits{}); err != nil {
@@ -149,7 +136,7 @@ func BenchmarkScanBlocks(b *testing.B) {
 }
 
 func BenchmarkParseRequestBlocks(b *testing.B) {
-	body := blocksBody(100_000)
+	body := testbody.AnthropicBlocks("m", 100_000, 5)
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	for b.Loop() {

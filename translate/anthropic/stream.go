@@ -1,17 +1,12 @@
 package anthropic
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 
 	"github.com/caddy-olla/olla/translate/chat"
 )
-
-// MaxStreamLine caps one line of the backend's SSE stream; a longer line
-// fails the stream rather than growing the buffer.
-const MaxStreamLine = 1 << 20
 
 // maxToolCalls caps the tool calls one streamed answer may open.
 const maxToolCalls = 1024
@@ -41,9 +36,9 @@ type StreamTranslator struct {
 	w    io.Writer
 	opts StreamOptions
 
-	out     chat.Out
-	enc     *json.Encoder
-	pending []byte // a line not yet ended by '\n'
+	out   chat.Out
+	enc   *json.Encoder
+	lines chat.Lines
 
 	started  bool // message_start sent
 	finished bool // message_stop sent
@@ -80,45 +75,17 @@ func (t *StreamTranslator) Err() error { return t.failed }
 // writer fails (the client is gone); translation failures are reported in the
 // stream itself and by Err.
 func (t *StreamTranslator) Write(p []byte) (int, error) {
-	n := len(p)
-	for len(p) > 0 && t.live() {
-		i := bytes.IndexByte(p, '\n')
-		if i < 0 {
-			if len(t.pending)+len(p) > MaxStreamLine {
-				t.fail(fmt.Errorf("backend stream line longer than %d bytes", MaxStreamLine))
-				break
-			}
-			t.pending = append(t.pending, p...)
-			break
-		}
-		line := p[:i]
-		if len(t.pending) > 0 {
-			if len(t.pending)+i > MaxStreamLine {
-				t.fail(fmt.Errorf("backend stream line longer than %d bytes", MaxStreamLine))
-				break
-			}
-			t.pending = append(t.pending, line...)
-			line = t.pending
-		}
-		t.line(line)
-		t.pending = t.pending[:0]
-		if cap(t.pending) > 64<<10 {
-			t.pending = nil // one long line should not pin its buffer for the whole stream
-		}
-		p = p[i+1:]
+	if err := t.lines.Feed(p, t.live, t.line); err != nil {
+		t.fail(err)
 	}
-	if err := t.emit(); err != nil {
-		return n, err
-	}
-	return n, nil
+	return len(p), t.emit()
 }
 
 // Close ends the stream. streamErr is how the backend's stream ended (nil for
 // a clean EOF). A stream that did not finish gets an error event.
 func (t *StreamTranslator) Close(streamErr error) error {
-	if t.live() && streamErr == nil && len(t.pending) > 0 {
-		t.line(t.pending) // a last line without its newline
-		t.pending = t.pending[:0]
+	if rest := t.lines.Rest(); t.live() && streamErr == nil && rest != nil {
+		t.line(rest) // a last line without its newline
 	}
 	if t.live() {
 		switch {
@@ -130,7 +97,6 @@ func (t *StreamTranslator) Close(streamErr error) error {
 			t.fail(errNoDone)
 		}
 	}
-	t.pending = nil
 	return t.emit()
 }
 
@@ -162,22 +128,15 @@ func (t *StreamTranslator) closeBlockSilently() { t.blockOpen = false }
 type chunk = chat.Chunk
 
 func (t *StreamTranslator) line(line []byte) {
-	line = bytes.TrimSuffix(line, []byte("\r"))
-	if len(line) == 0 || line[0] == ':' {
-		return // event boundary or comment
-	}
-	field, value, _ := bytes.Cut(line, []byte(":"))
-	value = bytes.TrimPrefix(value, []byte(" "))
-	switch string(field) {
-	case "data":
-	case "event", "id", "retry":
+	value, kind := chat.DataLine(line)
+	switch kind {
+	case chat.LineSkip:
 		return
-	default:
-		// Not SSE: a plain JSON error sent with a 200, or garbage.
+	case chat.LineNotSSE:
 		t.fail(fmt.Errorf("backend stream is not OpenAI SSE: %s", BackendErrorMessage(502, line)))
 		return
 	}
-	if bytes.Equal(value, []byte("[DONE]")) {
+	if chat.Done(value) {
 		t.finish()
 		return
 	}

@@ -3,40 +3,28 @@ package responses
 import (
 	"bytes"
 	"errors"
-	"flag"
 	"fmt"
-	goldenfile "github.com/caddy-olla/olla/translate/internal/golden"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-)
 
-var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+	"github.com/caddy-olla/olla/translate/internal/golden"
+)
 
 // fixed makes ids and created_at deterministic: resp_gen1, msg_gen2...
 func fixed(t testing.TB) {
-	oldID, oldNow := newID, now
-	n := 0
-	newID = func(prefix string) string { n++; return fmt.Sprintf("%sgen%d", prefix, n) }
+	golden.FixIDs(t, &newID)
+	oldNow := now
 	now = func() time.Time { return time.Unix(1700000000, 0) }
-	t.Cleanup(func() { newID, now = oldID, oldNow })
+	t.Cleanup(func() { now = oldNow })
 }
-
-func golden(t *testing.T, path string, got []byte) {
-	t.Helper()
-	goldenfile.Check(t, path, got, *update)
-}
-
-func inputs(t *testing.T, dir, ext string) []string { return goldenfile.Inputs(t, dir, ext) }
-
-func want(in, ext string) string { return strings.TrimSuffix(in, ext) + ".want" + ext }
 
 // TestGoldenRequests: testdata/requests/X.json → X.want.json: the chat
 // body and the dropped fields, or for err_* the refusal.
 func TestGoldenRequests(t *testing.T) {
-	for _, in := range inputs(t, "requests", ".json") {
+	for _, in := range golden.Inputs(t, "requests", ".json") {
 		t.Run(filepath.Base(in), func(t *testing.T) {
 			body, _ := os.ReadFile(in)
 			r, err := Parse(body)
@@ -54,7 +42,7 @@ func TestGoldenRequests(t *testing.T) {
 				got = append(ToChat(r, r.Model), '\n')
 				got = append(got, []byte("dropped: "+strings.Join(r.Dropped(), ", ")+"\n")...)
 			}
-			golden(t, want(in, ".json"), got)
+			golden.Check(t, golden.Want(in, ".json"), got)
 		})
 	}
 }
@@ -64,7 +52,7 @@ const goldenRequest = `{"model":"m","instructions":"be brief","input":"hi","tool
 // TestGoldenAnswers: testdata/answers/X.json (a chat completion) → the
 // response object.
 func TestGoldenAnswers(t *testing.T) {
-	for _, in := range inputs(t, "answers", ".json") {
+	for _, in := range golden.Inputs(t, "answers", ".json") {
 		t.Run(filepath.Base(in), func(t *testing.T) {
 			fixed(t)
 			body, _ := os.ReadFile(in)
@@ -76,7 +64,7 @@ func TestGoldenAnswers(t *testing.T) {
 			if err != nil {
 				got = []byte("error: " + err.Error() + "\n")
 			}
-			golden(t, want(in, ".json"), got)
+			golden.Check(t, golden.Want(in, ".json"), got)
 		})
 	}
 }
@@ -85,7 +73,7 @@ func TestGoldenAnswers(t *testing.T) {
 // a line "#broken" for a stream that breaks) → the Responses events, fed
 // in 7-byte pieces.
 func TestGoldenStreams(t *testing.T) {
-	for _, in := range inputs(t, "streams", ".sse") {
+	for _, in := range golden.Inputs(t, "streams", ".sse") {
 		t.Run(filepath.Base(in), func(t *testing.T) {
 			fixed(t)
 			body, _ := os.ReadFile(in)
@@ -106,7 +94,7 @@ func TestGoldenStreams(t *testing.T) {
 			if err := tr.Close(streamErr); err != nil {
 				t.Fatal(err)
 			}
-			golden(t, want(in, ".sse"), out.Bytes())
+			golden.Check(t, golden.Want(in, ".sse"), out.Bytes())
 			last := out.String()[strings.LastIndex(out.String(), "event: "):]
 			completed := strings.HasPrefix(last, "event: response.completed")
 			if completed != tr.Complete() || (!completed && !strings.HasPrefix(last, "event: response.failed")) {

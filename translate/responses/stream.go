@@ -10,9 +10,6 @@ import (
 	"github.com/caddy-olla/olla/translate/chat"
 )
 
-// MaxStreamLine caps one line of the backend's SSE stream.
-const MaxStreamLine = 1 << 20
-
 // maxCalls caps the function calls one streamed answer may open.
 const maxCalls = 1024
 
@@ -28,9 +25,9 @@ type StreamTranslator struct {
 	req  *Request
 	resp Response
 
-	out     chat.Out
-	pending []byte
-	seq     int
+	out   chat.Out
+	lines chat.Lines
+	seq   int
 
 	started, finished bool
 	failed            error
@@ -61,36 +58,16 @@ func (t *StreamTranslator) live() bool { return !t.finished && t.failed == nil }
 
 // Write consumes backend bytes; it fails only when w does (the client left).
 func (t *StreamTranslator) Write(p []byte) (int, error) {
-	n := len(p)
-	for len(p) > 0 && t.live() {
-		i := bytes.IndexByte(p, '\n')
-		if i < 0 {
-			t.keep(p)
-			break
-		}
-		t.keep(p[:i])
-		if t.live() {
-			t.line(t.pending)
-		}
-		t.pending = t.pending[:0]
-		p = p[i+1:]
+	if err := t.lines.Feed(p, t.live, t.line); err != nil {
+		t.fail(err)
 	}
-	return n, t.emit()
-}
-
-// keep adds to the line being read, failing past MaxStreamLine.
-func (t *StreamTranslator) keep(p []byte) {
-	if len(t.pending)+len(p) > MaxStreamLine {
-		t.fail(fmt.Errorf("backend stream line longer than %d bytes", MaxStreamLine))
-		return
-	}
-	t.pending = append(t.pending, p...)
+	return len(p), t.emit()
 }
 
 // Close ends the stream; streamErr is how the backend's body ended.
 func (t *StreamTranslator) Close(streamErr error) error {
-	if t.live() && streamErr == nil && len(t.pending) > 0 {
-		t.line(t.pending)
+	if rest := t.lines.Rest(); t.live() && streamErr == nil && rest != nil {
+		t.line(rest) // a last line without its newline
 	}
 	if t.live() {
 		switch {
@@ -102,7 +79,6 @@ func (t *StreamTranslator) Close(streamErr error) error {
 			t.fail(errNoDone)
 		}
 	}
-	t.pending = nil
 	return t.emit()
 }
 
@@ -145,21 +121,15 @@ func (t *StreamTranslator) fail(err error) {
 }
 
 func (t *StreamTranslator) line(line []byte) {
-	line = bytes.TrimSuffix(line, []byte("\r"))
-	if len(line) == 0 || line[0] == ':' {
+	value, kind := chat.DataLine(line)
+	switch kind {
+	case chat.LineSkip:
 		return
-	}
-	field, value, _ := bytes.Cut(line, []byte(":"))
-	value = bytes.TrimPrefix(value, []byte(" "))
-	switch string(field) {
-	case "data":
-	case "event", "id", "retry":
-		return
-	default:
+	case chat.LineNotSSE:
 		t.fail(errors.New("backend stream is not OpenAI SSE"))
 		return
 	}
-	if bytes.Equal(value, []byte("[DONE]")) {
+	if chat.Done(value) {
 		if t.finishReason == "" {
 			t.finishReason = "stop"
 		}
