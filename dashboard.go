@@ -2,6 +2,7 @@ package olla
 
 import (
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -31,7 +32,7 @@ func (rq *request) serveDashboard(path string) error {
 	case "/internal/ui/data":
 		ui.SecurityHeaders(rq.w.Header())
 		d := rq.h.dashboardData(time.Now())
-		return rq.writeCached(cached{body: d, stable: d})
+		return rq.writeCached(cached{body: d.payload, stable: d.stable})
 	default:
 		if name, ok := strings.CutPrefix(path, "/internal/ui/"); ok && ui.Serve(rq.w, rq.r, name) {
 			rq.rec.status = http.StatusOK
@@ -73,7 +74,44 @@ type dashboardPayload struct {
 // dashboardUsageKeys is how many keys the usage panel lists.
 const dashboardUsageKeys = 10
 
-func (h *Handler) dashboardData(now time.Time) dashboardPayload {
+// dashboardData is the page's data and the part of it its ETag covers:
+// everything but the clock (the time, the endpoints' "checked 3s ago" and
+// probe latencies), and of the timeline only its points with traffic, placed
+// in the window, so an idle proxy answers 304 until something happens or a
+// point of traffic moves along the chart.
+type dashboardAnswer struct {
+	payload dashboardPayload
+	stable  dashboardPayload
+}
+
+func (h *Handler) dashboardData(now time.Time) dashboardAnswer {
+	out, statuses := h.dashboardPayload(now)
+	stable := out
+	stable.Time = time.Time{}
+	stable.Timeline = timelineShape(out.Timeline)
+	stable.Endpoints = slices.Clone(out.Endpoints)
+	for i := range stable.Endpoints {
+		stable.Endpoints[i].endpointStatus = statuses[i]
+	}
+	return dashboardAnswer{payload: out, stable: stable}
+}
+
+// timelineShape keeps the points of a timeline that have anything to show,
+// each timed by its place in the window instead of the clock.
+func timelineShape(points []timelinePoint) []timelinePoint {
+	var shape []timelinePoint
+	for i, p := range points {
+		if p != (timelinePoint{Time: p.Time}) {
+			p.Time = int64(i)
+			shape = append(shape, p)
+		}
+	}
+	return shape
+}
+
+// dashboardPayload is the page's data, with the stable part of each
+// endpoint's status (see describe).
+func (h *Handler) dashboardPayload(now time.Time) (dashboardPayload, []endpointStatus) {
 	recent := h.app.activity.recent()
 	perEndpoint := summarise(recent)
 	out := dashboardPayload{Time: now.UTC().Truncate(time.Second), Recent: recent, Timeline: h.app.activity.timeline(now),
@@ -83,9 +121,11 @@ func (h *Handler) dashboardData(now time.Time) dashboardPayload {
 		out.Usage = &rep
 	}
 	byModel := map[string][]string{}
+	statuses := make([]endpointStatus, 0, len(h.states))
 	for _, st := range h.states {
 		fs := st.Status(now)
-		es, _ := describeStatus(fs, now)
+		es, stable := describeStatus(fs, now)
+		statuses = append(statuses, stable)
 		de := dashboardEndpoint{endpointStatus: es, Models: []string{}, InFlight: fs.InFlight,
 			endpointActivity: perEndpoint[es.Name]}
 		var sig *profiles.Signals
@@ -117,5 +157,5 @@ func (h *Handler) dashboardData(now time.Time) dashboardPayload {
 		out.Catalogue = append(out.Catalogue, dashboardModel{ID: id, Endpoints: eps})
 	}
 	sort.Slice(out.Catalogue, func(i, j int) bool { return out.Catalogue[i].ID < out.Catalogue[j].ID })
-	return out
+	return out, statuses
 }

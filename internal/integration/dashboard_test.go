@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddy-olla/olla/internal/sim"
 )
@@ -103,5 +104,70 @@ func TestDashboardRoutes(t *testing.T) {
 	readAll(t, res2)
 	if res2.StatusCode != http.StatusNotModified && res2.Header.Get("ETag") == res.Header.Get("ETag") {
 		t.Errorf("same ETag %s but %d", res.Header.Get("ETag"), res2.StatusCode)
+	}
+}
+
+// TestDashboardETagStable: while nothing happens the page's data keeps its
+// ETag across the clock's seconds (and the probes that run meanwhile), so
+// the page's conditional polls get 304; a request or a drain changes it.
+func TestDashboardETagStable(t *testing.T) {
+	s := startSim(t, sim.Config{Kind: sim.Ollama, Models: []string{"m"}, Tokens: 3})
+	load(t, site(endpointBlock("a", s.URL, "ollama")))
+	waitRoutable(t, "a")
+
+	etag := func() string {
+		t.Helper()
+		res, err := client.Get(base + "/internal/ui/data")
+		if err != nil {
+			t.Fatal(err)
+		}
+		readAll(t, res)
+		if res.StatusCode != 200 || res.Header.Get("ETag") == "" {
+			t.Fatalf("/internal/ui/data: %d, ETag %q", res.StatusCode, res.Header.Get("ETag"))
+		}
+		return res.Header.Get("ETag")
+	}
+	conditional := func(tag string) int {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, base+"/internal/ui/data", nil)
+		req.Header.Set("If-None-Match", tag)
+		res, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if body := readAll(t, res); res.StatusCode == http.StatusNotModified && body != "" {
+			t.Errorf("304 with a body: %q", body)
+		}
+		return res.StatusCode
+	}
+	// Two polls more than a second apart (the payload's time differs) have
+	// the same tag. Something may still change between two (a first load
+	// poll, traffic of an earlier test moving along the timeline every 5 s),
+	// so a few tries are allowed; a tag that covers the clock never holds.
+	var tag string
+	for try := 0; ; try++ {
+		first := etag()
+		time.Sleep(1100 * time.Millisecond)
+		if tag = etag(); tag == first {
+			break
+		}
+		if try == 10 {
+			t.Fatalf("the ETag changed on every pair of idle polls (last %s then %s)", first, tag)
+		}
+	}
+	if code := conditional(tag); code != http.StatusNotModified {
+		t.Fatalf("If-None-Match with the current tag: %d, want 304", code)
+	}
+
+	readAll(t, post(t, "/olla/ollama/api/chat", adminChat))
+	if code := conditional(tag); code != http.StatusOK {
+		t.Errorf("after a request: %d, want 200 with the new data", code)
+	}
+	tag = etag()
+	if code, _ := adminCall(t, http.MethodPost, "/olla/endpoints/a/drain"); code != 200 {
+		t.Fatalf("drain: %d", code)
+	}
+	if code := conditional(tag); code != http.StatusOK {
+		t.Errorf("after a drain: %d, want 200 with the new data", code)
 	}
 }

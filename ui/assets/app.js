@@ -114,7 +114,9 @@ function render(d) {
   const up = d.endpoints.filter((e) => e.routable).length;
   const waiting = d.queue && d.queue.depth ? ", " + d.queue.depth + " waiting" : "";
   document.getElementById("summary").textContent = up + " of " + d.endpoints.length + " endpoints routable, " + d.catalogue.length + " models" + waiting;
-  document.getElementById("updated").textContent = "updated " + new Date(d.time).toLocaleTimeString();
+  // the time of this poll: while nothing changes the server answers 304
+  // and the browser hands back the body it has, with the time it had then
+  document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
   renderEndpoints(d.endpoints);
   renderModels(d.catalogue, d.catalogue_truncated);
   renderRecent(d.recent);
