@@ -69,9 +69,7 @@ func (rq *request) serveAnthropic() error {
 	switch {
 	case p == "/v1/messages" || p == "/v1/messages/count_tokens":
 		if method != http.MethodPost {
-			rq.w.Header().Set("Allow", http.MethodPost)
-			return rq.fail(apiError{status: http.StatusMethodNotAllowed, code: "method_not_allowed",
-				message: fmt.Sprintf("%s %s is not allowed: use POST", method, rq.r.URL.Path)})
+			return rq.notAllowed(http.MethodPost)
 		}
 		c := &anthropicCall{rq: rq, hw: hw, countTokens: p == "/v1/messages/count_tokens", start: rq.start}
 		err := rq.proxy(anthropicRoute(), c)
@@ -84,9 +82,7 @@ func (rq *request) serveAnthropic() error {
 		return err
 	case p == "/v1/models" || strings.HasPrefix(p, "/v1/models/"):
 		if method != http.MethodGet && method != http.MethodHead {
-			rq.w.Header().Set("Allow", "GET, HEAD")
-			return rq.fail(apiError{status: http.StatusMethodNotAllowed, code: "method_not_allowed",
-				message: fmt.Sprintf("%s %s is not allowed: use GET", method, rq.r.URL.Path)})
+			return rq.notAllowed(http.MethodGet, http.MethodHead)
 		}
 		return rq.serveAnthropicModels(strings.TrimPrefix(strings.TrimPrefix(p, "/v1/models"), "/"))
 	}

@@ -476,6 +476,9 @@ func (rq *request) serveOlla() error {
 			message: fmt.Sprintf("unknown provider %q in /olla/%s/: use one of %s, openai, proxy, or /olla/models",
 				prefix, prefix, strings.Join(profiles.Prefixes(), ", "))})
 	}
+	if postOnly(rq.apiPath) && rq.r.Method != http.MethodPost {
+		return rq.notAllowed(http.MethodPost)
+	}
 	if prefix == "proxy" && rq.apiPath == profiles.PathResponses {
 		route, _ = resolveRoute("openai", rq.apiPath) // native or translated: every OpenAI-compatible type
 	}
