@@ -205,7 +205,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := h.parsePrefixAffinity(d); err != nil {
 				return err
 			}
-		case "engine", "profile", "internal":
+		case "engine", "profile", "internal", "dashboard":
 			if err := once(sub); err != nil {
 				return err
 			}
@@ -222,6 +222,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.Profile, err = val, checkEnum(sub, val, profileNames...)
 			case "internal":
 				h.Internal, err = val, checkEnum(sub, val, internalNames...)
+			case "dashboard":
+				h.Dashboard, err = val, checkEnum(sub, val, internalNames...)
 			}
 			if err != nil {
 				return d.Errf("%v", err)

@@ -23,6 +23,10 @@ const (
 )
 
 func (rq *request) serveDashboard(path string) error {
+	if rq.h.Dashboard == "off" {
+		return rq.fail(apiError{status: http.StatusNotFound, code: "not_found",
+			message: "the dashboard is off in this config (dashboard off); the status JSON is at /internal/status"})
+	}
 	switch path {
 	case "/internal/ui", "/internal/ui/":
 		if ui.Serve(rq.w, rq.r, "index.html") {

@@ -96,6 +96,9 @@ type Handler struct {
 	ModelDiscovery *ModelDiscovery `json:"model_discovery,omitempty"`
 	// Internal turns the /internal/ routes and /version off when "off".
 	Internal string `json:"internal,omitempty"`
+	// Dashboard turns the dashboard (/internal/ui and its data) off when
+	// "off"; the status JSON stays. The standalone's dashboard.enabled.
+	Dashboard string `json:"dashboard,omitempty"`
 	// InternalClients are the clients the /internal/ routes, the dashboard
 	// and /version answer: addresses or CIDRs, or "any". Default
 	// 127.0.0.0/8 and ::1, so only a client on this host sees the status

@@ -45,6 +45,7 @@ func (h *Handler) Validate() error {
 		{"engine", h.Engine, engineNames},
 		{"profile", h.Profile, profileNames},
 		{"internal", h.Internal, internalNames},
+		{"dashboard", h.Dashboard, internalNames},
 	} {
 		if err := checkEnum(c.name, c.value, c.allowed...); err != nil {
 			return err

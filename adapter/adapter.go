@@ -304,15 +304,22 @@ func oneOf(f *field, v string, allowed ...string) error {
 	return f.errorf("unknown value %q: expected %s", v, strings.Join(allowed, ", "))
 }
 
-// dashboard maps the dashboard section. The standalone proxy gates only its
-// page by dashboard.access_policy.allowed_cidrs (loopback by default) and
-// serves the status JSON to everyone; the module answers the page, the
-// status JSON and /version alike to internal_clients only (loopback by
-// default), so the allowed CIDRs become internal_clients.
+// dashboard maps the dashboard section: enabled: false is `dashboard off`.
+// The standalone proxy gates only its page by
+// dashboard.access_policy.allowed_cidrs (loopback by default) and serves
+// the status JSON to everyone; the module answers the page, the status JSON
+// and /version alike to internal_clients only (loopback by default), so the
+// allowed CIDRs become internal_clients.
 func (c *conv) dashboard(m *mapping, srv *server, h *handler) error {
-	// enabled: false has nothing to turn off alone: the page answers only
-	// internal_clients, like every status route
-	m.get("enabled")
+	if f := m.get("enabled"); f != nil {
+		on, err := f.boolean()
+		if err != nil {
+			return err
+		}
+		if !on {
+			h.Dashboard = "off"
+		}
+	}
 	policy, err := m.child("access_policy")
 	if err != nil {
 		return err

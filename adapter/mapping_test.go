@@ -364,8 +364,18 @@ func TestMappings(t *testing.T) {
 		},
 		{
 			name: "sections that are switched off are not warned about",
-			yaml: "dashboard: {enabled: false}\ntranslators: {anthropic: {enabled: false}}\nproxy: {sticky_sessions: {enabled: false}}\n" + oneEndpoint,
+			yaml: "translators: {anthropic: {enabled: false}}\nproxy: {sticky_sessions: {enabled: false}}\n" + oneEndpoint,
 			want: map[string]any{"h.engine": "olla"},
+		},
+		{
+			name: "a dashboard switched off is the module's dashboard off, without a warning",
+			yaml: "dashboard: {enabled: false}\n" + oneEndpoint,
+			want: map[string]any{"h.dashboard": "off"},
+		},
+		{
+			name: "a dashboard switched on is the module's default",
+			yaml: "dashboard: {enabled: true}\n" + oneEndpoint,
+			want: map[string]any{"h.dashboard": nil},
 		},
 		{
 			name: "YAML anchors and merge keys",

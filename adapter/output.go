@@ -76,6 +76,7 @@ type handler struct {
 	ModelDiscovery        *modelDiscovery     `json:"model_discovery,omitempty"`
 	StickySessions        *stickySessions     `json:"sticky_sessions,omitempty"`
 	InternalClients       []string            `json:"internal_clients,omitempty"`
+	Dashboard             string              `json:"dashboard,omitempty"`
 }
 
 type stickySessions struct {

@@ -66,3 +66,22 @@ func TestWrongMethodOnPostRoutes(t *testing.T) {
 		readAll(t, res)
 	}
 }
+
+// TestDashboardOff: `dashboard off` (the adapter's dashboard.enabled:
+// false) answers the page and its data 404 saying so; the status JSON
+// stays.
+func TestDashboardOff(t *testing.T) {
+	s := startSim(t, sim.Config{Kind: sim.Ollama, Models: []string{"m"}})
+	load(t, site("dashboard off\n"+endpointBlock("a", s.URL, "ollama")))
+	waitRoutable(t, "a")
+	for _, p := range []string{"/internal/ui", "/internal/ui/", "/internal/ui/data", "/internal/ui/app.js"} {
+		res, err := client.Get(base + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if body := readAll(t, res); res.StatusCode != http.StatusNotFound || !strings.Contains(errorMessage(body), "dashboard off") {
+			t.Errorf("%s: %d %s, want 404 naming dashboard off", p, res.StatusCode, body)
+		}
+	}
+	readAll(t, getOK(t, "/internal/status"))
+}
