@@ -41,23 +41,32 @@ bench: ## benchmarks: balancer selection, model extraction, engines
 adapt: build ## Caddyfile.example as JSON
 	$(BIN)/caddy adapt --config Caddyfile.example --adapter caddyfile --pretty
 
-xcaddy: ## the same binary through xcaddy, with the olla config adapter (offline once the module cache is filled)
+xcaddy: ## the same binary through xcaddy, with the olla config adapter (offline once a first run online filled the module cache)
 	@# xcaddy resolves imports in a fresh module with the proxy off, so the
 	@# cache needs every module of the graph, including ones only consulted
-	@# to rule out an ambiguous import (regexp2 v1 for regexp2/v2). The first
-	@# run fills it through the proxy; offline this step fails and is skipped.
-	@# One module deep in the graph is not on the proxy; nothing imports it.
-	@# It works on a copy of go.mod and go.sum, so the checkout stays tidy.
-	@tmp=$$(mktemp -d) && cp go.mod go.sum $$tmp/ && \
-		{ $(GO) mod download -modfile=$$tmp/go.mod all 2>/dev/null || echo "some modules could not be downloaded (offline?): building from the module cache"; }; \
-		rm -rf $$tmp
+	@# to rule out an ambiguous import (regexp2 v1 for regexp2/v2), and
+	@# xcaddy itself: more than `make build` (or `make run`) fetches. The
+	@# first run fills it through the proxy; offline this step fails and is
+	@# skipped. One module deep in the graph is not on the proxy; nothing
+	@# imports it. It works on a copy of go.mod and go.sum, so the checkout
+	@# stays tidy.
 	@# The adapter is a package of this module: its --with has no
 	@# replacement of its own, so xcaddy imports it from the replaced module.
 	@# Every module comes from the local cache (GOPROXY=off), whose contents
 	@# `go mod download` checked against go.sum; xcaddy's temporary module has
 	@# no go.sum, so the checksum database is not consulted (GOSUMDB=off).
-	CADDY_VERSION=$(CADDY_VERSION) GOPROXY=off GOSUMDB=off $(GO) tool xcaddy build $(CADDY_VERSION) --output $(BIN)/caddy-xcaddy \
-		--with $(MODULE)=./ --with $(MODULE)/adapter
+	@# A module missing from the cache ends the build with a line saying
+	@# what to do, after Go's own "module lookup disabled by GOPROXY=off".
+	@tmp=$$(mktemp -d) && cp go.mod go.sum $$tmp/ && \
+		{ $(GO) mod download -modfile=$$tmp/go.mod all 2>/dev/null || echo "some modules could not be downloaded (offline?): building from the module cache"; }; \
+		echo "CADDY_VERSION=$(CADDY_VERSION) GOPROXY=off GOSUMDB=off $(GO) tool xcaddy build $(CADDY_VERSION) --output $(BIN)/caddy-xcaddy --with $(MODULE)=./ --with $(MODULE)/adapter"; \
+		{ CADDY_VERSION=$(CADDY_VERSION) GOPROXY=off GOSUMDB=off $(GO) tool xcaddy build $(CADDY_VERSION) --output $(BIN)/caddy-xcaddy \
+			--with $(MODULE)=./ --with $(MODULE)/adapter 2>&1; echo $$? >$$tmp/status; } | tee $$tmp/log; \
+		status=$$(cat $$tmp/status); \
+		if [ "$$status" != 0 ] && grep -q "lookup disabled by GOPROXY=off" $$tmp/log; then \
+			echo "make xcaddy: the module cache lacks modules xcaddy needs (make build and make run fetch only what bin/caddy needs); run make xcaddy once with network access: it fetches them, and later runs build offline" >&2; \
+		fi; \
+		rm -rf $$tmp; exit $$status
 
 fuzz: ## FUZZTIME of fuzzing for each target: model extractor, Caddyfile parser, YAML adapter, Anthropic and Responses stream translators
 	@# go test -fuzz takes one target per run, so they run one after another.
