@@ -114,7 +114,7 @@ func timelineShape(points []timelinePoint) []timelinePoint {
 }
 
 // dashboardPayload is the page's data, with the stable part of each
-// endpoint's status (see describe).
+// endpoint's status (see describeStatus).
 func (h *Handler) dashboardPayload(now time.Time) (dashboardPayload, []endpointStatus) {
 	recent := h.app.activity.recent()
 	perEndpoint := summarise(recent)
