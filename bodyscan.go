@@ -95,9 +95,11 @@ func extractModel(body []byte) (string, bodySpan, error) {
 		}
 		m, err := strconv.Unquote(string(raw))
 		if err != nil {
-			if err := json.Unmarshal(raw, &m); err != nil {
+			var decoded string // apart from m, which would otherwise live on the heap
+			if err := json.Unmarshal(raw, &decoded); err != nil {
 				return "", bodySpan{}, fmt.Errorf(`"model" is not a valid string: %v`, err)
 			}
+			m = decoded
 		}
 		model, span = m, bodySpan{valStart, s.i}
 	}

@@ -104,9 +104,11 @@ func (rq *request) readBody() ([]byte, *apiError) {
 	if r.ContentLength <= limit && h.maxBuffered < limit {
 		limit, limitName = h.maxBuffered, "max_buffered_bytes"
 	}
-	tooLarge := &apiError{status: http.StatusRequestEntityTooLarge, code: "request_too_large",
-		message: fmt.Sprintf("request body is larger than the %d-byte limit (request_limits %s)", limit, limitName)}
-	busy := rq.busy()
+	// the refusals are built only when given: most requests get none
+	tooLarge := func() *apiError {
+		return &apiError{status: http.StatusRequestEntityTooLarge, code: "request_too_large",
+			message: fmt.Sprintf("request body is larger than the %d-byte limit (request_limits %s)", limit, limitName)}
+	}
 	// refused with the body (or its rest) unread: the connection cannot
 	// carry another request, and closing it spares net/http reading up to
 	// 256 KiB of a body nobody wants (and sending 100 Continue for it)
@@ -119,12 +121,12 @@ func (rq *request) readBody() ([]byte, *apiError) {
 	declared := r.ContentLength
 	switch {
 	case declared > limit:
-		return nil, unread(tooLarge)
+		return nil, unread(tooLarge())
 	case declared == 0:
 		return nil, nil
 	case declared > 0 && rq.h.app.bodies.used.Load()+declared > h.maxBuffered:
 		// it could not be held whole now: refused before a byte is read
-		return nil, unread(busy)
+		return nil, unread(rq.busy())
 	}
 	maxCap := limit
 	if declared > 0 {
@@ -137,7 +139,7 @@ func (rq *request) readBody() ([]byte, *apiError) {
 		var mbe *http.MaxBytesError
 		switch {
 		case errors.As(err, &mbe):
-			return tooLarge
+			return tooLarge()
 		case isTimeout(err):
 			return unread(&apiError{status: http.StatusRequestTimeout, code: "request_timeout",
 				message: fmt.Sprintf("the request body stopped arriving: %d bytes in %s (request_limits body_read_timeout %s, then min_body_rate %d bytes/s)",
@@ -160,7 +162,7 @@ func (rq *request) readBody() ([]byte, *apiError) {
 				pace.before(int64(len(buf)))
 				n, err := io.ReadFull(r.Body, one[:])
 				if n > 0 {
-					return nil, unread(tooLarge)
+					return nil, unread(tooLarge())
 				}
 				if err == io.EOF {
 					break
@@ -169,7 +171,7 @@ func (rq *request) readBody() ([]byte, *apiError) {
 			}
 			grown := min(max(2*int64(cap(buf)), bodyStart), maxCap)
 			if !rq.reserve(grown - int64(cap(buf))) {
-				return nil, unread(busy)
+				return nil, unread(rq.busy())
 			}
 			next := make([]byte, len(buf), grown)
 			copy(next, buf)

@@ -353,8 +353,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		// known before any refusal, so even a 429 speaks the path's API;
 		// normalised once, here, to the path the engines will forward, so
 		// every rule checks what the backend would see
-		prefix, apiPath, _ := strings.Cut(path[len("/olla/"):], "/")
-		rq.prefix, rq.apiPath = prefix, "/"+apiPath
+		rest := path[len("/olla/"):]
+		prefix, _, found := strings.Cut(rest, "/")
+		rq.prefix, rq.apiPath = prefix, "/"
+		if found {
+			rq.apiPath = rest[len(prefix):] // "/" and the rest, without a copy
+		}
 		if prefix == anthropicPrefix {
 			w.Header().Set(modeHeader, modeTranslation) // even on a refusal before routing
 		}
@@ -434,7 +438,11 @@ type request struct {
 	prefix  string // route prefix after /olla/
 	apiPath string
 	rec     requestRecord
-	rw      rewriter // the body per model name, for the route's hooks
+	rw      rewriter     // the body per model name, for the route's hooks
+	pk      picker       // the proxied request's candidates (proxy)
+	plan    engines.Plan // what the engine is handed (proxy)
+
+	decision decision // where the request may go (proxy)
 
 	reserved int64 // bytes of the process-wide body budget this request holds
 
@@ -513,7 +521,6 @@ func (rq *request) proxy(route route, hooks routeHooks) error {
 	}
 	var model string
 	var span bodySpan
-	defer func() { rq.rec.model = model }()
 	if body != nil || modelFieldPaths[rq.apiPath] && r.Method == http.MethodPost {
 		m, sp, err := extractModel(body)
 		switch {
@@ -523,6 +530,7 @@ func (rq *request) proxy(route route, hooks routeHooks) error {
 			return rq.fail(apiError{status: http.StatusBadRequest, code: "invalid_request", message: err.Error()})
 		}
 	}
+	rq.rec.model = model
 
 	rq.bodyLen = int64(len(body))
 	rq.startTrace(model)
@@ -538,11 +546,11 @@ func (rq *request) proxy(route route, hooks routeHooks) error {
 	if _, plain := hooks.(plainHooks); plain { // a translating route sets its own Upstream
 		chain = h.fallbackChainFor(model)
 	}
-	var decision decision
+	decision := &rq.decision // in the request: the hooks' interface would move a local to the heap
 	if chain != nil {
-		decision = rq.routeChain(route, chain)
+		*decision = rq.routeChain(route, chain)
 	} else {
-		decision = h.route(r.Context(), route, model, time.Now())
+		*decision = h.route(r.Context(), route, model, time.Now())
 	}
 	hdr := rq.w.Header()
 	pickModel := model // the model the first attempts ask for
@@ -551,23 +559,30 @@ func (rq *request) proxy(route route, hooks routeHooks) error {
 	}
 	if model != "" {
 		caddyhttp.SetVar(r.Context(), "olla.model", model)
-		hdr.Set("X-Olla-Model", pickModel)
-		hdr.Set("X-Olla-Routing-Strategy", decision.strategy)
-		hdr.Set("X-Olla-Routing-Decision", decision.action)
-		hdr.Set("X-Olla-Routing-Reason", decision.reason)
+		// as Header.Set, the keys being canonical, with one allocation
+		// for the four values
+		v := [...]string{pickModel, decision.strategy, decision.action, decision.reason}
+		vals := v[:]
+		hdr["X-Olla-Model"] = vals[0:1:1]
+		hdr["X-Olla-Routing-Strategy"] = vals[1:2:2]
+		hdr["X-Olla-Routing-Decision"] = vals[2:3:3]
+		hdr["X-Olla-Routing-Reason"] = vals[3:4:4]
 	} else if decision.panic {
 		hdr.Set("X-Olla-Routing-Reason", decision.reason)
 	}
 	rq.rec.reason = decision.reason
 	rq.trace.Routed(h.LoadBalancer, decision.strategy, decision.action, decision.reason)
-	if answered, err := hooks.routed(&decision, model); answered {
+	if answered, err := hooks.routed(decision, model); answered {
 		return err
 	}
 	if decision.err != nil {
 		return rq.fail(*decision.err)
 	}
 
-	pk := rq.newPicker(decision, pickModel)
+	// the picker, the plan and the rewriter live in the request: no
+	// allocation of their own
+	pk := &rq.pk
+	rq.initPicker(pk, *decision, pickModel)
 	if h.sticky != nil {
 		pk.sticky = h.sticky.keyFor(r, body, pickModel)
 		pk.sticky.setHeaders(r, hdr)
@@ -584,7 +599,8 @@ func (rq *request) proxy(route route, hooks routeHooks) error {
 			pk.prefix, pk.sched.Prefix = pq, pq.info()
 		}
 	}
-	plan := &engines.Plan{
+	plan := &rq.plan
+	*plan = engines.Plan{
 		Path:        rq.apiPath,
 		RawQuery:    r.URL.RawQuery,
 		Body:        body,
@@ -597,12 +613,12 @@ func (rq *request) proxy(route route, hooks routeHooks) error {
 		StreamIdleTimeout: h.idle,
 		HeaderTimeout:     time.Duration(h.ResponseHeaderTimeout),
 		OnStreamEnd: func(t engines.Target, firstByte time.Time, n int64, tail *engines.Tail, err error) {
-			pk.firstByte(t, firstByte)
+			rq.pk.firstByte(t, firstByte)
 			rq.streamEnded(t, firstByte, n, tail, err)
 		},
 	}
 	rq.rw = rewriter{rq: rq, body: body, span: span, model: model}
-	hooks.shape(plan, &decision, &rq.rw)
+	hooks.shape(plan, decision, &rq.rw)
 	refusal := func() *apiError { return pk.refusal }
 	if chain != nil {
 		refusal = rq.chainPlan(plan, chain, pk, &rq.rw)
@@ -627,14 +643,20 @@ func (rq *request) proxy(route route, hooks routeHooks) error {
 
 // newPicker is the picker over decision's candidates for model.
 func (rq *request) newPicker(d decision, model string) *picker {
+	pk := new(picker)
+	rq.initPicker(pk, d, model)
+	return pk
+}
+
+// initPicker sets pk up as newPicker's.
+func (rq *request) initPicker(pk *picker, d decision, model string) {
 	h := rq.h
-	pk := &picker{remaining: d.candidates, balancer: h.balancer, strategy: h.LoadBalancer, maxAttempts: h.maxAttempts,
+	*pk = picker{remaining: d.candidates, balancer: h.balancer, strategy: h.LoadBalancer, maxAttempts: h.maxAttempts,
 		rec: &rq.rec, limits: h.limits, room: h.app.room, queue: h.queue, req: rq.r, header: rq.w.Header(), metrics: h.app.metrics, panic: d.panic,
 		sched: balancer.Request{Model: model}, model: model, rewrite: d.rewrite, trace: rq.trace}
 	if h.LoadBalancer == balancer.Adaptive {
 		pk.reasonPrefix = d.reason + "; "
 	}
-	return pk
 }
 
 // streamEnded records what the response body came to.

@@ -140,8 +140,9 @@ func (p *picker) nextWithRoom() *fleet.Endpoint {
 			return nil
 		}
 		st := p.remaining[i]
-		// keep config order for the rest: round-robin stays a cycle
-		p.remaining = append(p.remaining[:i:i], p.remaining[i+1:]...)
+		// keep config order for the rest: round-robin stays a cycle. In
+		// place: the picker owns the slice routing made for the request
+		p.remaining = append(p.remaining[:i], p.remaining[i+1:]...)
 		if now := time.Now(); !st.Routable(now) && !(p.panic && st.PanicEligible(now)) {
 			continue // it went down while this request waited its turn
 		}

@@ -31,13 +31,7 @@ func (rt route) allows(typ string) bool { return rt.types == nil || rt.types[typ
 func resolveRoute(prefix, apiPath string) (route, bool) {
 	switch prefix {
 	case "openai":
-		types := map[string]bool{}
-		for _, p := range profiles.All() {
-			if p.OpenAICompatible {
-				types[p.Name] = true
-			}
-		}
-		return route{prefix: prefix, types: types, label: "OpenAI-compatible"}, true
+		return openAIRoute, true
 	case "proxy":
 		rt := route{prefix: prefix, label: "any"}
 		if ts := profiles.TypesForPath(apiPath); len(ts) > 0 {
@@ -49,11 +43,36 @@ func resolveRoute(prefix, apiPath string) (route, bool) {
 		}
 		return rt, true
 	}
-	p, ok := profiles.ByPrefix(prefix)
-	if !ok {
-		return route{}, false
+	rt, ok := providerRoutes[prefix]
+	return rt, ok
+}
+
+// The routes that do not depend on the API path, built once: the profiles
+// are fixed when the program starts. Their types maps are shared, so
+// nothing may write to a route's types.
+var (
+	openAIRoute    = newOpenAIRoute()
+	providerRoutes = newProviderRoutes()
+)
+
+func newOpenAIRoute() route {
+	types := map[string]bool{}
+	for _, p := range profiles.All() {
+		if p.OpenAICompatible {
+			types[p.Name] = true
+		}
 	}
-	return route{prefix: prefix, types: map[string]bool{p.Name: true}, label: p.Name}, true
+	return route{prefix: "openai", types: types, label: "OpenAI-compatible"}
+}
+
+// newProviderRoutes maps each profile's route prefix to its own type.
+func newProviderRoutes() map[string]route {
+	out := map[string]route{}
+	for _, prefix := range profiles.Prefixes() {
+		p, _ := profiles.ByPrefix(prefix)
+		out[prefix] = route{prefix: prefix, types: map[string]bool{p.Name: true}, label: p.Name}
+	}
+	return out
 }
 
 // Routing strategies and fallbacks (model_registry).
@@ -131,7 +150,10 @@ type decision struct {
 // never qualifies: open breakers, refused connections, 503/401/403/429
 // answers, Retry-After parkings, drains and endpoints not probed yet.
 func (h *Handler) route(ctx context.Context, rt route, model string, now time.Time) decision {
-	var typed, up, down candidates
+	// typed and up share one allocation; down is rare
+	both := make(candidates, 0, 2*len(h.states))
+	typed, up := both[:0:len(h.states)], both[len(h.states):len(h.states)]
+	var down candidates
 	for _, st := range h.states {
 		if rt.allows(st.Type()) {
 			typed = append(typed, st)
@@ -221,6 +243,9 @@ func (h *Handler) matchModel(up candidates, model string) decision {
 	d := decision{strategy: h.strategy.name, action: "routed", reason: "model_found"}
 	for _, st := range up {
 		if name, ok := st.LookupModel(model); ok {
+			if d.candidates == nil {
+				d.candidates = make(candidates, 0, len(up))
+			}
 			d.candidates = append(d.candidates, st)
 			if name != model {
 				if d.rewrite == nil {

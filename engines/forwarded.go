@@ -36,6 +36,8 @@ func SetForwarded(h http.Header, r *http.Request) {
 		clientIP, _, _ = strings.Cut(ip, "%")
 	}
 
+	// the new For and Host values share one array
+	var fresh [2]string
 	if prior, ok := h["X-Forwarded-For"]; !ok || prior != nil {
 		joined := ""
 		if trusted && len(prior) > 0 {
@@ -43,11 +45,14 @@ func SetForwarded(h http.Header, r *http.Request) {
 		}
 		switch {
 		case joined != "" && clientIP != "":
-			h["X-Forwarded-For"] = []string{joined + ", " + clientIP}
+			fresh[0] = joined + ", " + clientIP
 		case joined != "":
-			h["X-Forwarded-For"] = []string{joined}
+			fresh[0] = joined
 		case clientIP != "":
-			h["X-Forwarded-For"] = []string{clientIP}
+			fresh[0] = clientIP
+		}
+		if fresh[0] != "" {
+			h["X-Forwarded-For"] = fresh[0:1:1]
 		}
 	}
 
@@ -64,7 +69,8 @@ func SetForwarded(h http.Header, r *http.Request) {
 	}
 	if prior, ok := h["X-Forwarded-Host"]; !ok || prior != nil {
 		if !trusted || len(prior) == 0 || prior[len(prior)-1] == "" {
-			h["X-Forwarded-Host"] = []string{r.Host}
+			fresh[1] = r.Host
+			h["X-Forwarded-Host"] = fresh[1:2:2]
 		} else {
 			h["X-Forwarded-Host"] = prior[len(prior)-1:]
 		}

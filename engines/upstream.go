@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"io"
 	"net/http"
+	"net/textproto"
 	"net/url"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -106,29 +108,98 @@ func StripHopByHop(h http.Header) {
 // X-Request-ID, and the endpoint's own headers and auth are set last so they
 // win.
 func PrepareOutboundHeader(h http.Header, t Target, requestID string) {
-	StripHopByHop(h)
-	if !t.ForwardsClientCredentials() {
-		for name := range h {
-			if IsClientCredential(name) {
-				delete(h, name)
-			}
+	var buf [4]string
+	f := outboundFilter{creds: t.ForwardsClientCredentials(), named: connectionNamed(h, buf[:0])}
+	for name := range h {
+		if f.drop(name) {
+			delete(h, name)
 		}
 	}
-	// the body is buffered already: a backend's 100 Continue would only
-	// cost a round trip
-	h.Del("Expect")
-	StripOllaHeaders(h)
 	if requestID != "" {
 		h.Set("X-Request-Id", requestID)
 	}
 	t.ApplyHeaders(h)
 }
 
+// OutboundHeader is PrepareOutboundHeader on a copy of the client's header,
+// which it leaves alone. What PrepareOutboundHeader would delete is never
+// copied, and the copy is sized for the headers the engine adds after it
+// (X-Forwarded-*, Via, the endpoint's own), so it costs one map and one
+// array of values.
+func OutboundHeader(client http.Header, t Target, requestID string) http.Header {
+	var buf [4]string
+	f := outboundFilter{creds: t.ForwardsClientCredentials(), named: connectionNamed(client, buf[:0])}
+	nv := 1 // and X-Request-Id
+	for _, vv := range client {
+		nv += len(vv)
+	}
+	sv := make([]string, nv)
+	h := make(http.Header, len(client)+outboundAdded)
+	for k, vv := range client {
+		if f.drop(k) {
+			continue
+		}
+		if vv == nil {
+			h[k] = nil // as Header.Clone: nil and empty differ to a proxy
+			continue
+		}
+		n := copy(sv, vv)
+		h[k] = sv[:n:n]
+		sv = sv[n:]
+	}
+	if requestID != "" {
+		sv[0] = requestID
+		h["X-Request-Id"] = sv[:1:1]
+	}
+	t.ApplyHeaders(h)
+	return h
+}
+
+// outboundAdded is room for the headers an attempt adds to the client's:
+// X-Request-Id, the three X-Forwarded-*, Via, and a few of the endpoint's.
+const outboundAdded = 8
+
+// outboundFilter decides which of the client's headers stay behind:
+// hop-by-hop ones (also those its Connection header names), Expect (the body
+// is buffered already: a backend's 100 Continue would only cost a round
+// trip), X-Olla-* and, unless the endpoint forwards them, credentials.
+type outboundFilter struct {
+	creds bool     // the endpoint forwards the client's credentials
+	named []string // canonical names the client's Connection header lists
+}
+
+// connectionNamed appends to named the header names the Connection header
+// of h lists, canonical.
+func connectionNamed(h http.Header, named []string) []string {
+	for _, v := range h["Connection"] {
+		for v != "" {
+			var name string
+			name, v, _ = strings.Cut(v, ",")
+			if name = strings.TrimSpace(name); name != "" {
+				named = append(named, textproto.CanonicalMIMEHeaderKey(name))
+			}
+		}
+	}
+	return named
+}
+
+func (f *outboundFilter) drop(name string) bool {
+	if name == "Expect" || slices.Contains(hopHeaders, name) || slices.Contains(f.named, name) {
+		return true
+	}
+	return isOllaHeader(name) || !f.creds && IsClientCredential(name)
+}
+
+// isOllaHeader reports whether name is an X-Olla-* header, in any case.
+func isOllaHeader(name string) bool {
+	return len(name) > 7 && strings.EqualFold(name[:7], "X-Olla-")
+}
+
 // StripOllaHeaders removes every X-Olla-* header: they are ours to set,
 // never a client's or a backend's.
 func StripOllaHeaders(h http.Header) {
 	for name := range h {
-		if len(name) > 7 && strings.EqualFold(name[:7], "X-Olla-") {
+		if isOllaHeader(name) {
 			delete(h, name)
 		}
 	}
@@ -146,9 +217,20 @@ func DecorateResponse(h http.Header, t Target, start time.Time) {
 		}
 	}
 	capRetryAfter(h)
-	h.Set("X-Olla-Endpoint", t.Name())
-	h.Set("X-Olla-Backend-Type", t.Type())
-	h.Set("X-Olla-Response-Time", strconv.FormatInt(time.Since(start).Milliseconds(), 10)+"ms")
+	// as Header.Set (the keys are canonical), with one allocation for
+	// the three values and one for the time
+	v := [...]string{t.Name(), t.Type(), Millis(time.Since(start))}
+	vals := v[:]
+	h["X-Olla-Endpoint"] = vals[0:1:1]
+	h["X-Olla-Backend-Type"] = vals[1:2:2]
+	h["X-Olla-Response-Time"] = vals[2:3:3]
+}
+
+// Millis formats d as whole milliseconds with the unit, "12ms", in one
+// allocation.
+func Millis(d time.Duration) string {
+	var b [24]byte
+	return string(append(strconv.AppendInt(b[:0], d.Milliseconds(), 10), "ms"...))
 }
 
 // TotalTimeTrailer is announced on streamed responses and set when the

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -72,7 +71,7 @@ func (e *Engine) Serve(w http.ResponseWriter, r *http.Request, plan *engines.Pla
 		}
 		busy := engines.PeekBusy(res)
 		if (busy || engines.RetryableStatus(res.StatusCode)) && attempt+1 < plan.MaxAttempts && engines.MayRetry(plan.Picker, busy) {
-			retryAfter := engines.ParseRetryAfter(res.Header.Get("Retry-After"), time.Now())
+			retryAfter := retryAfter(res.Header)
 			drainAndClose(res.Body)
 			cancel()
 			plan.Picker.Done(t, engines.Outcome{Status: res.StatusCode, RetryAfter: retryAfter, HeaderLatency: latency, Busy: busy})
@@ -94,7 +93,7 @@ func (e *Engine) roundTrip(r *http.Request, plan *engines.Plan, t engines.Target
 	u := engines.UpstreamURL(t.BaseURL(), apiPath, plan.RawQuery)
 	// built by hand: NewRequest would print the URL only to parse it again
 	out := (&http.Request{Method: r.Method, URL: u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Header: r.Header.Clone(), Host: u.Host}).WithContext(ctx)
+		Header: engines.OutboundHeader(r.Header, t, plan.RequestID), Host: u.Host}).WithContext(ctx)
 	if payload != nil {
 		out.Body = newBody(payload)
 		out.ContentLength = int64(len(payload))
@@ -102,7 +101,6 @@ func (e *Engine) roundTrip(r *http.Request, plan *engines.Plan, t engines.Target
 		// closed just as we used it
 		out.GetBody = func() (io.ReadCloser, error) { return newBody(payload), nil }
 	}
-	engines.PrepareOutboundHeader(out.Header, t, plan.RequestID)
 	engines.SetForwarded(out.Header, r)
 	engines.AddVia(out.Header, r.Proto, r.ProtoMajor, r.ProtoMinor)
 	sent := time.Now()
@@ -135,8 +133,7 @@ var totalTimeValue = []string{engines.TotalTimeTrailer}
 // respond writes the backend's answer to the client. Past this point a
 // failure can only end the response, never replay it.
 func (e *Engine) respond(w http.ResponseWriter, r *http.Request, plan *engines.Plan, t engines.Target, res *http.Response, latency time.Duration, busy bool) {
-	out := engines.Outcome{Status: res.StatusCode, HeaderLatency: latency, Busy: busy,
-		RetryAfter: engines.ParseRetryAfter(res.Header.Get("Retry-After"), time.Now())}
+	out := engines.Outcome{Status: res.StatusCode, HeaderLatency: latency, Busy: busy, RetryAfter: retryAfter(res.Header)}
 	engines.StripHopByHop(res.Header)
 	engines.DecorateResponse(res.Header, t, plan.Start)
 	if plan.OnResponse != nil {
@@ -144,7 +141,7 @@ func (e *Engine) respond(w http.ResponseWriter, r *http.Request, plan *engines.P
 	}
 	// decided on the backend's answer: a transform keeps its nature
 	stream := engines.IsStream(res.Header, res.ContentLength)
-	flush := engines.ShouldFlush(plan.Flush, res.Header, res.ContentLength)
+	flush := plan.Flush == engines.FlushAlways || plan.Flush == engines.FlushAuto && stream // engines.ShouldFlush
 	var tr engines.ResponseTransform
 	if plan.Response != nil {
 		if tr = plan.Response(t, res.StatusCode, res.Header); tr != nil {
@@ -220,7 +217,7 @@ func (e *Engine) respond(w http.ResponseWriter, r *http.Request, plan *engines.P
 		}
 	}
 	if stream {
-		hdr.Set(engines.TotalTimeTrailer, strconv.FormatInt(time.Since(plan.Start).Milliseconds(), 10)+"ms")
+		hdr[engines.TotalTimeTrailer] = []string{engines.Millis(time.Since(plan.Start))}
 	}
 }
 
@@ -362,6 +359,15 @@ func (c *copier) end(tr engines.ResponseTransform, backendErr error, clientCtx c
 		return engines.TransformError(terr)
 	}
 	return nil
+}
+
+// retryAfter is the response's Retry-After, capped; the clock is read only
+// when there is one.
+func retryAfter(h http.Header) time.Duration {
+	if v := h.Get("Retry-After"); v != "" {
+		return engines.ParseRetryAfter(v, time.Now())
+	}
+	return 0
 }
 
 func drainAndClose(body io.ReadCloser) {
