@@ -70,11 +70,11 @@ func BenchmarkServeChat(b *testing.B) {
 		deadline := time.Now().Add(30 * time.Second)
 		for _, st := range h.states {
 			for {
-				if _, ok := st.lookupModel("llama3.2:latest"); ok && st.routable(time.Now()) {
+				if _, ok := st.LookupModel("llama3.2:latest"); ok && st.Routable(time.Now()) {
 					break
 				}
 				if time.Now().After(deadline) {
-					b.Fatalf("%s never became routable with the model: %+v", st.Name(), st.health.Load())
+					b.Fatalf("%s never became routable with the model: %+v", st.Name(), st.Health())
 				}
 				time.Sleep(10 * time.Millisecond)
 			}
