@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -149,25 +148,14 @@ func (h *Handler) ollamaPS(ctx context.Context) map[string][]json.RawMessage {
 }
 
 func fetchPS(ctx context.Context, st *fleet.Endpoint, u *url.URL, header http.Header) []json.RawMessage {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-	if err != nil {
-		return nil
-	}
-	for k, v := range header {
-		req.Header[k] = v
-	}
-	res, err := st.Transport().RoundTrip(req)
-	if err != nil {
-		return nil
-	}
-	defer res.Body.Close()
-	if res.StatusCode != http.StatusOK {
+	res := discovery.Fetch{URL: u.String(), Header: header, Accept: "application/json", Limit: fleet.MaxModelListBytes, OnlyOK: true}.Do(ctx, st.Transport())
+	if res.Status != http.StatusOK || res.ReadErr != nil || res.TooLarge {
 		return nil
 	}
 	var body struct {
 		Models []json.RawMessage `json:"models"`
 	}
-	if err := json.NewDecoder(io.LimitReader(res.Body, fleet.MaxModelListBytes)).Decode(&body); err != nil {
+	if err := json.Unmarshal(res.Body, &body); err != nil {
 		return nil
 	}
 	return body.Models

@@ -2,7 +2,6 @@ package discovery
 
 import (
 	"context"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -28,7 +27,6 @@ func ClassifyType(ctx context.Context, rt http.RoundTripper, base *url.URL, head
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	client := &http.Client{Transport: rt, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	answers := make(map[string]profiles.ProbeAnswer, len(profiles.ClassifyProbes))
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -36,7 +34,7 @@ func ClassifyType(ctx context.Context, rt http.RoundTripper, base *url.URL, head
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			a := probe(ctx, client, base, p, header, timeout)
+			a := probe(ctx, rt, base, p, header, timeout)
 			mu.Lock()
 			answers[p] = a
 			mu.Unlock()
@@ -46,27 +44,19 @@ func ClassifyType(ctx context.Context, rt http.RoundTripper, base *url.URL, head
 	return profiles.Classify(answers), answers
 }
 
-func probe(ctx context.Context, client *http.Client, base *url.URL, path string, header http.Header, timeout time.Duration) profiles.ProbeAnswer {
+func probe(ctx context.Context, rt http.RoundTripper, base *url.URL, path string, header http.Header, timeout time.Duration) profiles.ProbeAnswer {
 	u := &url.URL{Scheme: base.Scheme, Host: base.Host, Path: strings.TrimSuffix(base.Path, "/") + path}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-	if err != nil {
-		return profiles.ProbeAnswer{Err: err.Error()}
+	res := Fetch{URL: u.String(), Header: header, UserAgent: "olla-caddy-classify", Limit: profiles.MaxProbeBody}.Do(ctx, rt)
+	switch {
+	case res.Unsent:
+		return profiles.ProbeAnswer{Err: res.Err.Error()}
+	case res.Err != nil && ctx.Err() != nil:
+		return profiles.ProbeAnswer{Err: "no answer in " + timeout.String()}
+	case res.Err != nil:
+		return profiles.ProbeAnswer{Err: TransportReason(res.Err, timeout)}
 	}
-	for k, v := range header {
-		req.Header[k] = v
-	}
-	req.Header.Set("User-Agent", "olla-caddy-classify")
-	res, err := client.Do(req)
-	if err != nil {
-		if ctx.Err() != nil {
-			return profiles.ProbeAnswer{Err: "no answer in " + timeout.String()}
-		}
-		return profiles.ProbeAnswer{Err: TransportReason(err, timeout)}
-	}
-	defer res.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(res.Body, profiles.MaxProbeBody))
-	a := profiles.ProbeAnswer{Status: res.StatusCode, Server: res.Header.Get("Server"), Body: body}
-	if err != nil {
+	a := profiles.ProbeAnswer{Status: res.Status, Server: res.Header.Get("Server"), Body: res.Body}
+	if res.ReadErr != nil {
 		// a body cut off by the deadline still says what it said so far
 		a.Err = "body not read whole"
 	}
