@@ -188,18 +188,18 @@ func (g *Gate) wakeLocked() {
 
 // Model states, as Status shows them.
 const (
-	StatePending     = "pending"      // not resident; will be loaded
-	StateLoading     = "loading"      // a load request is in flight
-	StateLoaded      = "loaded"       // the load answered; waiting for the residency report to show it
-	StateResident    = "resident"     // the backend reports it loaded
-	StateWaiting     = "waiting"      // not resident; next try after a backoff
-	StateMissing     = "missing"      // the backend does not have it
-	StateFailed      = "failed"       // given up until the endpoint recovers
-	StateStopped     = "stopped"      // preloading stopped on this endpoint
-	StateSkipped     = "skipped"      // site-wide model this endpoint does not list
-	StateUnsupported = "unsupported"  // the backend has no load route
-	StateServed      = "served"       // the backend serves what it lists without loading
-	StateUnknown     = "unknown"      // nothing known yet (endpoint down, no residency report)
+	StatePending     = "pending"     // not resident; will be loaded
+	StateLoading     = "loading"     // a load request is in flight
+	StateLoaded      = "loaded"      // the load answered; waiting for the residency report to show it
+	StateResident    = "resident"    // the backend reports it loaded
+	StateWaiting     = "waiting"     // not resident; next try after a backoff
+	StateMissing     = "missing"     // the backend does not have it
+	StateFailed      = "failed"      // given up until the endpoint recovers
+	StateStopped     = "stopped"     // preloading stopped on this endpoint
+	StateSkipped     = "skipped"     // site-wide model this endpoint does not list
+	StateUnsupported = "unsupported" // the backend has no load route
+	StateServed      = "served"      // the backend serves what it lists without loading
+	StateUnknown     = "unknown"     // nothing known yet (endpoint down, no residency report)
 )
 
 // Endpoint-level states.

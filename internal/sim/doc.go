@@ -20,7 +20,12 @@
 //     (models used in the last 5 minutes), GET|HEAD /api/version, POST /api/show,
 //     POST /api/chat and /api/generate (streaming unless "stream":false),
 //     POST /api/embed, POST /api/embeddings. Health: /. Models: /api/tags, /v1/models.
-//   - lmstudio: GET /api/v0/models and /api/v0/models/{id}. Health and models: /v1/models.
+//     A generate or chat with no prompt or messages loads the model (paying
+//     the capacity model's load time when it is cold) and answers
+//     "done_reason":"load", as Ollama does.
+//   - lmstudio: GET /api/v0/models and /api/v0/models/{id}, POST
+//     /api/v1/models/load {"model"} (LM Studio 0.4's load route). Health and
+//     models: /v1/models.
 //   - vllm: GET /health (200, empty body), GET /version; /v1/models entries carry
 //     max_model_len. Health: /health.
 //   - llamacpp: GET /health and /v1/health ({"status":"ok"}), GET /models (same as
@@ -75,6 +80,6 @@
 //
 // Start and StartAt run a Sim on a real listener; Server.Close kills it
 // (open connections included) and Server.Restart brings it back on the same
-// address. ParseSpec reads the KIND@ADDR=models;options form used by the
-// olla-sim command.
+// address, holding no model in memory, as a restarted server. ParseSpec
+// reads the KIND@ADDR=models;options form used by the olla-sim command.
 package sim

@@ -19,13 +19,15 @@ import (
 //   - omlx (base vllm): GET /health {"status":"healthy"}, /v1/models owned_by
 //     "omlx", GET /v1/models/status ({"models":[{"id","loaded",...}]}: loaded
 //     once used, or by the capacity model's LRU when maxloaded is set),
-//     POST /v1/models/load, /v1/messages and count_tokens, /v1/responses.
+//     GET /v1/models/{id}, POST /v1/models/{id}/load (blocks until loaded;
+//     404 for an unknown model), /v1/messages and count_tokens, /v1/responses.
 //   - docker-model-runner (base openai): the OpenAI API only under
 //     /engines/v1/ and /engines/{backend}/v1/ (a bare /v1/ path is 404), the
 //     Anthropic API under /anthropic/v1/messages, GET / "Docker Model Runner
 //     is running", native GET /models, Ollama-style GET /api/tags, GET
 //     /engines/ps (the models loaded: used, or resident by the capacity
-//     model), owned_by "docker".
+//     model), owned_by "docker". An inference request with the header
+//     X-Preload-Only: true loads its model and answers 200 with no body.
 //   - lemonade (base openai): the OpenAI API under /api/v1/ (and /v1/),
 //     GET /api/v1/health {"status":"ok","model_loaded","all_models_loaded":[...]}
 //     naming the loaded models, /api/v1/models with checkpoint and recipe,
@@ -101,7 +103,7 @@ func (s *Sim) flavorRoutes(add func(string, []string, uint8, uint8, func(*Sim, *
 	case OMLX:
 		add("/health", get, classHealth, apiOpenAI, (*Sim).handleOMLXHealth)
 		add("/v1/models/status", get, 0, apiOpenAI, (*Sim).handleOMLXStatus)
-		add("/v1/models/load", post, 0, apiOpenAI, (*Sim).handleLoadModel)
+		add("/v1/models/", []string{"GET", "POST"}, 0, apiOpenAI, (*Sim).handleOMLXModel)
 		add("/v1/messages/count_tokens", post, 0, apiAnthropic, (*Sim).handleCountTokens)
 	case DockerModelRunner:
 		add("/", headGet, classHealth, apiNative, (*Sim).handleDMRRoot)
@@ -234,8 +236,53 @@ func (s *Sim) handleOMLXStatus(c *call) {
 	s.writeOK(c, mustJSON(out), false)
 }
 
-// handleLoadModel loads a model: {"model":"name"} (oMLX POST
-// /v1/models/load, llama.cpp router POST /models/load). It marks the
+// handleOMLXModel is oMLX's GET /v1/models/{id} and POST
+// /v1/models/{id}/load.
+func (s *Sim) handleOMLXModel(c *call) {
+	if c.r.Method == http.MethodGet {
+		s.handleV1Model(c)
+		return
+	}
+	id, ok := strings.CutSuffix(strings.TrimPrefix(c.r.URL.Path, "/v1/models/"), "/load")
+	if !ok || id == "" {
+		s.notFound(c)
+		return
+	}
+	ms := s.models.Load()
+	e := ms.lookup(s.kind, id)
+	if e == nil {
+		s.writeErr(c, errSpec{status: http.StatusNotFound, msg: "Model not found: " + id})
+		return
+	}
+	s.loadModel(c, ms, e)
+}
+
+// preloadOnly answers Docker Model Runner's X-Preload-Only inference
+// request: the model is loaded and nothing is generated. It reports
+// whether it answered.
+func (s *Sim) preloadOnly(c *call) bool {
+	if s.flavor != DockerModelRunner || c.r.Header.Get("X-Preload-Only") != "true" {
+		return false
+	}
+	req, err := c.parse()
+	if err != nil {
+		s.invalidJSON(c, err)
+		return true
+	}
+	ms := s.models.Load()
+	e := ms.lookup(s.kind, req.Model)
+	if req.Model == "" || e == nil {
+		s.modelNotFound(c, req.Model)
+		return true
+	}
+	if s.warm(c, ms, e) {
+		c.w.WriteHeader(http.StatusOK) // as Docker Model Runner: no body
+	}
+	return true
+}
+
+// handleLoadModel loads a model: {"model":"name"} (llama.cpp router POST
+// /models/load, LM Studio POST /api/v1/models/load). It marks the
 // model used and, under the capacity model, resident (evicting the least
 // recently used one when memory is full).
 func (s *Sim) handleLoadModel(c *call) {
@@ -257,6 +304,17 @@ func (s *Sim) handleLoadModel(c *call) {
 // loadModel makes e resident as a load route does, taking the capacity
 // model's load time when it was cold, and answers success.
 func (s *Sim) loadModel(c *call, ms *modelSet, e *modelEntry) {
+	if s.warm(c, ms, e) {
+		s.writeOK(c, append(c.sc.buf[:0], `{"success":true}`...), false)
+	}
+}
+
+// warm makes e resident (a load route, Ollama's empty generate, Docker
+// Model Runner's preload-only request): it marks e used and, under the
+// capacity model, waits the load time when e was cold, evicting the least
+// recently used model when memory is full. It reports false when the
+// client left while it waited.
+func (s *Sim) warm(c *call, ms *modelSet, e *modelEntry) bool {
 	ms.markUsed(e, c.start)
 	if d := s.cap.load(e.id); d > 0 {
 		t := time.NewTimer(d)
@@ -264,10 +322,10 @@ func (s *Sim) loadModel(c *call, ms *modelSet, e *modelEntry) {
 		case <-t.C:
 		case <-c.r.Context().Done():
 			t.Stop()
-			return
+			return false
 		}
 	}
-	s.writeOK(c, append(c.sc.buf[:0], `{"success":true}`...), false)
+	return true
 }
 
 func (s *Sim) handleDMRRoot(c *call) {

@@ -223,6 +223,20 @@ func (ms *modelSet) markUsed(e *modelEntry, now time.Time) {
 	}
 }
 
+// unloadAll forgets which models are loaded, as a restarted server does.
+func (s *Sim) unloadAll() {
+	ms := s.models.Load()
+	for _, e := range ms.list {
+		e.lastUsed.Store(0)
+	}
+	ms.v0.Store(nil)
+	if cp := s.cap; cp != nil {
+		cp.mu.Lock()
+		cp.resident = nil
+		cp.mu.Unlock()
+	}
+}
+
 // ---- Ollama ----
 
 type ollamaDetails struct {

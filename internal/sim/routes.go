@@ -53,7 +53,7 @@ func (s *Sim) buildRoutes() {
 	add("/v1/chat/completions", post, classInference, apiOpenAI, (*Sim).handleChat)
 	add("/v1/completions", post, classInference, apiOpenAI, (*Sim).handleCompletion)
 	add("/v1/embeddings", post, classInference, apiOpenAI, (*Sim).handleEmbeddings)
-	if s.kind != LlamaCpp {
+	if s.kind != LlamaCpp && s.flavor != OMLX { // oMLX adds its own, with its load route
 		add("/v1/models/", get, 0, apiOpenAI, (*Sim).handleV1Model)
 	}
 	if s.kind != OpenAI {
@@ -80,6 +80,7 @@ func (s *Sim) buildRoutes() {
 	case LMStudio:
 		add("/api/v0/models", get, classModels, apiOpenAI, (*Sim).handleLMStudioModels)
 		add("/api/v0/models/", get, 0, apiOpenAI, (*Sim).handleLMStudioModel)
+		add("/api/v1/models/load", post, 0, apiOpenAI, (*Sim).handleLoadModel)
 	case VLLM:
 		if s.flavor != "" {
 			break
@@ -181,6 +182,9 @@ func (s *Sim) ollamaGenerate(c *call, d dialect) {
 	}
 	if (d == dOllamaChat && req.Messages.empty()) || (d == dOllamaGenerate && req.Prompt.empty()) {
 		// Nothing to generate: Ollama loads the model and says so.
+		if !s.warm(c, s.models.Load(), e) {
+			return
+		}
 		b := append(c.sc.buf[:0], `{"model":`...)
 		b = appendString(b, req.Model)
 		b = append(b, `,"created_at":`...)
@@ -363,6 +367,9 @@ func missingMessages(kind string, chat bool) string {
 }
 
 func (s *Sim) openAIGenerate(c *call, chat bool) {
+	if s.preloadOnly(c) {
+		return
+	}
 	req, err := c.parse()
 	if err != nil {
 		s.invalidJSON(c, err)

@@ -76,8 +76,9 @@ func (s *Server) Close() {
 }
 
 // Restart listens again on the same address after Close (a backend that
-// recovered). Counters, models and the fault are kept. It is an error to
-// restart a running server.
+// recovered). Counters, models and the fault are kept; like a restarted
+// process it holds no model in memory (nothing is resident until used or
+// loaded). It is an error to restart a running server.
 func (s *Server) Restart() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -96,6 +97,7 @@ func (s *Server) Restart() error {
 	if err != nil {
 		return err
 	}
+	s.Sim.unloadAll()
 	s.srv = s.serve(ln)
 	return nil
 }
