@@ -58,6 +58,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			max_concurrency  <n>
 //			load_interval    <duration>|off
 //			forward_client_auth
+//			preload          <model>...   keep these loaded (see preload below)
 //			auth bearer <token> | header <name> <value> | basic <user> <pass>
 //			headers {
 //				<name> <value>
@@ -70,6 +71,13 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //				include <glob>...
 //				exclude <glob>...
 //			}
+//		}
+//		preload [<model>...] {          site-wide: on every endpoint that lists them
+//			models      <model>...
+//			concurrency <n>             loads in flight across endpoints, default 2
+//			timeout     <duration>      one load, default 5m
+//			retries     <n>             after a transient failure, default 3
+//			keep_alive  forever|default|<duration>   Ollama's, default forever
 //		}
 //		aliases {
 //			<alias> <model>...
@@ -271,6 +279,13 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			endpointLines[ep.Name] = line
 			h.Endpoints = append(h.Endpoints, ep)
+		case "preload":
+			if err := once(sub); err != nil {
+				return err
+			}
+			if err := h.parsePreload(d); err != nil {
+				return err
+			}
 		case "aliases":
 			if err := once(sub); err != nil {
 				return err
@@ -441,7 +456,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 		default:
-			return d.Errf("unrecognized olla subdirective %q: expected engine, profile, load_balancer, internal, endpoint, aliases, retry, circuit_breaker, rate_limits, key_limits, cors, request_limits, model_registry, model_discovery, queue, sticky_sessions, prefix_affinity, internal_clients, client_ipv6_prefix, stream_idle_timeout or response_header_timeout", sub)
+			return d.Errf("unrecognized olla subdirective %q: expected engine, profile, load_balancer, internal, endpoint, aliases, retry, circuit_breaker, rate_limits, key_limits, cors, request_limits, model_registry, model_discovery, preload, queue, sticky_sessions, prefix_affinity, internal_clients, client_ipv6_prefix, stream_idle_timeout or response_header_timeout", sub)
 		}
 	}
 	if len(h.Endpoints) == 0 {
@@ -523,6 +538,8 @@ func parseEndpoint(d *caddyfile.Dispenser) (*Endpoint, error) {
 			}
 		case "forward_client_auth":
 			err = flagArg(d, &ep.ForwardClientAuth)
+		case "preload":
+			err = parseEndpointPreload(d, ep)
 		case "auth":
 			ep.Auth, err = parseAuth(d)
 		case "headers":
@@ -560,7 +577,7 @@ func parseEndpoint(d *caddyfile.Dispenser) (*Endpoint, error) {
 				"exclude": func() error { return listArg(d, &ep.ModelFilter.Exclude) },
 			})
 		default:
-			return nil, d.Errf("endpoint %q: unrecognized subdirective %q: expected url, type, priority, model_url, health_check_url, check_interval, check_timeout, unhealthy_after, max_connections, max_concurrency, load_interval, forward_client_auth, auth, headers, tls or model_filter", ep.Name, sub)
+			return nil, d.Errf("endpoint %q: unrecognized subdirective %q: expected url, type, priority, model_url, health_check_url, check_interval, check_timeout, unhealthy_after, max_connections, max_concurrency, load_interval, forward_client_auth, preload, auth, headers, tls or model_filter", ep.Name, sub)
 		}
 		if err != nil {
 			if !strings.HasPrefix(err.Error(), "endpoint ") {

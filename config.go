@@ -68,6 +68,11 @@ type Endpoint struct {
 	// X-Goog-Api-Key, X-Auth-Token and any header whose name contains
 	// "key", "token" or "secret". Off by default.
 	ForwardClientAuth bool `json:"forward_client_auth,omitempty"`
+	// Preload names models to keep loaded on this endpoint: loaded at
+	// start, after the endpoint recovers and after the backend evicts them
+	// (Ollama, llama.cpp in router mode, LM Studio, oMLX, Docker Model
+	// Runner, Lemonade). The site's `preload` block bounds the loading.
+	Preload []string `json:"preload,omitempty"`
 }
 
 // EndpointAuth is an endpoint's credential. Values may be placeholders.

@@ -67,6 +67,9 @@ type Handler struct {
 	PrefixAffinity *PrefixAffinity `json:"prefix_affinity,omitempty"`
 	// Endpoints are the backends, in order.
 	Endpoints []*Endpoint `json:"endpoints,omitempty"`
+	// Preload keeps models loaded on every endpoint that lists them and
+	// bounds every endpoint's preloading (concurrency, timeout, retries).
+	Preload *Preload `json:"preload,omitempty"`
 	// Aliases maps a model name clients use to the names endpoints know, in
 	// order of preference.
 	Aliases map[string][]string `json:"aliases,omitempty"`

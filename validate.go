@@ -123,7 +123,7 @@ func (h *Handler) Validate() error {
 		}
 		seen[ep.Name] = true
 	}
-	return nil
+	return h.validatePreload()
 }
 
 // checkEnum accepts "" (the default) or one of allowed.

@@ -2,6 +2,7 @@ package olla_test
 
 import (
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -58,6 +59,19 @@ func TestValidateJSON(t *testing.T) {
 		{"fallback chain named like an alias", with(`"aliases":{"Smart":["m1"]},"fallbacks":{"smart":["m1","m2"]}`), []string{"name of an alias"}, ""},
 		{"fallback chains nested", with(`"fallbacks":{"a":["m1","b"],"b":["m2","m3"]}`), []string{"do not nest"}, ""},
 		{"fallback chain repeats a model", with(`"fallbacks":{"a":["m1","M1"]}`), []string{"listed twice"}, ""},
+		{"control: preload loads", with(`"preload":{"models":["m"],"concurrency":2,"timeout":"5m","retries":0,"keep_alive":"forever"}`), nil, ""},
+		{"control: an endpoint's preload loads", url(`"preload":["m1","m2"]`), nil, ""},
+		{"control: site-wide preload beside a type without a load route", `{"handler":"olla","preload":{"models":["m"]},"endpoints":[{"name":"a","type":"vllm","url":"http://127.0.0.1:9"}]}`, nil, ""},
+		{"preload names a model twice", url(`"preload":["m","M"]`), []string{`endpoint "a"`, "preload", "twice"}, ""},
+		{"preload names an empty model", url(`"preload":[""]`), []string{"preload", "not a model name"}, ""},
+		{"preload model with a space", with(`"preload":{"models":["a b"]}`), []string{"preload", "not a model name"}, ""},
+		{"preload on a type without a load route", `{"handler":"olla","endpoints":[{"name":"a","type":"vllm","url":"http://127.0.0.1:9","preload":["m"]}]}`, []string{`endpoint "a"`, "vLLM has no route that loads a model", "ollama"}, ""},
+		{"preload without load polling", url(`"no_load_polling":true,"preload":["m"]`), []string{`endpoint "a"`, "load polling"}, ""},
+		{"preload concurrency too high", with(`"preload":{"concurrency":1000}`), []string{"preload concurrency", "64"}, ""},
+		{"preload negative retries", with(`"preload":{"retries":-1}`), []string{"preload retries"}, ""},
+		{"preload timeout over an hour", with(`"preload":{"timeout":"2h"}`), []string{"preload timeout"}, ""},
+		{"preload bad keep_alive", with(`"preload":{"keep_alive":"soon"}`), []string{"keep_alive", `"soon"`}, ""},
+		{"preload lists too many models", url(`"preload":[` + manyModels(65) + `]`), []string{"preload", "more than 64"}, ""},
 		{"key_limits redis without an address", with(`"key_limits":{"storage":"redis"}`), []string{"storage redis takes an address"}, ""},
 		{"key_limits an address without redis", with(`"key_limits":{"redis_address":"127.0.0.1:6379"}`), []string{"storage redis takes an address"}, ""},
 		{"key_limits unknown storage", with(`"key_limits":{"storage":"etcd"}`), []string{"storage", `"etcd"`}, ""},
@@ -166,4 +180,13 @@ func TestValidateJSON(t *testing.T) {
 			check("caddy.Validate", caddy.Validate(&c))
 		})
 	}
+}
+
+// manyModels is n quoted model names, for a preload list.
+func manyModels(n int) string {
+	names := make([]string, n)
+	for i := range names {
+		names[i] = `"m` + strconv.Itoa(i) + `"`
+	}
+	return strings.Join(names, ",")
 }
