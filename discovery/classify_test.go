@@ -1,14 +1,11 @@
 package discovery
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -43,7 +40,7 @@ func TestClassifySimulators(t *testing.T) {
 	want := map[string]string{
 		sim.Ollama: "ollama", sim.OpenAI: "openai-compatible", sim.LMStudio: "lm-studio", sim.VLLM: "vllm",
 		sim.LlamaCpp: "llamacpp", sim.VLLMMLX: "vllm-mlx", sim.DockerModelRunner: "docker-model-runner",
-		sim.OMLX: "omlx", sim.Lemonade: "lemonade",
+		sim.OMLX: "omlx", sim.Lemonade: "lemonade", sim.SGLang: "sglang", sim.LMDeploy: "lmdeploy", sim.LiteLLM: "litellm",
 	}
 	for _, kind := range sim.Kinds() {
 		t.Run(kind, func(t *testing.T) {
@@ -76,58 +73,14 @@ func TestClassifySimulators(t *testing.T) {
 	}
 }
 
-// replay serves the captured real exchanges of one server (testdata/real):
-// each GET capture at its path, anything else the capture of an unknown path.
+// replay serves the captured real exchanges of one server (testdata/real).
 func replay(t *testing.T, dir string) *httptest.Server {
 	t.Helper()
-	type answer struct {
-		status int
-		header http.Header
-		body   []byte
+	h, err := sim.Replay(filepath.Join("..", "testdata", "real", dir))
+	if err != nil {
+		t.Fatal(err)
 	}
-	answers := map[string]answer{}
-	var notFound *answer
-	files, _ := filepath.Glob(filepath.Join("..", "testdata", "real", dir, "GET_*.txt"))
-	if len(files) == 0 {
-		t.Fatalf("no captures in %s", dir)
-	}
-	for _, f := range files {
-		raw, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		reqPart, resPart, ok := bytes.Cut(raw, []byte("\n---\n"))
-		if !ok {
-			t.Fatalf("%s: no ---", f)
-		}
-		path := strings.Fields(string(reqPart))[1]
-		head, body, _ := bytes.Cut(resPart, []byte("\n\n"))
-		r, err := http.ReadResponse(bufio.NewReader(io.MultiReader(bytes.NewReader(head), strings.NewReader("\r\n\r\n"))), nil)
-		if err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
-		r.Header.Del("Content-Length")
-		r.Header.Del("Transfer-Encoding")
-		a := answer{r.StatusCode, r.Header, body}
-		if strings.Contains(f, "nonexistent") {
-			notFound = &a
-			continue
-		}
-		if _, seen := answers[path]; !seen {
-			answers[path] = a
-		}
-	}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		a, ok := answers[r.URL.Path]
-		if !ok {
-			a = *notFound
-		}
-		for k, v := range a.header {
-			w.Header()[k] = v
-		}
-		w.WriteHeader(a.status)
-		_, _ = w.Write(a.body)
-	}))
+	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return srv
 }

@@ -1,7 +1,8 @@
 // Package sim simulates the LLM servers Olla balances (Ollama, LM Studio,
 // vLLM, llama.cpp's llama-server and generic OpenAI-compatible servers, and
-// vllm-mlx, oMLX and Docker Model Runner on top of those dialects: see
-// flavors.go) for tests, the demo (make run) and the load harness.
+// vllm-mlx, oMLX, Docker Model Runner, Lemonade, SGLang, LMDeploy and LiteLLM
+// on top of those dialects: see flavors.go) for tests, the demo (make run)
+// and the load harness. Replay serves a real server's captured answers.
 //
 // The wire formats follow the captured fixtures in
 // testdata/real (Ollama 0.17.4, llama.cpp b11669): content types

@@ -27,6 +27,9 @@ var probePaths = map[string][2]string{
 	// Docker Model Runner mounts the OpenAI API under /engines
 	DockerModelRunner: {"/", "/engines/v1/models"},
 	Lemonade:          {"/api/v1/health", "/api/v1/models"},
+	SGLang:            {"/health", "/v1/models"},
+	LMDeploy:          {"/health", "/v1/models"},
+	LiteLLM:           {"/health/liveliness", "/v1/models"},
 }
 
 // apiBase is where a kind mounts the OpenAI API.

@@ -28,6 +28,16 @@ import (
 //     /engines/ps (the models loaded: used, or resident by the capacity
 //     model), owned_by "docker". An inference request with the header
 //     X-Preload-Only: true loads its model and answers 200 with no body.
+//   - sglang (base openai): GET /health and /health_generate (200, empty),
+//     GET /get_model_info {"model_path","is_generation",...}, GET
+//     /get_server_info, GET /metrics with sglang: gauges (running, queued,
+//     token usage), /v1/models owned_by "sglang" with max_model_len.
+//   - lmdeploy (base openai): GET /health (200, empty), /v1/models owned_by
+//     "lmdeploy" with root and parent.
+//   - litellm (base openai): GET /health/liveliness and /health/liveness
+//     ("I'm alive!"), GET /health/readiness {"status":"healthy",...}, the
+//     model list at /v1/models and /models (owned_by "openai"), and the
+//     OpenAI routes without /v1 too (/chat/completions...).
 //   - lemonade (base openai): the OpenAI API under /api/v1/ (and /v1/),
 //     GET /api/v1/health {"status":"ok","model_loaded","all_models_loaded":[...]}
 //     naming the loaded models, /api/v1/models with checkpoint and recipe,
@@ -37,10 +47,24 @@ const (
 	DockerModelRunner = "docker-model-runner"
 	OMLX              = "omlx"
 	Lemonade          = "lemonade"
+	SGLang            = "sglang"
+	LMDeploy          = "lmdeploy"
+	LiteLLM           = "litellm"
 )
 
 // flavorBase is each flavor's base kind.
-var flavorBase = map[string]string{VLLMMLX: VLLM, OMLX: VLLM, DockerModelRunner: OpenAI, Lemonade: OpenAI}
+var flavorBase = map[string]string{VLLMMLX: VLLM, OMLX: VLLM, DockerModelRunner: OpenAI, Lemonade: OpenAI,
+	SGLang: OpenAI, LMDeploy: OpenAI, LiteLLM: OpenAI}
+
+// litellmRequest maps LiteLLM's OpenAI routes without /v1 (/chat/completions,
+// /models...) onto the /v1/ routes.
+func litellmRequest(r *http.Request) *http.Request {
+	switch p := r.URL.Path; p {
+	case "/models", "/chat/completions", "/completions", "/embeddings":
+		return withPath(r, "/v1"+p)
+	}
+	return r
+}
 
 // lemonadeRequest maps Lemonade's /api/v1/ mount onto the /v1/ routes, but
 // for its own /api/v1/health and /api/v1/load.
@@ -115,7 +139,56 @@ func (s *Sim) flavorRoutes(add func(string, []string, uint8, uint8, func(*Sim, *
 	case Lemonade:
 		add("/api/v1/health", get, classHealth, apiOpenAI, (*Sim).handleLemonadeHealth)
 		add("/api/v1/load", post, 0, apiOpenAI, (*Sim).handleLemonadeLoad)
+	case SGLang:
+		add("/health", get, classHealth, apiOpenAI, (*Sim).handleVLLMHealth)
+		add("/health_generate", get, 0, apiOpenAI, (*Sim).handleVLLMHealth)
+		add("/get_model_info", get, 0, apiOpenAI, (*Sim).handleSGLangModelInfo)
+		add("/get_server_info", get, 0, apiOpenAI, (*Sim).handleSGLangServerInfo)
+		add("/metrics", get, 0, apiOpenAI, (*Sim).handleSGLangMetrics)
+	case LMDeploy:
+		add("/health", get, classHealth, apiOpenAI, (*Sim).handleVLLMHealth)
+	case LiteLLM:
+		add("/health/liveliness", get, classHealth, apiOpenAI, (*Sim).handleLiteLLMAlive)
+		add("/health/liveness", get, 0, apiOpenAI, (*Sim).handleLiteLLMAlive)
+		add("/health/readiness", get, 0, apiOpenAI, (*Sim).handleLiteLLMReadiness)
 	}
+}
+
+func (s *Sim) handleSGLangModelInfo(c *call) {
+	ms := s.models.Load()
+	s.writeOK(c, mustJSON(map[string]any{"model_path": ms.list[0].id, "tokenizer_path": ms.list[0].id,
+		"is_generation": true, "preferred_sampling_params": nil, "weight_version": "default"}), false)
+}
+
+func (s *Sim) handleSGLangServerInfo(c *call) {
+	ms := s.models.Load()
+	s.writeOK(c, mustJSON(map[string]any{"model_path": ms.list[0].id, "context_length": s.ctxLen,
+		"max_total_num_tokens": 65536, "version": "0.5.0"}), false)
+}
+
+// handleSGLangMetrics is SGLang's /metrics: its gauges, by the capacity
+// model.
+func (s *Sim) handleSGLangMetrics(c *call) {
+	st := s.capacityStats()
+	lbl := `{model_name="` + s.models.Load().list[0].id + `"}`
+	usage := 0.0
+	if st.CacheCapacity > 0 {
+		usage = min(float64(st.CacheActive)/float64(st.CacheCapacity), 1)
+	}
+	b := c.sc.buf[:0]
+	b = appendGauge(b, "sglang:num_running_reqs", "The number of running requests.", lbl, float64(st.Running))
+	b = appendGauge(b, "sglang:num_queue_reqs", "The number of requests in the waiting queue.", lbl, float64(st.Waiting))
+	b = appendGauge(b, "sglang:token_usage", "The token usage.", lbl, usage)
+	c.sc.buf = b
+	c.writeBody(http.StatusOK, ctPromText, b, true)
+}
+
+func (s *Sim) handleLiteLLMAlive(c *call) {
+	s.writeOK(c, append(c.sc.buf[:0], `"I'm alive!"`...), false)
+}
+
+func (s *Sim) handleLiteLLMReadiness(c *call) {
+	s.writeOK(c, append(c.sc.buf[:0], `{"status":"healthy","db":"Not connected","cache":null,"litellm_version":"1.75.0"}`...), false)
 }
 
 func (s *Sim) handleLemonadeHealth(c *call) {
@@ -153,18 +226,28 @@ func (s *Sim) handleLemonadeLoad(c *call) {
 // owned_by.
 func flavorModelsBody(flavor string, ms *modelSet, created int64) []byte {
 	type model struct {
-		ID      string `json:"id"`
-		Object  string `json:"object"`
-		Created int64  `json:"created"`
-		OwnedBy string `json:"owned_by"`
+		ID          string `json:"id"`
+		Object      string `json:"object"`
+		Created     int64  `json:"created"`
+		OwnedBy     string `json:"owned_by"`
+		Root        string `json:"root,omitempty"`          // sglang, lmdeploy
+		MaxModelLen int    `json:"max_model_len,omitempty"` // sglang
 	}
-	owner := map[string]string{VLLMMLX: "vllm-mlx", OMLX: "omlx", DockerModelRunner: "docker", Lemonade: "lemonade"}[flavor]
+	owner := map[string]string{VLLMMLX: "vllm-mlx", OMLX: "omlx", DockerModelRunner: "docker", Lemonade: "lemonade",
+		SGLang: "sglang", LMDeploy: "lmdeploy", LiteLLM: "openai"}[flavor]
 	out := struct {
 		Object string  `json:"object"`
 		Data   []model `json:"data"`
 	}{Object: "list", Data: []model{}}
 	for _, e := range ms.list {
-		out.Data = append(out.Data, model{ID: e.id, Object: "model", Created: created, OwnedBy: owner})
+		m := model{ID: e.id, Object: "model", Created: created, OwnedBy: owner}
+		switch flavor {
+		case SGLang:
+			m.Root, m.MaxModelLen = e.id, e.ctx
+		case LMDeploy:
+			m.Root = e.id
+		}
+		out.Data = append(out.Data, m)
 	}
 	return mustJSON(out)
 }

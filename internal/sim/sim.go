@@ -24,7 +24,7 @@ const (
 
 // Kinds lists the canonical kind names, in a stable order.
 func Kinds() []string {
-	return []string{Ollama, OpenAI, LMStudio, VLLM, LlamaCpp, VLLMMLX, DockerModelRunner, OMLX, Lemonade}
+	return []string{Ollama, OpenAI, LMStudio, VLLM, LlamaCpp, VLLMMLX, DockerModelRunner, OMLX, Lemonade, SGLang, LMDeploy, LiteLLM}
 }
 
 // NormalizeKind maps a kind name, or one of the endpoint type spellings used
@@ -50,6 +50,12 @@ func NormalizeKind(k string) (string, bool) {
 		return OMLX, true
 	case "lemonade":
 		return Lemonade, true
+	case "sglang":
+		return SGLang, true
+	case "lmdeploy":
+		return LMDeploy, true
+	case "litellm":
+		return LiteLLM, true
 	}
 	return "", false
 }
@@ -528,6 +534,9 @@ func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		path = r.URL.Path
 	case Lemonade:
 		r = lemonadeRequest(r)
+		path = r.URL.Path
+	case LiteLLM:
+		r = litellmRequest(r)
 		path = r.URL.Path
 	}
 
