@@ -398,6 +398,36 @@ func (l *blockLRU) pushFront(b *cacheBlock) {
 
 // ---- load surfaces ----
 
+// loadGauges names a server's running, waiting and KV-usage gauges, each
+// with its help text.
+type loadGauges [3][2]string
+
+var (
+	vllmGauges = loadGauges{
+		{"vllm:num_requests_running", "Number of requests in model execution batches."},
+		{"vllm:num_requests_waiting", "Number of requests waiting to be processed."},
+		{"vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage."},
+	}
+	sglangGauges = loadGauges{
+		{"sglang:num_running_reqs", "The number of running requests."},
+		{"sglang:num_queue_reqs", "The number of requests in the waiting queue."},
+		{"sglang:token_usage", "The token usage."},
+	}
+)
+
+// appendLoadGauges appends the capacity model's running and waiting counts
+// and its KV usage: the blocks running requests hold (cached free blocks
+// are evictable, so they do not count).
+func appendLoadGauges(b []byte, g *loadGauges, lbl string, st CapacityStats) []byte {
+	usage := 0.0
+	if st.CacheCapacity > 0 {
+		usage = min(float64(st.CacheActive)/float64(st.CacheCapacity), 1)
+	}
+	b = appendGauge(b, g[0][0], g[0][1], lbl, float64(st.Running))
+	b = appendGauge(b, g[1][0], g[1][1], lbl, float64(st.Waiting))
+	return appendGauge(b, g[2][0], g[2][1], lbl, usage)
+}
+
 // handleVLLMMetrics is vLLM's Prometheus /metrics, the gauges a scheduler reads.
 func (s *Sim) handleVLLMMetrics(c *call) {
 	st := s.capacityStats()
@@ -406,14 +436,7 @@ func (s *Sim) handleVLLMMetrics(c *call) {
 		model = ms.list[0].id
 	}
 	lbl := `{engine="0",model_name="` + model + `"}`
-	usage := 0.0 // blocks held by running requests: cached free blocks are evictable
-	if st.CacheCapacity > 0 {
-		usage = min(float64(st.CacheActive)/float64(st.CacheCapacity), 1)
-	}
-	b := c.sc.buf[:0]
-	b = appendGauge(b, "vllm:num_requests_running", "Number of requests in model execution batches.", lbl, float64(st.Running))
-	b = appendGauge(b, "vllm:num_requests_waiting", "Number of requests waiting to be processed.", lbl, float64(st.Waiting))
-	b = appendGauge(b, "vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", lbl, usage)
+	b := appendLoadGauges(c.sc.buf[:0], &vllmGauges, lbl, st)
 	b = append(b, "# HELP vllm:prefix_cache_queries_total Prefix cache queries, in terms of number of queried tokens.\n# TYPE vllm:prefix_cache_queries_total counter\nvllm:prefix_cache_queries_total"...)
 	b = strconv.AppendFloat(append(append(b, lbl...), ' '), float64(st.PromptTokens), 'f', -1, 64)
 	b = append(b, "\n# HELP vllm:prefix_cache_hits_total Prefix cache hits, in terms of number of cached tokens.\n# TYPE vllm:prefix_cache_hits_total counter\nvllm:prefix_cache_hits_total"...)

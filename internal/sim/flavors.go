@@ -171,14 +171,7 @@ func (s *Sim) handleSGLangServerInfo(c *call) {
 func (s *Sim) handleSGLangMetrics(c *call) {
 	st := s.capacityStats()
 	lbl := `{model_name="` + s.models.Load().list[0].id + `"}`
-	usage := 0.0
-	if st.CacheCapacity > 0 {
-		usage = min(float64(st.CacheActive)/float64(st.CacheCapacity), 1)
-	}
-	b := c.sc.buf[:0]
-	b = appendGauge(b, "sglang:num_running_reqs", "The number of running requests.", lbl, float64(st.Running))
-	b = appendGauge(b, "sglang:num_queue_reqs", "The number of requests in the waiting queue.", lbl, float64(st.Waiting))
-	b = appendGauge(b, "sglang:token_usage", "The token usage.", lbl, usage)
+	b := appendLoadGauges(c.sc.buf[:0], &sglangGauges, lbl, st)
 	c.sc.buf = b
 	c.writeBody(http.StatusOK, ctPromText, b, true)
 }
