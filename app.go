@@ -13,6 +13,7 @@ import (
 
 	"github.com/caddy-olla/olla/admission"
 	"github.com/caddy-olla/olla/fleet"
+	"github.com/caddy-olla/olla/preload"
 )
 
 func init() {
@@ -47,6 +48,7 @@ type App struct {
 	room        *admission.Queue     // the waiting room (queue.go)
 	bodies      *bodyBudget          // the body budget (budget.go)
 	translators *translatorStats     // the Anthropic translator's counts
+	preloads    *preload.Gate        // preload loads in flight across endpoints
 	registry    *prometheus.Registry // olla_* only, for /internal/metrics
 	shared      bool                 // holds a reference on the shared pool entry
 }
@@ -72,7 +74,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.shared = true
 	sv := v.(*sharedValues)
 	a.metrics, a.stats, a.activity, a.usage = sv.metrics, sv.stats, sv.activity, sv.usage
-	a.room, a.bodies, a.translators = sv.room, sv.bodies, sv.translators
+	a.room, a.bodies, a.translators, a.preloads = sv.room, sv.bodies, sv.translators, sv.preloads
 	cs := append(sv.metrics.collectors(), endpointCollector{a})
 	a.registry = prometheus.NewRegistry()
 	if err := register(a.registry, cs...); err != nil {

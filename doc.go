@@ -65,12 +65,15 @@
 //
 // Each endpoint's state (fleet.Endpoint, pooled across configs and
 // reloads) is refreshed in the background by its loop (fleet.Endpoint.Run,
-// which the app owns: health probes, model discovery, load polls). Outside
+// which the app owns: health probes, model discovery, load polls, and
+// preloading: the endpoint's preload.Warmer loads its preload list when a
+// model is missing, bounded by the process-wide preload.Gate). Outside
 // fleet it is read only through methods; fleet.Status is the one reading
 // the status routes, metrics, dashboard and admin API share.
 //
 // What is one for the whole process lives in pooled state too, so a reload
 // carries it over: the endpoints in fleet's registry, and the rest in the
 // app's shared values (metrics.go: metrics, model stats, the dashboard's
-// activity, the waiting room, the body budget, the translator stats).
+// activity, the waiting room, the body budget, the translator stats, the
+// preload gate).
 package olla

@@ -264,6 +264,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.cors = newCORSPolicy(h.CORS)
 	h.queue = newQueuePolicy(h.Queue)
 
+	preloadOpts, preloadConcurrency := h.preloadOptions()
+	h.app.preloads.SetLimit(preloadConcurrency)
 	repl := caddy.NewReplacer()
 	for _, ep := range h.Endpoints {
 		s, err := ep.resolve(repl, h.logger)
@@ -280,6 +282,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if cb := h.CircuitBreaker; cb != nil {
 			s.Breaker = discovery.BreakerConfig{Threshold: cb.Failures, OpenFor: time.Duration(cb.OpenFor)}
 		}
+		s.Preload, s.PreloadOptions, s.PreloadGate = mergePreload(ep.Preload, h.sitePreload()), preloadOpts, h.app.preloads
 		st, err := h.app.register(s)
 		if err != nil {
 			return err

@@ -10,6 +10,7 @@ import (
 
 	"github.com/caddy-olla/olla/admission"
 	"github.com/caddy-olla/olla/fleet"
+	"github.com/caddy-olla/olla/preload"
 	"github.com/caddy-olla/olla/usage"
 )
 
@@ -32,12 +33,13 @@ type sharedValues struct {
 	room        *admission.Queue // queue.go
 	bodies      *bodyBudget      // budget.go
 	translators *translatorStats // anthropic.go
+	preloads    *preload.Gate    // preload loads in flight across endpoints
 }
 
 func newSharedValues() *sharedValues {
 	room := admission.New()
 	return &sharedValues{metrics: newOllaMetrics(room), stats: newModelStatsStore(), activity: new(activity), usage: new(usage.Ledger),
-		room: room, bodies: new(bodyBudget), translators: new(translatorStats)}
+		room: room, bodies: new(bodyBudget), translators: new(translatorStats), preloads: new(preload.Gate)}
 }
 
 func (*sharedValues) Destruct() error { return nil }

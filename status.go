@@ -19,6 +19,7 @@ import (
 
 	"github.com/caddy-olla/olla/discovery"
 	"github.com/caddy-olla/olla/fleet"
+	"github.com/caddy-olla/olla/preload"
 	"github.com/caddy-olla/olla/profiles"
 )
 
@@ -243,6 +244,9 @@ type endpointStatus struct {
 	Signals *fleet.SignalStatus `json:"signals,omitempty"`
 	// TypeAuto is how a `type auto` endpoint was typed (fleet/autotype.go)
 	TypeAuto *fleet.AutoStatus `json:"type_auto,omitempty"`
+	// Preload is the endpoint's preload list and how warm it is, or why
+	// preloading stopped (preload.Warmer)
+	Preload *preload.Status `json:"preload,omitempty"`
 }
 
 // endpointID is a stable short id of an endpoint's sanitised URL and name.
@@ -299,6 +303,7 @@ func describeStatus(fs fleet.Status, now time.Time) (endpointStatus, endpointSta
 	sig := fs.Signals
 	es.Signals = &sig
 	es.TypeAuto = fs.TypeAuto
+	es.Preload = fs.Preload
 	stable := es
 	// what scheduling changes on, not the counts that move every poll
 	stable.Signals = &fleet.SignalStatus{Polling: sig.Polling, Fresh: sig.Fresh, Warm: sig.Warm, Serves: sig.Serves, Problem: sig.Problem}

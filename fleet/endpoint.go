@@ -12,6 +12,7 @@ import (
 	"github.com/caddy-olla/olla/balancer"
 	"github.com/caddy-olla/olla/discovery"
 	"github.com/caddy-olla/olla/engines"
+	"github.com/caddy-olla/olla/preload"
 	"github.com/caddy-olla/olla/profiles"
 )
 
@@ -58,6 +59,11 @@ type Endpoint struct {
 	// autoType is the last decision for a `type auto` endpoint (autotype.go)
 	autoType atomic.Pointer[autoDecision]
 
+	// warmer keeps the preload list loaded (preload.go); nextPreload is
+	// when the loop next looks at it (unix nanos)
+	warmer      preload.Warmer
+	nextPreload atomic.Int64
+
 	// probeCtx lives as long as the state; probes in flight end with it.
 	probeCtx    context.Context
 	probeCancel context.CancelFunc
@@ -103,6 +109,7 @@ func newEndpoint(s *Settings) *Endpoint {
 	st.settings.Store(s)
 	st.transport.Store(NewTransport(s))
 	st.health.Store(&Health{Status: discovery.StatusUnknown, Reason: "not probed yet"})
+	st.warmer.Configure(s.Preload)
 	return st
 }
 
@@ -112,6 +119,7 @@ func newEndpoint(s *Settings) *Endpoint {
 func (st *Endpoint) update(s *Settings) {
 	s = st.keepAutoType(s) // a reload does not undo a probed type
 	st.breaker.Configure(s.Breaker)
+	st.warmer.Configure(s.Preload)
 	limit := time.Now().Add(max(engines.MaxRetryAfter, s.CheckInterval+s.CheckTimeout)).UnixNano()
 	for _, at := range []*atomic.Int64{&st.parkedUntil, &st.nextCheck} {
 		for {

@@ -9,16 +9,18 @@ import (
 	"go.uber.org/zap"
 )
 
-// An endpoint's background work is of two kinds: the health probe (which
+// An endpoint's background work is of three kinds: the health probe (which
 // also feeds the breaker's half-open trial and, when due, model discovery:
-// check) and the load poll (pollOnce). Each is due at its own time, kept on
-// the pooled state so that it carries over reloads, and Run alone decides
-// when each runs.
+// check), the load poll (pollOnce) and preloading (preload.go: a look at
+// the preload list, and a load when a model is missing). Each is due at its
+// own time, kept on the pooled state so that it carries over reloads, and
+// Run alone decides when each runs.
 type work uint8
 
 const (
 	probeWork work = iota
 	loadWork
+	preloadWork
 	kinds
 )
 
@@ -81,8 +83,11 @@ func (st *Endpoint) Run(ctx context.Context, log *zap.Logger) {
 
 // due is where work w's due time (unix nanos) is kept.
 func (st *Endpoint) due(w work) *atomic.Int64 {
-	if w == probeWork {
+	switch w {
+	case probeWork:
 		return &st.nextCheck
+	case preloadWork:
+		return &st.nextPreload
 	}
 	return &st.sched.nextLoad
 }
@@ -91,12 +96,20 @@ func (st *Endpoint) due(w work) *atomic.Int64 {
 // (0: look again at once, another loop just moved it).
 func (st *Endpoint) claim(w work, s *Settings, now time.Time) (time.Duration, bool) {
 	lease := s.CheckInterval + s.CheckTimeout
-	if w == loadWork {
+	switch w {
+	case loadWork:
 		if s.LoadInterval == 0 { // off, or turned off by a reload
 			st.forgetLoad()
 			return watchTick, false
 		}
 		lease = s.LoadInterval + s.LoadTimeout
+	case preloadWork:
+		if !st.warmer.Wanted() {
+			return watchTick, false
+		}
+		// a load may take its whole timeout; the Warmer lets one step in
+		// at a time anyway
+		lease = preloadTick + s.PreloadOptions.Timeout
 	}
 	at := st.due(w)
 	due := at.Load()
@@ -108,8 +121,13 @@ func (st *Endpoint) claim(w work, s *Settings, now time.Time) (time.Duration, bo
 
 // do runs work w once and sets when it is next due.
 func (st *Endpoint) do(ctx context.Context, log *zap.Logger, w work, s *Settings) {
-	if w == probeWork {
+	switch w {
+	case probeWork:
 		st.nextCheck.Store(st.check(ctx, log, s).UnixNano())
+		return
+	case preloadWork:
+		st.preloadStep(ctx, log, s)
+		st.nextPreload.Store(time.Now().Add(preloadTick).UnixNano())
 		return
 	}
 	if st.health.Load().Status.Routable() {

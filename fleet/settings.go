@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/caddy-olla/olla/discovery"
+	"github.com/caddy-olla/olla/preload"
 	"github.com/caddy-olla/olla/profiles"
 )
 
@@ -84,6 +85,13 @@ type Settings struct {
 	// others): it gives the settings for a type that probing decided (see
 	// autotype.go), the receiver itself when nothing changes.
 	Retype func(s *Settings, typ string) *Settings
+
+	// Preload is what the endpoint keeps loaded (its own list, then the
+	// site's), within PreloadOptions, its loads through PreloadGate with
+	// every other endpoint's (preload.go). Empty: nothing.
+	Preload        []preload.Want
+	PreloadOptions preload.Options
+	PreloadGate    *preload.Gate
 }
 
 // LoadSurface is a profile's load surface resolved against the endpoint's URL.

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/caddy-olla/olla/discovery"
+	"github.com/caddy-olla/olla/preload"
 	"github.com/caddy-olla/olla/profiles"
 )
 
@@ -36,6 +37,7 @@ type Status struct {
 	LastSignals  *profiles.Signals // the last good read, nil when the last poll failed
 	SignalsFresh bool              // LastSignals is recent enough to schedule on
 	TypeAuto     *AutoStatus       // how a `type auto` endpoint was typed; nil for the others
+	Preload      *preload.Status   // the preload list and how warm it is; nil without one
 }
 
 // Status reads the endpoint's state now.
@@ -48,6 +50,7 @@ func (st *Endpoint) Status(now time.Time) Status {
 		ParkedUntil: st.ParkedTill(now), Signals: st.signalStatus(now), LastSignals: st.sched.signals.Load()}
 	out.Breaker, _ = st.breaker.State()
 	out.TypeAuto = st.autoStatus(s)
+	out.Preload = st.warmer.Status()
 	out.SignalsFresh = out.LastSignals != nil && st.FreshSignals(now) != nil
 	if next := st.nextCheck.Load(); next > 0 {
 		out.NextCheck = time.Unix(0, next)

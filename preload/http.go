@@ -11,10 +11,12 @@ import (
 )
 
 // SendHTTP sends a load request to base (the endpoint's URL, which may
-// carry a path) with the endpoint's headers, through client, and reads at
-// most limit bytes of the answer. A Target's Send is usually this.
-func SendHTTP(ctx context.Context, client *http.Client, base string, header http.Header,
+// carry a path) with the endpoint's headers, through rt (redirects are not
+// followed: a load goes to the endpoint or nowhere), and reads at most
+// limit bytes of the answer. A Target's Send is usually this.
+func SendHTTP(ctx context.Context, rt http.RoundTripper, base string, header http.Header,
 	lr profiles.LoadRequest, limit int64) (int, http.Header, []byte, error) {
+	client := &http.Client{Transport: rt, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	var body io.Reader
 	if lr.Body != nil {
 		body = bytes.NewReader(lr.Body)

@@ -97,9 +97,10 @@ type Want struct {
 type Target interface {
 	// Routable says the endpoint is in rotation.
 	Routable() bool
-	// Listed says whether the endpoint's discovered models include model;
-	// known is false until discovery has succeeded.
-	Listed(model string) (listed, known bool)
+	// Listed looks model up in the endpoint's discovered models and returns
+	// the name the backend lists it by ("" when it does not list it); known
+	// is false until discovery has succeeded.
+	Listed(model string) (name string, known bool)
 	// Signals returns the endpoint's latest load signals if they are fresh,
 	// else nil.
 	Signals() *profiles.Signals
@@ -213,6 +214,7 @@ const (
 
 type modelState struct {
 	want      Want
+	name      string // the backend's name for it (as listed), what loads and residency use
 	state     string
 	detail    string
 	attempts  int // failed loads in a row
@@ -309,7 +311,7 @@ func (w *Warmer) Step(ctx context.Context, t Target, opts Options, gate *Gate, l
 	if m == nil {
 		return
 	}
-	req, _ := p.LoadRequest(m.want.Model, opts.KeepAlive) // plan checked CanLoad
+	req, _ := p.LoadRequest(m.name, opts.KeepAlive) // plan checked CanLoad
 	if !gate.acquire(ctx) {
 		w.settle(m, StatePending, "")
 		return
@@ -386,21 +388,29 @@ func (w *Warmer) plan(now time.Time, t Target, log *zap.Logger) (*modelState, []
 			return nil, nil, nil // wait for a report taken after the load
 		}
 		w.check = nil
-		if r, _ := sig.Resident(c.model.want.Model); !r && w.stopped == "" {
+		if r, _ := sig.Resident(c.model.name); !r && w.stopped == "" {
 			w.fail(now, c.model, "the load answered, but the backend does not report the model loaded", 0, log)
 		}
 		for _, other := range c.before {
-			if r, _ := sig.Resident(other.want.Model); !r && w.stopped == "" {
+			if r, _ := sig.Resident(other.name); !r && w.stopped == "" {
 				w.stop(fmt.Sprintf("loading %q evicted %q, which is preloaded too: the backend cannot hold them all, so preloading stopped here to leave its memory limits alone",
 					c.model.want.Model, other.want.Model), log)
 			}
 		}
 	}
 
+	// an empty resident set is a restart, not memory pressure (an eviction
+	// leaves the model that took the room)
+	emptied := len(sig.LoadedModels()) == 0
 	var pick *modelState
 	for _, m := range w.wants {
 		model := m.want.Model
-		if listed, known := t.Listed(model); known && !listed {
+		m.name = model
+		listed, known := t.Listed(model)
+		if known && listed != "" {
+			m.name = listed
+		}
+		if known && listed == "" {
 			if m.want.Sitewide {
 				m.state, m.detail = StateSkipped, "this endpoint does not list it"
 				continue
@@ -410,7 +420,7 @@ func (w *Warmer) plan(now time.Time, t Target, log *zap.Logger) (*modelState, []
 			w.logOnce(log, m, m.detail)
 			continue
 		}
-		if r, _ := sig.Resident(model); r {
+		if r, _ := sig.Resident(m.name); r {
 			if m.state != StateResident {
 				m.state, m.detail, m.attempts = StateResident, "", 0
 				w.logOnce(log, m, "preloaded model is resident")
@@ -418,11 +428,18 @@ func (w *Warmer) plan(now time.Time, t Target, log *zap.Logger) (*modelState, []
 			continue
 		}
 		if m.state == StateResident {
-			// it was resident and is gone: evicted (or the backend restarted)
-			m.evictions++
-			m.nextTry = now.Add(rewarmDelay(m.evictions))
-			m.state, m.detail = StateWaiting, fmt.Sprintf("evicted by the backend (%d time(s) since the endpoint came up); warming it again", m.evictions)
-			w.logOnce(log, m, "preloaded model was evicted; warming it again")
+			if emptied {
+				// nothing at all is loaded: the backend restarted (or
+				// everything was unloaded), memory is free; warm it at once
+				m.state, m.detail = StatePending, "the backend holds no model now (restarted?); warming it again"
+				w.logOnce(log, m, "the backend holds no model any more; warming the preload list again")
+			} else {
+				// it was resident and another model took its place: evicted
+				m.evictions++
+				m.nextTry = now.Add(rewarmDelay(m.evictions))
+				m.state, m.detail = StateWaiting, fmt.Sprintf("evicted by the backend (%d time(s) since the endpoint came up); warming it again", m.evictions)
+				w.logOnce(log, m, "preloaded model was evicted; warming it again")
+			}
 		}
 		switch {
 		case w.stopped != "":
@@ -552,7 +569,10 @@ func (w *Warmer) logOnce(log *zap.Logger, m *modelState, msg string) {
 
 // ModelStatus is one model's preload state.
 type ModelStatus struct {
-	Model    string     `json:"model"`
+	Model string `json:"model"`
+	// ListedAs is the backend's own name for it, when that differs
+	// (Ollama's "phi-4-mini:latest" for "phi-4-mini")
+	ListedAs string     `json:"listed_as,omitempty"`
 	State    string     `json:"state"`
 	Detail   string     `json:"detail,omitempty"`
 	Sitewide bool       `json:"sitewide,omitempty"`
@@ -584,6 +604,9 @@ func (w *Warmer) Status() *Status {
 	for _, m := range w.wants {
 		ms := ModelStatus{Model: m.want.Model, State: m.state, Detail: m.detail, Sitewide: m.want.Sitewide,
 			Loads: m.loads, Evictions: m.evictions}
+		if m.name != "" && m.name != m.want.Model {
+			ms.ListedAs = m.name
+		}
 		if !m.lastLoad.IsZero() {
 			t := m.lastLoad
 			ms.LastLoad = &t

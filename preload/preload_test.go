@@ -44,13 +44,18 @@ func newBackend(typ string, listed ...string) *backend {
 
 func (b *backend) Routable() bool { b.mu.Lock(); defer b.mu.Unlock(); return b.routable }
 
-func (b *backend) Listed(model string) (bool, bool) {
+func (b *backend) Listed(model string) (string, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.listed == nil {
-		return false, false
+		return "", false
 	}
-	return b.listed[model], true
+	for name := range b.listed {
+		if strings.EqualFold(name, model) {
+			return name, true
+		}
+	}
+	return "", true
 }
 
 func (b *backend) Signals() *profiles.Signals {
@@ -258,6 +263,18 @@ func TestMissingModelIsReportedAndOthersWarm(t *testing.T) {
 	}
 }
 
+func TestLoadsTheListedName(t *testing.T) {
+	b := newBackend("lm-studio", "qwen/qwen3-8b")
+	r := newRig(t, b, wants("Qwen/Qwen3-8B")...)
+	r.rounds(3)
+	if got := b.sentModels(); len(got) != 1 || got[0] != "qwen/qwen3-8b" {
+		t.Fatalf("sent %v, want the backend's own spelling", got)
+	}
+	if r.state("Qwen/Qwen3-8B").State != StateResident {
+		t.Fatalf("not resident: %+v", r.w.Status())
+	}
+}
+
 func TestSitewideModelSkippedWhereNotListed(t *testing.T) {
 	b := newBackend("ollama", "a")
 	r := newRig(t, b, Want{Model: "a"}, Want{Model: "elsewhere", Sitewide: true})
@@ -363,6 +380,24 @@ func TestBackendEvictionIsRewarmedWithBackoff(t *testing.T) {
 	r.rounds(2)
 	if got := b.sentModels(); len(got) != 3 || r.state("a").State != StateResident {
 		t.Fatalf("after the backoff sent %v, state %+v", got, r.state("a"))
+	}
+}
+
+func TestRestartedBackendIsWarmedAtOnceEveryTime(t *testing.T) {
+	b := newBackend("ollama", "a")
+	r := newRig(t, b, wants("a")...)
+	r.rounds(3)
+	for i := range 4 {
+		b.mu.Lock()
+		b.resident = nil // a restart: nothing loaded
+		b.mu.Unlock()
+		r.rounds(3)
+		if got := len(b.sentModels()); got != i+2 || r.state("a").State != StateResident {
+			t.Fatalf("restart %d: %d loads, state %+v", i+1, got, r.state("a"))
+		}
+	}
+	if m := r.state("a"); m.Evictions != 0 {
+		t.Fatalf("restarts counted as evictions: %+v", m)
 	}
 }
 

@@ -216,10 +216,10 @@ func endpointBlock(name, url, typ string, extra ...string) string {
 
 // load starts (or reconfigures) the in-process Caddy; its log goes to t's
 // file from now on.
-func load(t *testing.T, caddyfile string) *caddytest.Tester {
+func load(t testing.TB, caddyfile string) *caddytest.Tester {
 	t.Helper()
 	caddyLogs.switchTo(t)
-	tester := caddytest.NewTester(&caddyTB{T: t}).WithDefaultOverrides(caddytest.Config{
+	tester := caddytest.NewTester(&caddyTB{TB: t}).WithDefaultOverrides(caddytest.Config{
 		// caddytest's 5 s for a config load is short on a busy machine
 		LoadRequestTimeout: 60 * time.Second,
 	})
@@ -233,23 +233,23 @@ func load(t *testing.T, caddyfile string) *caddytest.Tester {
 // failed load as a note followed by Fail, so Fail makes the last note the
 // test's error.
 type caddyTB struct {
-	*testing.T
+	testing.TB
 	last string
 }
 
 func (c *caddyTB) Logf(format string, args ...any) {
 	c.last = fmt.Sprintf(format, args...)
-	caddyLogs.note(c.T, c.last)
+	caddyLogs.note(c.TB, c.last)
 }
 
 func (c *caddyTB) Log(args ...any) {
 	c.last = fmt.Sprint(args...)
-	caddyLogs.note(c.T, c.last)
+	caddyLogs.note(c.TB, c.last)
 }
 
 func (c *caddyTB) Fail() {
-	c.T.Helper()
-	c.T.Error(c.last)
+	c.TB.Helper()
+	c.TB.Error(c.last)
 }
 
 // client talks to the test site without connection reuse surprises.

@@ -97,7 +97,7 @@ func sendLoad(t *testing.T, s *Server, p *profiles.Profile, model string) (int, 
 	if !ok {
 		t.Fatalf("%s has no load route", p.Name)
 	}
-	status, _, body, err := preload.SendHTTP(context.Background(), http.DefaultClient, s.URL, nil, lr, 1<<20)
+	status, _, body, err := preload.SendHTTP(context.Background(), http.DefaultTransport, s.URL, nil, lr, 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,6 +36,19 @@ function backendLoad(sig) {
   return parts.length ? parts.join(", ") : "signal without load figures";
 }
 
+// preloadLine sums up an endpoint's preload list: how many of its models
+// are resident, or why preloading waits or stopped.
+function preloadLine(p) {
+  if (!p) return null;
+  const wanted = p.models.filter((m) => m.state !== "skipped");
+  const resident = wanted.filter((m) => m.state === "resident").length;
+  const missing = wanted.filter((m) => m.state === "missing").map((m) => m.model);
+  let line = p.state + ": " + resident + " of " + wanted.length + " resident";
+  if (missing.length) line += "; missing " + missing.join(", ");
+  if (p.reason) line += " (" + p.reason + ")";
+  return line;
+}
+
 function ms(v) { return v === undefined || v === null ? "–" : v + " ms"; }
 
 function renderEndpoints(list) {
@@ -48,12 +61,22 @@ function renderEndpoints(list) {
       el("dt", {}, "breaker"), el("dd", {}, e.circuit_breaker),
       el("dt", {}, "in flight"), el("dd", {}, e.max_concurrency ? e.in_flight + " of " + e.max_concurrency : e.in_flight),
       el("dt", {}, "backend"), el("dd", { class: "backend-load" }, backendLoad(e.signals)),
+      e.preload ? el("dt", {}, "preload") : null,
+      e.preload ? el("dd", { class: "preload " + e.preload.state }, preloadLine(e.preload)) : null,
       el("dt", {}, "TTFT p50"), el("dd", {}, ms(e.ttft_p50_ms)),
       el("dt", {}, "tokens/s"), el("dd", {}, e.tokens_per_second ? e.tokens_per_second.toFixed(1) : "–"),
       el("dt", {}, "requests"), el("dd", {}, e.request_count + " (" + e.success_rate + " ok)"));
     const models = el("div", { class: "models" });
     const warm = new Set(e.warm_models || []);
-    for (const m of e.models) models.append(el("span", warm.has(m) ? { class: "chip warm", title: "resident now" } : { class: "chip" }, m));
+    const preloaded = new Map(((e.preload && e.preload.models) || []).map((p) => [p.listed_as || p.model, p.state]));
+    for (const m of e.models) {
+      const attrs = warm.has(m) ? { class: "chip warm", title: "resident now" } : { class: "chip" };
+      if (preloaded.has(m)) {
+        attrs.class += " preloaded";
+        attrs.title = (attrs.title ? attrs.title + "; " : "") + "preloaded: " + preloaded.get(m);
+      }
+      models.append(el("span", attrs, m));
+    }
     if (e.models_total > e.models.length) models.append(el("span", { class: "muted" }, "+" + (e.models_total - e.models.length) + " more"));
     return el("article", { class: "card " + st, "data-endpoint": e.name, "data-status": st },
       el("h3", {}, el("span", {}, e.name), el("span", { class: "badge " + st }, st)), dl, models);
