@@ -282,7 +282,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if cb := h.CircuitBreaker; cb != nil {
 			s.Breaker = discovery.BreakerConfig{Threshold: cb.Failures, OpenFor: time.Duration(cb.OpenFor)}
 		}
-		s.Preload, s.PreloadOptions, s.PreloadGate = mergePreload(ep.Preload, h.sitePreload()), preloadOpts, h.app.preloads
+		s.Preload, s.PreloadOptions, s.PreloadGate = mergePreload(ep.Preload, h.sitePreload(ep)), preloadOpts, h.app.preloads
 		st, err := h.app.register(s)
 		if err != nil {
 			return err

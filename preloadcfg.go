@@ -88,8 +88,8 @@ func (h *Handler) validatePreload() error {
 			return errf("preload: %s has no route that loads a model (types that have one: %s); remove preload",
 				prof.DisplayName, profiles.LoadTypes())
 		}
-		if ep.NoLoadPolling && canLoad {
-			return errf("preload needs load polling to see which models are loaded; remove `load_interval off` (or the preload lists)")
+		if ep.NoLoadPolling && canLoad && len(ep.Preload) > 0 {
+			return errf("preload needs load polling to see which models are loaded; remove `load_interval off` (or the preload list)")
 		}
 	}
 	return nil
@@ -168,9 +168,10 @@ func (h *Handler) preloadOptions() (preload.Options, int) {
 	return opts, concurrency
 }
 
-// sitePreload is the site-wide model list.
-func (h *Handler) sitePreload() []string {
-	if h.Preload == nil {
+// sitePreload is the site-wide model list for ep: none for an endpoint
+// whose load polling is off, as nothing would show what it holds.
+func (h *Handler) sitePreload(ep *Endpoint) []string {
+	if h.Preload == nil || ep.NoLoadPolling {
 		return nil
 	}
 	return h.Preload.Models

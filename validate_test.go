@@ -67,6 +67,7 @@ func TestValidateJSON(t *testing.T) {
 		{"preload model with a space", with(`"preload":{"models":["a b"]}`), []string{"preload", "not a model name"}, ""},
 		{"preload on a type without a load route", `{"handler":"olla","endpoints":[{"name":"a","type":"vllm","url":"http://127.0.0.1:9","preload":["m"]}]}`, []string{`endpoint "a"`, "vLLM has no route that loads a model", "ollama"}, ""},
 		{"preload without load polling", url(`"no_load_polling":true,"preload":["m"]`), []string{`endpoint "a"`, "load polling"}, ""},
+		{"control: site-wide preload beside an endpoint without load polling", `{"handler":"olla","preload":{"models":["m"]},"endpoints":[{"name":"a","type":"ollama","url":"http://127.0.0.1:9","no_load_polling":true}]}`, nil, ""},
 		{"preload concurrency too high", with(`"preload":{"concurrency":1000}`), []string{"preload concurrency", "64"}, ""},
 		{"preload negative retries", with(`"preload":{"retries":-1}`), []string{"preload retries"}, ""},
 		{"preload timeout over an hour", with(`"preload":{"timeout":"2h"}`), []string{"preload timeout"}, ""},

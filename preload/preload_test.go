@@ -126,6 +126,16 @@ func (b *backend) sentModels() []string {
 	return append([]string(nil), b.sent...)
 }
 
+// failWhile answers loads with status while on is set, then loads them.
+func failWhile(on *atomic.Bool, status int, h http.Header, body string) func(string) (int, http.Header, string) {
+	return func(string) (int, http.Header, string) {
+		if on.Load() {
+			return status, h, body
+		}
+		return http.StatusOK, nil, ""
+	}
+}
+
 func modelOf(req profiles.LoadRequest) string {
 	var v struct {
 		Model     string `json:"model"`
@@ -405,12 +415,7 @@ func TestTransientFailuresRetryThenGiveUpUntilRecovery(t *testing.T) {
 	b := newBackend("ollama", "a")
 	var fail atomic.Bool
 	fail.Store(true)
-	b.answer = func(string) (int, http.Header, string) {
-		if fail.Load() {
-			return http.StatusServiceUnavailable, http.Header{"Retry-After": {"100000"}}, `{"error":"server busy"}`
-		}
-		return http.StatusOK, nil, ""
-	}
+	b.answer = failWhile(&fail, http.StatusServiceUnavailable, http.Header{"Retry-After": {"100000"}}, `{"error":"server busy"}`)
 	r := newRig(t, b, wants("a")...)
 	for range 12 {
 		r.round(10 * time.Minute) // past any backoff (Retry-After is capped)
@@ -434,12 +439,7 @@ func TestRecoveryLiftsAStop(t *testing.T) {
 	b := newBackend("omlx", "a")
 	var refuse atomic.Bool
 	refuse.Store(true)
-	b.answer = func(string) (int, http.Header, string) {
-		if refuse.Load() {
-			return http.StatusInsufficientStorage, nil, "no memory"
-		}
-		return http.StatusOK, nil, ""
-	}
+	b.answer = failWhile(&refuse, http.StatusInsufficientStorage, nil, "no memory")
 	r := newRig(t, b, wants("a")...)
 	r.rounds(3)
 	if r.w.Status().State != EndpointStopped {

@@ -18,13 +18,20 @@ import (
 // preloadStatuses reads every endpoint's preload status.
 func preloadStatuses(t testing.TB) map[string]*preload.Status {
 	t.Helper()
+	return preloadStatusesAt(t, "/internal/status/endpoints")
+}
+
+// preloadStatusesAt reads them from a status route (the dashboard's data
+// has the same endpoints list).
+func preloadStatusesAt(t testing.TB, path string) map[string]*preload.Status {
+	t.Helper()
 	var body struct {
 		Endpoints []struct {
 			Name    string          `json:"name"`
 			Preload *preload.Status `json:"preload"`
 		} `json:"endpoints"`
 	}
-	getJSON(t, "/internal/status/endpoints", &body)
+	getJSON(t, path, &body)
 	out := map[string]*preload.Status{}
 	for _, e := range body.Endpoints {
 		out[e.Name] = e.Preload
@@ -165,16 +172,9 @@ func TestPreload(t *testing.T) {
 	}
 
 	// the dashboard's data carries the same
-	var dash struct {
-		Endpoints []struct {
-			Name    string          `json:"name"`
-			Preload *preload.Status `json:"preload"`
-		} `json:"endpoints"`
-	}
-	getJSON(t, "/internal/ui/data", &dash)
-	for _, e := range dash.Endpoints {
-		if e.Preload == nil || len(e.Preload.Models) < 2 {
-			t.Errorf("dashboard data for %s has no preload list: %+v", e.Name, e.Preload)
+	for name, p := range preloadStatusesAt(t, "/internal/ui/data") {
+		if p == nil || len(p.Models) < 2 {
+			t.Errorf("dashboard data for %s has no preload list: %+v", name, p)
 		}
 	}
 
