@@ -21,7 +21,9 @@
 //  2. routing.go route: the endpoints of the route's types that are
 //     routable and serve the model (aliases, fallbacks, panic routing).
 //  3. sticky.go keyFor, with sticky_sessions: the session key (hashed)
-//     and the endpoint it is pinned to. Without a session key, under
+//     and the endpoint it is pinned to (with storage redis, the pin any
+//     instance wrote, through sticky_shared.go and package sharedpins;
+//     placements are written back in batches). Without a session key, under
 //     adaptive, prefixroute.go hashes the prompt (fleet/prefix Chain) and
 //     each choice matches it against the handler's prefix Index, which a
 //     2xx answer feeds (prefix affinity; the balancer's prefix stage in
