@@ -544,7 +544,7 @@ func (rq *request) proxy(route route, hooks routeHooks) error {
 		if refused := rq.admitKey(model); refused != nil {
 			return rq.fail(*refused)
 		}
-		rq.lines = &lineCounter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: rq.w}}
+		rq.lines = rq.countLines()
 		rq.w = rq.lines
 	}
 

@@ -342,6 +342,20 @@ type lineCounter struct {
 	bytes int64
 }
 
+// countedWriter is a request's lineCounter and its wrapper, allocated
+// together.
+type countedWriter struct {
+	lc  lineCounter
+	rww caddyhttp.ResponseWriterWrapper
+}
+
+// countLines wraps the request's writer in a lineCounter (one allocation).
+func (rq *request) countLines() *lineCounter {
+	cw := &countedWriter{rww: caddyhttp.ResponseWriterWrapper{ResponseWriter: rq.w}}
+	cw.lc.ResponseWriterWrapper = &cw.rww
+	return &cw.lc
+}
+
 func (lc *lineCounter) Write(p []byte) (int, error) {
 	lc.lines += int64(bytes.Count(p, []byte{'\n'}))
 	lc.bytes += int64(len(p))
@@ -379,12 +393,12 @@ func (lc *lineCounter) bytesOr(d int64) int64 {
 }
 
 // recordKey adds a finished request's usage to its key's counters and the
-// usage ledger.
-func (rq *request) recordKey() {
+// usage ledger, under the model's metric label.
+func (rq *request) recordKey(modelLabel string) {
 	p := rq.h.keys
 	c, ok := rq.keyUsage()
 	if !ok {
-		rq.h.app.usage.Observe(rq.keyID, rq.h.modelLabel(rq.rec.model), rq.rec.endpoint, usage.Counts{}, 0)
+		rq.h.app.usage.Observe(rq.keyID, modelLabel, rq.rec.endpoint, usage.Counts{}, 0)
 		return
 	}
 	rq.keyCounts, rq.keyCounted = c, true
@@ -398,7 +412,7 @@ func (rq *request) recordKey() {
 	}
 	rq.keyCost = cost
 	ledger := rq.h.app.usage
-	ledger.Observe(rq.keyID, rq.h.modelLabel(rq.rec.model), rq.rec.endpoint, c, cost)
+	ledger.Observe(rq.keyID, modelLabel, rq.rec.endpoint, c, cost)
 	kt := p.tokenCounters(rq.h.app.metrics.keyTokens, ledger.Label(rq.keyID, metricKeys))
 	kt.in.Add(float64(c.Input))
 	kt.out.Add(float64(c.Output))

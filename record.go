@@ -55,11 +55,11 @@ func (rq *request) observe() {
 	rec.start = rq.start
 	rec.duration = time.Since(rq.start)
 	h := rq.h
+	model := h.modelLabel(rec.model)
 	if rq.keyAdmitted {
-		rq.recordKey()
+		rq.recordKey(model)
 	}
 	rq.endTrace()
-	model := h.modelLabel(rec.model)
 	h.app.metrics.observe(rec, model)
 	h.app.activity.observe(rec, time.Now())
 	if model != unknownModelLabel && model != "" {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -186,5 +187,52 @@ func TestKeyIDHidesTheKey(t *testing.T) {
 	big := make([]byte, 1<<20)
 	if len(KeyID(string(big))) != 18 {
 		t.Error("a 1 MB key is not bounded")
+	}
+}
+
+// TestMemoryConcurrent: many goroutines on one key admit exactly its limit
+// (one shard, one lock), and on many keys each key its own limit, under
+// the race detector.
+func TestMemoryConcurrent(t *testing.T) {
+	c := newClock()
+	l := newLimiter(Policy{Key: Rule{RequestsPerMinute: 50}}, c)
+	ctx := context.Background()
+	var mu sync.Mutex
+	admitted := map[string]int{}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 800 { // each key asked at least 200 times
+				key := "hot"
+				if i%2 == 1 {
+					key = fmt.Sprintf("k%d", (g+i)%16)
+				}
+				d, err := l.Admit(ctx, key, "")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if d.Allowed {
+					mu.Lock()
+					admitted[key]++
+					mu.Unlock()
+				}
+				if _, err := l.Record(ctx, key, "", tokens(1, 1)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for key, n := range admitted {
+		if n != 50 {
+			t.Errorf("%s: %d admitted, want 50", key, n)
+		}
+	}
+	if len(admitted) != 17 {
+		t.Errorf("%d keys admitted anything, want 17", len(admitted))
 	}
 }

@@ -3,7 +3,10 @@ package limits
 import (
 	"context"
 	"errors"
+	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -83,12 +86,25 @@ type Store interface {
 var ErrFull = errors.New("the limits store is full: too many distinct keys in the current windows")
 
 // Memory is a Store in this process. Counters of ended windows are swept
-// when room runs out; at most MaxEntries live at once.
+// when room runs out; at most MaxEntries live at once. The counters are
+// spread over shards by key (a counter's name up to its first "|", so one
+// request's counters share a shard and one lock): requests of different
+// keys do not wait for each other.
 type Memory struct {
-	mu        sync.Mutex
-	m         map[string]*entry
-	max       int
-	lastSweep time.Time
+	shards    [memShards]memShard
+	max       int64
+	n         atomic.Int64 // counters held, across shards
+	lastSweep atomic.Int64 // unix nanos
+}
+
+// memShards spreads the keys: far more shards than cores, so two requests
+// rarely meet on one lock.
+const memShards = 64
+
+type memShard struct {
+	mu sync.Mutex
+	m  map[string]*entry
+	_  [40]byte // shards' locks on cache lines of their own
 }
 
 type entry struct {
@@ -107,108 +123,187 @@ func NewMemory(maxEntries int) *Memory {
 	if maxEntries <= 0 {
 		maxEntries = DefaultMaxEntries
 	}
-	return &Memory{m: make(map[string]*entry), max: maxEntries}
+	s := &Memory{max: int64(maxEntries)}
+	for i := range s.shards {
+		s.shards[i].m = make(map[string]*entry)
+	}
+	return s
 }
 
 // Len is how many counters the store holds.
-func (s *Memory) Len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.m)
+func (s *Memory) Len() int { return int(s.n.Load()) }
+
+// shardOf is the shard of a counter: FNV-1a of its key part.
+func shardOf(name string) int {
+	if i := strings.IndexByte(name, '|'); i >= 0 {
+		name = name[:i]
+	}
+	h := uint32(2166136261)
+	for i := 0; i < len(name); i++ {
+		h ^= uint32(name[i])
+		h *= 16777619
+	}
+	return int(h % memShards)
 }
 
-// get returns c's current window, creating it; nil when full.
-func (s *Memory) get(now time.Time, c Counter, create bool) *entry {
-	id, end := c.Window.bounds(now)
-	e := s.m[c.Name]
+func (s *Memory) shard(name string) *memShard { return &s.shards[shardOf(name)] }
+
+// bounds are the current window of each Window, computed once per call.
+type bounds [3]struct {
+	id  int64
+	end time.Time
+}
+
+func boundsAt(now time.Time) (b bounds) {
+	for w := range b {
+		b[w].id, b[w].end = Window(w).bounds(now)
+	}
+	return b
+}
+
+// get returns c's current window in sh (locked), creating it; nil when
+// the store is full.
+func (s *Memory) get(sh *memShard, b *bounds, c Counter, create bool) *entry {
+	id, end := b[c.Window].id, b[c.Window].end
+	e := sh.m[c.Name]
 	if e != nil && e.window != id {
 		e.window, e.expiry, e.n = id, end, 0
 	}
 	if e != nil || !create {
 		return e
 	}
-	if len(s.m) >= s.max {
-		s.sweep(now)
-		if len(s.m) >= s.max {
-			return nil
-		}
+	if s.n.Add(1) > s.max {
+		s.n.Add(-1)
+		return nil
 	}
 	e = &entry{window: id, expiry: end}
-	s.m[c.Name] = e
+	sh.m[c.Name] = e
 	return e
 }
 
-// sweep drops counters whose window has ended, at most once a second.
+// sweep drops counters whose window has ended, in every shard, at most
+// once a second. No shard lock is held by the caller.
 func (s *Memory) sweep(now time.Time) {
-	if now.Sub(s.lastSweep) < time.Second && now.After(s.lastSweep) {
+	last := s.lastSweep.Load()
+	if t := now.UnixNano(); t-last < int64(time.Second) && t > last || !s.lastSweep.CompareAndSwap(last, now.UnixNano()) {
 		return
 	}
-	s.lastSweep = now
-	for k, e := range s.m {
-		if !now.Before(e.expiry) {
-			delete(s.m, k)
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		for k, e := range sh.m {
+			if !now.Before(e.expiry) {
+				delete(sh.m, k)
+				s.n.Add(-1)
+			}
 		}
+		sh.mu.Unlock()
+	}
+}
+
+// locked runs f with the shard of cs's counters locked (one request's
+// counters share a key, so one shard; a mixed batch locks each of its
+// shards in order). When f finds the store full, it sweeps ended windows
+// and runs f once more.
+func (s *Memory) locked(now time.Time, cs []Counter, f func() bool) {
+	var held [4]int
+	shards := held[:0]
+	for _, c := range cs {
+		if i := shardOf(c.Name); !slices.Contains(shards, i) {
+			shards = append(shards, i)
+		}
+	}
+	slices.Sort(shards)
+	for try := 0; ; try++ {
+		for _, i := range shards {
+			s.shards[i].mu.Lock()
+		}
+		full := !f()
+		for _, i := range shards {
+			s.shards[i].mu.Unlock()
+		}
+		if !full || try > 0 {
+			return
+		}
+		s.sweep(now)
 	}
 }
 
 // Take implements Store.
 func (s *Memory) Take(_ context.Context, now time.Time, cs []Counter, force bool) (Result, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	b := boundsAt(now)
 	res := Result{Over: -1}
+	var err error
 	var buf [8]*entry // a request's counters: no allocation
 	es := buf[:0]
 	if len(cs) > len(buf) {
 		es = make([]*entry, 0, len(cs))
 	}
 	es = es[:len(cs)]
-	for i, c := range cs {
-		e := s.get(now, c, true)
-		if e == nil {
-			return res, ErrFull
+	s.locked(now, cs, func() bool {
+		res, err = Result{Over: -1}, nil
+		for i, c := range cs {
+			e := s.get(s.shard(c.Name), &b, c, true)
+			if e == nil {
+				err = ErrFull
+				return false
+			}
+			es[i] = e
+			if res.Over < 0 && c.Limit > 0 && e.n+max(c.N, 1) > c.Limit {
+				res.Over, res.Used = i, e.n
+			}
 		}
-		es[i] = e
-		if res.Over < 0 && c.Limit > 0 && e.n+max(c.N, 1) > c.Limit {
-			res.Over, res.Used = i, e.n
+		if res.Over >= 0 && !force {
+			return true
 		}
-	}
-	if res.Over >= 0 && !force {
-		return res, nil
-	}
-	for i, c := range cs {
-		es[i].n = addCapped(es[i].n, c.N)
-	}
-	return res, nil
+		for i, c := range cs {
+			es[i].n = addCapped(es[i].n, c.N)
+		}
+		return true
+	})
+	return res, err
 }
 
 // Add implements Store. A counter with no room is not counted.
 func (s *Memory) Add(_ context.Context, now time.Time, cs []Counter) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	b := boundsAt(now)
 	var err error
-	for _, c := range cs {
-		if c.N <= 0 {
-			continue
-		}
-		if e := s.get(now, c, true); e != nil {
-			e.n = addCapped(e.n, c.N)
-		} else {
-			err = ErrFull
-		}
+	var doneBuf [8]bool // counted already: the retry after a sweep skips them
+	done := doneBuf[:0]
+	if len(cs) > len(doneBuf) {
+		done = make([]bool, 0, len(cs))
 	}
+	done = done[:len(cs)]
+	s.locked(now, cs, func() bool {
+		err = nil
+		for i, c := range cs {
+			if c.N <= 0 || done[i] {
+				continue
+			}
+			if e := s.get(s.shard(c.Name), &b, c, true); e != nil {
+				e.n = addCapped(e.n, c.N)
+				done[i] = true
+			} else {
+				err = ErrFull
+			}
+		}
+		return err == nil
+	})
 	return err
 }
 
 // Peek implements Store.
 func (s *Memory) Peek(_ context.Context, now time.Time, cs []Counter) ([]int64, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	b := boundsAt(now)
 	out := make([]int64, len(cs))
-	for i, c := range cs {
-		if e := s.get(now, c, false); e != nil {
-			out[i] = e.n
+	s.locked(now, cs, func() bool {
+		for i, c := range cs {
+			if e := s.get(s.shard(c.Name), &b, c, false); e != nil {
+				out[i] = e.n
+			}
 		}
-	}
+		return true
+	})
 	return out, nil
 }
 

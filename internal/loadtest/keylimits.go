@@ -28,14 +28,18 @@ import (
 // keyLimitsVariant is one configuration of the key-limits runs.
 type keyLimitsVariant struct {
 	name    string
+	slug    string
 	storage string // "" (no key_limits), "memory" or "redis"
 }
 
+// keyLimitsVariants are what a round runs; the second "off" is the
+// control: its ratio to the first is the run's own noise.
 func keyLimitsVariants() []keyLimitsVariant {
 	return []keyLimitsVariant{
-		{name: "key_limits off"},
-		{name: "key_limits in memory", storage: "memory"},
-		{name: "key_limits in redis", storage: "redis"},
+		{name: "key_limits off", slug: "off"},
+		{name: "control: key_limits off again", slug: "off-again"},
+		{name: "key_limits in memory", slug: "memory", storage: "memory"},
+		{name: "key_limits in redis", slug: "redis", storage: "redis"},
 	}
 }
 
@@ -66,10 +70,10 @@ func (v keyLimitsVariant) caddyfile(backends []string, port, admin int, redisAdd
 // keyLimitsResult is every round of every variant.
 type keyLimitsResult struct {
 	rounds   int
-	cpu      [3][]float64 // Caddy CPU microseconds per request
+	cpu      [4][]float64 // per variant: Caddy CPU microseconds per request
 	redisCPU []float64    // redis-server CPU microseconds per request (redis variant)
-	rps      [3][]float64
-	p50      [3][]time.Duration
+	rps      [4][]float64
+	p50      [4][]time.Duration
 	skipped  string // why the redis variant did not run, if it did not
 }
 
@@ -81,7 +85,7 @@ func runKeyLimits(ctx context.Context, o options, sup *supervisor, work workDirs
 		logf("%v", err)
 		return 1
 	}
-	logf("key limits: %d rounds of off, memory and redis, %s + %s warm-up each, %d clients of instant answers",
+	logf("key limits: %d rounds of off, off again (the control), memory and redis, %s + %s warm-up each, %d clients of instant answers",
 		o.rounds, o.duration, o.warmup, keyLimitsClients)
 	r, err := measureKeyLimits(ctx, o, ports, sup, work, stderr)
 	if err != nil {
@@ -115,7 +119,7 @@ func measureKeyLimits(ctx context.Context, o options, ports routingPorts, sup *s
 			if v.storage == "redis" && redisProc == nil {
 				continue
 			}
-			name := fmt.Sprintf("%s-r%d-%s", logName, round+1, map[string]string{"": "off", "memory": "memory", "redis": "redis"}[v.storage])
+			name := fmt.Sprintf("%s-r%d-%s", logName, round+1, v.slug)
 			cfg := filepath.Join(o.out, name+".Caddyfile")
 			if err := os.WriteFile(cfg, []byte(v.caddyfile(ports.sims[:2], ports.port, ports.admin, redisAddr)), 0o644); err != nil {
 				return r, err
@@ -176,7 +180,7 @@ func measureKeyLimits(ctx context.Context, o options, ports routingPorts, sup *s
 			if out.errors+out.truncated > 0 {
 				return r, fmt.Errorf("%s: %d errors, %d truncated (%v)", v.name, out.errors, out.truncated, out.samples)
 			}
-			fmt.Fprintf(progress, "loadtest: key limits round %d %-22s %.0f req/s, p50 %s, %.1f us CPU per request (other load %.2f cores)\n",
+			fmt.Fprintf(progress, "loadtest: key limits round %d %-30s %.0f req/s, p50 %s, %.1f us CPU per request (other load %.2f cores)\n",
 				round+1, v.name, st.rps, st.totalP50, st.cpuPerReq, st.foreignCores)
 			r.cpu[vi] = append(r.cpu[vi], st.cpuPerReq)
 			r.rps[vi] = append(r.rps[vi], st.rps)
@@ -288,6 +292,9 @@ func printKeyLimits(w io.Writer, r keyLimitsResult) {
 		}
 		if v.storage == "redis" {
 			target = fmt.Sprintf("redis-server: %.1f us per request more", medianF(r.redisCPU))
+		}
+		if v.slug == "off-again" {
+			target = "the same config twice: the run's own noise"
 		}
 		fmt.Fprintf(w, "| %s | %.1f us | %.3f | %.3f | %.0f | %.3f | %.3f | %s | %s |\n", v.name, cpu, over(cpu, off), pairedCPU,
 			rps, over(rps, offRPS), pairedRPS, medianD(r.p50[i]), target)
