@@ -7,7 +7,6 @@ import (
 	"net/http/httptest"
 	"os/exec"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -28,15 +27,7 @@ import (
 //
 //	go test -run '^$' -bench KeyLimits -benchmem .
 func BenchmarkKeyLimits(b *testing.B) {
-	var addrs []string
-	for range 2 {
-		s, err := sim.Start(sim.Config{Kind: "ollama", Models: []string{"llama3.2:latest"}, Tokens: 5, NoRecord: true})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(s.Close)
-		addrs = append(addrs, s.Addr)
-	}
+	addrs := benchSims(b)
 	body := []byte(`{"model":"llama3.2:latest","messages":[{"role":"user","content":"Say hello in five words."}],"stream":false}`)
 	limits := `"key":"{http.request.remote}","tokens_per_minute":1000000000000,"requests_per_minute":1000000000000,"budget_day":1000000000,"budget_month":1000000000`
 	variants := []struct{ name, keyLimits string }{
@@ -58,9 +49,24 @@ func BenchmarkKeyLimits(b *testing.B) {
 	}
 }
 
-// benchHandler provisions and starts a handler from its JSON config, with
-// an olla app of its own, and waits until its endpoints serve the model.
-func benchHandler(b *testing.B, cfg string) *Handler {
+// benchSims starts the two simulated Ollama servers the handler
+// benchmarks use, serving llama3.2:latest.
+func benchSims(b *testing.B) []string {
+	var addrs []string
+	for range 2 {
+		s, err := sim.Start(sim.Config{Kind: "ollama", Models: []string{"llama3.2:latest"}, Tokens: 5, NoRecord: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(s.Close)
+		addrs = append(addrs, s.Addr)
+	}
+	return addrs
+}
+
+// benchContext is a config of its own for one handler: the olla app keeps
+// its endpoints from Provision to Cleanup.
+func benchContext(b *testing.B) caddy.Context {
 	ctx, err := caddy.ProvisionContext(&caddy.Config{
 		Logging: &caddy.Logging{Logs: map[string]*caddy.CustomLog{"default": {BaseLog: caddy.BaseLog{Level: "ERROR"}}}},
 		AppsRaw: caddy.ModuleMap{"olla": json.RawMessage(`{}`)},
@@ -68,11 +74,17 @@ func benchHandler(b *testing.B, cfg string) *Handler {
 	if err != nil {
 		b.Fatal(err)
 	}
+	return ctx
+}
+
+// benchHandler provisions and starts a handler from its JSON config, with
+// an olla app of its own, and waits until its endpoints serve the model.
+func benchHandler(b *testing.B, cfg string) *Handler {
 	h := new(Handler)
 	if err := json.Unmarshal([]byte(cfg), h); err != nil {
 		b.Fatal(err)
 	}
-	if err := h.Provision(ctx); err != nil {
+	if err := h.Provision(benchContext(b)); err != nil {
 		b.Fatal(err)
 	}
 	app := h.app
@@ -87,7 +99,7 @@ func benchHandler(b *testing.B, cfg string) *Handler {
 				break
 			}
 			if time.Now().After(deadline) {
-				b.Fatalf("%s never became routable with the model", st.Name())
+				b.Fatalf("%s never became routable with the model: %+v", st.Name(), st.Health())
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
@@ -138,36 +150,3 @@ func serveBench(b *testing.B, path string, body []byte, h caddyhttp.MiddlewareHa
 	})
 	b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
 }
-
-// processCPU is the CPU time the process has used, user and system.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// benchWriter is a flushing ResponseWriter that keeps only the status and
-// the last write.
-type benchWriter struct {
-	h      http.Header
-	status int
-	last   []byte
-}
-
-func (w *benchWriter) Header() http.Header { return w.h }
-func (w *benchWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-}
-
-func (w *benchWriter) Write(p []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	w.last = append(w.last[:0], p...)
-	return len(p), nil
-}
-func (w *benchWriter) Flush() {}

@@ -12,8 +12,6 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
-
-	"github.com/caddy-olla/olla/internal/sim"
 )
 
 // BenchmarkServeChat is a plain streamed chat (an instant 5-chunk Ollama
@@ -28,57 +26,13 @@ import (
 //
 //	go test -run '^$' -bench ServeChat -benchmem -cpuprofile cpu.out -memprofile mem.out .
 func BenchmarkServeChat(b *testing.B) {
-	var addrs []string
-	for range 2 {
-		s, err := sim.Start(sim.Config{Kind: "ollama", Models: []string{"llama3.2:latest"}, Tokens: 5, NoRecord: true})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(s.Close)
-		addrs = append(addrs, s.Addr)
-	}
-	// a config of its own for each run: the olla app keeps its endpoints
-	// from Provision to Cleanup
-	provision := func(b *testing.B) caddy.Context {
-		ctx, err := caddy.ProvisionContext(&caddy.Config{
-			Logging: &caddy.Logging{Logs: map[string]*caddy.CustomLog{"default": {BaseLog: caddy.BaseLog{Level: "ERROR"}}}},
-			AppsRaw: caddy.ModuleMap{"olla": json.RawMessage(`{}`)},
-		})
-		if err != nil {
-			b.Fatal(err)
-		}
-		return ctx
-	}
+	addrs := benchSims(b)
 	body := []byte(`{"model":"llama3.2:latest","messages":[{"role":"user","content":"Say hello in five words."}],"stream":true}`)
 
 	b.Run("olla", func(b *testing.B) {
-		h := new(Handler)
-		cfg := `{"engine":"olla","load_balancer":"round-robin","endpoints":[
-			{"name":"sim-a","url":"http://` + addrs[0] + `","type":"ollama"},
-			{"name":"sim-b","url":"http://` + addrs[1] + `","type":"ollama"}]}`
-		if err := json.Unmarshal([]byte(cfg), h); err != nil {
-			b.Fatal(err)
-		}
-		if err := h.Provision(provision(b)); err != nil {
-			b.Fatal(err)
-		}
-		app := h.app
-		if err := app.Start(); err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { _ = app.Stop(); _ = h.Cleanup(); _ = app.Cleanup() })
-		deadline := time.Now().Add(30 * time.Second)
-		for _, st := range h.states {
-			for {
-				if _, ok := st.LookupModel("llama3.2:latest"); ok && st.Routable(time.Now()) {
-					break
-				}
-				if time.Now().After(deadline) {
-					b.Fatalf("%s never became routable with the model: %+v", st.Name(), st.Health())
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
-		}
+		h := benchHandler(b, `{"engine":"olla","load_balancer":"round-robin","endpoints":[
+			{"name":"sim-a","url":"http://`+addrs[0]+`","type":"ollama"},
+			{"name":"sim-b","url":"http://`+addrs[1]+`","type":"ollama"}]}`)
 		serveChat(b, "/olla/ollama/api/chat", body, h)
 	})
 
@@ -89,7 +43,7 @@ func BenchmarkServeChat(b *testing.B) {
 		if err := json.Unmarshal([]byte(cfg), rp); err != nil {
 			b.Fatal(err)
 		}
-		if err := rp.Provision(provision(b)); err != nil {
+		if err := rp.Provision(benchContext(b)); err != nil {
 			b.Fatal(err)
 		}
 		b.Cleanup(func() { _ = rp.Cleanup() })
