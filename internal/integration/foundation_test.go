@@ -322,7 +322,7 @@ func TestNoGoroutineLeak(t *testing.T) {
 	load(t, site(endpointBlock("a", s.URL, "ollama")))
 	waitRoutable(t, "a")
 	tr := &http.Transport{MaxIdleConnsPerHost: 16}
-	c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	c := &http.Client{Transport: tr, Timeout: patientTimeout}
 	run := func(n int) {
 		for i := range n {
 			body := `{"model":"m","messages":[{"role":"user","content":"hi"}]}`

@@ -252,8 +252,15 @@ func (c *caddyTB) Fail() {
 	c.TB.Error(c.last)
 }
 
-// client talks to the test site without connection reuse surprises.
-var client = &http.Client{Timeout: 30 * time.Second}
+// client talks to the test site without connection reuse surprises. Its
+// timeout only bounds a hung request: it is no budget, and a busy machine
+// must not reach it (building the 100,000-model catalogue under -race
+// beside two CPU hogs per core took over 30 s).
+var client = &http.Client{Timeout: patientTimeout}
+
+// patientTimeout bounds one request of a test: long enough for any answer
+// on a machine under load, short of the test binary's own timeout.
+const patientTimeout = 3 * time.Minute
 
 // endpointInfo is the part of /internal/status/endpoints tests read.
 type endpointInfo struct {

@@ -98,7 +98,7 @@ func TestHealthFailover(t *testing.T) {
 // adminClient opens a fresh connection per request: a load may replace
 // the admin server, closing a kept-alive connection under the next POST
 // (which, not being idempotent, would not be retried).
-var adminClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 30 * time.Second}
+var adminClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: patientTimeout}
 
 // reload posts a Caddyfile to the admin API, forcing a reload even when
 // nothing changed.

@@ -226,7 +226,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	statusTr := &http.Transport{DisableKeepAlives: true}
 	defer statusTr.CloseIdleConnections()
 	status := func() map[string]endpointInfo {
-		return endpointsStatusVia(t, &http.Client{Transport: statusTr, Timeout: 30 * time.Second})
+		return endpointsStatusVia(t, &http.Client{Transport: statusTr, Timeout: patientTimeout})
 	}
 	before := status()
 	for _, s := range []*sim.Server{a, b} {

@@ -677,7 +677,7 @@ http://localhost:%d {
 // address of its own (127.0.0.2, ...): another client to the proxy.
 func clientFrom(ip string) *http.Client {
 	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 5 * time.Second}
-	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DialContext: d.DialContext}}
+	return &http.Client{Timeout: patientTimeout, Transport: &http.Transport{DialContext: d.DialContext}}
 }
 
 // hostileBackend is an OpenAI-compatible backend that misbehaves by model:
