@@ -87,10 +87,14 @@ func (a AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 			before[i] = st.Health().CheckedAt
 			st.Rediscover() // its loop probes within a second
 		}
-		if !waitProbed(r, states, before) {
+		probed := waitProbed(r, states, before)
+		switch why := states[0].WhyNot(time.Now()); {
+		case !probed:
 			note = fmt.Sprintf("endpoint %q is being probed; its models are fetched when it answers", name)
-		} else {
-			note = fmt.Sprintf("endpoint %q was probed and its models fetched", name)
+		case why != "":
+			note = fmt.Sprintf("endpoint %q was probed and takes no requests: %s; its models are fetched when it answers", name, why)
+		default:
+			note = fmt.Sprintf("endpoint %q was probed (%s) and its models fetched", name, states[0].Health().Reason)
 		}
 	default:
 		return caddy.APIError{HTTPStatus: http.StatusNotFound,

@@ -4,12 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/caddy-olla/olla/discovery"
@@ -71,13 +69,14 @@ func (rq *request) serveAnthropic() error {
 		if method != http.MethodPost {
 			return rq.notAllowed(http.MethodPost)
 		}
-		c := &anthropicCall{rq: rq, hw: hw, countTokens: p == "/v1/messages/count_tokens", start: rq.start}
+		c := &anthropicCall{rq: rq, hw: hw, countTokens: p == "/v1/messages/count_tokens",
+			translatorOutcome: translatorOutcome{start: rq.start}}
 		err := rq.proxy(anthropicRoute(), c)
 		if hw.changed != 0 {
 			rq.rec.status = hw.changed // the engine recorded the backend's
 		}
 		if !c.countTokens {
-			c.record()
+			rq.h.app.translators.anthropic.record(&c.translatorOutcome, c.req != nil && c.req.Stream, rq.rec.streamErr)
 		}
 		return err
 	case p == "/v1/models" || strings.HasPrefix(p, "/v1/models/"):
@@ -146,14 +145,8 @@ type anthropicCall struct {
 	req        *anthropic.Request // nil on count_tokens: its scan is enough
 	scanned    *anthropic.Shape   // the body's counts and token estimate
 	translated bodies             // OpenAI body per model name; nil when untranslatable
-	start      time.Time
-
-	// what the request came to, for the translator stats
-	mode      string // of the attempt that answered
-	anyNative bool   // a candidate was native
-	ok        bool   // the answer was a complete success
-	answered  bool
-	tier      int // candidates that pass through, first in the decision
+	tier       int                // candidates that pass through, first in the decision
+	translatorOutcome
 }
 
 // check validates the body: a 400 naming the field or the limit, or nil.
@@ -388,94 +381,4 @@ func (e *estimateTransform) End(w io.Writer, _ error) error {
 	h.Set("Content-Type", "application/json")
 	_, err := w.Write(append(anthropic.CountTokensBody(c.estimate()), '\n'))
 	return err
-}
-
-// Fallback reasons: why a request was translated.
-const (
-	// fallbackNoNative: no endpoint serving the model speaks Messages.
-	fallbackNoNative = "no_native_endpoint"
-	// fallbackNativeUnavailable: a native endpoint serves the model but
-	// failed before answering, or was full.
-	fallbackNativeUnavailable = "native_endpoint_unavailable"
-)
-
-// translatorStats counts the Messages requests since the process started
-// (process-wide, like the endpoints: a reload keeps the counts).
-type translatorStats struct {
-	total, successes, failures          atomic.Int64
-	passthrough, translation, rejected  atomic.Int64
-	streaming, nonStreaming             atomic.Int64
-	latencyNs                           atomic.Int64
-	fallbackNoNative, fallbackNativeOut atomic.Int64
-}
-
-// record counts the request in the translator stats.
-func (c *anthropicCall) record() {
-	s := c.rq.h.app.translators
-	s.total.Add(1)
-	s.latencyNs.Add(int64(time.Since(c.start)))
-	// a passed-through stream that broke off counts as failed
-	if c.ok && c.answered && c.rq.rec.streamErr == nil {
-		s.successes.Add(1)
-	} else {
-		s.failures.Add(1)
-	}
-	if c.req != nil && c.req.Stream {
-		s.streaming.Add(1)
-	} else {
-		s.nonStreaming.Add(1)
-	}
-	switch {
-	case !c.answered:
-		s.rejected.Add(1) // answered by us: bad input, no endpoint
-	case c.mode == modePassthrough:
-		s.passthrough.Add(1)
-	default:
-		s.translation.Add(1)
-		if c.anyNative {
-			s.fallbackNativeOut.Add(1)
-		} else {
-			s.fallbackNoNative.Add(1)
-		}
-	}
-}
-
-func percent(part, total int64) float64 {
-	if total == 0 {
-		return 0
-	}
-	return math.Round(1000*float64(part)/float64(total)) / 10
-}
-
-// body is /internal/stats/translators in the standalone's
-// shape, with our own fallback reasons and rejected count added.
-func (s *translatorStats) body(now time.Time) map[string]any {
-	total, ok, failed := s.total.Load(), s.successes.Load(), s.failures.Load()
-	pass, trans := s.passthrough.Load(), s.translation.Load()
-	stream, nonStream := s.streaming.Load(), s.nonStreaming.Load()
-	noNative, nativeOut := s.fallbackNoNative.Load(), s.fallbackNativeOut.Load()
-	avg := int64(0)
-	if total > 0 {
-		avg = time.Duration(s.latencyNs.Load() / total).Milliseconds()
-	}
-	active := 0
-	if total > 0 {
-		active = 1
-	}
-	return map[string]any{
-		"timestamp": now.UTC().Format(time.RFC3339),
-		"translators": []map[string]any{{
-			"translator_name": "anthropic", "total_requests": total, "successful_requests": ok, "failed_requests": failed,
-			"success_rate": percent(ok, total), "passthrough_rate": percent(pass, pass+trans), "average_latency_ms": avg,
-			"passthrough_requests": pass, "translation_requests": trans, "rejected_requests": s.rejected.Load(),
-			"streaming_requests": stream, "non_streaming_requests": nonStream,
-			"fallback_no_compatible_endpoints":                 noNative,
-			"fallback_translator_does_not_support_passthrough": 0,
-			"fallback_cannot_passthrough":                      nativeOut,
-			"fallback_reasons":                                 map[string]int64{fallbackNoNative: noNative, fallbackNativeUnavailable: nativeOut},
-		}},
-		"summary": map[string]any{"total_translators": 1, "active_translators": active, "total_requests": total,
-			"total_passthrough": pass, "total_translations": trans, "total_streaming": stream, "total_non_streaming": nonStream,
-			"overall_success_rate": percent(ok, total), "overall_passthrough_rate": percent(pass, pass+trans)},
-	}
 }

@@ -47,7 +47,7 @@ type App struct {
 	usage       *usage.Ledger        // per key, model and endpoint (key_limits)
 	room        *admission.Queue     // the waiting room (queue.go)
 	bodies      *bodyBudget          // the body budget (budget.go)
-	translators *translatorStats     // the Anthropic translator's counts
+	translators *translators         // the Anthropic and Responses translators' counts
 	preloads    *preload.Gate        // preload loads in flight across endpoints
 	registry    *prometheus.Registry // olla_* only, for /internal/metrics
 	shared      bool                 // holds a reference on the shared pool entry

@@ -32,14 +32,14 @@ type sharedValues struct {
 	usage       *usage.Ledger
 	room        *admission.Queue // queue.go
 	bodies      *bodyBudget      // budget.go
-	translators *translatorStats // anthropic.go
+	translators *translators     // translators.go
 	preloads    *preload.Gate    // preload loads in flight across endpoints
 }
 
 func newSharedValues() *sharedValues {
 	room := admission.New()
 	return &sharedValues{metrics: newOllaMetrics(room), stats: newModelStatsStore(), activity: new(activity), usage: new(usage.Ledger),
-		room: room, bodies: new(bodyBudget), translators: new(translatorStats), preloads: new(preload.Gate)}
+		room: room, bodies: new(bodyBudget), translators: new(translators), preloads: new(preload.Gate)}
 }
 
 func (*sharedValues) Destruct() error { return nil }

@@ -59,18 +59,19 @@ type responsesCall struct {
 	req        *responses.Request
 	tier       int
 	translated bodies // chat-completions body per model name
-	ok         bool
+	translatorOutcome
 }
 
 func (rq *request) serveResponses(rt route) error {
 	hw := &heldWriter{ResponseWriter: rq.w}
 	rq.w = hw
 	defer hw.commit()
-	c := &responsesCall{rq: rq, hw: hw}
+	c := &responsesCall{rq: rq, hw: hw, translatorOutcome: translatorOutcome{start: rq.start}}
 	err := rq.proxy(rt, c)
 	if hw.changed != 0 {
 		rq.rec.status = hw.changed
 	}
+	rq.h.app.translators.responses.record(&c.translatorOutcome, c.req != nil && c.req.Stream, rq.rec.streamErr)
 	return err
 }
 
@@ -117,7 +118,7 @@ func (c *responsesCall) routed(d *decision, model string) (bool, error) {
 			message: fmt.Sprintf("model '%s' is served here only by %s backends, which neither serve the Responses API (POST /v1/responses) nor chat completions to translate it to",
 				model, strings.Join(types, ", "))})
 	}
-	d.candidates, c.tier = kept, n
+	d.candidates, c.tier, c.anyNative = kept, n, n > 0
 	return false, nil
 }
 
@@ -136,19 +137,23 @@ func (c *responsesCall) shape(plan *engines.Plan, d *decision, rw *rewriter) {
 		return responses.ChatPath, c.translation(name)
 	}
 	plan.Response = func(t engines.Target, status int, h http.Header) engines.ResponseTransform {
+		c.answered = true
 		ch := c.hw.Header()
 		h.Del(modeHeader)
 		h.Del(droppedHeader)
 		if c.native(t.(*fleet.Endpoint)) {
+			c.mode, c.ok = modePassthrough, status >= 200 && status < 300
 			ch.Set(modeHeader, modePassthrough)
 			return nil
 		}
+		c.mode = modeTranslation
 		ch.Set(modeHeader, modeTranslation)
 		if dropped := c.req.Dropped(); len(dropped) > 0 {
 			ch.Set(droppedHeader, strings.Join(dropped, ", "))
 		}
 		if status < 200 || status >= 300 {
 			h.Set("Content-Type", "application/json")
+			c.ok = false
 			return &errorAnswer{status: status, envelope: func(status int, body []byte) []byte {
 				return responses.ErrorBody(status, anthropic.BackendErrorMessage(status, body))
 			}}
@@ -169,6 +174,7 @@ func (c *responsesCall) shape(plan *engines.Plan, d *decision, rw *rewriter) {
 
 // failAnswer turns the held answer into a 502 in OpenAI's envelope.
 func (c *responsesCall) failAnswer(message string) []byte {
+	c.ok = false
 	c.hw.override(http.StatusBadGateway)
 	return responses.ErrorBody(http.StatusBadGateway, message)
 }

@@ -302,8 +302,13 @@ func (h *Handler) miss(rt route, typed, up candidates, model string) decision {
 	switch {
 	case len(homes) > 0:
 		names := make([]string, 0, len(homes))
+		now := time.Now()
 		for _, st := range homes {
-			names = append(names, fmt.Sprintf("%s (%s, %s)", st.Name(), st.Type(), st.HealthStatus()))
+			why := st.WhyNot(now)
+			if why == "" {
+				why = string(st.HealthStatus())
+			}
+			names = append(names, fmt.Sprintf("%s (%s, %s)", st.Name(), st.Type(), why))
 		}
 		msg := fmt.Sprintf("model %q is served by %s, but none of them is available on /olla/%s/ right now; retry later",
 			model, strings.Join(names, ", "), rt.prefix)
@@ -334,11 +339,11 @@ func rejected(strategy, reason string, e apiError) decision {
 
 // noneUp explains why no endpoint of the route can take a request.
 func (h *Handler) noneUp(rt route, typed candidates) apiError {
+	now := time.Now()
 	reasons := make([]string, 0, len(typed))
 	for _, st := range typed {
-		hs := st.Health()
-		why := string(hs.Status) + ": " + hs.Reason
-		if hs.Status.Routable() {
+		why := st.WhyNot(now)
+		if why == "" {
 			why = "held back after recent failures"
 		}
 		reasons = append(reasons, st.Name()+" "+why)

@@ -156,7 +156,8 @@ func (rq *request) serveModelStats() error {
 }
 
 // serveTranslatorStats answers /internal/stats/translators: the Anthropic
-// Messages API's passthrough and translation counts (anthropic.go).
+// Messages and the Responses APIs' passthrough and translation counts
+// (translators.go).
 func (rq *request) serveTranslatorStats() error {
 	return rq.writeJSON(http.StatusOK, rq.h.app.translators.body(time.Now()))
 }

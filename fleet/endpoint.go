@@ -195,6 +195,27 @@ func (st *Endpoint) Routable(now time.Time) bool {
 	return !st.breaker.Blocked()
 }
 
+// WhyNot says in a few words why the endpoint takes no requests now, for
+// a client's 503 and the operator reading it; "" when it is routable.
+func (st *Endpoint) WhyNot(now time.Time) string {
+	if st.drained.Load() {
+		return "drained through the admin API"
+	}
+	if hs := st.health.Load(); !hs.Status.Routable() {
+		if hs.Reason == "" {
+			return string(hs.Status)
+		}
+		return string(hs.Status) + ": " + hs.Reason
+	}
+	if until := st.parkedUntil.Load(); until != 0 && now.UnixNano() < until {
+		return "asked for time (Retry-After) until " + time.Unix(0, until).UTC().Format(time.RFC3339)
+	}
+	if st.breaker.Blocked() {
+		return "circuit breaker open after failed requests"
+	}
+	return ""
+}
+
 // PanicEligible reports whether the endpoint may be tried when no endpoint
 // of a route is routable (panic routing, after Envoy's panic threshold).
 // Only an endpoint that our own probes took out, and only for transient

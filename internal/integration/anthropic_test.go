@@ -26,18 +26,25 @@ func messagesBody(model string, stream bool) string {
 
 // translatorCounts reads the counters tests compare before and after.
 type translatorCounts struct {
-	Total       int64 `json:"total_requests"`
-	OK          int64 `json:"successful_requests"`
-	Failed      int64 `json:"failed_requests"`
-	Passthrough int64 `json:"passthrough_requests"`
-	Translation int64 `json:"translation_requests"`
-	Rejected    int64 `json:"rejected_requests"`
-	Streaming   int64 `json:"streaming_requests"`
-	NoNative    int64 `json:"fallback_no_compatible_endpoints"`
-	NativeOut   int64 `json:"fallback_cannot_passthrough"`
+	Name        string `json:"translator_name"`
+	Total       int64  `json:"total_requests"`
+	OK          int64  `json:"successful_requests"`
+	Failed      int64  `json:"failed_requests"`
+	Passthrough int64  `json:"passthrough_requests"`
+	Translation int64  `json:"translation_requests"`
+	Rejected    int64  `json:"rejected_requests"`
+	Streaming   int64  `json:"streaming_requests"`
+	NoNative    int64  `json:"fallback_no_compatible_endpoints"`
+	NativeOut   int64  `json:"fallback_cannot_passthrough"`
 }
 
-func translatorStats(t *testing.T) translatorCounts {
+// translatorStats reads the Anthropic translator's counts.
+func translatorStats(t *testing.T) translatorCounts { return translatorNamed(t, "anthropic") }
+
+// translatorNamed reads one translator's counts from
+// /internal/stats/translators, which lists the Anthropic one and the
+// Responses one, in that order.
+func translatorNamed(t *testing.T, name string) translatorCounts {
 	t.Helper()
 	res, err := client.Get(base + "/internal/stats/translators")
 	if err != nil {
@@ -51,10 +58,16 @@ func translatorStats(t *testing.T) translatorCounts {
 		t.Fatal(err)
 	}
 	res.Body.Close()
-	if len(body.Translators) != 1 {
-		t.Fatalf("translators = %+v, want the anthropic one", body.Translators)
+	if len(body.Translators) != 2 || body.Translators[0].Name != "anthropic" || body.Translators[1].Name != "responses" {
+		t.Fatalf("translators = %+v, want anthropic and responses", body.Translators)
 	}
-	return body.Translators[0]
+	for _, tr := range body.Translators {
+		if tr.Name == name {
+			return tr
+		}
+	}
+	t.Fatalf("no translator %q", name)
+	return translatorCounts{}
 }
 
 // anthropicMessage is the part of a message answer tests read.

@@ -149,16 +149,18 @@ func TestMetrics(t *testing.T) {
 	}
 	var tr map[string]any
 	getJSON(t, "/internal/stats/translators", &tr)
-	// the Anthropic translator, in the standalone's shape
+	// the Anthropic and Responses translators, in the standalone's shape
 	list, _ := tr["translators"].([]any)
 	summary, _ := tr["summary"].(map[string]any)
-	if len(list) != 1 || summary == nil || summary["total_translators"] != float64(1) {
+	if len(list) != 2 || summary == nil || summary["total_translators"] != float64(2) {
 		t.Fatalf("/internal/stats/translators: %v", tr)
 	}
-	entry, _ := list[0].(map[string]any)
-	for _, k := range []string{"total_requests", "passthrough_requests", "translation_requests", "fallback_cannot_passthrough"} {
-		if _, ok := entry[k].(float64); !ok || entry["translator_name"] != "anthropic" {
-			t.Errorf("/internal/stats/translators entry lacks %s: %v", k, entry)
+	for i, name := range []string{"anthropic", "responses"} {
+		entry, _ := list[i].(map[string]any)
+		for _, k := range []string{"total_requests", "passthrough_requests", "translation_requests", "fallback_cannot_passthrough"} {
+			if _, ok := entry[k].(float64); !ok || entry["translator_name"] != name {
+				t.Errorf("/internal/stats/translators entry %d lacks %s or is not %s: %v", i, k, name, entry)
+			}
 		}
 	}
 }
