@@ -13,13 +13,16 @@
 //  1. handler.go ServeHTTP: the client key (clientkey.go: Caddy's client
 //     address, IPv6 grouped by /64), CORS, rate limits, path normalisation,
 //     header size; /internal/ routes answer only internal_clients
-//     (internalaccess.go); the body is read once (bounded) and its model
+//     (internalaccess.go); a method other than POST on an inference route
+//     is a 405 in the route's format (methods.go); the body is read once
+//     (bounded) and its model
 //     extracted (bodyscan.go). With key_limits (keylimits.go) the request's
 //     key is read from its placeholder (hashed) and, once the model is
 //     known, checked against the key's limits (package limits: in memory,
 //     or in Redis shared by every instance) before routing.
 //  2. routing.go route: the endpoints of the route's types that are
-//     routable and serve the model (aliases, fallbacks, panic routing).
+//     routable and serve the model (aliases, fallbacks, panic routing);
+//     none is a 503 naming each home and why (fleet.Endpoint.WhyNot).
 //  3. sticky.go keyFor, with sticky_sessions: the session key (hashed)
 //     and the endpoint it is pinned to (with storage redis, the pin any
 //     instance wrote, through sticky_shared.go and package sharedpins;
@@ -64,6 +67,8 @@
 // the Responses API: the types that serve it natively first, the other
 // OpenAI-compatible ones translated to chat completions by
 // translate/responses (stateless: what needs a stored response is a 501).
+// Both count what each request came to in the translator stats
+// (translators.go).
 //
 // Each endpoint's state (fleet.Endpoint, pooled across configs and
 // reloads) is refreshed in the background by its loop (fleet.Endpoint.Run,
