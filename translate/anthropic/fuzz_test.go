@@ -48,8 +48,8 @@ func FuzzStreamTranslator(f *testing.F) {
 		for rest := in; len(rest) > 0; {
 			k := min(n, len(rest))
 			b.Write(rest[:k])
-			if b.lines.Buffered() > 2*chat.MaxStreamLine {
-				t.Fatalf("line buffer grew to %d bytes", b.lines.Buffered())
+			if b.Buffered() > 2*chat.MaxStreamLine {
+				t.Fatalf("line buffer grew to %d bytes", b.Buffered())
 			}
 			rest = rest[k:]
 		}
@@ -84,8 +84,8 @@ func TestStreamLineCap(t *testing.T) {
 	for i := 0; i < 40; i++ { // 2.5 MiB without a newline
 		st.Write(chunk)
 	}
-	if st.Err() == nil || st.lines.Buffered() > 2*chat.MaxStreamLine {
-		t.Fatalf("Err() = %v, buffer cap %d", st.Err(), st.lines.Buffered())
+	if st.Err() == nil || st.Buffered() > 2*chat.MaxStreamLine {
+		t.Fatalf("Err() = %v, buffer cap %d", st.Err(), st.Buffered())
 	}
 	st.Write([]byte("\ndata: [DONE]\n\n")) // too late: the stream already failed
 	st.Close(nil)

@@ -8,6 +8,10 @@ import (
 	"github.com/caddy-olla/olla/translate/chat"
 )
 
+// lineReader is embedded under a name of our own, so its Write and Close
+// are the translator's without the chat.Reader being an exported field.
+type lineReader = chat.Reader
+
 // maxToolCalls caps the tool calls one streamed answer may open.
 const maxToolCalls = 1024
 
@@ -33,12 +37,14 @@ type StreamOptions struct {
 // finishing gets an `event: error` and never a message_stop, so a client can
 // not take half an answer for a whole one. After that, Write discards input.
 type StreamTranslator struct {
-	w    io.Writer
 	opts StreamOptions
 
-	out   chat.Out
-	enc   *json.Encoder
-	lines chat.Lines
+	out chat.Out
+	enc *json.Encoder
+	// Write and Close: the backend's stream, line by line, told to the
+	// translator's hooks; a translation failure is told in the stream and
+	// by Err, a Write error means the client is gone
+	lineReader
 
 	started  bool // message_start sent
 	finished bool // message_stop sent
@@ -59,7 +65,8 @@ type StreamTranslator struct {
 
 // NewStreamTranslator writes Anthropic events to w.
 func NewStreamTranslator(w io.Writer, opts StreamOptions) *StreamTranslator {
-	t := &StreamTranslator{w: w, opts: opts}
+	t := &StreamTranslator{opts: opts}
+	t.lineReader = chat.NewReader(w, &t.out, chat.Hooks{Live: t.live, Data: t.data, NotSSE: t.notSSE, Fail: t.fail, End: t.end})
 	t.enc = json.NewEncoder(&t.out)
 	t.enc.SetEscapeHTML(false)
 	return t
@@ -71,38 +78,17 @@ func (t *StreamTranslator) Complete() bool { return t.finished }
 // Err is why the translated stream ended with an error event, or nil.
 func (t *StreamTranslator) Err() error { return t.failed }
 
-// Write consumes backend bytes. It returns an error only when the underlying
-// writer fails (the client is gone); translation failures are reported in the
-// stream itself and by Err.
-func (t *StreamTranslator) Write(p []byte) (int, error) {
-	if err := t.lines.Feed(p, t.live, t.line); err != nil {
-		t.fail(err)
+// end ends a stream whose body ended cleanly before [DONE]: finished when
+// the model said it was done, else an error.
+func (t *StreamTranslator) end() {
+	if t.finishReason != "" {
+		t.finish()
+	} else {
+		t.fail(errNoDone)
 	}
-	return len(p), t.emit()
-}
-
-// Close ends the stream. streamErr is how the backend's stream ended (nil for
-// a clean EOF). A stream that did not finish gets an error event.
-func (t *StreamTranslator) Close(streamErr error) error {
-	if rest := t.lines.Rest(); t.live() && streamErr == nil && rest != nil {
-		t.line(rest) // a last line without its newline
-	}
-	if t.live() {
-		switch {
-		case streamErr != nil:
-			t.fail(fmt.Errorf("backend stream broke: %v", streamErr))
-		case t.finishReason != "":
-			t.finish() // [DONE] missing, but the model said it was done
-		default:
-			t.fail(errNoDone)
-		}
-	}
-	return t.emit()
 }
 
 func (t *StreamTranslator) live() bool { return !t.finished && t.failed == nil }
-
-func (t *StreamTranslator) emit() error { return t.out.Emit(t.w) }
 
 func (t *StreamTranslator) event(name string, v any) {
 	t.out.WriteString("event: ")
@@ -127,15 +113,14 @@ func (t *StreamTranslator) closeBlockSilently() { t.blockOpen = false }
 // chunk is one chat.completion.chunk (or an error object in its place).
 type chunk = chat.Chunk
 
-func (t *StreamTranslator) line(line []byte) {
-	value, kind := chat.DataLine(line)
-	switch kind {
-	case chat.LineSkip:
-		return
-	case chat.LineNotSSE:
-		t.fail(fmt.Errorf("backend stream is not OpenAI SSE: %s", BackendErrorMessage(502, line)))
-		return
-	}
+// notSSE fails a stream that is not SSE: a plain JSON error sent with a
+// 200, or garbage.
+func (t *StreamTranslator) notSSE(line []byte) {
+	t.fail(fmt.Errorf("backend stream is not OpenAI SSE: %s", BackendErrorMessage(502, line)))
+}
+
+// data reads one data field's value: a chunk or [DONE].
+func (t *StreamTranslator) data(value []byte) {
 	if chat.Done(value) {
 		t.finish()
 		return

@@ -3,6 +3,7 @@ package chat
 import (
 	"bytes"
 	"fmt"
+	"io"
 )
 
 // MaxStreamLine caps one line of a backend's SSE stream; a longer line
@@ -103,3 +104,67 @@ func DataLine(line []byte) ([]byte, LineKind) {
 
 // Done reports whether a data value is the stream's end, [DONE].
 func Done(value []byte) bool { return bytes.Equal(value, []byte("[DONE]")) }
+
+// Hooks are what a translator does with the stream a Reader feeds it.
+type Hooks struct {
+	Live   func() bool  // the answer is neither finished nor failed
+	Data   func([]byte) // a data field's value: a chunk or [DONE]
+	NotSSE func([]byte) // a line that is not SSE: fail the answer saying so
+	Fail   func(error)  // end the answer with the API's error event
+	End    func()       // the body ended cleanly, the answer unfinished: finish it or fail
+}
+
+// Reader feeds a translator a backend's chat-completions stream: bounded
+// lines while the answer is live, then its ending; after each Write and at
+// Close what the translator wrote to out goes to w at once.
+type Reader struct {
+	w     io.Writer
+	out   *Out
+	h     Hooks
+	lines Lines
+}
+
+// NewReader reads for a translator that writes its events to out.
+func NewReader(w io.Writer, out *Out, h Hooks) Reader { return Reader{w: w, out: out, h: h} }
+
+// Write consumes backend bytes, in chunks split anywhere. It fails only
+// when w does (the client is gone): what goes wrong with the stream is told
+// in it.
+func (r *Reader) Write(p []byte) (int, error) {
+	if err := r.lines.Feed(p, r.h.Live, r.line); err != nil {
+		r.h.Fail(err)
+	}
+	return len(p), r.out.Emit(r.w)
+}
+
+// Close ends the stream; streamErr is how the backend's body ended (nil
+// for a clean end). A last line without its newline is read then; a body
+// that broke fails the answer, one that ended cleanly leaves the ending to
+// the translator.
+func (r *Reader) Close(streamErr error) error {
+	if rest := r.lines.Rest(); r.h.Live() && streamErr == nil && rest != nil {
+		r.line(rest)
+	}
+	if r.h.Live() {
+		if streamErr != nil {
+			r.h.Fail(fmt.Errorf("backend stream broke: %v", streamErr))
+		} else {
+			r.h.End()
+		}
+	}
+	return r.out.Emit(r.w)
+}
+
+// Buffered is the size of the buffer held for an unfinished line.
+func (r *Reader) Buffered() int { return r.lines.Buffered() }
+
+// line hands a line's data to the translator, skips what has none, and
+// reports a line that is not SSE.
+func (r *Reader) line(line []byte) {
+	switch value, kind := DataLine(line); kind {
+	case LineData:
+		r.h.Data(value)
+	case LineNotSSE:
+		r.h.NotSSE(line)
+	}
+}

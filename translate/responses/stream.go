@@ -10,6 +10,10 @@ import (
 	"github.com/caddy-olla/olla/translate/chat"
 )
 
+// lineReader is embedded under a name of our own, so its Write and Close
+// are the translator's without the chat.Reader being an exported field.
+type lineReader = chat.Reader
+
 // maxCalls caps the function calls one streamed answer may open.
 const maxCalls = 1024
 
@@ -21,13 +25,14 @@ var errNoDone = errors.New("the backend's stream ended before the answer was fin
 // garbage, or ends unfinished ends with response.failed, never
 // response.completed; after that Write discards its input.
 type StreamTranslator struct {
-	w    io.Writer
 	req  *Request
 	resp Response
 
-	out   chat.Out
-	lines chat.Lines
-	seq   int
+	out chat.Out
+	seq int
+	// Write and Close: the backend's stream, line by line, told to the
+	// translator's hooks; a Write error means the client is gone
+	lineReader
 
 	started, finished bool
 	failed            error
@@ -45,7 +50,10 @@ type StreamTranslator struct {
 
 // NewStreamTranslator writes the events for a translation of r to w.
 func NewStreamTranslator(w io.Writer, r *Request) *StreamTranslator {
-	return &StreamTranslator{w: w, req: r, resp: newResponse(r)}
+	t := &StreamTranslator{req: r, resp: newResponse(r)}
+	t.lineReader = chat.NewReader(w, &t.out, chat.Hooks{Live: t.live, Data: t.data, Fail: t.fail, End: t.end,
+		NotSSE: func([]byte) { t.fail(errNotSSE) }})
+	return t
 }
 
 // Complete reports whether the stream ended with response.completed.
@@ -56,33 +64,15 @@ func (t *StreamTranslator) Err() error { return t.failed }
 
 func (t *StreamTranslator) live() bool { return !t.finished && t.failed == nil }
 
-// Write consumes backend bytes; it fails only when w does (the client left).
-func (t *StreamTranslator) Write(p []byte) (int, error) {
-	if err := t.lines.Feed(p, t.live, t.line); err != nil {
-		t.fail(err)
+// end ends a stream whose body ended cleanly before [DONE]: completed when
+// the model gave a finish reason, else failed.
+func (t *StreamTranslator) end() {
+	if t.finishReason != "" {
+		t.finish()
+	} else {
+		t.fail(errNoDone)
 	}
-	return len(p), t.emit()
 }
-
-// Close ends the stream; streamErr is how the backend's body ended.
-func (t *StreamTranslator) Close(streamErr error) error {
-	if rest := t.lines.Rest(); t.live() && streamErr == nil && rest != nil {
-		t.line(rest) // a last line without its newline
-	}
-	if t.live() {
-		switch {
-		case streamErr != nil:
-			t.fail(fmt.Errorf("backend stream broke: %v", streamErr))
-		case t.finishReason != "":
-			t.finish()
-		default:
-			t.fail(errNoDone)
-		}
-	}
-	return t.emit()
-}
-
-func (t *StreamTranslator) emit() error { return t.out.Emit(t.w) }
 
 // event is one Responses stream event; unset fields are left out.
 type event struct {
@@ -120,15 +110,10 @@ func (t *StreamTranslator) fail(err error) {
 	t.send(event{Type: "response.failed", Response: &r})
 }
 
-func (t *StreamTranslator) line(line []byte) {
-	value, kind := chat.DataLine(line)
-	switch kind {
-	case chat.LineSkip:
-		return
-	case chat.LineNotSSE:
-		t.fail(errors.New("backend stream is not OpenAI SSE"))
-		return
-	}
+var errNotSSE = errors.New("backend stream is not OpenAI SSE")
+
+// data reads one data field's value: a chunk or [DONE].
+func (t *StreamTranslator) data(value []byte) {
 	if chat.Done(value) {
 		if t.finishReason == "" {
 			t.finishReason = "stop"
