@@ -206,6 +206,7 @@ const (
 // Endpoint-level states.
 const (
 	EndpointWarm        = "warm"        // every wanted model is resident
+	EndpointPartial     = "partial"     // every other is, but some cannot be (missing, given up): Reason names them
 	EndpointWarming     = "warming"     // some are not, yet
 	EndpointWaiting     = "waiting"     // nothing can be decided yet (down, no residency report)
 	EndpointStopped     = "stopped"     // stopped after a refusal or an eviction (Reason says which)
@@ -601,6 +602,7 @@ func (w *Warmer) Status() *Status {
 	}
 	out := &Status{Loads: w.loads, Failures: w.failures, Models: make([]ModelStatus, 0, len(w.wants))}
 	warm, unsupported := true, true
+	var cannot []string
 	for _, m := range w.wants {
 		ms := ModelStatus{Model: m.want.Model, State: m.state, Detail: m.detail, Sitewide: m.want.Sitewide,
 			Loads: m.loads, Evictions: m.evictions}
@@ -614,6 +616,8 @@ func (w *Warmer) Status() *Status {
 		out.Models = append(out.Models, ms)
 		switch m.state {
 		case StateResident, StateSkipped, StateServed:
+		case StateMissing, StateFailed:
+			cannot = append(cannot, m.want.Model+" ("+m.state+")")
 		default:
 			warm = false
 		}
@@ -628,6 +632,8 @@ func (w *Warmer) Status() *Status {
 		out.State, out.Reason = EndpointUnsupported, w.note
 	case w.note != "":
 		out.State, out.Reason = EndpointWaiting, w.note
+	case warm && len(cannot) > 0:
+		out.State, out.Reason = EndpointPartial, "cannot be loaded: "+strings.Join(cannot, ", ")
 	case warm:
 		out.State = EndpointWarm
 	default:

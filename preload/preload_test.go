@@ -268,6 +268,9 @@ func TestMissingModelIsReportedAndOthersWarm(t *testing.T) {
 	if r.state("a").State != StateResident || r.state("b").State != StateResident {
 		t.Fatalf("the other models are not resident: %+v", r.w.Status())
 	}
+	if st := r.w.Status(); st.State != EndpointPartial || !strings.Contains(st.Reason, "nope (missing)") {
+		t.Fatalf("endpoint status %+v, want partial naming the missing model", st)
+	}
 	if n := r.logs.FilterMessageSnippet("does not list").Len(); n != 1 {
 		t.Fatalf("the missing model was logged %d times, want once", n)
 	}

@@ -42,11 +42,8 @@ function preloadLine(p) {
   if (!p) return null;
   const wanted = p.models.filter((m) => m.state !== "skipped");
   const resident = wanted.filter((m) => m.state === "resident").length;
-  const missing = wanted.filter((m) => m.state === "missing").map((m) => m.model);
-  let line = p.state + ": " + resident + " of " + wanted.length + " resident";
-  if (missing.length) line += "; missing " + missing.join(", ");
-  if (p.reason) line += " (" + p.reason + ")";
-  return line;
+  const line = p.state + ": " + resident + " of " + wanted.length + " resident";
+  return p.reason ? line + " (" + p.reason + ")" : line;
 }
 
 function ms(v) { return v === undefined || v === null ? "–" : v + " ms"; }
