@@ -400,7 +400,7 @@ func (broken) End(w io.Writer, err error) error { return nil }
 
 func conformanceCases() []conformanceCase {
 	// the flush cases' clients close these once they saw the first bytes
-	gate, gate2 := make(chan struct{}), make(chan struct{})
+	gate, gate2, gate3 := make(chan struct{}), make(chan struct{}), make(chan struct{})
 	arrived := make(chan struct{}) // the backend got the request the client then abandons
 	return []conformanceCase{
 		{
@@ -898,6 +898,30 @@ func conformanceCases() []conformanceCase {
 			},
 		},
 		{
+			// the olla engine holds the headers back a moment for the
+			// first bytes to go with them; they must not wait for them
+			name:     "flush policy auto: a stream's headers reach the client before its first bytes",
+			backends: []backend{headersFirst(gate3)},
+			client: func(t *testing.T, front string) {
+				c := &http.Client{Timeout: deadline}
+				res, err := c.Post(front+"/proxy/v1/chat/completions", "application/json", strings.NewReader(chatBody))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer res.Body.Close()
+				// only now may the backend send its first line: had the
+				// headers waited for it, we would not be here
+				close(gate3)
+				if body, _ := io.ReadAll(res.Body); string(body) != "{\"n\":1}\n" {
+					t.Errorf("body %q", body)
+				}
+				if res.Header.Get("Content-Type") != "text/event-stream" {
+					t.Errorf("Content-Type %q", res.Header.Get("Content-Type"))
+				}
+			},
+			check: func(t *testing.T, r *run) { requireOutcome(t, r, "a", 200, false) },
+		},
+		{
 			name:     "flush policy always: even a sized JSON answer is flushed per read",
 			backends: []backend{gatedSized(gate2)},
 			plan:     func(p *engines.Plan, _ []*target) { p.Flush = engines.FlushAlways },
@@ -936,6 +960,23 @@ func gatedSized(g chan struct{}) backend {
 			return
 		}
 		io.WriteString(w, `"one"}`)
+	}}
+}
+
+// headersFirst sends a stream's headers, and its one line once the client
+// has seen them (g closed), as a server that answers at once and thinks
+// before its first token does.
+func headersFirst(g chan struct{}) backend {
+	return backend{handler: func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		http.NewResponseController(w).Flush()
+		select {
+		case <-g:
+		case <-r.Context().Done():
+			return
+		}
+		io.WriteString(w, "{\"n\":1}\n")
 	}}
 }
 

@@ -11,7 +11,6 @@ import (
 	"io"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/caddy-olla/olla/engines"
@@ -32,6 +31,7 @@ var ErrNoCandidate = errors.New("no endpoint to try")
 type Engine struct {
 	buffers sync.Pool
 	tails   sync.Pool
+	watches sync.Pool // *watch, with their timers
 }
 
 // New returns an engine whose read buffers are bufferSize bytes (0 = default).
@@ -176,9 +176,10 @@ func (e *Engine) respond(w http.ResponseWriter, r *http.Request, plan *engines.P
 	}
 	w.WriteHeader(res.StatusCode)
 	rc := http.NewResponseController(w)
-	if flush {
-		_ = rc.Flush() // headers now: clients see the stream open at once
-	}
+	// with flush, the headers go out with the first bytes, or on their own
+	// once those are slow to come (copyBody's watch): clients see the
+	// stream open at once either way, and an answer that is ready costs
+	// no write of its own
 
 	var tail *engines.Tail
 	if plan.OnStreamEnd != nil {
@@ -264,18 +265,20 @@ func (e *Engine) copyBody(c *copier, body io.ReadCloser, tr engines.ResponseTran
 	defer e.buffers.Put(bp)
 	buf := *bp
 
-	var timer *time.Timer
-	var idled *atomic.Bool
-	if c.idle > 0 {
-		timer, idled = idleTimer(c.idle, body)
-		defer timer.Stop()
+	var pending *http.ResponseController // headers not flushed yet
+	if c.flush {
+		pending = c.rc
+	}
+	wt := e.watch(c.idle, body, pending)
+	if wt != nil {
+		defer e.release(wt)
 	}
 
 	var first time.Time
 	var total int64
 	for {
 		n, rerr := body.Read(buf)
-		if timer != nil && !timer.Stop() && idled.Load() {
+		if wt != nil && wt.stop() {
 			rerr = engines.ErrStreamIdle // the timer closed the body under the read
 		}
 		if n > 0 {
@@ -302,20 +305,130 @@ func (e *Engine) copyBody(c *copier, body io.ReadCloser, tr engines.ResponseTran
 			}
 			return first, total, rerr
 		}
-		if timer != nil {
-			timer.Reset(c.idle)
+		if n == 0 && total == 0 && c.flush {
+			_ = c.rc.Flush() // a read of nothing: the headers wait no longer
+		}
+		if wt != nil && c.idle > 0 {
+			wt.arm(c.idle)
 		}
 	}
 }
 
-// idleTimer closes body after d unless stopped, and says it did. Apart
-// from copyBody so that nothing is allocated when there is no timeout.
-func idleTimer(d time.Duration, body io.Closer) (*time.Timer, *atomic.Bool) {
-	idled := new(atomic.Bool)
-	return time.AfterFunc(d, func() {
-		idled.Store(true)
-		body.Close()
-	}), idled
+// headerFlushDelay is how long a flushed response's headers wait for the
+// backend's first bytes before they are flushed on their own.
+const headerFlushDelay = 5 * time.Millisecond
+
+// watch is the one timer of a response body's copy. While the first read
+// waits on the backend, it flushes the headers once headerFlushDelay has
+// passed (a backend that sends its headers first: the client sees the
+// stream open); while any read waits on the backend for the idle timeout,
+// it closes the body, which ends the read. It never runs while a write
+// waits on the client: a slow reader is not a stalled backend. Watches are
+// pooled with their timer, and one whose timer ever fired is not reused.
+type watch struct {
+	mu    sync.Mutex
+	timer *time.Timer
+	live  bool                     // armed for the read in progress; a firing that finds it unset is stale
+	rc    *http.ResponseController // headers to flush; nil when none are pending
+	body  io.Closer
+	idle  time.Duration
+	idled bool
+	fired bool
+
+	// the copy's goroutine only
+	armed bool // the timer may be running
+	clean bool // every stop caught the timer before it fired
+}
+
+// watch starts the watch of one body (nil when there is nothing to watch):
+// its first read is timed.
+func (e *Engine) watch(idle time.Duration, body io.Closer, headers *http.ResponseController) *watch {
+	if headers != nil && idle > 0 && idle <= headerFlushDelay {
+		_ = headers.Flush() // an idle timeout this short leaves the headers no time to wait
+		headers = nil
+	}
+	if idle <= 0 && headers == nil {
+		return nil
+	}
+	d := idle
+	if headers != nil {
+		d = headerFlushDelay
+	}
+	w, _ := e.watches.Get().(*watch)
+	if w == nil {
+		w = new(watch)
+	}
+	w.mu.Lock()
+	w.live, w.rc, w.body, w.idle, w.idled, w.fired = true, headers, body, idle, false, false
+	if w.timer == nil {
+		w.timer = time.AfterFunc(d, w.fire)
+	} else {
+		w.timer.Reset(d)
+	}
+	w.mu.Unlock()
+	w.armed, w.clean = true, true
+	return w
+}
+
+// fire runs on the timer's goroutine.
+func (w *watch) fire() {
+	w.mu.Lock()
+	w.fired = true
+	if !w.live {
+		w.mu.Unlock()
+		return
+	}
+	if w.rc != nil {
+		_ = w.rc.Flush() // the first bytes are slow to come: the headers go alone
+		w.rc = nil
+		if w.idle > 0 {
+			w.timer.Reset(w.idle - headerFlushDelay)
+		} else {
+			w.live = false
+		}
+		w.mu.Unlock()
+		return
+	}
+	w.idled, w.live = true, false
+	body := w.body
+	w.mu.Unlock()
+	body.Close()
+}
+
+// stop ends the timing of a read that returned, and reports whether the
+// watch closed the body under it. Pending headers are left to the first
+// write, which flushes them with the first bytes.
+func (w *watch) stop() (idled bool) {
+	w.mu.Lock()
+	w.live, w.rc = false, nil
+	idled, fired := w.idled, w.fired
+	w.mu.Unlock()
+	if !w.timer.Stop() || fired {
+		w.clean = false
+	}
+	w.armed = false
+	return idled
+}
+
+// arm times the next read.
+func (w *watch) arm(d time.Duration) {
+	w.mu.Lock()
+	w.live = true
+	w.timer.Reset(d)
+	w.mu.Unlock()
+	w.armed = true
+}
+
+// release ends the watch and pools it if no firing can still be running.
+func (e *Engine) release(w *watch) {
+	if w.armed {
+		w.stop()
+	}
+	if !w.clean {
+		return // a firing may still run: the watch is left to the collector
+	}
+	w.body, w.rc = nil, nil
+	e.watches.Put(w)
 }
 
 // write passes one read to the client, through the transform if any.
