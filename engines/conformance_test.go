@@ -954,12 +954,9 @@ func gatedSized(g chan struct{}) backend {
 		w.Header().Set("Content-Length", "14")
 		io.WriteString(w, `{"part":`)
 		http.NewResponseController(w).Flush()
-		select {
-		case <-g:
-		case <-r.Context().Done():
-			return
+		if waitGate(g, r) {
+			io.WriteString(w, `"one"}`)
 		}
-		io.WriteString(w, `"one"}`)
 	}}
 }
 
@@ -971,13 +968,21 @@ func headersFirst(g chan struct{}) backend {
 		w.Header().Set("Content-Type", "text/event-stream")
 		w.WriteHeader(http.StatusOK)
 		http.NewResponseController(w).Flush()
-		select {
-		case <-g:
-		case <-r.Context().Done():
-			return
+		if waitGate(g, r) {
+			io.WriteString(w, "{\"n\":1}\n")
 		}
-		io.WriteString(w, "{\"n\":1}\n")
 	}}
+}
+
+// waitGate waits for g to close and reports whether it did before the
+// client went away.
+func waitGate(g chan struct{}, r *http.Request) bool {
+	select {
+	case <-g:
+		return true
+	case <-r.Context().Done():
+		return false
+	}
 }
 
 // gated sends one line, waits for the client to have seen it (g closed),
@@ -987,12 +992,9 @@ func gated(g chan struct{}) backend {
 		w.Header().Set("Content-Type", "application/x-ndjson")
 		io.WriteString(w, "{\"n\":1}\n")
 		http.NewResponseController(w).Flush()
-		select {
-		case <-g:
-		case <-r.Context().Done():
-			return
+		if waitGate(g, r) {
+			io.WriteString(w, "{\"n\":2}\n")
 		}
-		io.WriteString(w, "{\"n\":2}\n")
 	}}
 }
 
