@@ -328,7 +328,11 @@ const headerFlushDelay = 5 * time.Millisecond
 type watch struct {
 	mu    sync.Mutex
 	timer *time.Timer
-	live  bool                     // armed for the read in progress; a firing that finds it unset is stale
+	live  bool // armed for the read in progress; a firing that finds it unset is stale
+	// due is when the timer as last set fires: a firing before it is a
+	// stale one that lost the lock to the arming of the next read (a
+	// stopped timer's callback may already be waiting on mu)
+	due   time.Time
 	rc    *http.ResponseController // headers to flush; nil when none are pending
 	body  io.Closer
 	idle  time.Duration
@@ -360,6 +364,7 @@ func (e *Engine) watch(idle time.Duration, body io.Closer, headers *http.Respons
 	}
 	w.mu.Lock()
 	w.live, w.rc, w.body, w.idle, w.idled, w.fired = true, headers, body, idle, false, false
+	w.due = time.Now().Add(d)
 	if w.timer == nil {
 		w.timer = time.AfterFunc(d, w.fire)
 	} else {
@@ -374,7 +379,8 @@ func (e *Engine) watch(idle time.Duration, body io.Closer, headers *http.Respons
 func (w *watch) fire() {
 	w.mu.Lock()
 	w.fired = true
-	if !w.live {
+	now := time.Now()
+	if !w.live || now.Before(w.due) {
 		w.mu.Unlock()
 		return
 	}
@@ -382,6 +388,7 @@ func (w *watch) fire() {
 		_ = w.rc.Flush() // the first bytes are slow to come: the headers go alone
 		w.rc = nil
 		if w.idle > 0 {
+			w.due = now.Add(w.idle - headerFlushDelay)
 			w.timer.Reset(w.idle - headerFlushDelay)
 		} else {
 			w.live = false
@@ -414,6 +421,7 @@ func (w *watch) stop() (idled bool) {
 func (w *watch) arm(d time.Duration) {
 	w.mu.Lock()
 	w.live = true
+	w.due = time.Now().Add(d)
 	w.timer.Reset(d)
 	w.mu.Unlock()
 	w.armed = true
