@@ -453,11 +453,12 @@ type request struct {
 	reserved int64 // bytes of the process-wide body budget this request holds
 
 	// key_limits
-	keyID       string       // the key, hashed (or "anonymous")
-	keyAdmitted bool         // counted at admission: its usage is owed
-	bodyLen     int64        // the request body's size, for usage bounds
-	lines       *lineCounter // the response as the client got it
-	keyCounts   usage.Counts // what the request came to, once recorded
+	keyID       string        // the key, hashed (or "anonymous")
+	keyAdmitted bool          // counted at admission: its usage is owed
+	bodyLen     int64         // the request body's size, for usage bounds
+	lines       *lineCounter  // the response as the client got it
+	counted     countedWriter // where lines points, with key_limits: no allocation of its own
+	keyCounts   usage.Counts  // what the request came to, once recorded
 	keyCounted  bool
 	keyCost     float64
 

@@ -191,6 +191,7 @@ var keyCounters = limits.NewMemory(0)
 // keyPolicy is a provisioned KeyLimits.
 type keyPolicy struct {
 	key        string
+	keyVar     string // the placeholder's name when key is one placeholder and nothing else: read without building a string
 	refuseAnon bool
 	failClosed bool
 	shadow     bool
@@ -208,7 +209,7 @@ func newKeyPolicy(k *KeyLimits) (*keyPolicy, error) {
 	if k == nil {
 		return nil, nil
 	}
-	p := &keyPolicy{key: k.Key, refuseAnon: k.Anonymous == anonymousRefuse, failClosed: k.OnStorageError == storeFailClosed, shadow: k.Shadow}
+	p := &keyPolicy{key: k.Key, keyVar: soleVariable(k.Key), refuseAnon: k.Anonymous == anonymousRefuse, failClosed: k.OnStorageError == storeFailClosed, shadow: k.Shadow}
 	pol := limits.Policy{Key: toRule(k.rule()), Shadow: k.Shadow}
 	if c := k.Cost; c != nil {
 		pol.Costs = limits.Costs{Input: c.Input, Output: c.Output, Cached: c.Cached}
@@ -259,6 +260,15 @@ func (p *keyPolicy) release() {
 	}
 }
 
+// soleVariable is the placeholder's name when s is one placeholder and
+// nothing else ("{http.auth.user.id}"), else "".
+func soleVariable(s string) string {
+	if len(s) < 3 || s[0] != '{' || s[len(s)-1] != '}' || strings.ContainsAny(s[1:len(s)-1], "{}\\") {
+		return ""
+	}
+	return s[1 : len(s)-1]
+}
+
 // identify sets the request's key from the placeholder; a request without
 // one shares the anonymous key, or is refused.
 func (rq *request) identify() *apiError {
@@ -266,7 +276,11 @@ func (rq *request) identify() *apiError {
 	raw := ""
 	if p.key != "" {
 		if repl, ok := rq.r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-			raw = repl.ReplaceAll(p.key, "")
+			if p.keyVar != "" {
+				raw, _ = repl.GetString(p.keyVar)
+			} else {
+				raw = repl.ReplaceAll(p.key, "")
+			}
 		}
 	}
 	if raw == "" {
@@ -342,17 +356,18 @@ type lineCounter struct {
 	bytes int64
 }
 
-// countedWriter is a request's lineCounter and its wrapper, allocated
-// together.
+// countedWriter is a request's lineCounter and its wrapper, kept on the
+// request.
 type countedWriter struct {
 	lc  lineCounter
 	rww caddyhttp.ResponseWriterWrapper
 }
 
-// countLines wraps the request's writer in a lineCounter (one allocation).
+// countLines wraps the request's writer in a lineCounter.
 func (rq *request) countLines() *lineCounter {
-	cw := &countedWriter{rww: caddyhttp.ResponseWriterWrapper{ResponseWriter: rq.w}}
-	cw.lc.ResponseWriterWrapper = &cw.rww
+	cw := &rq.counted
+	cw.rww = caddyhttp.ResponseWriterWrapper{ResponseWriter: rq.w}
+	cw.lc = lineCounter{ResponseWriterWrapper: &cw.rww}
 	return &cw.lc
 }
 
@@ -402,10 +417,10 @@ func (rq *request) recordKey(modelLabel string) {
 		return
 	}
 	rq.keyCounts, rq.keyCounted = c, true
-	// the client may be gone: the count is still owed. No deadline of
-	// ours: the memory store does no I/O, and Redis buffers the counts
-	// (limits/batch.go), bounding its own rare flush.
-	cost, err := p.limiter.Record(context.WithoutCancel(rq.r.Context()), rq.keyID, rq.rec.model, c)
+	// the client may be gone: the count is still owed. The memory store
+	// does no I/O, and Redis buffers the counts (limits/batch.go), its
+	// rare flush detached from the request's end.
+	cost, err := p.limiter.Record(rq.r.Context(), rq.keyID, rq.rec.model, c)
 	if err != nil {
 		rq.h.app.metrics.keyStoreErrors.Inc()
 		p.warn(rq.h.logger, "key limits store failed; usage not counted", err)

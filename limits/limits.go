@@ -17,6 +17,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddy-olla/olla/usage"
@@ -166,13 +167,17 @@ var kinds = [...]kind{
 	{"budget_month", Month, func(r Rule) int64 { return nano(r.BudgetMonth) }, true},
 }
 
-// counter names one counter of a key (and model).
-func counter(keyID, model string, k kind) string {
-	if model == "" {
-		return keyID + "|" + k.name
-	}
-	return keyID + "|m=" + model + "|" + k.name
+// counter is one counter of a key (and model).
+func counter(keyID, model string, k kind) Counter {
+	return Counter{Key: keyID, Model: model, Kind: k.name, Window: k.window}
 }
+
+// requestCounters is one request's counters: a key's and a model's of
+// each kind. Pooled: a slice handed to a Store escapes, and a request
+// should not allocate for its counting.
+type requestCounters [2 * len(kinds)]Counter
+
+var counterPool = sync.Pool{New: func() any { return new(requestCounters) }}
 
 // rules are the rules that apply to model: the key's, and the model's if
 // one is configured. The model comes back as configured ("" for none).
@@ -195,19 +200,22 @@ func (l *Limiter) Admit(ctx context.Context, keyID, model string) (Decision, err
 		model bool
 	}
 	var meta [2 * len(kinds)]slot
-	cs := make([]Counter, 0, 2*len(kinds))
+	buf := counterPool.Get().(*requestCounters)
+	defer counterPool.Put(buf)
+	cs := buf[:0]
 	add := func(r Rule, m string) {
 		for i, k := range kinds {
 			limit := k.limit(r)
 			if limit <= 0 {
 				continue
 			}
-			n := int64(0)
+			c := counter(keyID, m, k)
+			c.Limit = limit
 			if i == requestsKind {
-				n = 1
+				c.N = 1
 			}
 			meta[len(cs)] = slot{uint8(i), m != ""}
-			cs = append(cs, Counter{Name: counter(keyID, m, k), Window: k.window, Limit: limit, N: n})
+			cs = append(cs, c)
 		}
 	}
 	add(keyRule, "")
@@ -245,18 +253,21 @@ func (l *Limiter) Record(ctx context.Context, keyID, model string, c usage.Count
 	cost := l.policy.Costs.Of(c)
 	keyRule, mname, modelRule := l.rules(model)
 	tokens := max(c.Input, 0) + max(c.Output, 0)
-	cs := make([]Counter, 0, 2*len(kinds))
+	buf := counterPool.Get().(*requestCounters)
+	defer counterPool.Put(buf)
+	cs := buf[:0]
 	add := func(r Rule, m string) {
 		for i, k := range kinds {
 			if i == requestsKind || k.limit(r) <= 0 {
 				continue
 			}
-			n := tokens
+			c := counter(keyID, m, k)
+			c.N = tokens
 			if k.cost {
-				n = nano(cost)
+				c.N = nano(cost)
 			}
-			if n > 0 {
-				cs = append(cs, Counter{Name: counter(keyID, m, k), Window: k.window, N: n})
+			if c.N > 0 {
+				cs = append(cs, c)
 			}
 		}
 	}
@@ -290,7 +301,7 @@ func (l *Limiter) Windows(ctx context.Context, keyID string) ([]WindowState, err
 			if limit <= 0 {
 				continue
 			}
-			cs = append(cs, Counter{Name: counter(keyID, m, k), Window: k.window})
+			cs = append(cs, counter(keyID, m, k))
 			ws := WindowState{Limit: k.name, Model: m, Window: k.window.String(), Max: float64(limit)}
 			if k.cost {
 				ws.Max /= 1e9

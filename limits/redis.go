@@ -100,7 +100,7 @@ func (s *Redis) Close() error {
 func redisKey(now time.Time, c Counter) (string, int64) {
 	id, end := c.Window.bounds(now)
 	ttl := int64(end.Sub(now)/time.Second) + 61
-	return "olla:limits:" + c.Name + ":" + strconv.FormatInt(id, 10), ttl
+	return "olla:limits:" + c.Name() + ":" + strconv.FormatInt(id, 10), ttl
 }
 
 // readCounter is the scripts' common start: read(key) is a counter's
@@ -226,8 +226,9 @@ func (s *Redis) Add(ctx context.Context, now time.Time, cs []Counter) error {
 	if !full {
 		return nil
 	}
-	// the buffer is at its bound: send it now rather than lose counts
-	return s.flush(ctx)
+	// the buffer is at its bound: send it now rather than lose counts,
+	// even when the request that filled it has ended
+	return s.flush(context.WithoutCancel(ctx))
 }
 
 // flush sends every buffered count in one round trip; on failure they go

@@ -87,7 +87,7 @@ func TestRedisStore(t *testing.T) {
 	// garbage and negative values
 	raw := redis.NewClient(&redis.Options{Network: "unix", Addr: srv.Socket})
 	defer raw.Close()
-	key, _ := redisKey(c.now(), Counter{Name: "g|requests_per_minute", Window: Minute})
+	key, _ := redisKey(c.now(), Counter{Key: "g", Kind: "requests_per_minute", Window: Minute})
 	raw.Set(ctx, key, "not a number", time.Minute)
 	if _, err := l.Admit(ctx, "g", ""); err == nil {
 		t.Error("a counter holding garbage was read as a count")
@@ -133,7 +133,7 @@ func TestRedisStore(t *testing.T) {
 // error, never a hang.
 func TestRedisUnreachable(t *testing.T) {
 	s := newRedisStore(t, "/nonexistent/dir/redis.sock")
-	_, err := s.Take(context.Background(), time.Now(), []Counter{{Name: "x", Limit: 1, N: 1}}, false)
+	_, err := s.Take(context.Background(), time.Now(), []Counter{{Key: "x", Kind: "requests_per_minute", Limit: 1, N: 1}}, false)
 	if err == nil {
 		t.Fatal("no error")
 	}

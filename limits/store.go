@@ -3,8 +3,8 @@ package limits
 import (
 	"context"
 	"errors"
+	"hash/maphash"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,17 +47,31 @@ func (w Window) String() string {
 	return "minute"
 }
 
-// Counter is one count a request is checked against or adds to.
+// Counter is one count a request is checked against or adds to. Key,
+// Model and Kind identify it; the store adds the window. They are kept
+// apart, not joined into one name, so the memory store can find a counter
+// without building a string on every request.
 type Counter struct {
-	// Name identifies the count (key, model and kind); the store adds
-	// the window.
-	Name   string
+	// Key is the key's id (see KeyID).
+	Key string
+	// Model is the model of a per-model limit ("" for the key's own).
+	Model string
+	// Kind names the limit ("tokens_per_minute").
+	Kind   string
 	Window Window
 	// Limit is the most the window may count; 0 counts without a limit.
 	Limit int64
 	// N is what this request adds: 1 to a request count at admission,
 	// tokens or cost once the response has ended.
 	N int64
+}
+
+// Name is the counter's name in a shared store: key, model and kind.
+func (c Counter) Name() string {
+	if c.Model == "" {
+		return c.Key + "|" + c.Kind
+	}
+	return c.Key + "|m=" + c.Model + "|" + c.Kind
 }
 
 // Result is a Take's outcome.
@@ -87,15 +101,18 @@ var ErrFull = errors.New("the limits store is full: too many distinct keys in th
 
 // Memory is a Store in this process. Counters of ended windows are swept
 // when room runs out; at most MaxEntries live at once. The counters are
-// spread over shards by key (a counter's name up to its first "|", so one
-// request's counters share a shard and one lock): requests of different
-// keys do not wait for each other.
+// spread over shards by key, so one request's counters share a shard and
+// one lock: requests of different keys do not wait for each other.
 type Memory struct {
 	shards    [memShards]memShard
 	max       int64
 	n         atomic.Int64 // counters held, across shards
 	lastSweep atomic.Int64 // unix nanos
+	windows   atomic.Pointer[minuteBounds]
 }
+
+// memKey is a counter's identity in a shard's map.
+type memKey struct{ key, model, kind string }
 
 // memShards spreads the keys: far more shards than cores, so two requests
 // rarely meet on one lock.
@@ -103,7 +120,7 @@ const memShards = 64
 
 type memShard struct {
 	mu sync.Mutex
-	m  map[string]*entry
+	m  map[memKey]*entry
 	_  [40]byte // shards' locks on cache lines of their own
 }
 
@@ -125,7 +142,7 @@ func NewMemory(maxEntries int) *Memory {
 	}
 	s := &Memory{max: int64(maxEntries)}
 	for i := range s.shards {
-		s.shards[i].m = make(map[string]*entry)
+		s.shards[i].m = make(map[memKey]*entry)
 	}
 	return s
 }
@@ -133,20 +150,13 @@ func NewMemory(maxEntries int) *Memory {
 // Len is how many counters the store holds.
 func (s *Memory) Len() int { return int(s.n.Load()) }
 
-// shardOf is the shard of a counter: FNV-1a of its key part.
-func shardOf(name string) int {
-	if i := strings.IndexByte(name, '|'); i >= 0 {
-		name = name[:i]
-	}
-	h := uint32(2166136261)
-	for i := 0; i < len(name); i++ {
-		h ^= uint32(name[i])
-		h *= 16777619
-	}
-	return int(h % memShards)
-}
+// shardSeed spreads keys over shards; per process, like the maps'.
+var shardSeed = maphash.MakeSeed()
 
-func (s *Memory) shard(name string) *memShard { return &s.shards[shardOf(name)] }
+// shardOf is the shard of a key.
+func shardOf(key string) int { return int(maphash.String(shardSeed, key) % memShards) }
+
+func (s *Memory) shard(key string) *memShard { return &s.shards[shardOf(key)] }
 
 // bounds are the current window of each Window, computed once per call.
 type bounds [3]struct {
@@ -161,11 +171,36 @@ func boundsAt(now time.Time) (b bounds) {
 	return b
 }
 
+// minuteBounds are the windows of one UTC minute: every window boundary
+// is a minute boundary, so they hold for the whole minute.
+type minuteBounds struct {
+	minute int64 // unix seconds / 60
+	b      bounds
+}
+
+// boundsAt is boundsAt(now), worked out once a minute: the calendar
+// arithmetic of a day and a month costs more than the rest of a request's
+// counting.
+func (s *Memory) boundsAt(now time.Time) *bounds {
+	u := now.Unix()
+	minute := u / 60
+	if u < 0 && u%60 != 0 {
+		minute--
+	}
+	if mb := s.windows.Load(); mb != nil && mb.minute == minute {
+		return &mb.b
+	}
+	mb := &minuteBounds{minute: minute, b: boundsAt(now)}
+	s.windows.Store(mb)
+	return &mb.b
+}
+
 // get returns c's current window in sh (locked), creating it; nil when
 // the store is full.
 func (s *Memory) get(sh *memShard, b *bounds, c Counter, create bool) *entry {
 	id, end := b[c.Window].id, b[c.Window].end
-	e := sh.m[c.Name]
+	k := memKey{c.Key, c.Model, c.Kind}
+	e := sh.m[k]
 	if e != nil && e.window != id {
 		e.window, e.expiry, e.n = id, end, 0
 	}
@@ -177,7 +212,7 @@ func (s *Memory) get(sh *memShard, b *bounds, c Counter, create bool) *entry {
 		return nil
 	}
 	e = &entry{window: id, expiry: end}
-	sh.m[c.Name] = e
+	sh.m[k] = e
 	return e
 }
 
@@ -209,7 +244,7 @@ func (s *Memory) locked(now time.Time, cs []Counter, f func() bool) {
 	var held [4]int
 	shards := held[:0]
 	for _, c := range cs {
-		if i := shardOf(c.Name); !slices.Contains(shards, i) {
+		if i := shardOf(c.Key); !slices.Contains(shards, i) {
 			shards = append(shards, i)
 		}
 	}
@@ -231,7 +266,7 @@ func (s *Memory) locked(now time.Time, cs []Counter, f func() bool) {
 
 // Take implements Store.
 func (s *Memory) Take(_ context.Context, now time.Time, cs []Counter, force bool) (Result, error) {
-	b := boundsAt(now)
+	b := s.boundsAt(now)
 	res := Result{Over: -1}
 	var err error
 	var buf [8]*entry // a request's counters: no allocation
@@ -243,7 +278,7 @@ func (s *Memory) Take(_ context.Context, now time.Time, cs []Counter, force bool
 	s.locked(now, cs, func() bool {
 		res, err = Result{Over: -1}, nil
 		for i, c := range cs {
-			e := s.get(s.shard(c.Name), &b, c, true)
+			e := s.get(s.shard(c.Key), b, c, true)
 			if e == nil {
 				err = ErrFull
 				return false
@@ -266,7 +301,7 @@ func (s *Memory) Take(_ context.Context, now time.Time, cs []Counter, force bool
 
 // Add implements Store. A counter with no room is not counted.
 func (s *Memory) Add(_ context.Context, now time.Time, cs []Counter) error {
-	b := boundsAt(now)
+	b := s.boundsAt(now)
 	var err error
 	var doneBuf [8]bool // counted already: the retry after a sweep skips them
 	done := doneBuf[:0]
@@ -280,7 +315,7 @@ func (s *Memory) Add(_ context.Context, now time.Time, cs []Counter) error {
 			if c.N <= 0 || done[i] {
 				continue
 			}
-			if e := s.get(s.shard(c.Name), &b, c, true); e != nil {
+			if e := s.get(s.shard(c.Key), b, c, true); e != nil {
 				e.n = addCapped(e.n, c.N)
 				done[i] = true
 			} else {
@@ -294,11 +329,11 @@ func (s *Memory) Add(_ context.Context, now time.Time, cs []Counter) error {
 
 // Peek implements Store.
 func (s *Memory) Peek(_ context.Context, now time.Time, cs []Counter) ([]int64, error) {
-	b := boundsAt(now)
+	b := s.boundsAt(now)
 	out := make([]int64, len(cs))
 	s.locked(now, cs, func() bool {
 		for i, c := range cs {
-			if e := s.get(s.shard(c.Name), &b, c, false); e != nil {
+			if e := s.get(s.shard(c.Key), b, c, false); e != nil {
 				out[i] = e.n
 			}
 		}

@@ -365,3 +365,35 @@ func TestKeyUsageThatLies(t *testing.T) {
 		t.Errorf("the 1 MB key reached the stats (%d bytes)", len(raw))
 	}
 }
+
+// TestKeyLimitsCompositeKey: a key built of two placeholders and text is
+// one key per combination (the single-placeholder fast path must not take
+// it), and a key of one placeholder reads the same value.
+func TestKeyLimitsCompositeKey(t *testing.T) {
+	s := startSim(t, sim.Config{Kind: sim.Ollama, Name: "klc", Models: []string{"m1"}, Tokens: 2})
+	load(t, site(endpointBlock("klc", s.URL, "ollama")+`
+		key_limits {
+			key team={http.request.header.X-Team}/user={http.request.header.X-User}
+			requests_per_minute 1
+		}`))
+	waitRoutable(t, "klc")
+	freshMinute(t, 20*time.Second)
+	status := func(team, user string) int {
+		t.Helper()
+		res := post(t, "/olla/ollama/api/chat", chatM1, "X-Team", team, "X-User", user)
+		readAll(t, res)
+		return res.StatusCode
+	}
+	if got := status("a", "1"); got != 200 {
+		t.Fatalf("a/1 first: %d", got)
+	}
+	if got := status("a", "1"); got != 429 {
+		t.Fatalf("a/1 second: %d, want 429", got)
+	}
+	if got := status("a", "2"); got != 200 {
+		t.Fatalf("a/2 shares a/1's key: %d", got)
+	}
+	if got := status("b", "1"); got != 200 {
+		t.Fatalf("b/1 shares a/1's key: %d", got)
+	}
+}
