@@ -30,7 +30,9 @@
 //     adaptive, prefixroute.go hashes the prompt (fleet/prefix Chain) and
 //     each choice matches it against the handler's prefix Index, which a
 //     2xx answer feeds (prefix affinity; the balancer's prefix stage in
-//     balancer/prefix.go).
+//     balancer/prefix.go). Before it matches on an endpoint it forgets
+//     what the endpoint's backend lost since it last looked (a restart, an
+//     unloaded model: fleet's cache-loss log, fleet/cacheloss.go).
 //  4. picker.go Next, per attempt: choose asks the balancer.Pipeline,
 //     which places a request with a session key itself (its pin, else its
 //     rendezvous home; adaptive weighs that as its affinity score) and

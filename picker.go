@@ -247,7 +247,7 @@ func (p *picker) Done(t engines.Target, out engines.Outcome) {
 		p.okStatus = true
 		p.recordTTFT()
 		if p.prefix != nil {
-			p.prefix.served(st)
+			p.prefix.served(st, p.modelAt(st))
 		}
 	}
 	if st == p.current && !p.ttftDone {

@@ -3,6 +3,7 @@ package olla
 import (
 	"fmt"
 	"net/http"
+	"sync"
 	"sync/atomic"
 
 	"github.com/caddy-olla/olla/balancer"
@@ -50,11 +51,20 @@ func (pa *PrefixAffinity) on(strategy string) bool {
 // conversation's prompt.
 type prefixRouting struct {
 	index *prefix.Index
-	slots map[*fleet.Endpoint]prefix.Slot // written at provision, read-only after
+	slots map[*fleet.Endpoint]*prefixSlot // written at provision, read-only after
+	// lossMu serialises catching up with an endpoint's cache losses
+	lossMu sync.Mutex
 
 	// requests with a prompt of their own, and of them the ones served
 	// where the index held more than the shared head
 	routed, held atomic.Int64
+}
+
+// prefixSlot is an endpoint's place in the index, and how far the index
+// has followed what the endpoint's cache lost (fleet.Endpoint.CacheSeq).
+type prefixSlot struct {
+	slot prefix.Slot
+	seen atomic.Uint64
 }
 
 func newPrefixRouting(states []*fleet.Endpoint, pa *PrefixAffinity) *prefixRouting {
@@ -62,21 +72,42 @@ func newPrefixRouting(states []*fleet.Endpoint, pa *PrefixAffinity) *prefixRouti
 	if pa != nil {
 		budget = pa.CacheBlocks
 	}
-	pr := &prefixRouting{index: prefix.NewIndex(), slots: make(map[*fleet.Endpoint]prefix.Slot, len(states))}
+	pr := &prefixRouting{index: prefix.NewIndex(), slots: make(map[*fleet.Endpoint]*prefixSlot, len(states))}
 	for _, st := range states {
 		if s, err := pr.index.Add(st.Name(), budget); err == nil {
-			pr.slots[st] = s
+			ps := &prefixSlot{slot: s}
+			ps.seen.Store(st.CacheSeq()) // the index starts empty: nothing to forget
+			pr.slots[st] = ps
 		} // beyond prefix.MaxEndpoints an endpoint is placed by load alone
 	}
 	return pr
 }
 
-// slot is st's place in the index, -1 when it has none.
+// slot is st's place in the index, -1 when it has none. It first forgets
+// what st's backend lost since the index last looked (a restart, an
+// unloaded model): one atomic load when nothing was.
 func (pr *prefixRouting) slot(st *fleet.Endpoint) prefix.Slot {
-	if s, ok := pr.slots[st]; ok {
-		return s
+	ps, ok := pr.slots[st]
+	if !ok {
+		return -1
 	}
-	return -1
+	if st.CacheSeq() != ps.seen.Load() {
+		pr.catchUp(st, ps)
+	}
+	return ps.slot
+}
+
+// catchUp applies st's cache losses since ps.seen to the index.
+func (pr *prefixRouting) catchUp(st *fleet.Endpoint, ps *prefixSlot) {
+	pr.lossMu.Lock()
+	defer pr.lossMu.Unlock()
+	ps.seen.Store(st.CacheLosses(ps.seen.Load(), func(model string) {
+		if model == "" {
+			pr.index.Forget(ps.slot)
+		} else {
+			pr.index.ForgetModel(ps.slot, model)
+		}
+	}))
 }
 
 // prefixRequest is one request's hashed prompt and its candidates' matches.
@@ -119,30 +150,19 @@ func (rq *prefixRequest) candidates(remaining candidates, c balancer.Candidates)
 	return &rq.cands
 }
 
-// served records that st answered the request: its backend now holds the
-// prompt.
-func (rq *prefixRequest) served(st *fleet.Endpoint) {
+// served records that st answered the request for model (as st names
+// it): its backend now holds the prompt.
+func (rq *prefixRequest) served(st *fleet.Endpoint, model string) {
 	s := rq.pr.slot(st)
 	if s < 0 {
 		return
 	}
-	cached := rq.pr.index.Record(s, rq.model, &rq.chain)
+	cached := rq.pr.index.Record(s, model, &rq.chain)
 	if rq.chain.Useful() {
 		rq.pr.routed.Add(1)
 		if cached > rq.chain.Shared {
 			rq.pr.held.Add(1)
 		}
-	}
-}
-
-// forget drops what st is known to hold: its backend restarted or lost
-// its models.
-func (pr *prefixRouting) forget(st *fleet.Endpoint) {
-	if pr == nil {
-		return
-	}
-	if s := pr.slot(st); s >= 0 {
-		pr.index.Forget(s)
 	}
 }
 
@@ -166,10 +186,11 @@ func (c *prefixCandidates) Signals(i int, model string, out *balancer.Signals) {
 // stats is the index as /internal/stats/prefix shows it.
 func (pr *prefixRouting) stats() map[string]any {
 	eps := map[string]any{}
-	for st, s := range pr.slots {
-		es := pr.index.Stats(s)
+	for st := range pr.slots {
+		es := pr.index.Stats(pr.slot(st))
 		eps[st.Name()] = map[string]any{"blocks": es.Blocks, "budget": es.Budget, "recorded_blocks": es.Recorded,
-			"held_blocks": es.Hits, "hit_ratio": es.HitRatio(), "evictions": es.Evictions}
+			"held_blocks": es.Hits, "hit_ratio": es.HitRatio(), "evictions": es.Evictions,
+			"forgets": es.Forgets, "forgotten_blocks": es.Forgotten}
 	}
 	return map[string]any{"enabled": true, "block_bytes": prefix.BlockBytes, "routed": pr.routed.Load(),
 		"held": pr.held.Load(), "endpoints": eps}

@@ -55,6 +55,7 @@ type Endpoint struct {
 	latencyNs atomic.Int64 // sum of header latencies, for the average
 
 	sched schedState // load signals and TTFT, for the adaptive balancer (signals.go)
+	cache cacheLog   // what the backend's prefix cache lost (cacheloss.go)
 
 	// autoType is the last decision for a `type auto` endpoint (autotype.go)
 	autoType atomic.Pointer[autoDecision]

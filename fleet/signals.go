@@ -108,6 +108,7 @@ func (st *Endpoint) pollOnce(ctx context.Context, log *zap.Logger, s *Settings) 
 		}
 	}
 	st.sched.signals.Store(sig)
+	st.noteSignals(sig)
 	prev := st.sched.problem.Swap(prob)
 	switch {
 	case prev != nil && prev.kind == prob.kind, prev == nil && prob.kind == "":

@@ -56,6 +56,7 @@ func (st *Endpoint) check(ctx context.Context, log *zap.Logger, s *Settings) tim
 		next = now.Add(discovery.Backoff(s.CheckInterval, snap.Failures))
 	}
 	st.health.Store(snap)
+	st.noteProbe(prev, snap)
 	logTransition(log, s, prev, snap)
 	if !ok && s.Retype != nil {
 		// its health route failed: it may answer as another type now

@@ -42,6 +42,12 @@ type Signals struct {
 	KVKnown bool
 	KVUsage float64 // KV-cache occupancy, 0..1
 
+	// StartedKnown: the backend stated when its process started
+	// (process_start_time_seconds on vLLM's and SGLang's /metrics); a new
+	// value means it restarted and its caches are empty.
+	StartedKnown bool
+	Started      int64 // unix milliseconds
+
 	// At is when the body was parsed; callers ignore signals that are too
 	// old (the design's rule: older than three polling intervals).
 	At time.Time
@@ -332,11 +338,54 @@ func ParseMetrics(body []byte) (Signals, error) {
 	if !known[fieldWaiting] && !known[fieldRunning] && !known[fieldKV] {
 		return Signals{}, fmt.Errorf("metrics: none of the load metrics this proxy reads (%s, ...)", metricSignals[0].name)
 	}
+	s.StartedKnown, s.Started = startTime(families[processStart])
 	count := func(v float64) int64 { return int64(min(math.Round(v), maxCount)) }
 	s.WaitingKnown, s.Waiting = known[fieldWaiting], count(sums[fieldWaiting])
 	s.RunningKnown, s.Running = known[fieldRunning], count(sums[fieldRunning])
 	s.KVKnown, s.KVUsage = known[fieldKV], min(sums[fieldKV], 1)
 	return s, nil
+}
+
+// processStart is the standard Prometheus process collector's start time,
+// which vLLM and SGLang (Python's prometheus_client) expose.
+const processStart = "process_start_time_seconds"
+
+// maxStartMillis bounds a stated process start time (the year 2100); a
+// value beyond it, or not finite, or not positive, is not believed.
+const maxStartMillis = 4_102_444_800_000
+
+// startTime is a process start time family's one value in unix
+// milliseconds. More than one sample (a multi-process exposition) says no
+// single start time: unknown.
+func startTime(mf *dto.MetricFamily) (bool, int64) {
+	if mf == nil || len(mf.GetMetric()) != 1 {
+		return false, 0
+	}
+	v, ok := sampleValue(mf.GetMetric()[0], false)
+	if ms := v * 1000; ok && ms >= 1 && ms <= maxStartMillis {
+		return true, int64(math.Round(ms))
+	}
+	return false, 0
+}
+
+// sampleValue is a gauge's or an untyped sample's value (with counters, a
+// counter's too), when it is finite and not negative.
+func sampleValue(m *dto.Metric, counters bool) (float64, bool) {
+	var v float64
+	switch {
+	case m.GetGauge() != nil:
+		v = m.GetGauge().GetValue()
+	case m.GetUntyped() != nil:
+		v = m.GetUntyped().GetValue()
+	case counters && m.GetCounter() != nil:
+		v = m.GetCounter().GetValue()
+	default:
+		return 0, false
+	}
+	if math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
+		return 0, false
+	}
+	return v, true
 }
 
 // familyValue is a family's samples summed (or, with highest, their
@@ -348,18 +397,8 @@ func familyValue(mf *dto.MetricFamily, highest bool) (float64, bool) {
 	}
 	total := 0.0
 	for _, m := range mf.GetMetric() {
-		var v float64
-		switch {
-		case m.GetGauge() != nil:
-			v = m.GetGauge().GetValue()
-		case m.GetUntyped() != nil:
-			v = m.GetUntyped().GetValue()
-		case m.GetCounter() != nil:
-			v = m.GetCounter().GetValue()
-		default:
-			return 0, false
-		}
-		if math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
+		v, ok := sampleValue(m, true)
+		if !ok {
 			return 0, false
 		}
 		if highest {
@@ -426,9 +465,15 @@ func wanted(line []byte) bool {
 		line = bytes.TrimLeft(rest, " \t")
 	}
 	for _, row := range metricSignals {
-		if r, ok := bytes.CutPrefix(line, []byte(row.name)); ok && len(r) > 0 && (r[0] == ' ' || r[0] == '\t' || r[0] == '{') {
+		if named(line, row.name) {
 			return true
 		}
 	}
-	return false
+	return named(line, processStart)
+}
+
+// named reports whether line starts with the metric name.
+func named(line []byte, name string) bool {
+	r, ok := bytes.CutPrefix(line, []byte(name))
+	return ok && len(r) > 0 && (r[0] == ' ' || r[0] == '\t' || r[0] == '{')
 }

@@ -371,3 +371,45 @@ func BenchmarkParseMetrics(b *testing.B) {
 		}
 	}
 }
+
+// TestSignalsProcessStart: vLLM's and SGLang's process_start_time_seconds
+// is read to the millisecond (a restart within a second still shows);
+// values that cannot be a start time (not finite, not positive, beyond the
+// year 2100, a counter, several processes' samples) are left unknown and
+// never break the load values beside them.
+func TestSignalsProcessStart(t *testing.T) {
+	load := "vllm:num_requests_running 1\n"
+	tests := []struct {
+		name  string
+		body  string
+		known bool
+		ms    int64
+	}{
+		{"gauge", "# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds 1.76543210012e+09\n", true, 1765432100120},
+		{"untyped", "process_start_time_seconds 1765432100.5\n", true, 1765432100500},
+		{"absent", "", false, 0},
+		{"NaN", "process_start_time_seconds NaN\n", false, 0},
+		{"negative", "process_start_time_seconds -5\n", false, 0},
+		{"zero", "process_start_time_seconds 0\n", false, 0},
+		{"1e18", "process_start_time_seconds 1e18\n", false, 0},
+		{"+Inf", "process_start_time_seconds +Inf\n", false, 0},
+		{"two processes", "process_start_time_seconds{pid=\"1\"} 1765432100\nprocess_start_time_seconds{pid=\"2\"} 1765432200\n", false, 0},
+		{"counter", "# TYPE process_start_time_seconds counter\nprocess_start_time_seconds 1765432100\n", false, 0},
+		{"similar name", "process_start_time_seconds_total 1765432100\n", false, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParseMetrics([]byte(tt.body + load))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.StartedKnown != tt.known || got.Started != tt.ms || !got.RunningKnown || got.Running != 1 {
+				t.Errorf("started %v %d, running %v %d; want %v %d and running 1", got.StartedKnown, got.Started,
+					got.RunningKnown, got.Running, tt.known, tt.ms)
+			}
+		})
+	}
+	if _, err := ParseMetrics([]byte("process_start_time_seconds 1765432100\n")); err == nil {
+		t.Error("a start time alone is not a load surface")
+	}
+}

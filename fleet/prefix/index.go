@@ -3,6 +3,7 @@ package prefix
 import (
 	"errors"
 	"math/bits"
+	"strings"
 	"sync"
 )
 
@@ -62,6 +63,8 @@ type endpoint struct {
 
 	recorded, hits int64 // blocks recorded, and of them already cached
 	evictions      int64
+	forgets        int64 // Forget and ForgetModel calls that found the model
+	forgotten      int64 // blocks they dropped
 }
 
 type node struct {
@@ -119,19 +122,24 @@ func (ix *Index) Forget(s Slot) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	if ep := ix.ep(s); ep != nil {
+		ep.forgets++
 		ix.forget(ep, nil)
 	}
 }
 
-// ForgetModel drops what slot s has cached for model: the backend unloaded
-// it.
+// ForgetModel drops what slot s has cached for model (compared without
+// case, as backends state their loaded models): the backend unloaded it.
+// A model the index never recorded costs nothing and is not remembered.
 func (ix *Index) ForgetModel(s Slot, model string) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	if ep := ix.ep(s); ep != nil {
-		id := ix.modelID(model)
-		ix.forget(ep, func(n *node) bool { return n.model == id })
+	ep := ix.ep(s)
+	id, ok := ix.models[strings.ToLower(model)]
+	if ep == nil || !ok {
+		return
 	}
+	ep.forgets++
+	ix.forget(ep, func(n *node) bool { return n.model == id })
 }
 
 func (ix *Index) ep(s Slot) *endpoint {
@@ -141,8 +149,9 @@ func (ix *Index) ep(s Slot) *endpoint {
 	return ix.eps[s]
 }
 
-// modelID interns model; callers hold the write lock.
+// modelID interns model, lower-cased; callers hold the write lock.
 func (ix *Index) modelID(model string) uint32 {
+	model = strings.ToLower(model)
 	if id, ok := ix.models[model]; ok {
 		return id
 	}
@@ -161,6 +170,7 @@ func (ix *Index) forget(ep *endpoint, match func(*node) bool) {
 		next := n.next
 		if match == nil || match(n) {
 			ix.drop(ep, i)
+			ep.forgotten++
 		}
 		i = next
 	}
@@ -325,6 +335,8 @@ type EndpointStats struct {
 	Recorded  int64 `json:"recorded"`  // blocks of the requests it served
 	Hits      int64 `json:"hits"`      // of which it held already
 	Evictions int64 `json:"evictions"` // blocks evicted for room
+	Forgets   int64 `json:"forgets"`   // times the backend lost its cache or a model's part
+	Forgotten int64 `json:"forgotten"` // blocks dropped for that
 }
 
 // HitRatio is the share of the served requests' blocks the endpoint held
@@ -344,5 +356,6 @@ func (ix *Index) Stats(s Slot) EndpointStats {
 	if ep == nil {
 		return EndpointStats{}
 	}
-	return EndpointStats{Blocks: len(ep.byKey), Budget: ep.budget, Recorded: ep.recorded, Hits: ep.hits, Evictions: ep.evictions}
+	return EndpointStats{Blocks: len(ep.byKey), Budget: ep.budget, Recorded: ep.recorded, Hits: ep.hits, Evictions: ep.evictions,
+		Forgets: ep.forgets, Forgotten: ep.forgotten}
 }

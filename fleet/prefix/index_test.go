@@ -98,9 +98,16 @@ func TestForgetOnRestartAndUnload(t *testing.T) {
 		ix.Record(s, "qwen", m2)
 	}
 	out := make([]int, 2)
-	ix.ForgetModel(a, "llama")
+	ix.ForgetModel(a, "never-recorded")
+	if len(ix.models) != 2 || ix.Stats(a).Forgets != 0 || ix.Stats(a).Blocks != 20 {
+		t.Fatalf("forgetting a model never recorded: models %v, %+v", ix.models, ix.Stats(a))
+	}
+	ix.ForgetModel(a, "LLaMA") // backends state loaded models lower-cased; any case matches
 	if ix.Match(m1, []Slot{a, b}, out); out[0] != 0 || out[1] != 10 {
 		t.Fatalf("after unloading llama on a: %v", out)
+	}
+	if st := ix.Stats(a); st.Forgets != 1 || st.Forgotten != 10 || st.Blocks != 10 {
+		t.Fatalf("a after unloading llama: %+v", st)
 	}
 	if ix.Match(m2, []Slot{a, b}, out); out[0] != 10 {
 		t.Fatalf("unloading llama dropped qwen: %v", out)

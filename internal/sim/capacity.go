@@ -363,6 +363,18 @@ func (l *blockLRU) touchPrefix(prompt []byte, blockBytes int, pin bool) (hits in
 	return hits, pinned
 }
 
+// drop empties the cache but for the blocks running requests hold.
+func (l *blockLRU) drop() {
+	for b := l.tail; b != nil; {
+		prev := b.prev
+		if b.pins == 0 {
+			l.unlink(b)
+			delete(l.items, b.hash)
+		}
+		b = prev
+	}
+}
+
 // unpin lets blocks a finished request held be evicted again.
 func (l *blockLRU) unpin(bs []*cacheBlock) {
 	for _, b := range bs {
@@ -442,6 +454,7 @@ func (s *Sim) handleVLLMMetrics(c *call) {
 	b = append(b, "\n# HELP vllm:prefix_cache_hits_total Prefix cache hits, in terms of number of cached tokens.\n# TYPE vllm:prefix_cache_hits_total counter\nvllm:prefix_cache_hits_total"...)
 	b = strconv.AppendFloat(append(append(b, lbl...), ' '), float64(st.CachedTokens), 'f', -1, 64)
 	b = append(b, '\n')
+	b = s.appendProcessStart(b)
 	c.sc.buf = b
 	c.writeBody(http.StatusOK, ctPromText, b, true)
 }
@@ -483,6 +496,13 @@ func (s *Sim) handleLlamaMetrics(c *call) {
 }
 
 var ctPromText = []string{"text/plain; version=0.0.4"}
+
+// appendProcessStart appends Python's prometheus_client process start time,
+// which vLLM and SGLang expose.
+func (s *Sim) appendProcessStart(b []byte) []byte {
+	return appendGauge(b, "process_start_time_seconds", "Start time of the process since unix epoch in seconds.", "",
+		float64(s.started.Load())/1000)
+}
 
 func appendGauge(b []byte, name, help, labels string, v float64) []byte {
 	b = append(b, "# HELP "...)

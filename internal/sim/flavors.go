@@ -172,6 +172,7 @@ func (s *Sim) handleSGLangMetrics(c *call) {
 	st := s.capacityStats()
 	lbl := `{model_name="` + s.models.Load().list[0].id + `"}`
 	b := appendLoadGauges(c.sc.buf[:0], &sglangGauges, lbl, st)
+	b = s.appendProcessStart(b)
 	c.sc.buf = b
 	c.writeBody(http.StatusOK, ctPromText, b, true)
 }

@@ -223,7 +223,8 @@ func (ms *modelSet) markUsed(e *modelEntry, now time.Time) {
 	}
 }
 
-// unloadAll forgets which models are loaded, as a restarted server does.
+// unloadAll forgets which models are loaded and what the prefix cache
+// held, as a restarted server does.
 func (s *Sim) unloadAll() {
 	ms := s.models.Load()
 	for _, e := range ms.list {
@@ -233,6 +234,7 @@ func (s *Sim) unloadAll() {
 	if cp := s.cap; cp != nil {
 		cp.mu.Lock()
 		cp.resident = nil
+		cp.cache.drop()
 		cp.mu.Unlock()
 	}
 }

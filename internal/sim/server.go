@@ -78,7 +78,8 @@ func (s *Server) Close() {
 // Restart listens again on the same address after Close (a backend that
 // recovered). Counters, models and the fault are kept; like a restarted
 // process it holds no model in memory (nothing is resident until used or
-// loaded). It is an error to restart a running server.
+// loaded), its prefix cache is empty and vLLM's and SGLang's /metrics state
+// a new process_start_time_seconds. It is an error to restart a running server.
 func (s *Server) Restart() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -98,6 +99,8 @@ func (s *Server) Restart() error {
 		return err
 	}
 	s.Sim.unloadAll()
+	// a new process: a later start time, never the same millisecond
+	s.Sim.started.Store(max(time.Now().UnixMilli(), s.Sim.started.Load()+1))
 	s.srv = s.serve(ln)
 	return nil
 }

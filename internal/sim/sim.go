@@ -171,6 +171,9 @@ type Sim struct {
 	name    string
 	nameHdr []string
 	created time.Time
+	// started is when the server (re)started listening, unix milliseconds:
+	// the process start time vLLM and SGLang state on /metrics
+	started atomic.Int64
 	dims    int
 	ctxLen  int
 	record  bool
@@ -235,6 +238,7 @@ func New(cfg Config) *Sim {
 		record:  !cfg.NoRecord,
 		other:   make(map[reqKey]*otherEntry),
 	}
+	s.started.Store(s.created.UnixMilli())
 	if s.dims == 0 {
 		s.dims = DefaultEmbeddingDims
 	}
