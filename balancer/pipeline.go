@@ -45,6 +45,9 @@ type Set struct {
 	// at least ttftFloor (0: none known, or the pipeline does not score
 	// speed).
 	MinTTFT time.Duration
+	// MinTPOT is the fastest stated time per output token among all the
+	// candidates (0: none stated; see Signals.TPOT).
+	MinTPOT time.Duration
 	// Affinity is the index of the candidate the request is pinned to
 	// (Request.Pinned) or else the one its session or prefix key hashes to
 	// (rendezvous hashing with a load bound), or -1 when the request has no
@@ -279,6 +282,16 @@ func (p *Pipeline) schedule(in *Request, c Candidates, why *Reason) int {
 					cand.TTFT = 0
 				}
 			}
+			if cand.TPOT > 0 {
+				if now.IsZero() {
+					now = time.Now()
+				}
+				if now.Sub(cand.TPOTAt) > TPOTMaxAge {
+					cand.TPOT = 0 // old news: unknown, so the box is measured again
+				} else if set.MinTPOT == 0 || cand.TPOT < set.MinTPOT {
+					set.MinTPOT = cand.TPOT
+				}
+			}
 		} else {
 			cand.Name, cand.Signals, cand.Stale = "", Signals{}, false
 		}
@@ -292,7 +305,7 @@ func (p *Pipeline) schedule(in *Request, c Candidates, why *Reason) int {
 	}
 	kept := 0
 	for i := range s.cands {
-		s.kept[i] = !p.prefix || s.decision.allows(&s.cands[i], r.Prefix.Blocks)
+		s.kept[i] = !p.prefix || s.decision.allows(&s.cands[i], r.Prefix.Blocks, set)
 		for _, f := range p.filters {
 			if !s.kept[i] {
 				break
@@ -310,7 +323,7 @@ func (p *Pipeline) schedule(in *Request, c Candidates, why *Reason) int {
 		// the prefix stage chose to wait for its warm candidate (or a new
 		// conversation's home) rather than lose the cache: it stands
 		for i := range s.kept {
-			if s.kept[i] = s.decision.allows(&s.cands[i], r.Prefix.Blocks); s.kept[i] {
+			if s.kept[i] = s.decision.allows(&s.cands[i], r.Prefix.Blocks, set); s.kept[i] {
 				kept++
 			}
 		}
@@ -346,7 +359,9 @@ func (p *Pipeline) schedule(in *Request, c Candidates, why *Reason) int {
 		if r.Pinned != "" {
 			for i := range s.cands {
 				if s.kept[i] && s.cands[i].Name == r.Pinned {
-					set.Affinity = i
+					if !s.cands[i].leaveForSpeed(s.cands, s.kept, set) {
+						set.Affinity = i
+					}
 					break
 				}
 			}

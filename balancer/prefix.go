@@ -54,6 +54,20 @@ type prefixDecision struct {
 	home     int  // keep only this candidate, a new conversation's home (-1: none)
 	released bool // the warm candidate was saturated and let go
 	match    int  // the longest match among the tier's candidates
+	// fastRoom: a candidate of the tier that does not decode slowly has
+	// room, so a slow box's cache holds nobody (leaveForSpeed)
+	fastRoom bool
+}
+
+// holds is how many blocks of the prompt c counts as holding for this
+// decision: none on a box that decodes clearly slower while a faster one
+// has room (every turn there pays its slowness; the prefill elsewhere is
+// paid once), else what it holds.
+func (d *prefixDecision) holds(c *Candidate, blocks int, set *Set) int {
+	if d.fastRoom && c.decodesSlowly(set) {
+		return 0
+	}
+	return held(c, blocks)
 }
 
 // held is how many blocks of a prompt of blocks c holds: none when the
@@ -84,6 +98,9 @@ func decidePrefix(r *Request, cands []Candidate, set *Set, penalty, bound float6
 	// by its wait (the release), not dropped
 	for i := range cands {
 		eligible[i] = cands[i].Priority == d.tier
+		if eligible[i] && !d.fastRoom && hasRoom(&cands[i]) && !cands[i].decodesSlowly(set) {
+			d.fastRoom = true
+		}
 	}
 	if r.Key != 0 || r.SessionKey != "" || r.Pinned != "" || !r.Prefix.useful() {
 		return d // placed by its session, or spread by load
@@ -91,7 +108,7 @@ func decidePrefix(r *Request, cands []Candidate, set *Set, penalty, bound float6
 	best := 0
 	for i := range cands {
 		if eligible[i] {
-			best = max(best, held(&cands[i], r.Prefix.Blocks))
+			best = max(best, d.holds(&cands[i], r.Prefix.Blocks, set))
 		}
 	}
 	d.match = best
@@ -103,7 +120,7 @@ func decidePrefix(r *Request, cands []Candidate, set *Set, penalty, bound float6
 				continue
 			}
 			cost := loadCost(&cands[i])
-			if held(&cands[i], r.Prefix.Blocks) == best {
+			if d.holds(&cands[i], r.Prefix.Blocks, set) == best {
 				if warm < 0 || cost < warm {
 					warm = cost
 				}
@@ -124,15 +141,15 @@ func decidePrefix(r *Request, cands []Candidate, set *Set, penalty, bound float6
 	return d
 }
 
-// keep applies the decision to candidate c.
-func (d *prefixDecision) allows(c *Candidate, blocks int) bool {
+// allows applies the decision to candidate c.
+func (d *prefixDecision) allows(c *Candidate, blocks int, set *Set) bool {
 	switch {
 	case c.Priority != d.tier:
 		return false
 	case d.home >= 0:
 		return c.Index == d.home
 	case d.keep > 0:
-		return held(c, blocks) >= d.keep
+		return d.holds(c, blocks, set) >= d.keep
 	}
 	return true
 }

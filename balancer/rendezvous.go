@@ -94,7 +94,8 @@ func Rendezvous(key uint64, names []string, loads []float64, bound float64) int 
 // utilisation as the load (a candidate's load + 1 being utilisation plus one
 // request's share of its proven capacity); loads is scratch space, one per
 // candidate. Only the candidates with the best warmth present take part,
-// and of those only the ones not far slower than the fastest (slowForAffinity): a key's
+// and of those only the ones not far slower than the fastest (slowForAffinity,
+// or slowPerToken by their stated decode rate): a key's
 // home must not be an endpoint that would have to load the model while
 // another has it, or one the speed score keeps its traffic from, or the
 // affinity would pull sessions where they are served worst. Nor is one where
@@ -108,7 +109,7 @@ func rendezvousKept(key uint64, cands []Candidate, kept []bool, loads []float64,
 		}
 	}
 	for i := range cands {
-		if kept[i] && warmthRank(&cands[i]) == warmest && cands[i].tooSlowForAffinity(set) {
+		if kept[i] && warmthRank(&cands[i]) == warmest && (cands[i].tooSlowForAffinity(set) || cands[i].decodesSlowly(set)) {
 			loads[i] = -1 // out of the running
 		} else {
 			loads[i] = 0

@@ -151,18 +151,64 @@ const ttftFloor = 50 * time.Millisecond
 // ttftScorer prefers endpoints that are clearly faster: 1 within
 // ttftTolerance of the fastest known TTFT, then falling with the square of
 // the excess, so a box three times slower scores 0.44 and four times 0.25.
-// An endpoint with no sample yet scores 1, so that it gets traffic and is
-// measured.
+// Where the backends state their time per output token (Signals.TPOT) the
+// same curve is taken over it too, and the lower score counts: a box that
+// decodes three times slower is slow whatever prompts it was sent, and
+// its stated rate needs no probe of ours to stay known. An endpoint with
+// no sample yet scores 1, so that it gets traffic and is measured.
 type ttftScorer struct{}
 
 func (ttftScorer) Name() string { return ScoreTTFT }
 func (ttftScorer) usesSignals() {}
 func (ttftScorer) Score(_ *Request, c *Candidate, s *Set) float64 {
-	if !c.clearlySlower(s) {
-		return 1
+	score := 1.0
+	if c.clearlySlower(s) {
+		r := float64(c.TTFT) / (ttftTolerance * float64(s.MinTTFT))
+		score = 1 / (r * r)
 	}
-	r := float64(c.TTFT) / (ttftTolerance * float64(s.MinTTFT))
-	return 1 / (r * r)
+	if c.TPOT > 0 && s.MinTPOT > 0 && float64(c.TPOT) > ttftTolerance*float64(s.MinTPOT) {
+		r := float64(c.TPOT) / (ttftTolerance * float64(s.MinTPOT))
+		score = min(score, 1/(r*r))
+	}
+	return score
+}
+
+// TPOTMaxAge is how long a stated time per output token counts after the
+// poll that brought it. A box judged slow gets no traffic of ours, so its
+// rate moves only with others' work; after this long it is unknown, one
+// conversation goes there again, and the next poll judges it afresh.
+const TPOTMaxAge = time.Minute
+
+// slowPerToken is how much slower per output token than the fastest
+// candidate a box must decode to be left: twice. Batching slows an equal
+// box by up to a third at full occupancy (the harness's servers: 4 % per
+// running request), so within twice it is load, which the load score
+// weighs, not the box.
+const slowPerToken = 2.0
+
+// decodesSlowly reports whether c's stated time per output token is beyond
+// slowPerToken of the fastest in the set.
+func (c *Candidate) decodesSlowly(s *Set) bool {
+	return c.TPOT > 0 && s.MinTPOT > 0 && float64(c.TPOT) > slowPerToken*float64(s.MinTPOT)
+}
+
+// leaveForSpeed reports whether a conversation held by c (its pin, its
+// session's home or its cached prompt) should leave it: c decodes clearly
+// slower than the fastest, and another kept candidate that does not has
+// room. Every later turn on the slow box pays its slowness again, so the
+// history's prefill elsewhere is paid once. It is judged on the backend's
+// stated decode rate only, which a client cannot fake: not on TTFT, which
+// a client's prompt sways.
+func (c *Candidate) leaveForSpeed(cands []Candidate, kept []bool, s *Set) bool {
+	if !c.decodesSlowly(s) {
+		return false
+	}
+	for i := range cands {
+		if o := &cands[i]; kept[i] && o.Index != c.Index && !o.decodesSlowly(s) && hasRoom(o) {
+			return true
+		}
+	}
+	return false
 }
 
 // slowForAffinity is how much slower than the fastest candidate an

@@ -107,6 +107,16 @@ type Signals struct {
 	// than EWMAMaxAge ago, is taken to be measuring it now.
 	MeasuringSince time.Time
 
+	// TPOT is the backend's time per output token as it states it (vLLM's
+	// and SGLang's inter-token latency, llama.cpp's predicted tokens and
+	// seconds), averaged over what it decoded between two polls (0: not
+	// stated, or nothing decoded yet), and TPOTAt when that came. It is the
+	// box's decode speed: a client cannot sway it with its prompt, nor make
+	// a box look slow by reading slowly. One older than TPOTMaxAge is
+	// ignored.
+	TPOT   time.Duration
+	TPOTAt time.Time
+
 	// PrefixCached is how many leading blocks of the request's prompt the
 	// endpoint is known to hold (the caller's prefix index; 0: none).
 	PrefixCached int

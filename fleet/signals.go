@@ -52,6 +52,58 @@ type schedState struct {
 	// and read without a lock on every selection
 	ttft   atomic.Pointer[map[string]*modelTTFT]
 	ttftMu sync.Mutex // serialises new entries
+	// decode is the backend's stated time per output token (see
+	// observeDecode)
+	decode decodeRate
+}
+
+// decodeRate turns a backend's running totals of decode time and output
+// tokens (profiles.Signals.DecodeSeconds, DecodeTokens) into its time per
+// output token: their growth between polls, once at least minDecodeTokens
+// were decoded, half-way blended with the last rate.
+type decodeRate struct {
+	mu           sync.Mutex // polls of one endpoint may overlap a reload's
+	secs, tokens float64    // the totals at the last rate (or the first poll)
+	marked       bool
+	tpot, at     atomic.Int64 // nanoseconds per token, and Unix nanoseconds when set (0: none)
+}
+
+// minDecodeTokens is how many tokens a rate is taken over: fewer say more
+// about one request's moment than about the box.
+const minDecodeTokens = 16
+
+// maxTPOT bounds a stated time per output token (a backend's word is capped).
+const maxTPOT = 10 * time.Second
+
+func (d *decodeRate) observe(sig *profiles.Signals) {
+	if sig == nil || !sig.DecodeKnown {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.marked || sig.DecodeTokens < d.tokens || sig.DecodeSeconds < d.secs {
+		// the first totals, or the backend restarted: a new baseline
+		d.secs, d.tokens, d.marked = sig.DecodeSeconds, sig.DecodeTokens, true
+		return
+	}
+	n := sig.DecodeTokens - d.tokens
+	if n < minDecodeTokens {
+		return
+	}
+	per := time.Duration(min((sig.DecodeSeconds-d.secs)/n*float64(time.Second), float64(maxTPOT)))
+	d.secs, d.tokens = sig.DecodeSeconds, sig.DecodeTokens
+	if old := time.Duration(d.tpot.Load()); old > 0 && time.Since(time.Unix(0, d.at.Load())) < balancer.TPOTMaxAge {
+		per = (old + per) / 2
+	}
+	d.tpot.Store(int64(max(per, 1)))
+	d.at.Store(sig.At.UnixNano())
+}
+
+// fill sets out's TPOT and when it was taken (unset: none).
+func (d *decodeRate) fill(out *balancer.Signals) {
+	if ns := d.tpot.Load(); ns > 0 {
+		out.TPOT, out.TPOTAt = time.Duration(ns), time.Unix(0, d.at.Load())
+	}
 }
 
 // signalProblem is a failed poll: kind is stable (it decides whether to
@@ -107,6 +159,7 @@ func (st *Endpoint) pollOnce(ctx context.Context, log *zap.Logger, s *Settings) 
 			}
 		}
 	}
+	st.sched.decode.observe(sig)
 	st.sched.signals.Store(sig)
 	st.noteSignals(sig)
 	prev := st.sched.problem.Swap(prob)
@@ -336,6 +389,7 @@ func (st *Endpoint) SchedSignals(model string, out *balancer.Signals) {
 	s, sig := st.settings.Load(), st.sched.signals.Load()
 	out.MaxConcurrency = st.capWith(s, sig, time.Time{})
 	st.ttftFor(model, out)
+	st.sched.decode.fill(out)
 	out.SeenSlots, out.SeenFull = st.sched.seenRunning.Load(), st.sched.seenFull.Load()
 	if sig == nil {
 		return // never read, or the last poll failed: every value unknown
@@ -373,16 +427,20 @@ type SignalStatus struct {
 	// at once: the slot count the load score uses when none is stated
 	SeenRunning int64 `json:"seen_running,omitempty"`
 	// SeenFull: it has queued at that count, which is then its slot count
-	SeenFull bool   `json:"seen_full,omitempty"`
-	Problem  string `json:"problem,omitempty"`
-	Polls    int64  `json:"polls"`
-	Failures int64  `json:"failed_polls"`
+	SeenFull bool `json:"seen_full,omitempty"`
+	// TPOTMs is the backend's stated time per output token over its last
+	// polls, in milliseconds (absent: not stated)
+	TPOTMs   float64 `json:"tpot_ms,omitempty"`
+	Problem  string  `json:"problem,omitempty"`
+	Polls    int64   `json:"polls"`
+	Failures int64   `json:"failed_polls"`
 }
 
 func (st *Endpoint) signalStatus(now time.Time) SignalStatus {
 	s := st.settings.Load()
 	out := SignalStatus{Polling: "off", Polls: st.sched.polls.Load(), Failures: st.sched.failures.Load(), Cap: st.ConcurrencyCap(),
-		SeenRunning: st.sched.seenRunning.Load(), SeenFull: st.sched.seenFull.Load()}
+		SeenRunning: st.sched.seenRunning.Load(), SeenFull: st.sched.seenFull.Load(),
+		TPOTMs: float64(st.sched.decode.tpot.Load()) / 1e6}
 	if s.LoadInterval == 0 {
 		return out
 	}

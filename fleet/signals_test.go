@@ -315,3 +315,43 @@ func TestAttemptMarksMeasuring(t *testing.T) {
 		t.Fatalf("an attempt's end left its note: %v", sig.MeasuringSince)
 	}
 }
+
+// TestDecodeRateFromStatedTotals: the backend's running totals of decode
+// time and tokens become its time per output token between polls, once
+// enough tokens were decoded; a restart's smaller totals start afresh.
+func TestDecodeRateFromStatedTotals(t *testing.T) {
+	var d decodeRate
+	poll := func(secs, tokens float64) {
+		d.observe(&profiles.Signals{DecodeKnown: true, DecodeSeconds: secs, DecodeTokens: tokens, At: time.Now()})
+	}
+	rate := func() time.Duration {
+		var out balancer.Signals
+		d.fill(&out)
+		return out.TPOT
+	}
+	poll(100, 1000) // whatever came before us: no rate yet
+	if got := rate(); got != 0 {
+		t.Fatalf("one poll: %v, want none", got)
+	}
+	poll(100.2, 1008) // 8 tokens: too few
+	if got := rate(); got != 0 {
+		t.Fatalf("8 tokens: %v, want none", got)
+	}
+	poll(101.5, 1040) // 40 tokens in 1.5 s
+	if got := rate(); got != 37500*time.Microsecond {
+		t.Fatalf("40 tokens in 1.5 s: %v, want 37.5ms", got)
+	}
+	poll(102.5, 1080) // 25 ms, blended half-way
+	if got := rate(); got != 31250*time.Microsecond {
+		t.Fatalf("then 25 ms a token: %v, want 31.25ms", got)
+	}
+	poll(1, 10) // restarted: a new baseline, the old rate stands
+	poll(4, 50) // 75 ms a token since the restart
+	if got := rate(); got != (31250*time.Microsecond+75*time.Millisecond)/2 {
+		t.Fatalf("after a restart: %v", got)
+	}
+	d.observe(&profiles.Signals{}) // a poll without the totals changes nothing
+	if rate() == 0 {
+		t.Fatal("a poll without totals forgot the rate")
+	}
+}

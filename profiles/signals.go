@@ -47,6 +47,15 @@ type Signals struct {
 	// value means it restarted and its caches are empty.
 	StartedKnown bool
 	Started      int64 // unix milliseconds
+	// DecodeKnown marks DecodeSeconds and DecodeTokens as read: the
+	// backend's own running totals of time spent between output tokens and
+	// of those tokens (vLLM's and SGLang's inter-token latency histogram,
+	// sum and count; llama.cpp's tokens_predicted_seconds_total and
+	// tokens_predicted_total). Their growth between two polls is the box's
+	// time per output token.
+	DecodeKnown   bool
+	DecodeSeconds float64
+	DecodeTokens  float64
 
 	// At is when the body was parsed; callers ignore signals that are too
 	// old (the design's rule: older than three polling intervals).
@@ -299,6 +308,54 @@ var metricSignals = []metricSignal{
 	{name: "llamacpp:kv_cache_usage_ratio", field: fieldKV}, // older builds only
 }
 
+// decodeMetric names a backend's running totals of decode time and output
+// tokens: a histogram's sum and count, or two counters.
+type decodeMetric struct {
+	histogram      string // its _sum is seconds, its _count tokens
+	seconds, count string // counters, when there is no histogram
+}
+
+// decodeMetrics are read in order; the first one present counts.
+var decodeMetrics = []decodeMetric{
+	{histogram: "vllm:inter_token_latency_seconds"},
+	{histogram: "vllm:time_per_output_token_seconds"}, // before vLLM 0.11
+	{histogram: "sglang:inter_token_latency_seconds"},
+	{histogram: "sglang:time_per_output_token_seconds"},
+	{seconds: "llamacpp:tokens_predicted_seconds_total", count: "llamacpp:tokens_predicted_total"},
+}
+
+// decodeTotals reads the first decodeMetrics entry present: seconds and
+// tokens, summed over label sets, finite and not negative.
+func decodeTotals(families map[string]*dto.MetricFamily) (seconds, tokens float64, ok bool) {
+	for _, m := range decodeMetrics {
+		if m.histogram != "" {
+			mf := families[m.histogram]
+			if mf == nil || len(mf.GetMetric()) == 0 {
+				continue
+			}
+			sum, count := 0.0, 0.0
+			for _, x := range mf.GetMetric() {
+				h := x.GetHistogram()
+				if h == nil {
+					return 0, 0, false
+				}
+				sum += h.GetSampleSum()
+				count += float64(h.GetSampleCount())
+			}
+			if math.IsNaN(sum) || math.IsInf(sum, 0) || sum < 0 {
+				return 0, 0, false
+			}
+			return min(sum, maxCount), min(count, maxCount), true
+		}
+		secs, ok1 := familyValue(families[m.seconds], false)
+		toks, ok2 := familyValue(families[m.count], false)
+		if ok1 && ok2 {
+			return secs, toks, true
+		}
+	}
+	return 0, 0, false
+}
+
 // maxCount caps a count a backend reports, so that a lying or broken backend
 // cannot overflow anything downstream.
 const maxCount = 1 << 30
@@ -343,6 +400,7 @@ func ParseMetrics(body []byte) (Signals, error) {
 	s.WaitingKnown, s.Waiting = known[fieldWaiting], count(sums[fieldWaiting])
 	s.RunningKnown, s.Running = known[fieldRunning], count(sums[fieldRunning])
 	s.KVKnown, s.KVUsage = known[fieldKV], min(sums[fieldKV], 1)
+	s.DecodeSeconds, s.DecodeTokens, s.DecodeKnown = decodeTotals(families)
 	return s, nil
 }
 
@@ -469,7 +527,31 @@ func wanted(line []byte) bool {
 			return true
 		}
 	}
-	return named(line, processStart)
+	if named(line, processStart) {
+		return true
+	}
+	for _, m := range decodeMetrics {
+		for _, name := range [...]string{m.histogram, m.seconds, m.count} {
+			if name == "" {
+				continue
+			}
+			r, ok := bytes.CutPrefix(line, []byte(name))
+			if !ok {
+				continue
+			}
+			if m.histogram != "" { // a histogram's lines: the family, its _sum and _count (not its buckets)
+				if s, ok := bytes.CutPrefix(r, []byte("_sum")); ok {
+					r = s
+				} else if s, ok := bytes.CutPrefix(r, []byte("_count")); ok {
+					r = s
+				}
+			}
+			if named(r, "") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // named reports whether line starts with the metric name.

@@ -413,3 +413,37 @@ func TestSignalsProcessStart(t *testing.T) {
 		t.Error("a start time alone is not a load surface")
 	}
 }
+
+// TestParseMetricsDecodeTotals: the backends' running totals of decode time
+// and output tokens, from vLLM's (and SGLang's) inter-token latency
+// histogram, buckets skipped, or llama.cpp's two counters; a histogram
+// with a broken sum is not believed.
+func TestParseMetricsDecodeTotals(t *testing.T) {
+	vllm := []byte(`# HELP vllm:num_requests_running Number of requests in model execution batches.
+# TYPE vllm:num_requests_running gauge
+vllm:num_requests_running{engine="0",model_name="m"} 3
+# HELP vllm:inter_token_latency_seconds Histogram of inter-token latency in seconds.
+# TYPE vllm:inter_token_latency_seconds histogram
+vllm:inter_token_latency_seconds_bucket{engine="0",le="0.01",model_name="m"} 2
+vllm:inter_token_latency_seconds_bucket{engine="0",le="+Inf",model_name="m"} 40
+vllm:inter_token_latency_seconds_sum{engine="0",model_name="m"} 1.5
+vllm:inter_token_latency_seconds_count{engine="0",model_name="m"} 40
+vllm:inter_token_latency_seconds_sum{engine="1",model_name="m"} 0.5
+vllm:inter_token_latency_seconds_count{engine="1",model_name="m"} 10
+`)
+	s, err := ParseMetrics(vllm)
+	if err != nil || !s.DecodeKnown || s.DecodeSeconds != 2 || s.DecodeTokens != 50 || s.Running != 3 {
+		t.Fatalf("vLLM: %+v, %v; want 2 s over 50 tokens beside 3 running", s, err)
+	}
+	llama := []byte("llamacpp:requests_processing 1\n# TYPE llamacpp:tokens_predicted_seconds_total counter\nllamacpp:tokens_predicted_seconds_total 12.5\n# TYPE llamacpp:tokens_predicted_total counter\nllamacpp:tokens_predicted_total 500\n")
+	if s, err = ParseMetrics(llama); err != nil || !s.DecodeKnown || s.DecodeSeconds != 12.5 || s.DecodeTokens != 500 {
+		t.Fatalf("llama.cpp: %+v, %v", s, err)
+	}
+	if s, err = ParseMetrics([]byte("vllm:num_requests_running 1\n")); err != nil || s.DecodeKnown {
+		t.Fatalf("no decode totals: %+v, %v", s, err)
+	}
+	broken := []byte("vllm:num_requests_running 1\n# TYPE vllm:inter_token_latency_seconds histogram\nvllm:inter_token_latency_seconds_sum -4\nvllm:inter_token_latency_seconds_count 10\n")
+	if s, err = ParseMetrics(broken); err != nil || s.DecodeKnown {
+		t.Fatalf("a negative sum: %+v, %v", s, err)
+	}
+}

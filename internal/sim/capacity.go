@@ -58,6 +58,12 @@ type CapacityStats struct {
 	CacheCapacity int   `json:"cache_capacity"` // blocks it holds
 	// CacheEvictions counts cached blocks evicted for room.
 	CacheEvictions int64 `json:"cache_evictions"`
+	// DecodeTokens and DecodeSeconds are the running totals of output
+	// tokens decoded and the time between them, as vLLM's inter-token
+	// latency histogram (and llama.cpp's predicted-token counters) state
+	// them; like Prometheus counters they are never reset.
+	DecodeTokens  int64   `json:"decode_tokens"`
+	DecodeSeconds float64 `json:"decode_seconds"`
 }
 
 // capacity is the live state behind Capacity.
@@ -78,6 +84,9 @@ type capacity struct {
 	// Cached blocks no request holds are free to evict, so (as in vLLM)
 	// they do not count as usage.
 	active int
+	// the answers' output tokens and the time between them, totals
+	decodeTokens int64
+	decodeTime   time.Duration
 }
 
 func newCapacity(cfg Capacity) *capacity {
@@ -152,6 +161,8 @@ func (s *Sim) admit(c *call, g *gen, model string, prompt []byte) (release func(
 		cp.cache.unpin(pinned)
 		cp.cache.reserve(-decode)
 		cp.cacheAnswer(prompt, g, cfg.BlockTokens*4)
+		cp.decodeTokens += int64(g.n)
+		cp.decodeTime += time.Duration(g.n) * g.every
 		cp.mu.Unlock()
 		cp.release()
 	}, true
@@ -255,7 +266,8 @@ func (cp *capacity) stats() CapacityStats {
 	defer cp.mu.Unlock()
 	return CapacityStats{Running: int64(cp.running), Waiting: int64(len(cp.waiting)), PeakRunning: int64(cp.peak),
 		Rejected: cp.rejected, Loads: cp.loads, PromptTokens: cp.prompt, CachedTokens: cp.cached,
-		CacheUsed: cp.cache.used(), CacheActive: cp.active, CacheCapacity: cp.cfg.CacheBlocks, CacheEvictions: cp.cache.evictions}
+		CacheUsed: cp.cache.used(), CacheActive: cp.active, CacheCapacity: cp.cfg.CacheBlocks, CacheEvictions: cp.cache.evictions,
+		DecodeTokens: cp.decodeTokens, DecodeSeconds: cp.decodeTime.Seconds()}
 }
 
 func (cp *capacity) reset() {
@@ -455,6 +467,7 @@ func (s *Sim) handleVLLMMetrics(c *call) {
 	b = strconv.AppendFloat(append(append(b, lbl...), ' '), float64(st.CachedTokens), 'f', -1, 64)
 	b = append(b, '\n')
 	b = s.appendProcessStart(b)
+	b = appendDecodeHistogram(b, "vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", lbl, st)
 	c.sc.buf = b
 	c.writeBody(http.StatusOK, ctPromText, b, true)
 }
@@ -491,6 +504,8 @@ func (s *Sim) handleLlamaMetrics(c *call) {
 	b := c.sc.buf[:0]
 	b = appendGauge(b, "llamacpp:requests_processing", "Number of requests processing", "", float64(st.Running))
 	b = appendGauge(b, "llamacpp:requests_deferred", "Number of requests deferred", "", float64(st.Waiting))
+	b = appendCounter(b, "llamacpp:tokens_predicted_total", "Number of generation tokens processed.", float64(st.DecodeTokens))
+	b = appendCounter(b, "llamacpp:tokens_predicted_seconds_total", "Predict process time", st.DecodeSeconds)
 	c.sc.buf = b
 	c.writeBody(http.StatusOK, ctPromText, b, true)
 }
@@ -504,15 +519,45 @@ func (s *Sim) appendProcessStart(b []byte) []byte {
 		float64(s.started.Load())/1000)
 }
 
-func appendGauge(b []byte, name, help, labels string, v float64) []byte {
+// appendDecodeHistogram appends the decode totals as an inter-token latency
+// histogram: its one +Inf bucket, sum and count (a scheduler reads the sum
+// and count).
+func appendDecodeHistogram(b []byte, name, help, lbl string, st CapacityStats) []byte {
+	b = appendMetricHeader(b, name, help, "histogram")
+	inf := lbl[:len(lbl)-1] + `,le="+Inf"}`
+	if lbl == "" {
+		inf = `{le="+Inf"}`
+	}
+	b = append(append(append(b, name...), "_bucket"...), inf...)
+	b = strconv.AppendInt(append(b, ' '), st.DecodeTokens, 10)
+	b = append(append(append(append(b, '\n'), name...), "_sum"...), lbl...)
+	b = strconv.AppendFloat(append(b, ' '), st.DecodeSeconds, 'f', -1, 64)
+	b = append(append(append(append(b, '\n'), name...), "_count"...), lbl...)
+	b = strconv.AppendInt(append(b, ' '), st.DecodeTokens, 10)
+	return append(b, '\n')
+}
+
+func appendCounter(b []byte, name, help string, v float64) []byte {
+	b = append(appendMetricHeader(b, name, help, "counter"), name...)
+	b = strconv.AppendFloat(append(b, ' '), v, 'f', -1, 64)
+	return append(b, '\n')
+}
+
+// appendMetricHeader appends a metric's # HELP and # TYPE lines.
+func appendMetricHeader(b []byte, name, help, typ string) []byte {
 	b = append(b, "# HELP "...)
 	b = append(b, name...)
 	b = append(b, ' ')
 	b = append(b, help...)
 	b = append(b, "\n# TYPE "...)
 	b = append(b, name...)
-	b = append(b, " gauge\n"...)
-	b = append(b, name...)
+	b = append(b, ' ')
+	b = append(b, typ...)
+	return append(b, '\n')
+}
+
+func appendGauge(b []byte, name, help, labels string, v float64) []byte {
+	b = append(appendMetricHeader(b, name, help, "gauge"), name...)
 	b = append(b, labels...)
 	b = append(b, ' ')
 	b = strconv.AppendFloat(b, v, 'f', -1, 64)

@@ -369,3 +369,40 @@ func TestCapacitySpecOptions(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeTotalsStated: vLLM's /metrics states the answers' output
+// tokens and the time between them as its inter-token latency histogram,
+// and llama.cpp's as its predicted-token counters, so a scheduler can read
+// a box's decode speed; a slower box states a larger sum per token.
+func TestDecodeTotalsStated(t *testing.T) {
+	histogram := func(t *testing.T, b []byte, name string) (sum float64, count uint64) {
+		t.Helper()
+		p := expfmt.NewTextParser(model.UTF8Validation)
+		fams, err := p.TextToMetricFamilies(strings.NewReader(string(b)))
+		if err != nil {
+			t.Fatalf("not Prometheus text: %v\n%s", err, b)
+		}
+		f := fams[name]
+		if f == nil || len(f.Metric) != 1 || f.Metric[0].Histogram == nil {
+			t.Fatalf("no histogram %s in\n%s", name, b)
+		}
+		return f.Metric[0].Histogram.GetSampleSum(), f.Metric[0].Histogram.GetSampleCount()
+	}
+	for _, tps := range []float64{40, 40.0 / 3} {
+		s := startT(t, Config{Kind: VLLM, TTFT: time.Millisecond, TokensPerSecond: tps, Tokens: 4,
+			Capacity: Capacity{Slots: 2, QueueMax: 5}})
+		post(t, s.URL+"/v1/chat/completions", chatBody)
+		post(t, s.URL+"/v1/chat/completions", chatBody)
+		_, b := get(t, s.URL+"/metrics")
+		sum, count := histogram(t, b, "vllm:inter_token_latency_seconds")
+		if want := 8 / tps; count != 8 || sum < want*0.99 || sum > want*1.01 {
+			t.Fatalf("%v tokens/s: %v s over %d tokens, want %v over 8", tps, sum, count, want)
+		}
+	}
+	s := startT(t, Config{Kind: LlamaCpp, TTFT: time.Millisecond, TokensPerSecond: 50, Tokens: 5, Capacity: Capacity{Slots: 1, RejectWhenFull: true}})
+	post(t, s.URL+"/v1/chat/completions", chatBody)
+	_, b := get(t, s.URL+"/metrics")
+	if m := parseMetrics(t, b); m["llamacpp:tokens_predicted_total"] != 5 || m["llamacpp:tokens_predicted_seconds_total"] < 0.099 || m["llamacpp:tokens_predicted_seconds_total"] > 0.101 {
+		t.Fatalf("llama.cpp: %v", m)
+	}
+}

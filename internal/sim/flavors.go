@@ -173,6 +173,7 @@ func (s *Sim) handleSGLangMetrics(c *call) {
 	lbl := `{model_name="` + s.models.Load().list[0].id + `"}`
 	b := appendLoadGauges(c.sc.buf[:0], &sglangGauges, lbl, st)
 	b = s.appendProcessStart(b)
+	b = appendDecodeHistogram(b, "sglang:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", lbl, st)
 	c.sc.buf = b
 	c.writeBody(http.StatusOK, ctPromText, b, true)
 }

@@ -1,0 +1,112 @@
+package balancer
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+// slowDecoderFleet is four idle 8-slot candidates whose backends state
+// their time per output token: 25 ms, and 75 ms for slow ("d", three
+// times slower).
+func slowDecoderFleet() *fleet {
+	f := prefixFleet("a", "b", "c", "d")
+	for i := range f.signals {
+		f.signals[i].TPOT, f.signals[i].TPOTAt = 25*time.Millisecond, time.Now()
+	}
+	f.signals[3].TPOT = 75 * time.Millisecond
+	return f
+}
+
+// TestPrefixLeavesASlowDecoder (item 7): a conversation whose prompt only
+// the slow box holds leaves it while a faster box has room, and no new
+// conversation makes its home there; with every faster box full it stays.
+func TestPrefixLeavesASlowDecoder(t *testing.T) {
+	p := prefixPipeline(t)
+	f := slowDecoderFleet()
+	f.signals[3].PrefixCached = 30
+	r := Request{Model: "m", Prefix: PrefixInfo{Blocks: 40, Shared: 4, Anchor: 12345}}
+	if i, why := p.Schedule(r, f); i == 3 {
+		t.Fatalf("the slow box holds the conversation: chose it (%s), want a faster one", why.String())
+	}
+	for conv := range 400 {
+		r := Request{Model: "m", Prefix: PrefixInfo{Blocks: 20, Shared: 16, Anchor: HashKey(fmt.Sprint("conversation ", conv))}}
+		if i, why := p.Schedule(r, f); i == 3 {
+			t.Fatalf("conversation %d made its home on the slow box (%s)", conv, why.String())
+		}
+	}
+	// equal decoders: the conversation stays where its prompt is
+	f.signals[3].TPOT = 30 * time.Millisecond
+	if i, why := p.Schedule(r, f); i != 3 {
+		t.Fatalf("30 ms against 25 ms per token is no slow box: chose %d (%s)", i, why.String())
+	}
+	// the faster boxes full: the slow one keeps it
+	f.signals[3].TPOT = 75 * time.Millisecond
+	for i := range 3 {
+		f.signals[i].Running, f.signals[i].Waiting = 8, 2
+	}
+	if i, why := p.Schedule(r, f); i != 3 {
+		t.Fatalf("the faster boxes full: chose %d (%s), want the slow one holding the prompt", i, why.String())
+	}
+}
+
+// TestSlowDecoderJudgedOnStatedRateOnly: a box whose time to first token
+// is three times the others' (a client's long prompts can do that) keeps
+// its conversation; only the stated decode rate moves it, and an old
+// statement counts for nothing.
+func TestSlowDecoderJudgedOnStatedRateOnly(t *testing.T) {
+	p := prefixPipeline(t)
+	f := slowDecoderFleet()
+	f.signals[3].TPOT = 25 * time.Millisecond
+	for i := range f.signals {
+		f.signals[i].TTFT, f.signals[i].TTFTAt = 200*time.Millisecond, time.Now()
+	}
+	f.signals[3].TTFT = 600 * time.Millisecond
+	f.signals[3].PrefixCached = 30
+	r := Request{Model: "m", Prefix: PrefixInfo{Blocks: 40, Shared: 4, Anchor: 12345}}
+	if i, why := p.Schedule(r, f); i != 3 {
+		t.Fatalf("slow TTFT, equal decode rate: chose %d (%s), want the box holding the prompt", i, why.String())
+	}
+	f.signals[3].TPOT, f.signals[3].TPOTAt = 75*time.Millisecond, time.Now().Add(-2*TPOTMaxAge)
+	if i, why := p.Schedule(r, f); i != 3 {
+		t.Fatalf("a stale decode rate: chose %d (%s), want the box holding the prompt", i, why.String())
+	}
+}
+
+// TestSessionLeavesASlowDecoder (item 7, with session ids): under adaptive
+// a session pinned to a box that decodes three times slower goes to a
+// faster one while one has room, and stays pinned when none has.
+func TestSessionLeavesASlowDecoder(t *testing.T) {
+	p := mustPipeline(t, Config{Strategy: Adaptive})
+	f := slowDecoderFleet()
+	r := Request{Model: "m", Key: HashKey("conv"), Pinned: "d"}
+	if i, why := p.Schedule(r, f); i == 3 {
+		t.Fatalf("pinned to the slow box: chose it (%s)", why.String())
+	}
+	for k := range 200 {
+		if i, why := p.Schedule(Request{Model: "m", Key: HashKey(fmt.Sprint("session ", k))}, f); i == 3 {
+			t.Fatalf("a new session went to the slow box (%s)", why.String())
+		}
+	}
+	for i := range 3 {
+		f.signals[i].Running, f.signals[i].Waiting = 8, 2
+	}
+	if i, why := p.Schedule(r, f); i != 3 {
+		t.Fatalf("the faster boxes full: chose %d (%s), want the pin", i, why.String())
+	}
+}
+
+// TestSpeedScoreReadsStatedRate: the speed score marks a box that states a
+// decode rate three times slower as slow with no TTFT sample of ours, and
+// an equal one not.
+func TestSpeedScoreReadsStatedRate(t *testing.T) {
+	s := &Set{MinTPOT: 25 * time.Millisecond}
+	slow := &Candidate{Signals: Signals{TPOT: 75 * time.Millisecond}}
+	even := &Candidate{Signals: Signals{TPOT: 40 * time.Millisecond}}
+	if got := (ttftScorer{}).Score(nil, slow, s); got > 0.5 {
+		t.Fatalf("three times slower per token scores %v", got)
+	}
+	if got := (ttftScorer{}).Score(nil, even, s); got != 1 {
+		t.Fatalf("1.6 times per token scores %v, want 1", got)
+	}
+}
