@@ -20,8 +20,10 @@ type PrefixAffinity struct {
 	// placed by load alone.
 	Off bool `json:"off,omitempty"`
 	// CacheBlocks is each endpoint's block budget in the index, in blocks
-	// of 256 bytes of prompt (default 65536, about 4M tokens; at most
-	// 1048576). The index costs at most 128 bytes a block.
+	// of 256 bytes of prompt (at most 1048576). Unset, each endpoint's
+	// budget is what its backend states it caches (vLLM's KV blocks, llama.cpp's
+	// n_ctx over its slots, at about 4 bytes a token), else 65536 (about 4M
+	// tokens). The index costs at most 128 bytes a block.
 	CacheBlocks int `json:"cache_blocks,omitempty"`
 	// ReleasePenalty is how many rounds of queueing beyond the best other
 	// endpoint the one holding a conversation may cost before a request
@@ -34,7 +36,7 @@ func (pa *PrefixAffinity) validate() error {
 		return nil
 	}
 	if pa.CacheBlocks < 0 || pa.CacheBlocks > prefix.MaxBudget {
-		return fmt.Errorf("prefix_affinity cache_blocks must be between 1 and %d (0 for the default %d), got %d", prefix.MaxBudget, prefix.DefaultBudget, pa.CacheBlocks)
+		return fmt.Errorf("prefix_affinity cache_blocks must be between 1 and %d (unset: the cache the backend states, else %d), got %d", prefix.MaxBudget, prefix.DefaultBudget, pa.CacheBlocks)
 	}
 	if pa.ReleasePenalty < 0 || pa.ReleasePenalty != pa.ReleasePenalty || pa.ReleasePenalty > 1000 {
 		return fmt.Errorf("prefix_affinity release_penalty must be between 0 and 1000 rounds, got %v", pa.ReleasePenalty)
@@ -51,8 +53,12 @@ func (pa *PrefixAffinity) on(strategy string) bool {
 // conversation's prompt.
 type prefixRouting struct {
 	index *prefix.Index
-	slots map[*fleet.Endpoint]*prefixSlot // written at provision, read-only after
-	// lossMu serialises catching up with an endpoint's cache losses
+	// budget is the configured cache_blocks (0: each endpoint's from what
+	// its backend states, else prefix.DefaultBudget)
+	budget int
+	slots  map[*fleet.Endpoint]*prefixSlot // written at provision, read-only after
+	// lossMu serialises catching up with an endpoint's cache losses and
+	// its stated size
 	lossMu sync.Mutex
 
 	// requests with a prompt of their own, and of them the ones served
@@ -60,11 +66,13 @@ type prefixRouting struct {
 	routed, held atomic.Int64
 }
 
-// prefixSlot is an endpoint's place in the index, and how far the index
-// has followed what the endpoint's cache lost (fleet.Endpoint.CacheSeq).
+// prefixSlot is an endpoint's place in the index, how far the index has
+// followed what the endpoint's cache lost (fleet.Endpoint.CacheSeq), and
+// the cache size its budget was set from (fleet.Endpoint.CacheTokens).
 type prefixSlot struct {
-	slot prefix.Slot
-	seen atomic.Uint64
+	slot   prefix.Slot
+	seen   atomic.Uint64
+	tokens atomic.Int64
 }
 
 func newPrefixRouting(states []*fleet.Endpoint, pa *PrefixAffinity) *prefixRouting {
@@ -72,9 +80,9 @@ func newPrefixRouting(states []*fleet.Endpoint, pa *PrefixAffinity) *prefixRouti
 	if pa != nil {
 		budget = pa.CacheBlocks
 	}
-	pr := &prefixRouting{index: prefix.NewIndex(), slots: make(map[*fleet.Endpoint]*prefixSlot, len(states))}
+	pr := &prefixRouting{index: prefix.NewIndex(), budget: budget, slots: make(map[*fleet.Endpoint]*prefixSlot, len(states))}
 	for _, st := range states {
-		if s, err := pr.index.Add(st.Name(), budget); err == nil {
+		if s, err := pr.index.Add(st.Name(), budget); err == nil { // sized by the backend when it states a size
 			ps := &prefixSlot{slot: s}
 			ps.seen.Store(st.CacheSeq()) // the index starts empty: nothing to forget
 			pr.slots[st] = ps
@@ -85,7 +93,8 @@ func newPrefixRouting(states []*fleet.Endpoint, pa *PrefixAffinity) *prefixRouti
 
 // slot is st's place in the index, -1 when it has none. It first forgets
 // what st's backend lost since the index last looked (a restart, an
-// unloaded model): one atomic load when nothing was.
+// unloaded model), and sizes st's budget to the cache its backend states:
+// two atomic loads when neither changed.
 func (pr *prefixRouting) slot(st *fleet.Endpoint) prefix.Slot {
 	ps, ok := pr.slots[st]
 	if !ok {
@@ -94,7 +103,24 @@ func (pr *prefixRouting) slot(st *fleet.Endpoint) prefix.Slot {
 	if st.CacheSeq() != ps.seen.Load() {
 		pr.catchUp(st, ps)
 	}
+	if pr.budget == 0 && st.CacheTokens() != ps.tokens.Load() {
+		pr.resize(st, ps)
+	}
 	return ps.slot
+}
+
+// resize sets st's budget to the cache size its backend states (capped at
+// prefix.MaxBudget), evicting what no longer fits.
+func (pr *prefixRouting) resize(st *fleet.Endpoint, ps *prefixSlot) {
+	pr.lossMu.Lock()
+	defer pr.lossMu.Unlock()
+	tokens := st.CacheTokens()
+	budget := 0 // the default, for a backend that stated no size
+	if tokens > 0 {
+		budget = prefix.BlocksForTokens(tokens)
+	}
+	_, _ = pr.index.Add(st.Name(), budget) // tracked already: only resized
+	ps.tokens.Store(tokens)
 }
 
 // catchUp applies st's cache losses since ps.seen to the index.
@@ -186,11 +212,18 @@ func (c *prefixCandidates) Signals(i int, model string, out *balancer.Signals) {
 // stats is the index as /internal/stats/prefix shows it.
 func (pr *prefixRouting) stats() map[string]any {
 	eps := map[string]any{}
-	for st := range pr.slots {
+	for st, ps := range pr.slots {
 		es := pr.index.Stats(pr.slot(st))
-		eps[st.Name()] = map[string]any{"blocks": es.Blocks, "budget": es.Budget, "recorded_blocks": es.Recorded,
+		e := map[string]any{"blocks": es.Blocks, "budget": es.Budget, "budget_from": "default", "recorded_blocks": es.Recorded,
 			"held_blocks": es.Hits, "hit_ratio": es.HitRatio(), "evictions": es.Evictions,
 			"forgets": es.Forgets, "forgotten_blocks": es.Forgotten}
+		switch tokens := ps.tokens.Load(); {
+		case pr.budget > 0:
+			e["budget_from"] = "cache_blocks"
+		case tokens > 0:
+			e["budget_from"], e["backend_cache_tokens"] = "backend", tokens
+		}
+		eps[st.Name()] = e
 	}
 	return map[string]any{"enabled": true, "block_bytes": prefix.BlockBytes, "routed": pr.routed.Load(),
 		"held": pr.held.Load(), "endpoints": eps}

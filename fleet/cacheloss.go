@@ -44,7 +44,15 @@ type cacheLog struct {
 	// start time it stated (unix milliseconds, 0: none)
 	resident  atomic.Pointer[profiles.Signals]
 	startedAt atomic.Int64
+	// tokens is the KV cache size the backend last stated (0: never)
+	tokens atomic.Int64
 }
+
+// CacheTokens is the KV cache size in tokens the backend last stated
+// (profiles.Signals.CacheTokens: vLLM's blocks × block size, llama.cpp's
+// context over its slots), 0 when it never stated one. It is a setting of
+// the backend's, so an old value stands while polls fail.
+func (st *Endpoint) CacheTokens() int64 { return st.cache.tokens.Load() }
 
 func (l *cacheLog) add(model string) {
 	l.mu.Lock()
@@ -122,6 +130,9 @@ func (st *Endpoint) noteSignals(sig *profiles.Signals) {
 		return
 	}
 	l := &st.cache
+	if sig.CacheKnown {
+		l.tokens.Store(sig.CacheTokens)
+	}
 	if sig.StartedKnown && sig.Started <= sig.At.Add(maxStartSkew).UnixMilli() {
 		if prev := l.startedAt.Swap(sig.Started); prev != 0 && prev != sig.Started {
 			l.add("")

@@ -18,5 +18,10 @@ func (st *Endpoint) SetModelsForTest(models []profiles.Model) {
 // SetHealthForTest stores a probe verdict (tests only).
 func (st *Endpoint) SetHealthForTest(h Health) { st.health.Store(&h) }
 
-// SetSignalsForTest stores load signals as if polled (tests only).
-func (st *Endpoint) SetSignalsForTest(sig *profiles.Signals) { st.sched.signals.Store(sig) }
+// SetSignalsForTest stores load signals as if polled (tests only): what
+// they state of the backend's cache (its size, a restart, an unloaded
+// model) is noted as a poll notes it.
+func (st *Endpoint) SetSignalsForTest(sig *profiles.Signals) {
+	st.sched.signals.Store(sig)
+	st.noteSignals(sig)
+}

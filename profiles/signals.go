@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -56,6 +57,12 @@ type Signals struct {
 	DecodeKnown   bool
 	DecodeSeconds float64
 	DecodeTokens  float64
+
+	// CacheKnown: the backend stated how many tokens its KV cache holds
+	// (vLLM's cache_config_info num_gpu_blocks × block_size, llama.cpp's
+	// n_ctx summed over its /slots), at most MaxCacheTokens.
+	CacheKnown  bool
+	CacheTokens int64
 
 	// At is when the body was parsed; callers ignore signals that are too
 	// old (the design's rule: older than three polling intervals).
@@ -233,7 +240,9 @@ func ParseLMStudioModels(body []byte) (Signals, error) {
 // when "is_processing" is true. The busy slots are also the running count.
 func ParseSlots(body []byte) (Signals, error) {
 	var slots []struct {
-		IsProcessing *bool `json:"is_processing"`
+		IsProcessing *bool           `json:"is_processing"`
+		NCtx         json.RawMessage `json:"n_ctx"` // read apart: a bad one says nothing of the load
+
 	}
 	if err := decodeJSON(body, &slots); err != nil {
 		return Signals{}, fmt.Errorf("llama.cpp /slots: %w", err)
@@ -252,8 +261,23 @@ func ParseSlots(body []byte) (Signals, error) {
 		}
 	}
 	s.Running = s.SlotsBusy
+	// each slot has its share of the context (llama-server -c 4096 -np 4
+	// gives four of 1024); one without a believable size says nothing
+	total := 0.0
+	for _, slot := range slots {
+		n := positiveInt(strings.Trim(string(slot.NCtx), `"`))
+		if n == 0 {
+			return s, nil
+		}
+		total += n
+	}
+	s.CacheKnown, s.CacheTokens = true, int64(min(total, MaxCacheTokens))
 	return s, nil
 }
+
+// MaxCacheTokens bounds the KV cache size a backend states (2^40 tokens,
+// far beyond any server): a larger claim is capped.
+const MaxCacheTokens = 1 << 40
 
 // decodeJSON decodes one JSON value, rejecting trailing data.
 func decodeJSON(body []byte, v any) error {
@@ -396,12 +420,54 @@ func ParseMetrics(body []byte) (Signals, error) {
 		return Signals{}, fmt.Errorf("metrics: none of the load metrics this proxy reads (%s, ...)", metricSignals[0].name)
 	}
 	s.StartedKnown, s.Started = startTime(families[processStart])
+	s.CacheKnown, s.CacheTokens = cacheTokens(families[cacheConfig])
 	count := func(v float64) int64 { return int64(min(math.Round(v), maxCount)) }
 	s.WaitingKnown, s.Waiting = known[fieldWaiting], count(sums[fieldWaiting])
 	s.RunningKnown, s.Running = known[fieldRunning], count(sums[fieldRunning])
 	s.KVKnown, s.KVUsage = known[fieldKV], min(sums[fieldKV], 1)
 	s.DecodeSeconds, s.DecodeTokens, s.DecodeKnown = decodeTotals(families)
 	return s, nil
+}
+
+// cacheConfig is vLLM's KV cache configuration: a gauge of 1 whose labels
+// are the settings, num_gpu_blocks and block_size (tokens a block) among
+// them; one sample per engine.
+const cacheConfig = "vllm:cache_config_info"
+
+// cacheTokens is the KV cache's size in tokens that cache_config_info
+// states, summed over the engines (each has its own), capped at
+// MaxCacheTokens. A sample without whole positive numbers for both labels
+// (vLLM writes "None" before the cache is sized) makes it unknown.
+func cacheTokens(mf *dto.MetricFamily) (bool, int64) {
+	if mf == nil || len(mf.GetMetric()) == 0 {
+		return false, 0
+	}
+	total := 0.0
+	for _, m := range mf.GetMetric() {
+		var blocks, size float64
+		for _, lp := range m.GetLabel() {
+			switch lp.GetName() {
+			case "num_gpu_blocks":
+				blocks = positiveInt(lp.GetValue())
+			case "block_size":
+				size = positiveInt(lp.GetValue())
+			}
+		}
+		if blocks == 0 || size == 0 {
+			return false, 0
+		}
+		total += blocks * size
+	}
+	return true, int64(min(total, MaxCacheTokens))
+}
+
+// positiveInt is a label's whole positive number, 0 when it is none.
+func positiveInt(v string) float64 {
+	n, err := strconv.ParseFloat(v, 64)
+	if err != nil || !(n >= 1) || math.IsInf(n, 1) || n != math.Trunc(n) {
+		return 0
+	}
+	return n
 }
 
 // processStart is the standard Prometheus process collector's start time,
@@ -527,7 +593,7 @@ func wanted(line []byte) bool {
 			return true
 		}
 	}
-	if named(line, processStart) {
+	if named(line, processStart) || named(line, cacheConfig) {
 		return true
 	}
 	for _, m := range decodeMetrics {

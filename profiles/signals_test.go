@@ -447,3 +447,66 @@ vllm:inter_token_latency_seconds_count{engine="1",model_name="m"} 10
 		t.Fatalf("a negative sum: %+v, %v", s, err)
 	}
 }
+
+// TestSignalsCacheSize: the KV cache size a backend states, in tokens:
+// llama.cpp's per-slot n_ctx summed over /slots (the real capture: -c 4096
+// -np 4 gives four slots of 1024), vLLM's cache_config_info num_gpu_blocks
+// × block_size. A lying surface (1e18 blocks, negative, NaN, "None", a
+// fraction, a string, an object) is capped or leaves the size unknown,
+// and never costs the load values beside it.
+func TestSignalsCacheSize(t *testing.T) {
+	info := func(blocks, size string) []byte {
+		return []byte(`vllm:num_requests_running 1` + "\n" + `vllm:cache_config_info{block_size="` + size +
+			`",enable_prefix_caching="True",num_gpu_blocks="` + blocks + `"} 1.0` + "\n")
+	}
+	slots := func(nctx ...string) []byte {
+		var b bytes.Buffer
+		b.WriteByte('[')
+		for i, n := range nctx {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, `{"id":%d,"n_ctx":%s,"is_processing":false}`, i, n)
+		}
+		b.WriteByte(']')
+		return b.Bytes()
+	}
+	tests := []struct {
+		name   string
+		format string
+		body   []byte
+		known  bool
+		tokens int64
+	}{
+		{"real llama.cpp slots", SignalsSlots, fixtureBody(t, "llamacpp/GET_slots.txt"), true, 4096},
+		{"vllm fixture", SignalsMetrics, testdata(t, "vllm_metrics.txt"), true, 27033 * 16},
+		{"vllm", SignalsMetrics, info("2048", "16"), true, 32768},
+		{"vllm two engines", SignalsMetrics, append(info("100", "16"), `vllm:cache_config_info{block_size="16",engine="1",num_gpu_blocks="50"} 1`+"\n"...), true, 2400},
+		{"vllm 1e18 blocks capped", SignalsMetrics, info("1e18", "16"), true, MaxCacheTokens},
+		{"vllm huge both capped", SignalsMetrics, info("9223372036854775807", "9223372036854775807"), true, MaxCacheTokens},
+		{"vllm negative", SignalsMetrics, info("-2048", "16"), false, 0},
+		{"vllm NaN", SignalsMetrics, info("NaN", "16"), false, 0},
+		{"vllm +Inf", SignalsMetrics, info("+Inf", "16"), false, 0},
+		{"vllm None before sizing", SignalsMetrics, info("None", "16"), false, 0},
+		{"vllm fraction", SignalsMetrics, info("20.5", "16"), false, 0},
+		{"vllm zero block size", SignalsMetrics, info("2048", "0"), false, 0},
+		{"vllm no block size", SignalsMetrics, []byte("vllm:num_requests_running 1\nvllm:cache_config_info{num_gpu_blocks=\"5\"} 1\n"), false, 0},
+		{"llama.cpp slots 1e30", SignalsSlots, slots("1e30", "1024"), true, MaxCacheTokens},
+		{"llama.cpp slot negative", SignalsSlots, slots("1024", "-1"), false, 0},
+		{"llama.cpp slot string number", SignalsSlots, slots(`"1024"`, "1024"), true, 2048},
+		{"llama.cpp slot word", SignalsSlots, slots(`"lots"`), false, 0},
+		{"llama.cpp slot object", SignalsSlots, slots(`{"a":1}`), false, 0},
+		{"llama.cpp slot null", SignalsSlots, slots("null"), false, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParseSignals(tt.format, tt.body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.CacheKnown != tt.known || got.CacheTokens != tt.tokens || !got.RunningKnown {
+				t.Errorf("cache %v %d (running known %v), want %v %d", got.CacheKnown, got.CacheTokens, got.RunningKnown, tt.known, tt.tokens)
+			}
+		})
+	}
+}

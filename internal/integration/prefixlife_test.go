@@ -13,6 +13,7 @@ type prefixEndpoint struct {
 	Budget    int     `json:"budget"`
 	Forgets   int64   `json:"forgets"`
 	Forgotten int64   `json:"forgotten_blocks"`
+	Evictions int64   `json:"evictions"`
 	HitRatio  float64 `json:"hit_ratio"`
 }
 
@@ -120,4 +121,61 @@ func TestPrefixForgetsUnloadedModel(t *testing.T) {
 		got := prefixStats(t)["o"]
 		return got.Forgotten == int64(held.Blocks) && got.Blocks > 0
 	})
+}
+
+// TestPrefixBudgetsFromBackends, through Caddy: each endpoint's index
+// budget is the KV cache its backend states (vLLM's cache_config_info:
+// 1000 blocks of 16 tokens, 16,000 tokens, 250 index blocks at 4 bytes a
+// token; llama.cpp's /slots: 2 slots of 4096 tokens, 128 blocks), else the
+// default (Ollama states none); a configured cache_blocks wins over all.
+// A flood of unique prompts keeps each endpoint within its budget.
+func TestPrefixBudgetsFromBackends(t *testing.T) {
+	v := startSim(t, sim.Config{Kind: sim.VLLM, Name: "v", Models: []string{"m"}, Capacity: sim.Capacity{CacheBlocks: 1000}})
+	l := startSim(t, sim.Config{Kind: sim.LlamaCpp, Name: "l", Models: []string{"m"}, ContextLength: 4096, Capacity: sim.Capacity{Slots: 2}})
+	o := startSim(t, sim.Config{Kind: sim.Ollama, Name: "o", Models: []string{"m"}})
+	poll := "\t\t\tload_interval 100ms"
+	eps := endpointBlock("v", v.URL, "vllm", poll) + endpointBlock("l", l.URL, "llamacpp", poll) + endpointBlock("o", o.URL, "ollama", poll)
+	load(t, site(eps+"load_balancer adaptive\n"))
+	waitRoutable(t, "v", "l", "o")
+	want := map[string]struct {
+		budget int
+		from   string
+	}{"v": {250, "backend"}, "l": {128, "backend"}, "o": {65536, "default"}}
+	var stats struct {
+		Endpoints map[string]struct {
+			Budget int    `json:"budget"`
+			From   string `json:"budget_from"`
+			Tokens int64  `json:"backend_cache_tokens"`
+		} `json:"endpoints"`
+	}
+	waitFor(t, "budgets from the backends", 30*time.Second, func() bool {
+		getJSON(t, "/internal/stats/prefix", &stats)
+		for name, w := range want {
+			if e := stats.Endpoints[name]; e.Budget != w.budget || e.From != w.from {
+				return false
+			}
+		}
+		return true
+	})
+	// a flood of unique prompts: no endpoint's index grows past its budget
+	converse(t, "m", 100, 400, 1)
+	for name, e := range prefixStats(t) {
+		if e.Blocks > e.Budget {
+			t.Errorf("%s holds %d blocks over its budget of %d", name, e.Blocks, e.Budget)
+		}
+	}
+	if got := prefixStats(t); got["v"].Evictions == 0 && got["l"].Evictions == 0 {
+		t.Errorf("the flood filled neither small budget: %+v", got)
+	}
+
+	// configured: cache_blocks wins
+	load(t, site(eps+"load_balancer adaptive\nprefix_affinity {\n\tcache_blocks 500\n}\n"))
+	waitRoutable(t, "v", "l", "o")
+	converse(t, "m", 0, 1, 1)
+	getJSON(t, "/internal/stats/prefix", &stats)
+	for name := range want {
+		if e := stats.Endpoints[name]; e.Budget != 500 || e.From != "cache_blocks" {
+			t.Errorf("%s with cache_blocks 500: %+v", name, e)
+		}
+	}
 }

@@ -468,6 +468,17 @@ func (s *Sim) handleVLLMMetrics(c *call) {
 	b = append(b, '\n')
 	b = s.appendProcessStart(b)
 	b = appendDecodeHistogram(b, "vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", lbl, st)
+	// the KV cache's size, as vLLM states it: the capacity model's cache,
+	// else a nominal 8192 blocks of 16 tokens
+	blocks, size := 8192, 16
+	if s.cap != nil && s.cap.cfg.CacheBlocks > 0 {
+		blocks, size = s.cap.cfg.CacheBlocks, s.cap.cfg.BlockTokens
+	}
+	b = append(b, "# HELP vllm:cache_config_info Information of the LLMEngine CacheConfig\n# TYPE vllm:cache_config_info gauge\nvllm:cache_config_info{block_size=\""...)
+	b = strconv.AppendInt(b, int64(size), 10)
+	b = append(b, `",enable_prefix_caching="True",engine="0",num_gpu_blocks="`...)
+	b = strconv.AppendInt(b, int64(blocks), 10)
+	b = append(b, "\"} 1.0\n"...)
 	c.sc.buf = b
 	c.writeBody(http.StatusOK, ctPromText, b, true)
 }
