@@ -44,7 +44,9 @@
 //     candidate without room is set aside; when all are full the request
 //     waits in the admission queue (queue.go).
 //  5. The engine (olla or sherpa) sends the attempt and fails over before
-//     the first byte; picker.Done feeds the outcome to passive health
+//     the first byte (a pooled connection the backend closed under the
+//     request is retried once on a fresh one first, engines.ConnTrace);
+//     picker.Done feeds the outcome to passive health
 //     (fleet.Endpoint.Finish) and the TTFT average, and record.go the
 //     metrics and the dashboard. Token counts are read from the response's
 //     tail by package usage; with key_limits they are charged to the key

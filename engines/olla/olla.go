@@ -89,6 +89,7 @@ func (e *Engine) Serve(w http.ResponseWriter, r *http.Request, plan *engines.Pla
 // it once the response body is done.
 func (e *Engine) roundTrip(r *http.Request, plan *engines.Plan, t engines.Target) (res *http.Response, latency time.Duration, cancel context.CancelFunc, err error) {
 	ctx, stop, cancel := engines.WithHeaderTimeout(r.Context(), plan.HeaderTimeout)
+	ctx, conn := engines.TraceConn(ctx)
 	apiPath, payload := plan.UpstreamFor(t)
 	u := engines.UpstreamURL(t.BaseURL(), apiPath, plan.RawQuery)
 	// built by hand: NewRequest would print the URL only to parse it again
@@ -97,14 +98,14 @@ func (e *Engine) roundTrip(r *http.Request, plan *engines.Plan, t engines.Target
 	if payload != nil {
 		out.Body = newBody(payload)
 		out.ContentLength = int64(len(payload))
-		// lets the transport resend on a keep-alive connection the backend
-		// closed just as we used it
+		// replays the body on a keep-alive connection the backend closed
+		// just as we used it (the transport's retry, and conn.RoundTrip's)
 		out.GetBody = func() (io.ReadCloser, error) { return newBody(payload), nil }
 	}
 	engines.SetForwarded(out.Header, r)
 	engines.AddVia(out.Header, r.Proto, r.ProtoMajor, r.ProtoMinor)
 	sent := time.Now()
-	res, err = t.Transport().RoundTrip(out)
+	res, err = conn.RoundTrip(t.Transport(), out)
 	if stop() {
 		if err == nil {
 			res.Body.Close()

@@ -214,6 +214,7 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	plan := q.plan
 
 	ctx, stop, cancel := engines.WithHeaderTimeout(req.Context(), plan.HeaderTimeout)
+	ctx, conn := engines.TraceConn(ctx)
 	out := req.Clone(ctx)
 	apiPath, payload := plan.UpstreamFor(t)
 	out.URL = engines.UpstreamURL(t.BaseURL(), apiPath, plan.RawQuery)
@@ -222,14 +223,17 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	if payload != nil {
 		out.Body = io.NopCloser(bytes.NewReader(payload))
 		out.ContentLength = int64(len(payload))
+		// replays the body on a keep-alive connection the backend closed
+		// just as we used it (the transport's retry, and conn.RoundTrip's)
+		out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(payload)), nil }
 		out.Header.Del("Transfer-Encoding")
 	} else {
-		out.Body = nil
+		out.Body, out.GetBody = nil, nil
 		out.ContentLength = 0
 	}
 
 	sent := time.Now()
-	res, err := t.Transport().RoundTrip(out)
+	res, err := conn.RoundTrip(t.Transport(), out)
 	if stop() {
 		if err == nil {
 			res.Body.Close()
