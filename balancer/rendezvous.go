@@ -139,7 +139,9 @@ func rendezvousKept(key uint64, cands []Candidate, kept []bool, loads []float64,
 	if roomy {
 		limit = min(limit, 1)
 	}
-	best, bestWeight := -1, uint64(0)
+	// the two highest weights: the key's first and second choice
+	best, next := -1, -1
+	var bestWeight, nextWeight uint64
 	for i := range cands {
 		c := &cands[i]
 		if !kept[i] || warmthRank(c) != warmest || loads[i] < 0 || loads[i] > limit {
@@ -151,12 +153,30 @@ func rendezvousKept(key uint64, cands []Candidate, kept []bool, loads []float64,
 		} else {
 			w = mix64(key ^ mix64(uint64(i)+1))
 		}
-		if best < 0 || w > bestWeight {
+		switch {
+		case best < 0 || w > bestWeight:
+			next, nextWeight = best, bestWeight
 			best, bestWeight = i, w
+		case next < 0 || w > nextWeight:
+			next, nextWeight = i, w
 		}
+	}
+	// Two choices: the second when it is clearly less loaded. Hashing
+	// alone leaves a few servers a request or two ahead of the rest at any
+	// moment, and those are where requests queue (the harness's one-turn
+	// requests with nothing shared: p99 1.1-1.35x least-connections); two
+	// proxies still agree unless their views of the loads differ by about
+	// the slack.
+	if next >= 0 && loads[next]+homeSlack < loads[best] {
+		return next
 	}
 	return best
 }
+
+// homeSlack is how much less loaded (in utilisation: a quarter of the
+// slots, two of eight) a key's second choice must be to take it from its
+// first.
+const homeSlack = 0.25
 
 // warmthRank orders candidates for affinity: warm, unknown (or stale), cold.
 func warmthRank(c *Candidate) int {

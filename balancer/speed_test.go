@@ -110,3 +110,38 @@ func TestSpeedScoreReadsStatedRate(t *testing.T) {
 		t.Fatalf("1.6 times per token scores %v, want 1", got)
 	}
 }
+
+// TestHomeTakesTheLessLoadedOfTwo: a new conversation's home is its
+// rendezvous first choice unless its second choice is clearly less loaded
+// (a quarter of the slots); not whichever is idlest, and a request of
+// difference keeps the first, so proxies whose views differ by that agree.
+func TestHomeTakesTheLessLoadedOfTwo(t *testing.T) {
+	p := prefixPipeline(t)
+	f := prefixFleet("a", "b", "c", "d")
+	r := Request{Model: "m", Prefix: PrefixInfo{Blocks: 20, Shared: 16, Anchor: HashKey("conversation")}}
+	first, _ := p.Schedule(r, f)
+	moved := 0
+	for x := range f.signals {
+		if x == first {
+			continue
+		}
+		for i := range f.signals {
+			f.signals[i].Running = 6 // 7 of 8 slots with this request
+		}
+		f.signals[x].Running = 2 // 3 of 8
+		i, why := p.Schedule(r, f)
+		switch {
+		case i == x:
+			moved++
+		case i != first:
+			t.Fatalf("%d idler: chose %d (%s), want %d or %d", x, i, why.String(), first, x)
+		}
+		f.signals[x].Running = 5 // one request less than the first
+		if i, why := p.Schedule(r, f); i != first {
+			t.Fatalf("%d one request idler: chose %d (%s), want the first choice %d", x, i, why.String(), first)
+		}
+	}
+	if moved != 1 {
+		t.Fatalf("the home moved to %d of the 3 others when each was idler, want only the second choice", moved)
+	}
+}

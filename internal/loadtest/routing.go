@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -27,6 +28,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/caddy-olla/olla/balancer"
 )
 
 // fleet is one routing scenario: the simulated servers and the workload.
@@ -292,6 +295,9 @@ type routingContender struct {
 	// bin is the Caddy binary to run (empty: -caddy): -routing-baseline
 	// adds the shipped config on another build, to compare against.
 	bin string
+	// off is a scorer whose weight is 0 in an ablation contender
+	// (-routing-ablate): the shipped config without it
+	off string
 }
 
 // shippedName is the contender that runs the config the README ships.
@@ -309,7 +315,16 @@ func routingContenders() []routingContender {
 }
 
 // adaptive reports whether c is one of the contenders the targets are for.
-func (c routingContender) adaptive() bool { return c.lb == "adaptive" }
+func (c routingContender) adaptive() bool { return c.lb == "adaptive" && c.off == "" }
+
+// ablations are the shipped config with each adaptive scorer off in turn.
+func ablations() []routingContender {
+	var out []routingContender
+	for _, name := range slices.Sorted(maps.Keys(balancer.AdaptiveWeights())) {
+		out = append(out, routingContender{name: "ablate " + name, lb: "adaptive", sticky: true, off: name})
+	}
+	return out
+}
 
 // slug is the contender's name as a file name.
 func (c routingContender) slug() string {
@@ -330,7 +345,11 @@ func (c routingContender) caddyfile(f fleet, backends []string, port, admin int)
 			f.route(), strings.Join(backends, " "), c.policy)
 		return b.String()
 	}
-	fmt.Fprintf(&b, "\tolla {\n\t\tengine olla\n\t\tload_balancer %s\n", c.lb)
+	fmt.Fprintf(&b, "\tolla {\n\t\tengine olla\n\t\tload_balancer %s", c.lb)
+	if c.off != "" {
+		fmt.Fprintf(&b, " {\n\t\t\t%s 0\n\t\t}", c.off)
+	}
+	b.WriteByte('\n')
 	if c.sticky {
 		b.WriteString("\t\tsticky_sessions\n")
 	}
@@ -401,6 +420,9 @@ func runRouting(ctx context.Context, o options, fleetsToRun []fleet, sup *superv
 		return 1
 	}
 	cs := routingContenders()
+	if o.routingAblate {
+		cs = append(cs, ablations()...)
+	}
 	if o.routingBaseline != "" {
 		cs = append(cs, routingContender{name: "baseline adaptive+sticky", lb: "adaptive", sticky: true, bin: o.routingBaseline})
 	}

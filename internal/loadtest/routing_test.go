@@ -68,8 +68,15 @@ func TestFleetsFitTheContext(t *testing.T) {
 func TestRoutingCaddyfiles(t *testing.T) {
 	f := fleets()[0]
 	backends := []string{"127.0.0.1:1", "127.0.0.1:2"}
-	for _, c := range routingContenders() {
+	abl := ablations()
+	if len(abl) != 5 {
+		t.Fatalf("%d ablations, want one per adaptive scorer: %v", len(abl), abl)
+	}
+	for _, c := range append(routingContenders(), abl...) {
 		cf := c.caddyfile(f, backends, 31150, 2110)
+		if c.off != "" && (!strings.Contains(cf, "load_balancer adaptive {\n\t\t\t"+c.off+" 0\n\t\t}\n") || c.adaptive()) {
+			t.Errorf("%s: want %s off, and no targets for it:\n%s", c.name, c.off, cf)
+		}
 		for _, want := range []string{"admin 127.0.0.1:2110", "bind 127.0.0.1", "http://:31150"} {
 			if !strings.Contains(cf, want) {
 				t.Errorf("%s: no %q in\n%s", c.name, want, cf)
