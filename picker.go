@@ -81,6 +81,10 @@ type picker struct {
 	rec          *requestRecord // the request's record, filled per attempt
 	limits       *rateLimiter   // per-endpoint buckets, if any
 
+	// cold: the current attempt found its model not loaded (its TTFT
+	// teaches the endpoint's load time, not its speed)
+	cold bool
+
 	// admission: candidates found at max_concurrency (or busy) wait here
 	// for a slot, through the site's queue policy if it has one
 	full    []*fleet.Endpoint
@@ -115,6 +119,7 @@ func (p *picker) Next() (engines.Target, bool) {
 	}
 	p.attempts++
 	p.current, p.attemptStart, p.firstByteAt, p.okStatus, p.ttftDone = st, time.Now(), time.Time{}, false, false
+	p.cold = st.ColdFor(p.modelAt(st))
 	st.ObserveAttempt(p.modelAt(st), p.attemptStart)
 	if p.trace != nil {
 		p.trace.Attempt(traceEndpoint(st), p.modelAt(st), p.attemptStart)
@@ -196,6 +201,11 @@ func (p *picker) recordTTFT() {
 		return
 	}
 	p.ttftDone = true
+	if p.cold {
+		p.current.ObserveLoad(p.modelAt(p.current), p.firstByteAt.Sub(p.attemptStart))
+		p.current.EndAttempt(p.modelAt(p.current), p.attemptStart) // it brought no speed sample
+		return
+	}
 	p.current.ObserveTTFT(p.modelAt(p.current), p.firstByteAt.Sub(p.attemptStart))
 }
 
@@ -246,6 +256,9 @@ func (p *picker) Done(t engines.Target, out engines.Outcome) {
 	if st == p.current && out.Err == nil && out.Status >= 200 && out.Status < 300 {
 		p.okStatus = true
 		p.recordTTFT()
+		if !p.cold {
+			st.ObserveService(p.modelAt(st), now.Sub(p.attemptStart))
+		}
 		if p.prefix != nil {
 			p.prefix.served(st, p.modelAt(st))
 		}

@@ -133,7 +133,7 @@ func NewPipeline(cfg Config) (*Pipeline, error) {
 	case Adaptive:
 		p.filters = []Filter{CapacityFilter{}}
 		weights = AdaptiveWeights()
-		p.prefix, p.penalty = cfg.PrefixAffinity, cfg.ReleasePenalty
+		p.prefix, p.penalty, p.residency = cfg.PrefixAffinity, cfg.ReleasePenalty, true
 		if p.penalty == 0 {
 			p.penalty = DefaultReleasePenalty
 		}

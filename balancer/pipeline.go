@@ -136,6 +136,7 @@ type Pipeline struct {
 	speed     bool    // the TTFT scorer has a weight: Set.MinTTFT is wanted
 	prefix    bool    // the prefix stage runs (prefix.go)
 	penalty   float64 // its release penalty, in rounds of queueing
+	residency bool    // a cold candidate waits for a cheaper warm queue (waitOverLoad)
 	slots     []scratch
 	nextSlot  atomic.Uint32
 }
@@ -331,6 +332,15 @@ func (p *Pipeline) schedule(in *Request, c Candidates, why *Reason) int {
 	if kept == 0 { // filters narrow, never empty the set (nor leave the tier)
 		for i := range s.kept {
 			if s.kept[i] = !p.prefix || s.cands[i].Priority == s.decision.tier; s.kept[i] {
+				kept++
+			}
+		}
+	}
+	if p.residency {
+		waitOverLoad(s.cands, s.kept, s.decision.tier, !p.prefix)
+		kept = 0
+		for _, k := range s.kept {
+			if k {
 				kept++
 			}
 		}

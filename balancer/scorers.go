@@ -289,3 +289,45 @@ func (CapacityFilter) Keep(_ *Request, c *Candidate, _ *Set) bool {
 	}
 	return true
 }
+
+// waitOverLoad keeps a cold candidate out while waiting on a warm one costs
+// less than loading the model: a cold endpoint is chosen only when the
+// wait would cost more than its load. The wait is the warm candidate's
+// rounds of queue ahead of the request times its learned service time;
+// the load is the cold one's learned load time (Signals.LoadTime,
+// Service). A warm candidate the capacity filter dropped is kept again
+// for it: its queue is the cheaper wait. Without both figures nothing
+// changes. kept is the filters' verdict; only warm candidates of tier
+// count, unless anyTier.
+func waitOverLoad(cands []Candidate, kept []bool, tier int, anyTier bool) {
+	minLoad := time.Duration(0)
+	for i := range cands {
+		c := &cands[i]
+		if kept[i] && c.Fresh() && c.Warm == Cold && c.LoadTime > 0 && (minLoad == 0 || c.LoadTime < minLoad) {
+			minLoad = c.LoadTime
+		}
+	}
+	if minLoad == 0 {
+		return
+	}
+	wait, best := time.Duration(0), -1
+	for i := range cands {
+		c := &cands[i]
+		if !c.Fresh() || c.Warm != Warm || c.Service <= 0 || (!anyTier && c.Priority != tier) {
+			continue
+		}
+		w := time.Duration(max(c.placed()-1, 0) * float64(c.Service))
+		if best < 0 || w < wait {
+			wait, best = w, i
+		}
+	}
+	if best < 0 || wait >= minLoad {
+		return
+	}
+	for i := range cands {
+		if c := &cands[i]; kept[i] && c.Fresh() && c.Warm == Cold && c.LoadTime > wait {
+			kept[i] = false
+		}
+	}
+	kept[best] = true
+}

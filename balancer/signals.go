@@ -117,6 +117,13 @@ type Signals struct {
 	TPOT   time.Duration
 	TPOTAt time.Time
 
+	// LoadTime is how long this endpoint was seen to take to load the
+	// model (a cold start's TTFT beyond a warm one's), and Service how long
+	// a request for it takes here with the model loaded: one round of its
+	// queue. Both learned from our own requests (0: not yet).
+	LoadTime time.Duration
+	Service  time.Duration
+
 	// PrefixCached is how many leading blocks of the request's prompt the
 	// endpoint is known to hold (the caller's prefix index; 0: none).
 	PrefixCached int

@@ -145,3 +145,32 @@ func TestHomeTakesTheLessLoadedOfTwo(t *testing.T) {
 		t.Fatalf("the home moved to %d of the 3 others when each was idler, want only the second choice", moved)
 	}
 }
+
+// TestColdOnlyWhenWaitingCostsMore (item 2): a cold endpoint is chosen only
+// when waiting on a warm one would cost more than its learned load: the
+// warm endpoint at its cap, half a round behind at 0.5 s a round, beats a
+// 3 s load; ten rounds behind it does not; without a learned load time the
+// capacity filter stands as before.
+func TestColdOnlyWhenWaitingCostsMore(t *testing.T) {
+	p := prefixPipeline(t)
+	f := newFleet("warm", "cold")
+	now := time.Now()
+	f.signals[0] = Signals{Warm: Warm, MaxConcurrency: 2, Service: 500 * time.Millisecond, At: now, MaxAge: time.Hour}
+	f.signals[1] = Signals{Warm: Cold, LoadTime: 3 * time.Second, At: now, MaxAge: time.Hour}
+	f.hold(0, 2)
+	if i, why := p.Schedule(Request{Model: "m"}, f); i != 0 {
+		t.Fatalf("warm at its cap, a 0.25 s wait against a 3 s load: chose %d (%s), want warm", i, why.String())
+	}
+	f.hold(0, 19) // 21 in flight on 2 slots: 9.5 rounds of 0.5 s
+	if i, why := p.Schedule(Request{Model: "m"}, f); i != 1 {
+		t.Fatalf("a 4.75 s wait against a 3 s load: chose %d (%s), want cold", i, why.String())
+	}
+	f.signals[1].LoadTime = 0
+	f.inFlight[0].Release()
+	for f.InFlight(0) > 2 {
+		f.inFlight[0].Release()
+	}
+	if i, why := p.Schedule(Request{Model: "m"}, f); i != 1 {
+		t.Fatalf("no load time learned: chose %d (%s), want the one with room, as before", i, why.String())
+	}
+}

@@ -293,16 +293,26 @@ const maxTTFTModels = 64
 // must list: the table holds only listed models (plus a few spellings), so
 // clients naming random models cannot grow it.
 func (st *Endpoint) ObserveTTFT(model string, d time.Duration) {
-	if model == "" || d <= 0 {
+	if d <= 0 {
 		return
 	}
-	if e := st.ttftEntry(model); e != nil {
+	if e := st.modelEntry(model); e != nil {
 		e.avg.Observe(d)
-		return
+	}
+}
+
+// ttftFor2 is model's entry in the TTFT table, created for a model the
+// endpoint lists; nil for one it does not (or a full table).
+func (st *Endpoint) modelEntry(model string) *modelTTFT {
+	if model == "" {
+		return nil
+	}
+	if e := st.ttftEntry(model); e != nil {
+		return e
 	}
 	name, ok := st.LookupModel(model)
 	if !ok {
-		return
+		return nil
 	}
 	st.sched.ttftMu.Lock()
 	defer st.sched.ttftMu.Unlock()
@@ -317,7 +327,7 @@ func (st *Endpoint) ObserveTTFT(model string, d time.Duration) {
 			limit = max(limit, 2*len(ms.models))
 		}
 		if len(old) >= limit {
-			return
+			return nil
 		}
 		next := make(map[string]*modelTTFT, len(old)+1)
 		for k, v := range old {
@@ -327,7 +337,7 @@ func (st *Endpoint) ObserveTTFT(model string, d time.Duration) {
 		next[name] = e
 		st.sched.ttft.Store(&next)
 	}
-	e.avg.Observe(d)
+	return e
 }
 
 // modelTTFT is one model's TTFT average on one endpoint, and when our last
@@ -336,6 +346,51 @@ func (st *Endpoint) ObserveTTFT(model string, d time.Duration) {
 type modelTTFT struct {
 	avg     balancer.EWMA
 	attempt atomic.Int64
+	// load and service are learned in nanoseconds (0: not yet): the time
+	// a cold start took beyond a warm one's TTFT (the model's load), and a
+	// warm request's whole time here (what one round of its queue costs);
+	// see ObserveLoad and ObserveService
+	load, service atomic.Int64
+}
+
+// blendInto moves v half-way to d (d itself when v has none).
+func blendInto(v *atomic.Int64, d time.Duration) {
+	if old := v.Load(); old > 0 {
+		d = (time.Duration(old) + d) / 2
+	}
+	v.Store(int64(max(d, 1)))
+}
+
+// ObserveLoad records the time to first token of a request that found
+// model not loaded here (ColdFor at its start): beyond a warm request's
+// TTFT, that is how long this endpoint takes to load it. It does not feed
+// the TTFT average, which is the box's speed with the model loaded.
+func (st *Endpoint) ObserveLoad(model string, ttft time.Duration) {
+	if e := st.modelEntry(model); e != nil && ttft > 0 {
+		warm, _ := e.avg.Sample()
+		blendInto(&e.load, min(max(ttft-warm, ttft/2), maxLoadTime))
+	}
+}
+
+// ObserveService records how long a request for model with the model
+// loaded took here, from its start to its answer's end: one round of the
+// endpoint's queue. (A client that reads slowly makes it longer, so a cold
+// load looks cheaper beside it: at worst a load comes sooner.)
+func (st *Endpoint) ObserveService(model string, d time.Duration) {
+	if e := st.modelEntry(model); e != nil && d > 0 {
+		blendInto(&e.service, min(d, maxLoadTime))
+	}
+}
+
+// maxLoadTime bounds a learned load or service time.
+const maxLoadTime = 30 * time.Minute
+
+// ColdFor reports whether the endpoint's fresh signals say model is not
+// loaded here: a request starting now pays its load.
+func (st *Endpoint) ColdFor(model string) bool {
+	var sig balancer.Signals
+	st.SchedSignals(model, &sig)
+	return sig.Warm == balancer.Cold && !sig.At.IsZero() && (sig.MaxAge <= 0 || time.Since(sig.At) <= sig.MaxAge)
 }
 
 // observeAttempt notes that a request for model starts here now. Only a
@@ -375,6 +430,7 @@ func (st *Endpoint) ttftFor(model string, out *balancer.Signals) {
 	if m := st.sched.ttft.Load(); m != nil {
 		if e, ok := (*m)[model]; ok {
 			out.TTFT, out.TTFTAt = e.avg.Sample()
+			out.LoadTime, out.Service = time.Duration(e.load.Load()), time.Duration(e.service.Load())
 			if at := e.attempt.Load(); at != 0 {
 				out.MeasuringSince = time.Unix(0, at)
 			}

@@ -281,14 +281,20 @@ func TestSlotsLearned(t *testing.T) {
 // marks the endpoint as measuring that model (so a forgotten average is
 // probed once, see balancer.TestForgottenSpeedIsProbedOnce); a model with
 // no average, or one the endpoint does not list, leaves nothing behind.
-func TestAttemptMarksMeasuring(t *testing.T) {
-	st, _ := polledEndpoint(t, "http://127.0.0.1:1", "vllm", time.Second)
+// listingEndpoint is a polled endpoint of type typ listing models m and
+// other, and a reader of its signals for a model.
+func listingEndpoint(t *testing.T, typ string) (*Endpoint, func(model string) balancer.Signals) {
+	st, _ := polledEndpoint(t, "http://127.0.0.1:1", typ, time.Second)
 	st.models.Store(newModelSnapshot([]profiles.Model{{Name: "m"}, {Name: "other"}}, time.Now()))
-	read := func(model string) balancer.Signals {
+	return st, func(model string) balancer.Signals {
 		var sig balancer.Signals
 		st.SchedSignals(model, &sig)
 		return sig
 	}
+}
+
+func TestAttemptMarksMeasuring(t *testing.T) {
+	st, read := listingEndpoint(t, "vllm")
 	at := time.Now()
 	st.ObserveAttempt("m", at)
 	if sig := read("m"); !sig.MeasuringSince.IsZero() {
@@ -353,5 +359,39 @@ func TestDecodeRateFromStatedTotals(t *testing.T) {
 	d.observe(&profiles.Signals{}) // a poll without the totals changes nothing
 	if rate() == 0 {
 		t.Fatal("a poll without totals forgot the rate")
+	}
+}
+
+// TestLoadAndServiceLearned (item 2): a cold start's TTFT beyond the warm
+// average is the endpoint's load time, kept out of the speed average; a
+// warm request's whole time is its service time; both blend half-way and
+// are kept only for models the endpoint lists. ColdFor reads the fresh
+// residency.
+func TestLoadAndServiceLearned(t *testing.T) {
+	st, read := listingEndpoint(t, "ollama")
+	st.ObserveTTFT("m", 200*time.Millisecond)
+	st.ObserveLoad("m", 3200*time.Millisecond)
+	if sig := read("m"); sig.LoadTime != 3*time.Second || sig.TTFT != 200*time.Millisecond {
+		t.Fatalf("load %v, ttft %v; want 3s beyond the warm 200ms, the average untouched", sig.LoadTime, sig.TTFT)
+	}
+	st.ObserveLoad("m", 5200*time.Millisecond)
+	st.ObserveService("m", time.Second)
+	st.ObserveService("m", 2*time.Second)
+	st.ObserveLoad("not-listed", time.Hour)
+	if sig := read("m"); sig.LoadTime != 4*time.Second || sig.Service != 1500*time.Millisecond {
+		t.Fatalf("load %v, service %v; want 4s and 1.5s", sig.LoadTime, sig.Service)
+	}
+	if sig := read("other"); sig.LoadTime != 0 || sig.Service != 0 {
+		t.Fatalf("another model: %+v", sig)
+	}
+	if st.ColdFor("m") {
+		t.Fatal("cold with no residency read")
+	}
+	var ps profiles.Signals
+	ps.AddLoaded("other")
+	ps.At = time.Now()
+	st.sched.signals.Store(&ps)
+	if !st.ColdFor("m") || st.ColdFor("other") {
+		t.Fatalf("residency [other]: cold m %v, cold other %v; want true, false", st.ColdFor("m"), st.ColdFor("other"))
 	}
 }
