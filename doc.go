@@ -45,7 +45,7 @@
 //     waits in the admission queue (queue.go).
 //  5. The engine (olla or sherpa) sends the attempt and fails over before
 //     the first byte (a pooled connection the backend closed under the
-//     request is retried once on a fresh one first, engines.ConnTrace);
+//     request is replayed by the transport first, engines.Replayable);
 //     picker.Done feeds the outcome to passive health
 //     (fleet.Endpoint.Finish) and the TTFT average, and record.go the
 //     metrics and the dashboard. Token counts are read from the response's

@@ -2,9 +2,9 @@ package engines_test
 
 // The keep-alive race: a backend closes an idle connection just as the
 // transport reuses it for the next request. The request is written, and
-// the read of the answer meets EOF before any byte. Go's transport does
-// not replay a POST then, so the engines retry once themselves, on a fresh
-// connection, before the attempt counts as failed. These backends close a
+// the read of the answer meets EOF before any byte. Go's transport replays
+// only idempotent requests then; the engines mark theirs so
+// (engines.Replayable), and the attempt is answered instead of failing. These backends close a
 // connection deterministically on its second request, after reading it
 // whole, which is that race with the timing taken out.
 
@@ -181,8 +181,9 @@ func TestKeepAliveRace(t *testing.T) {
 }
 
 // TestKeepAliveRetryOnFreshConn: with two idle connections in the pool,
-// both closed by the backend, the retry does not take the second: it
-// dials a new one.
+// both closed by the backend, the request meets each (neither answered a
+// byte) and is answered on a fresh one: the retries are bounded by the
+// stale connections in the pool.
 func TestKeepAliveRetryOnFreshConn(t *testing.T) {
 	for _, eng := range enginesUnderTest(t) {
 		t.Run(eng.name, func(t *testing.T) {
@@ -220,8 +221,8 @@ func TestKeepAliveRetryOnFreshConn(t *testing.T) {
 			if got := b.conns.Load(); got != 3 {
 				t.Errorf("the backend accepted %d connections, want 3", got)
 			}
-			if got := b.requests.Load(); got != 4 {
-				t.Errorf("the backend saw %d requests, want 4 (two, the third on a pooled connection, its retry)", got)
+			if got := b.requests.Load(); got != 5 {
+				t.Errorf("the backend saw %d requests, want 5 (two, the third on each pooled connection, then on a fresh one)", got)
 			}
 		})
 	}

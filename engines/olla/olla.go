@@ -89,7 +89,6 @@ func (e *Engine) Serve(w http.ResponseWriter, r *http.Request, plan *engines.Pla
 // it once the response body is done.
 func (e *Engine) roundTrip(r *http.Request, plan *engines.Plan, t engines.Target) (res *http.Response, latency time.Duration, cancel context.CancelFunc, err error) {
 	ctx, stop, cancel := engines.WithHeaderTimeout(r.Context(), plan.HeaderTimeout)
-	ctx, conn := engines.TraceConn(ctx)
 	apiPath, payload := plan.UpstreamFor(t)
 	u := engines.UpstreamURL(t.BaseURL(), apiPath, plan.RawQuery)
 	// built by hand: NewRequest would print the URL only to parse it again
@@ -103,9 +102,10 @@ func (e *Engine) roundTrip(r *http.Request, plan *engines.Plan, t engines.Target
 		out.GetBody = func() (io.ReadCloser, error) { return newBody(payload), nil }
 	}
 	engines.SetForwarded(out.Header, r)
+	engines.Replayable(out.Header)
 	engines.AddVia(out.Header, r.Proto, r.ProtoMajor, r.ProtoMinor)
 	sent := time.Now()
-	res, err = conn.RoundTrip(t.Transport(), out)
+	res, err = t.Transport().RoundTrip(out)
 	if stop() {
 		if err == nil {
 			res.Body.Close()

@@ -214,7 +214,6 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	plan := q.plan
 
 	ctx, stop, cancel := engines.WithHeaderTimeout(req.Context(), plan.HeaderTimeout)
-	ctx, conn := engines.TraceConn(ctx)
 	out := req.Clone(ctx)
 	apiPath, payload := plan.UpstreamFor(t)
 	out.URL = engines.UpstreamURL(t.BaseURL(), apiPath, plan.RawQuery)
@@ -232,8 +231,9 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		out.ContentLength = 0
 	}
 
+	engines.Replayable(out.Header)
 	sent := time.Now()
-	res, err := conn.RoundTrip(t.Transport(), out)
+	res, err := t.Transport().RoundTrip(out)
 	if stop() {
 		if err == nil {
 			res.Body.Close()
