@@ -3,6 +3,7 @@ package olla
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/caddyserver/caddy/v2"
@@ -51,6 +52,29 @@ type App struct {
 	preloads    *preload.Gate        // preload loads in flight across endpoints
 	registry    *prometheus.Registry // olla_* only, for /internal/metrics
 	shared      bool                 // holds a reference on the shared pool entry
+
+	// the handlers' prefix indexes, for the metrics (prefixCollector)
+	prefixMu sync.Mutex
+	prefixes []*prefixRouting
+}
+
+// addPrefix lists a handler's prefix index for the metrics until dropPrefix.
+func (a *App) addPrefix(pr *prefixRouting) {
+	a.prefixMu.Lock()
+	defer a.prefixMu.Unlock()
+	a.prefixes = append(a.prefixes, pr)
+}
+
+func (a *App) dropPrefix(pr *prefixRouting) {
+	a.prefixMu.Lock()
+	defer a.prefixMu.Unlock()
+	a.prefixes = slices.DeleteFunc(a.prefixes, func(p *prefixRouting) bool { return p == pr })
+}
+
+func (a *App) prefixRoutings() []*prefixRouting {
+	a.prefixMu.Lock()
+	defer a.prefixMu.Unlock()
+	return slices.Clone(a.prefixes)
 }
 
 // CaddyModule returns the Caddy module information.
@@ -75,7 +99,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	sv := v.(*sharedValues)
 	a.metrics, a.stats, a.activity, a.usage = sv.metrics, sv.stats, sv.activity, sv.usage
 	a.room, a.bodies, a.translators, a.preloads = sv.room, sv.bodies, sv.translators, sv.preloads
-	cs := append(sv.metrics.collectors(), endpointCollector{a})
+	cs := append(sv.metrics.collectors(), endpointCollector{a}, prefixCollector{a})
 	a.registry = prometheus.NewRegistry()
 	if err := register(a.registry, cs...); err != nil {
 		return fmt.Errorf("registering olla metrics: %w", err)

@@ -73,6 +73,8 @@ type dashboardPayload struct {
 	Queue          map[string]any      `json:"queue"`
 	// Usage is the top keys (hashed) and models by tokens, with key_limits
 	Usage *usage.Report `json:"usage,omitempty"`
+	// Prefix is each endpoint's prefix index, with prefix affinity on
+	Prefix []prefixView `json:"prefix,omitempty"`
 }
 
 // dashboardUsageKeys is how many keys the usage panel lists.
@@ -155,6 +157,12 @@ func (h *Handler) dashboardPayload(now time.Time) (dashboardPayload, []endpointS
 			}
 		}
 		out.Endpoints = append(out.Endpoints, de)
+		if h.prefix != nil {
+			if v, ok := h.prefix.view(st); ok {
+				v.Endpoint = es.Name
+				out.Prefix = append(out.Prefix, v)
+			}
+		}
 	}
 	out.Catalogue = make([]dashboardModel, 0, len(byModel))
 	for id, eps := range byModel {

@@ -292,7 +292,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 
 	if h.PrefixAffinity.on(h.LoadBalancer) {
-		h.prefix = newPrefixRouting(h.states, h.PrefixAffinity)
+		h.prefix = newPrefixRouting(h.states, h.PrefixAffinity, h.app.metrics)
+		h.app.addPrefix(h.prefix)
 	}
 	if h.Engine == "sherpa" {
 		if h.sherpa, err = sherpa.New(ctx, h.maxAttempts); err != nil {
@@ -328,6 +329,9 @@ func (h *Handler) Cleanup() error {
 		fleet.Release(s)
 	}
 	h.settings = nil
+	if h.prefix != nil {
+		h.app.dropPrefix(h.prefix)
+	}
 	h.keys.release()
 	h.sticky.release()
 	if h.sherpa != nil {

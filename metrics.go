@@ -10,6 +10,7 @@ import (
 
 	"github.com/caddy-olla/olla/admission"
 	"github.com/caddy-olla/olla/fleet"
+	"github.com/caddy-olla/olla/fleet/prefix"
 	"github.com/caddy-olla/olla/preload"
 	"github.com/caddy-olla/olla/usage"
 )
@@ -61,6 +62,12 @@ type ollaMetrics struct {
 	// model list or availability change, never a request as such.
 	catalogueBuilds *prometheus.CounterVec
 
+	// prefix affinity (prefixroute.go): requests a prompt of their own
+	// placed, by the endpoint that served them and whether it held more
+	// than the shared head; and releases of a saturated holder
+	prefixRequests *prometheus.CounterVec
+	prefixReleases *prometheus.CounterVec
+
 	// the admission queue (process-wide, like the endpoints)
 	queueWait     prometheus.Histogram
 	queueRejected *prometheus.CounterVec
@@ -103,6 +110,12 @@ func newOllaMetrics(room *admission.Queue) *ollaMetrics {
 			[]string{"reason"}),
 		queueDepth: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "olla_queue_depth",
 			Help: "Requests waiting in the queue now."}, func() float64 { return float64(room.Depth()) }),
+		prefixRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "olla_prefix_requests_total",
+			Help: "Requests without a session id whose prompt has a block of its own, by the endpoint that served them and match: held (its index held more of the prompt than the shared system prompt and tools) or miss."},
+			[]string{"endpoint", "match"}),
+		prefixReleases: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "olla_prefix_releases_total",
+			Help: "Requests whose prompt another endpoint held, let go because that one was saturated, by the endpoint that served them instead."},
+			[]string{"endpoint"}),
 		catalogueBuilds: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "olla_catalogue_builds_total",
 			Help: "Model catalogue views built (merged or encoded), by kind; each follows a model list or availability change."},
 			[]string{"view"}),
@@ -111,7 +124,7 @@ func newOllaMetrics(room *admission.Queue) *ollaMetrics {
 
 func (m *ollaMetrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.requests, m.duration, m.ttft, m.tokens, m.failovers, m.rateLimited, m.catalogueBuilds,
-		m.keyTokens, m.keyRefusals, m.keyStoreErrors,
+		m.keyTokens, m.keyRefusals, m.keyStoreErrors, m.prefixRequests, m.prefixReleases,
 		m.queueWait, m.queueRejected, m.queueDepth}
 }
 
@@ -244,5 +257,49 @@ func collectSignals(ch chan<- prometheus.Metric, fs *fleet.Status, now time.Time
 	gauge(descSignalKV, sig.KVKnown, sig.KVUsage)
 	if sig.LoadedKnown {
 		ch <- prometheus.MustNewConstMetric(descSignalWarm, prometheus.GaugeValue, float64(len(sig.LoadedModels())), name)
+	}
+}
+
+// prefixCollector reports the config's prefix indexes when scraped: each
+// endpoint's blocks held and budget (summed over the handlers that route
+// to it), blocks evicted for room, and what its backend lost (process-wide,
+// from fleet). Labels are endpoint names, which the config bounds; nothing
+// of a prompt shows.
+type prefixCollector struct{ app *App }
+
+var (
+	descPrefixBlocks = prometheus.NewDesc("olla_prefix_index_blocks",
+		"Blocks of prompt (256 bytes each) the prefix index holds for the endpoint.", []string{"endpoint"}, nil)
+	descPrefixBudget = prometheus.NewDesc("olla_prefix_index_budget_blocks",
+		"The most blocks the prefix index may hold for the endpoint (cache_blocks, else the KV cache its backend states, else 65536).", []string{"endpoint"}, nil)
+	descPrefixEvictions = prometheus.NewDesc("olla_prefix_index_evictions_total",
+		"Blocks the prefix index evicted for room, least recently used first (since this config loaded).", []string{"endpoint"}, nil)
+	descPrefixForgets = prometheus.NewDesc("olla_prefix_forgets_total",
+		"Times the endpoint's backend lost what it cached, by cause: restart (all of it) or unload (a model's part); the index forgets it.", []string{"endpoint", "cause"}, nil)
+)
+
+func (c prefixCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descPrefixBlocks, descPrefixBudget, descPrefixEvictions, descPrefixForgets} {
+		ch <- d
+	}
+}
+
+func (c prefixCollector) Collect(ch chan<- prometheus.Metric) {
+	totals := map[*fleet.Endpoint]prefix.EndpointStats{}
+	for _, pr := range c.app.prefixRoutings() {
+		for st := range pr.slots {
+			es, t := pr.index.Stats(pr.slot(st)), totals[st]
+			t.Blocks, t.Budget, t.Evictions = t.Blocks+es.Blocks, t.Budget+es.Budget, t.Evictions+es.Evictions
+			totals[st] = t
+		}
+	}
+	for st, t := range totals {
+		name := st.Name()
+		ch <- prometheus.MustNewConstMetric(descPrefixBlocks, prometheus.GaugeValue, float64(t.Blocks), name)
+		ch <- prometheus.MustNewConstMetric(descPrefixBudget, prometheus.GaugeValue, float64(t.Budget), name)
+		ch <- prometheus.MustNewConstMetric(descPrefixEvictions, prometheus.CounterValue, float64(t.Evictions), name)
+		restarts, unloads := st.CacheLossCounts()
+		ch <- prometheus.MustNewConstMetric(descPrefixForgets, prometheus.CounterValue, float64(restarts), name, "restart")
+		ch <- prometheus.MustNewConstMetric(descPrefixForgets, prometheus.CounterValue, float64(unloads), name, "unload")
 	}
 }

@@ -176,6 +176,9 @@ func (p *picker) choose() int {
 		c = p.prefix.candidates(p.remaining, c)
 	}
 	i, why := p.balancer.Schedule(p.sched, c)
+	if p.prefix != nil {
+		p.prefix.released = why.Prefix.Released
+	}
 	if p.reasonPrefix != "" && p.header != nil && i >= 0 {
 		p.header.Set("X-Olla-Routing-Reason", p.reasonPrefix+why.Public())
 		if p.prefix != nil && p.rec != nil {

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/caddy-olla/olla/balancer"
 	"github.com/caddy-olla/olla/fleet"
 	"github.com/caddy-olla/olla/fleet/prefix"
@@ -73,9 +75,22 @@ type prefixSlot struct {
 	slot   prefix.Slot
 	seen   atomic.Uint64
 	tokens atomic.Int64
+
+	// requests with a prompt of their own it served, of them the ones it
+	// held more than the shared head of, and the ones another endpoint
+	// held but was let go for saturation (this config's, for the stats
+	// and the dashboard; the metrics count process-wide in m)
+	routed, held, released atomic.Int64
+	m                      prefixCounters
 }
 
-func newPrefixRouting(states []*fleet.Endpoint, pa *PrefixAffinity) *prefixRouting {
+// prefixCounters are one endpoint's prefix metrics, resolved once so that
+// a request costs no label lookup (nil counters without metrics: tests).
+type prefixCounters struct {
+	held, miss, released prometheus.Counter
+}
+
+func newPrefixRouting(states []*fleet.Endpoint, pa *PrefixAffinity, m *ollaMetrics) *prefixRouting {
 	budget := 0
 	if pa != nil {
 		budget = pa.CacheBlocks
@@ -85,6 +100,10 @@ func newPrefixRouting(states []*fleet.Endpoint, pa *PrefixAffinity) *prefixRouti
 		if s, err := pr.index.Add(st.Name(), budget); err == nil { // sized by the backend when it states a size
 			ps := &prefixSlot{slot: s}
 			ps.seen.Store(st.CacheSeq()) // the index starts empty: nothing to forget
+			if m != nil {
+				ps.m = prefixCounters{held: m.prefixRequests.WithLabelValues(st.Name(), "held"),
+					miss: m.prefixRequests.WithLabelValues(st.Name(), "miss"), released: m.prefixReleases.WithLabelValues(st.Name())}
+			}
 			pr.slots[st] = ps
 		} // beyond prefix.MaxEndpoints an endpoint is placed by load alone
 	}
@@ -144,6 +163,9 @@ type prefixRequest struct {
 	slots  []prefix.Slot
 	cached []int
 	cands  prefixCandidates
+	// released: the balancer's last choice let go of the endpoint holding
+	// the prompt, saturated (set by the picker)
+	released bool
 }
 
 // start hashes the request's prompt; nil when it has no block to match.
@@ -179,16 +201,32 @@ func (rq *prefixRequest) candidates(remaining candidates, c balancer.Candidates)
 // served records that st answered the request for model (as st names
 // it): its backend now holds the prompt.
 func (rq *prefixRequest) served(st *fleet.Endpoint, model string) {
-	s := rq.pr.slot(st)
-	if s < 0 {
+	ps, ok := rq.pr.slots[st]
+	if !ok {
 		return
 	}
-	cached := rq.pr.index.Record(s, model, &rq.chain)
-	if rq.chain.Useful() {
-		rq.pr.routed.Add(1)
-		if cached > rq.chain.Shared {
-			rq.pr.held.Add(1)
-		}
+	cached := rq.pr.index.Record(rq.pr.slot(st), model, &rq.chain)
+	if !rq.chain.Useful() {
+		return
+	}
+	rq.pr.routed.Add(1)
+	ps.routed.Add(1)
+	if cached > rq.chain.Shared {
+		rq.pr.held.Add(1)
+		ps.held.Add(1)
+		inc(ps.m.held)
+	} else {
+		inc(ps.m.miss)
+	}
+	if rq.released {
+		ps.released.Add(1)
+		inc(ps.m.released)
+	}
+}
+
+func inc(c prometheus.Counter) {
+	if c != nil {
+		c.Inc()
 	}
 }
 
@@ -209,21 +247,57 @@ func (c *prefixCandidates) Signals(i int, model string, out *balancer.Signals) {
 	out.PrefixCached = c.cached[i]
 }
 
+// prefixView is one endpoint's part of the index as /internal/stats/prefix
+// and the dashboard show it.
+type prefixView struct {
+	Endpoint      string  `json:"endpoint,omitempty"` // in the dashboard's list
+	Blocks        int     `json:"blocks"`
+	Budget        int     `json:"budget"`
+	BudgetFrom    string  `json:"budget_from"` // cache_blocks, backend or default
+	BackendTokens int64   `json:"backend_cache_tokens,omitempty"`
+	Recorded      int64   `json:"recorded_blocks"`
+	HeldBlocks    int64   `json:"held_blocks"`
+	BlockHitRatio float64 `json:"hit_ratio"` // of the recorded blocks, the share it held already
+	Evictions     int64   `json:"evictions"`
+	Forgets       int64   `json:"forgets"`
+	Forgotten     int64   `json:"forgotten_blocks"`
+	// requests with a prompt of their own it served, of them the ones it
+	// held more than the shared head of (their share: the request hit
+	// ratio), and the ones it took when their holder was saturated
+	Routed          int64   `json:"routed"`
+	Held            int64   `json:"held"`
+	RequestHitRatio float64 `json:"request_hit_ratio"`
+	Released        int64   `json:"released"`
+}
+
+// view is st's part of the index (ok false when it has none).
+func (pr *prefixRouting) view(st *fleet.Endpoint) (prefixView, bool) {
+	ps, ok := pr.slots[st]
+	if !ok {
+		return prefixView{}, false
+	}
+	es := pr.index.Stats(pr.slot(st))
+	v := prefixView{Blocks: es.Blocks, Budget: es.Budget, BudgetFrom: "default", Recorded: es.Recorded, HeldBlocks: es.Hits,
+		BlockHitRatio: es.HitRatio(), Evictions: es.Evictions, Forgets: es.Forgets, Forgotten: es.Forgotten,
+		Routed: ps.routed.Load(), Held: ps.held.Load(), Released: ps.released.Load()}
+	if v.Routed > 0 {
+		v.RequestHitRatio = float64(v.Held) / float64(v.Routed)
+	}
+	switch tokens := ps.tokens.Load(); {
+	case pr.budget > 0:
+		v.BudgetFrom = "cache_blocks"
+	case tokens > 0:
+		v.BudgetFrom, v.BackendTokens = "backend", tokens
+	}
+	return v, true
+}
+
 // stats is the index as /internal/stats/prefix shows it.
 func (pr *prefixRouting) stats() map[string]any {
-	eps := map[string]any{}
-	for st, ps := range pr.slots {
-		es := pr.index.Stats(pr.slot(st))
-		e := map[string]any{"blocks": es.Blocks, "budget": es.Budget, "budget_from": "default", "recorded_blocks": es.Recorded,
-			"held_blocks": es.Hits, "hit_ratio": es.HitRatio(), "evictions": es.Evictions,
-			"forgets": es.Forgets, "forgotten_blocks": es.Forgotten}
-		switch tokens := ps.tokens.Load(); {
-		case pr.budget > 0:
-			e["budget_from"] = "cache_blocks"
-		case tokens > 0:
-			e["budget_from"], e["backend_cache_tokens"] = "backend", tokens
-		}
-		eps[st.Name()] = e
+	eps := map[string]prefixView{}
+	for st := range pr.slots {
+		v, _ := pr.view(st)
+		eps[st.Name()] = v
 	}
 	return map[string]any{"enabled": true, "block_bytes": prefix.BlockBytes, "routed": pr.routed.Load(),
 		"held": pr.held.Load(), "endpoints": eps}

@@ -26,7 +26,7 @@ func TestPrefixFloodWithinBudget(t *testing.T) {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	pr := newPrefixRouting(eps, nil)
+	pr := newPrefixRouting(eps, nil, nil)
 	system := strings.Repeat("You are a careful assistant. ", 30)
 	for i := range 10_000 {
 		body := fmt.Sprintf(`{"model":"llama3:8b","messages":[{"role":"system","content":%q},{"role":"user","content":%q}]}`,
@@ -64,8 +64,8 @@ func TestPrefixFloodWithinBudget(t *testing.T) {
 // configured cache_blocks is never overridden.
 func TestPrefixBudgetFollowsBackend(t *testing.T) {
 	eps := scheduledEndpoints(t, 1)
-	pr := newPrefixRouting(eps, nil)
-	fixed := newPrefixRouting(eps, &PrefixAffinity{CacheBlocks: 300})
+	pr := newPrefixRouting(eps, nil, nil)
+	fixed := newPrefixRouting(eps, &PrefixAffinity{CacheBlocks: 300}, nil)
 	for _, tc := range []struct {
 		tokens int64
 		want   int

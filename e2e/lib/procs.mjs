@@ -62,7 +62,8 @@ export async function until(what, fn, ms = 20000) {
 // 300 ms) and starts bin/caddy on it, its state kept under runDir. Take
 // port and admin from the same freePorts call as the simulators' ports, so
 // none can repeat. It returns the site's base URL and the admin API's.
-export function startProxy(set, runDir, { port, admin }, endpoints) {  const block = endpoints.map(([name, p, type]) => `
+// extra: more olla directives, one a line (e.g. a load_balancer).
+export function startProxy(set, runDir, { port, admin }, endpoints, extra = '') {  const block = endpoints.map(([name, p, type]) => `
 		endpoint ${name} {
 			url http://127.0.0.1:${p}
 			type ${type}
@@ -78,6 +79,7 @@ http://:${port} {
 	bind 127.0.0.1
 	olla {
 ${block}
+${extra}
 	}
 }
 `;

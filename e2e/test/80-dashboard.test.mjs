@@ -42,7 +42,9 @@ before(async () => {
   start('sim-a', 'bin/olla-sim', ['-sim', `ollama@127.0.0.1:${pa}=llama3.2:latest,${evilA};name=dash-a;${pace}`]);
   start('sim-b', 'bin/olla-sim', ['-sim', `ollama@127.0.0.1:${pb}=llama3.2:latest,${evilB};name=dash-b;${pace}`]);
   start('sim-c', 'bin/olla-sim', ['-sim', `lmstudio@127.0.0.1:${pc}=qwen2.5-7b-instruct;name=dash-c;${pace}`]);
-  ({ base, adminURL } = startProxy(set, runDir, { port, admin }, [['dash-a', pa, 'ollama'], ['dash-b', pb, 'ollama'], ['dash-c', pc, 'lm-studio']]));
+  // adaptive, as the README ships it: prefix affinity and its panel are on
+  ({ base, adminURL } = startProxy(set, runDir, { port, admin }, [['dash-a', pa, 'ollama'], ['dash-b', pb, 'ollama'], ['dash-c', pc, 'lm-studio']],
+    '\t\tload_balancer adaptive'));
   await until('three routable endpoints', async () => {
     const res = await fetch(`${base}/internal/status/endpoints`);
     const body = await res.json();
@@ -56,6 +58,21 @@ before(async () => {
     });
     assert.equal(res.status, 200);
     await res.text();
+  }
+  // conversations without a session id, three turns each: the prefix
+  // index learns where each is held, and later turns find it there
+  const system = 'You are a careful assistant. '.repeat(30);
+  for (let c = 0; c < 4; c++) {
+    const messages = [{ role: 'system', content: system }, { role: 'user', content: `conversation ${c} asks `.repeat(30) }];
+    for (let turn = 0; turn < 3; turn++) {
+      const r = await fetch(`${base}/olla/ollama/api/chat`, {
+        method: 'POST',
+        body: JSON.stringify({ model: 'llama3.2', stream: false, messages }),
+      });
+      assert.equal(r.status, 200);
+      const answer = await r.json();
+      messages.push(answer.message, { role: 'user', content: `and turn ${turn + 1}?` });
+    }
   }
   const res = await fetch(`${base}/olla/lmstudio/v1/chat/completions`, {
     method: 'POST',
@@ -100,6 +117,38 @@ test('every endpoint and model appears', async () => {
     return n >= 7 ? n : null;
   });
   assert.ok(rows >= 7);
+});
+
+test('the prefix cache panel shows each index and its hit ratio', async () => {
+  const rows = await until('the prefix panel', async () => {
+    const got = await page.evaluate(() => {
+      const panel = document.getElementById('prefix-panel');
+      if (!panel || panel.hidden) return null;
+      return [...document.querySelectorAll('#prefix tbody tr')].map((r) => ({
+        endpoint: r.dataset.endpoint,
+        index: r.querySelector('td.index').textContent,
+        meter: Number(r.querySelector('td.index meter').value),
+        hit: r.querySelector('td.hit-ratio').textContent,
+        visible: r.getBoundingClientRect().height > 0,
+      }));
+    });
+    return got && got.length === 3 ? got : null;
+  });
+  assert.deepEqual(rows.map((r) => r.endpoint), ['dash-a', 'dash-b', 'dash-c']);
+  for (const r of rows) assert.ok(r.visible, `row ${r.endpoint} is not visible`);
+  // the Ollamas served the conversations: their indexes hold blocks, and
+  // of the 12 turns the 8 later ones were held where they went
+  const ollamas = rows.filter((r) => r.endpoint !== 'dash-c');
+  assert.ok(ollamas.some((r) => r.meter > 0), `no index holds blocks: ${JSON.stringify(rows)}`);
+  for (const r of ollamas) assert.match(r.index, /^ ?\d+ of 65536 blocks \(\d+%\)$/);
+  const held = ollamas.reduce((n, r) => n + Number((r.hit.match(/\((\d+) of/) || [0, 0])[1]), 0);
+  assert.ok(held >= 8, `held requests ${held}, want 8 or more: ${JSON.stringify(rows)}`);
+  // the numbers are the server's
+  const data = await (await fetch(`${base}/internal/ui/data`)).json();
+  for (const p of data.prefix) {
+    const r = rows.find((x) => x.endpoint === p.endpoint);
+    assert.equal(r.meter, p.blocks, `${p.endpoint}: the meter shows ${r.meter}, the data ${p.blocks}`);
+  }
 });
 
 test('names from backends are text, never markup', async () => {

@@ -140,21 +140,7 @@ func TestDashboardETagStable(t *testing.T) {
 		}
 		return res.StatusCode
 	}
-	// Two polls more than a second apart (the payload's time differs) have
-	// the same tag. Something may still change between two (a first load
-	// poll, traffic of an earlier test moving along the timeline every 5 s),
-	// so a few tries are allowed; a tag that covers the clock never holds.
-	var tag string
-	for try := 0; ; try++ {
-		first := etag()
-		time.Sleep(1100 * time.Millisecond)
-		if tag = etag(); tag == first {
-			break
-		}
-		if try == 10 {
-			t.Fatalf("the ETag changed on every pair of idle polls (last %s then %s)", first, tag)
-		}
-	}
+	tag := idleETag(t, etag)
 	if code := conditional(tag); code != http.StatusNotModified {
 		t.Fatalf("If-None-Match with the current tag: %d, want 304", code)
 	}
@@ -169,5 +155,23 @@ func TestDashboardETagStable(t *testing.T) {
 	}
 	if code := conditional(tag); code != http.StatusOK {
 		t.Errorf("after a drain: %d, want 200 with the new data", code)
+	}
+}
+
+// idleETag is the tag two polls of an idle proxy more than a second apart
+// (the payload's time differs) agree on. Something may still change
+// between two (a first load poll, traffic of an earlier test moving along
+// the timeline every 5 s), so a few tries are allowed; a tag that covers
+// the clock never holds.
+func idleETag(t *testing.T, etag func() string) string {
+	t.Helper()
+	for try := 0; ; try++ {
+		first := etag()
+		time.Sleep(1100 * time.Millisecond)
+		if tag := etag(); tag == first {
+			return tag
+		} else if try == 10 {
+			t.Fatalf("the ETag changed on every pair of idle polls (last %s then %s)", first, tag)
+		}
 	}
 }

@@ -117,6 +117,29 @@ function renderUsage(u) {
     el("td", k.refused ? { class: "bad" } : {}, (k.refused || 0) + (k.would_refuse ? " (+" + k.would_refuse + " shadow)" : "")))));
 }
 
+// renderPrefix fills the prefix cache panel (prefix affinity only): each
+// endpoint's index against its budget, and its hit ratio, the share of the
+// requests it served that found more than the shared system prompt held.
+function renderPrefix(list) {
+  const panel = document.getElementById("prefix-panel");
+  panel.hidden = !list;
+  if (!list) return;
+  const body = document.querySelector("#prefix tbody");
+  body.replaceChildren(...list.map((p) => {
+    const share = p.budget ? Math.round((p.blocks / p.budget) * 100) : 0;
+    const from = p.budget_from === "backend" ? "sized by the backend's KV cache (" + p.backend_cache_tokens + " tokens)"
+      : p.budget_from === "cache_blocks" ? "cache_blocks" : "default budget";
+    return el("tr", { "data-endpoint": p.endpoint },
+      el("td", {}, p.endpoint),
+      el("td", { class: "index", title: from },
+        el("meter", { min: "0", max: String(p.budget || 1), value: String(p.blocks) }),
+        " " + p.blocks + " of " + p.budget + " blocks (" + share + "%)"),
+      el("td", { class: "hit-ratio" }, p.routed ? Math.round(p.request_hit_ratio * 100) + "% (" + p.held + " of " + p.routed + ")" : "–"),
+      el("td", {}, p.released),
+      el("td", {}, p.forgets));
+  }));
+}
+
 function chart(id, points, key, lastId, unit) {
   const svg = document.getElementById(id);
   const values = points.map((p) => p[key] || 0);
@@ -141,6 +164,7 @@ function render(d) {
   renderModels(d.catalogue, d.catalogue_truncated);
   renderRecent(d.recent);
   renderUsage(d.usage);
+  renderPrefix(d.prefix);
   chart("chart-rps", d.timeline, "rps", "last-rps", "/s");
   chart("chart-ttft", d.timeline, "ttft_ms", "last-ttft", " ms");
   chart("chart-queue", d.timeline, "queue", "last-queue", "");
