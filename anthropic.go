@@ -312,31 +312,15 @@ func (c *anthropicCall) shape(plan *engines.Plan, d *decision, rw *rewriter) {
 			}
 			return nil
 		}
-		c.mode = modeTranslation
-		ch.Set(modeHeader, modeTranslation)
-		if dropped := c.req.Dropped(); len(dropped) > 0 {
-			ch.Set(droppedHeader, strings.Join(dropped, ", "))
-		}
-		if status < 200 || status >= 300 {
-			h.Set("Content-Type", "application/json")
-			c.ok = false
-			return &errorAnswer{status: status, envelope: func(status int, body []byte) []byte {
-				return c.apiErrorBody(status, anthropic.BackendErrorMessage(status, body))
-			}}
-		}
-		if c.req.Stream {
-			h.Set("Content-Type", "text/event-stream; charset=utf-8")
-			h.Set("Cache-Control", "no-cache")
-			r := c.req
-			return &streamAnswer{ok: &c.ok, open: func(w io.Writer) streamTranslator {
+		r := c.req
+		return c.rq.translatedAnswer(translatedShape{hw: c.hw, outcome: &c.translatorOutcome,
+			stream: r.Stream, dropped: r.Dropped(), errorBody: c.apiErrorBody,
+			openStream: func(w io.Writer) streamTranslator {
 				return anthropic.NewStreamTranslator(w, anthropic.StreamOptions{Model: r.Model,
 					InputTokens: c.estimate(), StopSequences: r.StopSequences})
-			}}
-		}
-		h.Set("Content-Type", "application/json")
-		c.hw.hold() // the status waits for the whole answer: it may not translate
-		return &heldAnswer{rq: c.rq, ok: &c.ok, fail: c.failAnswer,
-			translate: func(body []byte) ([]byte, error) { return anthropic.FromOpenAI(body, c.req) }}
+			},
+			translate: func(body []byte) ([]byte, error) { return anthropic.FromOpenAI(body, r) },
+			fail:      c.failAnswer}, status, h)
 	}
 }
 

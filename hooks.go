@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 
 	"github.com/caddy-olla/olla/engines"
 	"github.com/caddy-olla/olla/fleet"
+	"github.com/caddy-olla/olla/translate/anthropic"
 )
 
 // routeHooks is what a route adds to request.proxy. The proxy loop calls
@@ -101,6 +103,52 @@ func (rw *rewriter) nameFor(d *decision, t engines.Target) string {
 		return n
 	}
 	return rw.model
+}
+
+// translatedShape is what a translating route (/olla/anthropic/,
+// /v1/responses) gives translatedAnswer about its call.
+type translatedShape struct {
+	hw      *heldWriter
+	outcome *translatorOutcome
+	stream  bool     // the client asked for a stream
+	dropped []string // request fields the translation could not carry
+	// errorBody is the client's error envelope around message
+	errorBody func(status int, message string) []byte
+	// openStream starts the stream translator of a streamed 2xx answer
+	openStream func(w io.Writer) streamTranslator
+	// translate turns a whole chat-completions answer into the client's
+	translate func(body []byte) ([]byte, error)
+	// fail turns a held answer into a 502 in the client's envelope
+	fail func(message string) []byte
+}
+
+// translatedAnswer shapes the answer of an endpoint that got the request
+// translated to chat completions: the mode and dropped-fields headers, then
+// by the answer's kind a backend error in the client's envelope with its
+// status, a translated event stream, or a held answer translated once
+// whole.
+func (rq *request) translatedAnswer(s translatedShape, status int, h http.Header) engines.ResponseTransform {
+	s.outcome.mode = modeTranslation
+	ch := s.hw.Header()
+	ch.Set(modeHeader, modeTranslation)
+	if len(s.dropped) > 0 {
+		ch.Set(droppedHeader, strings.Join(s.dropped, ", "))
+	}
+	if status < 200 || status >= 300 {
+		h.Set("Content-Type", "application/json")
+		s.outcome.ok = false
+		return &errorAnswer{status: status, envelope: func(status int, body []byte) []byte {
+			return s.errorBody(status, anthropic.BackendErrorMessage(status, body))
+		}}
+	}
+	if s.stream {
+		h.Set("Content-Type", "text/event-stream; charset=utf-8")
+		h.Set("Cache-Control", "no-cache")
+		return &streamAnswer{ok: &s.outcome.ok, open: s.openStream}
+	}
+	h.Set("Content-Type", "application/json")
+	s.hw.hold() // the status waits for the whole answer: it may not translate
+	return &heldAnswer{rq: rq, ok: &s.outcome.ok, fail: s.fail, translate: s.translate}
 }
 
 // heldAnswer buffers a translated non-stream answer until it is whole and

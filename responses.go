@@ -11,7 +11,6 @@ import (
 	"github.com/caddy-olla/olla/engines"
 	"github.com/caddy-olla/olla/fleet"
 	"github.com/caddy-olla/olla/profiles"
-	"github.com/caddy-olla/olla/translate/anthropic"
 	"github.com/caddy-olla/olla/translate/responses"
 )
 
@@ -146,29 +145,11 @@ func (c *responsesCall) shape(plan *engines.Plan, d *decision, rw *rewriter) {
 			ch.Set(modeHeader, modePassthrough)
 			return nil
 		}
-		c.mode = modeTranslation
-		ch.Set(modeHeader, modeTranslation)
-		if dropped := c.req.Dropped(); len(dropped) > 0 {
-			ch.Set(droppedHeader, strings.Join(dropped, ", "))
-		}
-		if status < 200 || status >= 300 {
-			h.Set("Content-Type", "application/json")
-			c.ok = false
-			return &errorAnswer{status: status, envelope: func(status int, body []byte) []byte {
-				return responses.ErrorBody(status, anthropic.BackendErrorMessage(status, body))
-			}}
-		}
-		if c.req.Stream {
-			h.Set("Content-Type", "text/event-stream; charset=utf-8")
-			h.Set("Cache-Control", "no-cache")
-			return &streamAnswer{ok: &c.ok, open: func(w io.Writer) streamTranslator {
-				return responses.NewStreamTranslator(w, c.req)
-			}}
-		}
-		h.Set("Content-Type", "application/json")
-		c.hw.hold() // the status waits for the whole answer: it may not translate
-		return &heldAnswer{rq: c.rq, ok: &c.ok, fail: c.failAnswer,
-			translate: func(body []byte) ([]byte, error) { return responses.FromChat(body, c.req) }}
+		return c.rq.translatedAnswer(translatedShape{hw: c.hw, outcome: &c.translatorOutcome,
+			stream: c.req.Stream, dropped: c.req.Dropped(), errorBody: responses.ErrorBody,
+			openStream: func(w io.Writer) streamTranslator { return responses.NewStreamTranslator(w, c.req) },
+			translate:  func(body []byte) ([]byte, error) { return responses.FromChat(body, c.req) },
+			fail:       c.failAnswer}, status, h)
 	}
 }
 
