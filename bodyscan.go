@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/caddy-olla/olla/internal/jsonspace"
 )
 
 // errBodyNotObject and friends say what was wrong with a request body.
@@ -222,16 +224,7 @@ type scanner struct {
 	i int
 }
 
-func (s *scanner) skipSpace() {
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
-		case ' ', '\t', '\n', '\r':
-			s.i++
-		default:
-			return
-		}
-	}
-}
+func (s *scanner) skipSpace() { s.i = jsonspace.Skip(s.b, s.i) }
 
 func (s *scanner) skipString() {
 	s.i++ // opening quote
@@ -275,7 +268,7 @@ func (s *scanner) skipValue() error {
 				return nil
 			}
 		default:
-			if depth == 0 && (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+			if depth == 0 && jsonspace.Is(c) {
 				return nil
 			}
 		}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+
+	"github.com/caddy-olla/olla/internal/jsonspace"
 )
 
 // Limits bound what one Messages request may hold once decoded. A body of
@@ -150,16 +152,7 @@ type scan struct {
 
 var errSyntax = ErrNotObject
 
-func (s *scan) space() {
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
-		case ' ', '\t', '\n', '\r':
-			s.i++
-		default:
-			return
-		}
-	}
-}
+func (s *scan) space() { s.i = jsonspace.Skip(s.b, s.i) }
 
 func (s *scan) deeper(depth int) error {
 	if depth > s.shape.Depth {
