@@ -79,6 +79,7 @@ type options struct {
 	routingOnly     string
 	routingBaseline string
 	routingAblate   bool
+	routingPenalty  string
 	overload        bool
 	keyLimits       bool
 }
@@ -118,6 +119,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.routingDuration, "routing-duration", 15*time.Second, "measured time per routing run (after each fleet's warm-up)")
 	fs.StringVar(&o.routingOnly, "routing-only", "", "run only the routing contenders named (comma-separated, exact names such as \"caddy least_conn,olla adaptive\"); empty: all")
 	fs.BoolVar(&o.routingAblate, "routing-ablate", false, "add one contender per adaptive scorer: the shipped config with that scorer's weight 0 (\"ablate <scorer>\"), to see which weights earn their place")
+	fs.StringVar(&o.routingPenalty, "routing-penalty", "", "comma-separated release penalties: one more contender each, the shipped config with prefix_affinity { release_penalty N } (\"penalty N\"); empty: none")
 	fs.StringVar(&o.routingBaseline, "routing-baseline", "", "another Caddy build (say main's, before a change) to run the shipped config on as one more routing contender, \"baseline adaptive+sticky\"; empty: none")
 	fs.BoolVar(&o.overload, "overload", false, "run the overload scenario (admission control, overload.go) instead of -scenarios")
 	fs.BoolVar(&o.keyLimits, "keylimits", false, "measure key_limits' cost (off, in memory, in redis; keylimits.go) instead of -scenarios, with -rounds, -duration and -warmup")

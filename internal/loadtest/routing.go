@@ -298,6 +298,8 @@ type routingContender struct {
 	// off is a scorer whose weight is 0 in an ablation contender
 	// (-routing-ablate): the shipped config without it
 	off string
+	// penalty is a release penalty other than the default (-routing-penalty)
+	penalty string
 }
 
 // shippedName is the contender that runs the config the README ships.
@@ -315,7 +317,7 @@ func routingContenders() []routingContender {
 }
 
 // adaptive reports whether c is one of the contenders the targets are for.
-func (c routingContender) adaptive() bool { return c.lb == "adaptive" && c.off == "" }
+func (c routingContender) adaptive() bool { return c.lb == "adaptive" && c.off == "" && c.penalty == "" }
 
 // ablations are the shipped config with each adaptive scorer off in turn.
 func ablations() []routingContender {
@@ -352,6 +354,9 @@ func (c routingContender) caddyfile(f fleet, backends []string, port, admin int)
 	b.WriteByte('\n')
 	if c.sticky {
 		b.WriteString("\t\tsticky_sessions\n")
+	}
+	if c.penalty != "" {
+		fmt.Fprintf(&b, "\t\tprefix_affinity {\n\t\t\trelease_penalty %s\n\t\t}\n", c.penalty)
 	}
 	for i, a := range backends {
 		fmt.Fprintf(&b, "\t\tendpoint sim-%c {\n\t\t\turl http://%s\n\t\t\ttype %s\n\t\t\tcheck_interval 2s\n\t\t\tcheck_timeout 1s\n\t\t}\n",
@@ -422,6 +427,11 @@ func runRouting(ctx context.Context, o options, fleetsToRun []fleet, sup *superv
 	cs := routingContenders()
 	if o.routingAblate {
 		cs = append(cs, ablations()...)
+	}
+	for _, pen := range strings.Split(o.routingPenalty, ",") {
+		if pen = strings.TrimSpace(pen); pen != "" {
+			cs = append(cs, routingContender{name: "penalty " + pen, lb: "adaptive", sticky: true, penalty: pen})
+		}
 	}
 	if o.routingBaseline != "" {
 		cs = append(cs, routingContender{name: "baseline adaptive+sticky", lb: "adaptive", sticky: true, bin: o.routingBaseline})

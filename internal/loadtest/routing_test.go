@@ -72,8 +72,12 @@ func TestRoutingCaddyfiles(t *testing.T) {
 	if len(abl) != 5 {
 		t.Fatalf("%d ablations, want one per adaptive scorer: %v", len(abl), abl)
 	}
-	for _, c := range append(routingContenders(), abl...) {
+	pen := routingContender{name: "penalty 1", lb: "adaptive", sticky: true, penalty: "1"}
+	for _, c := range append(routingContenders(), append(abl, pen)...) {
 		cf := c.caddyfile(f, backends, 31150, 2110)
+		if c.penalty != "" && (!strings.Contains(cf, "prefix_affinity {\n\t\t\trelease_penalty 1\n\t\t}") || c.adaptive()) {
+			t.Errorf("%s: want release_penalty 1, and no targets for it:\n%s", c.name, cf)
+		}
 		if c.off != "" && (!strings.Contains(cf, "load_balancer adaptive {\n\t\t\t"+c.off+" 0\n\t\t}\n") || c.adaptive()) {
 			t.Errorf("%s: want %s off, and no targets for it:\n%s", c.name, c.off, cf)
 		}
