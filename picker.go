@@ -81,8 +81,8 @@ type picker struct {
 	rec          *requestRecord // the request's record, filled per attempt
 	limits       *rateLimiter   // per-endpoint buckets, if any
 
-	// cold: the current attempt found its model not loaded (its TTFT
-	// teaches the endpoint's load time, not its speed)
+	// cold: the current attempt is the first since a reading that found
+	// its model not loaded (its TTFT teaches the endpoint's load time too)
 	cold bool
 
 	// admission: candidates found at max_concurrency (or busy) wait here
@@ -119,7 +119,7 @@ func (p *picker) Next() (engines.Target, bool) {
 	}
 	p.attempts++
 	p.current, p.attemptStart, p.firstByteAt, p.okStatus, p.ttftDone = st, time.Now(), time.Time{}, false, false
-	p.cold = st.ColdFor(p.modelAt(st))
+	p.cold = st.ColdStart(p.modelAt(st))
 	st.ObserveAttempt(p.modelAt(st), p.attemptStart)
 	if p.trace != nil {
 		p.trace.Attempt(traceEndpoint(st), p.modelAt(st), p.attemptStart)
@@ -204,10 +204,8 @@ func (p *picker) recordTTFT() {
 		return
 	}
 	p.ttftDone = true
-	if p.cold {
+	if p.cold { // before the sample joins the average it is measured against
 		p.current.ObserveLoad(p.modelAt(p.current), p.firstByteAt.Sub(p.attemptStart))
-		p.current.EndAttempt(p.modelAt(p.current), p.attemptStart) // it brought no speed sample
-		return
 	}
 	p.current.ObserveTTFT(p.modelAt(p.current), p.firstByteAt.Sub(p.attemptStart))
 }

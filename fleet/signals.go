@@ -351,6 +351,9 @@ type modelTTFT struct {
 	// warm request's whole time here (what one round of its queue costs);
 	// see ObserveLoad and ObserveService
 	load, service atomic.Int64
+	// coldReading is the residency reading (its time, Unix nanoseconds)
+	// the last cold start was counted on
+	coldReading atomic.Int64
 }
 
 // blendInto moves v half-way to d (d itself when v has none).
@@ -361,14 +364,16 @@ func blendInto(v *atomic.Int64, d time.Duration) {
 	v.Store(int64(max(d, 1)))
 }
 
-// ObserveLoad records the time to first token of a request that found
-// model not loaded here (ColdFor at its start): beyond a warm request's
-// TTFT, that is how long this endpoint takes to load it. It does not feed
-// the TTFT average, which is the box's speed with the model loaded.
+// ObserveLoad records the time to first token of a cold start (ColdStart
+// at its start): beyond the warm TTFT average, that is how long this
+// endpoint takes to load the model. Without a warm average there is
+// nothing to tell the load from the rest, and nothing is learned. Call it
+// before the sample joins the average (ObserveTTFT).
 func (st *Endpoint) ObserveLoad(model string, ttft time.Duration) {
 	if e := st.modelEntry(model); e != nil && ttft > 0 {
-		warm, _ := e.avg.Sample()
-		blendInto(&e.load, min(max(ttft-warm, ttft/2), maxLoadTime))
+		if warm, _ := e.avg.Sample(); warm > 0 && ttft > warm {
+			blendInto(&e.load, min(ttft-warm, maxLoadTime))
+		}
 	}
 }
 
@@ -385,12 +390,23 @@ func (st *Endpoint) ObserveService(model string, d time.Duration) {
 // maxLoadTime bounds a learned load or service time.
 const maxLoadTime = 30 * time.Minute
 
-// ColdFor reports whether the endpoint's fresh signals say model is not
-// loaded here: a request starting now pays its load.
-func (st *Endpoint) ColdFor(model string) bool {
+// ColdStart reports whether a request for model starting now is a cold
+// start: the endpoint's fresh residency says the model is not loaded, and
+// no other request has started since that reading (the first pays the
+// load; the next reading tells about the rest).
+func (st *Endpoint) ColdStart(model string) bool {
 	var sig balancer.Signals
 	st.SchedSignals(model, &sig)
-	return sig.Warm == balancer.Cold && !sig.At.IsZero() && (sig.MaxAge <= 0 || time.Since(sig.At) <= sig.MaxAge)
+	if sig.Warm != balancer.Cold || sig.At.IsZero() || (sig.MaxAge > 0 && time.Since(sig.At) > sig.MaxAge) {
+		return false
+	}
+	e := st.modelEntry(model)
+	if e == nil {
+		return false
+	}
+	at := sig.At.UnixNano()
+	old := e.coldReading.Load()
+	return old != at && e.coldReading.CompareAndSwap(old, at)
 }
 
 // observeAttempt notes that a request for model starts here now. Only a

@@ -363,16 +363,17 @@ func TestDecodeRateFromStatedTotals(t *testing.T) {
 }
 
 // TestLoadAndServiceLearned (item 2): a cold start's TTFT beyond the warm
-// average is the endpoint's load time, kept out of the speed average; a
-// warm request's whole time is its service time; both blend half-way and
-// are kept only for models the endpoint lists. ColdFor reads the fresh
-// residency.
+// average is the endpoint's load time (nothing is learned before a warm
+// average exists); a warm request's whole time is its service time; both
+// blend half-way and are kept only for models the endpoint lists.
+// ColdStart reads the fresh residency and counts one start per reading.
 func TestLoadAndServiceLearned(t *testing.T) {
 	st, read := listingEndpoint(t, "ollama")
+	st.ObserveLoad("m", 3*time.Second) // no warm average yet: unknown
 	st.ObserveTTFT("m", 200*time.Millisecond)
 	st.ObserveLoad("m", 3200*time.Millisecond)
 	if sig := read("m"); sig.LoadTime != 3*time.Second || sig.TTFT != 200*time.Millisecond {
-		t.Fatalf("load %v, ttft %v; want 3s beyond the warm 200ms, the average untouched", sig.LoadTime, sig.TTFT)
+		t.Fatalf("load %v, ttft %v; want 3s beyond the warm 200ms", sig.LoadTime, sig.TTFT)
 	}
 	st.ObserveLoad("m", 5200*time.Millisecond)
 	st.ObserveService("m", time.Second)
@@ -384,14 +385,23 @@ func TestLoadAndServiceLearned(t *testing.T) {
 	if sig := read("other"); sig.LoadTime != 0 || sig.Service != 0 {
 		t.Fatalf("another model: %+v", sig)
 	}
-	if st.ColdFor("m") {
-		t.Fatal("cold with no residency read")
+	if st.ColdStart("m") {
+		t.Fatal("a cold start with no residency read")
 	}
 	var ps profiles.Signals
 	ps.AddLoaded("other")
 	ps.At = time.Now()
 	st.sched.signals.Store(&ps)
-	if !st.ColdFor("m") || st.ColdFor("other") {
-		t.Fatalf("residency [other]: cold m %v, cold other %v; want true, false", st.ColdFor("m"), st.ColdFor("other"))
+	if st.ColdStart("other") {
+		t.Fatal("a cold start of a resident model")
+	}
+	if !st.ColdStart("m") || st.ColdStart("m") {
+		t.Fatal("residency [other]: want one cold start of m, then none until the next reading")
+	}
+	next := ps
+	next.At = ps.At.Add(time.Second)
+	st.sched.signals.Store(&next)
+	if !st.ColdStart("m") {
+		t.Fatal("a new reading still without m: want a cold start")
 	}
 }
