@@ -317,7 +317,9 @@ func routingContenders() []routingContender {
 }
 
 // adaptive reports whether c is one of the contenders the targets are for.
-func (c routingContender) adaptive() bool { return c.lb == "adaptive" && c.off == "" && c.penalty == "" }
+func (c routingContender) adaptive() bool {
+	return c.lb == "adaptive" && c.off == "" && c.penalty == ""
+}
 
 // ablations are the shipped config with each adaptive scorer off in turn.
 func ablations() []routingContender {
