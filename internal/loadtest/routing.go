@@ -228,7 +228,12 @@ func fleets() []fleet {
 	// only our own TTFT average tells the slow box (the speed score)
 	dtt := d
 	dtt.key, dtt.kind = "d-ttft", "lm-studio"
-	dtt.title = "(d) on LM Studio-like servers, which state no decode rate (speed judged on TTFT alone)"
+	dtt.title = "(d) on LM Studio-like servers, which state no decode rate nor slots (speed judged on TTFT alone)"
+	// and on llama.cpp-like servers, which state their slots (/slots) but
+	// no decode rate there
+	dlc := d
+	dlc.key, dlc.kind = "d-slots", "llamacpp"
+	dlc.title = "(d) on llama.cpp-like servers, which state their slots but no decode rate (speed judged on TTFT alone)"
 
 	e := fleet{key: "e", kind: "vllm", load: "~70 %", goal: "e", noSession: true,
 		title:  "(e) uniform: 4 equal vLLM-like servers, one-turn requests of 2,000 bytes with nothing shared",
@@ -248,7 +253,7 @@ func fleets() []fleet {
 	g2 := ollama
 	g2.key, g2.goal = "g-r2", "g"
 	g2.title = "(g) (c) with session ids"
-	return []fleet{a270, a870, a2100, a8100, b70, b100, c, d, dsid, dtt, e, f, g170, g1100, g2}
+	return []fleet{a270, a870, a2100, a8100, b70, b100, c, d, dsid, dtt, dlc, e, f, g170, g1100, g2}
 }
 
 func repeat(s string, n int) []string {
