@@ -121,6 +121,7 @@ func (st *Endpoint) pollOnce(ctx context.Context, log *zap.Logger, s *Settings) 
 	var prob *signalProblem
 	ours := st.inFlight.Load()
 	var also []LoadSurface
+	from := "" // the surface that answered
 	for _, ls := range s.LoadSurfaces {
 		if ls.Surface.Also {
 			also = append(also, ls)
@@ -134,12 +135,12 @@ func (st *Endpoint) pollOnce(ctx context.Context, log *zap.Logger, s *Settings) 
 			return
 		}
 		if p == nil {
-			sig, prob = got, nil
+			sig, prob, from = got, nil, ls.Surface.Path
 			continue
 		}
 		prob = p // "unreachable": the next surface is on the same server
 	}
-	sig, prob = readResidency(ctx, st, s, also, sig, prob)
+	sig, prob = readResidency(ctx, st, s, also, from, sig, prob)
 	if ctx.Err() != nil {
 		return
 	}
@@ -173,23 +174,27 @@ func (st *Endpoint) pollOnce(ctx context.Context, log *zap.Logger, s *Settings) 
 	}
 }
 
-// readResidency reads the residency surfaces (profiles.LoadSurface.Also)
-// and merges their loaded sets into sig; one that answers alone stands for
-// the poll.
-func readResidency(ctx context.Context, st *Endpoint, s *Settings, also []LoadSurface, sig *profiles.Signals, prob *signalProblem) (*profiles.Signals, *signalProblem) {
+// readResidency reads the surfaces read on every poll
+// (profiles.LoadSurface.Also) but the one that answered (from), and merges
+// their loaded sets and decode totals into sig; one that answers alone
+// stands for the poll.
+func readResidency(ctx context.Context, st *Endpoint, s *Settings, also []LoadSurface, from string, sig *profiles.Signals, prob *signalProblem) (*profiles.Signals, *signalProblem) {
 	if prob != nil && prob.kind == "unreachable" {
 		return sig, prob
 	}
 	for _, ls := range also {
+		if ls.Surface.Path == from {
+			continue
+		}
 		got, p := fetchSignals(ctx, st, s, ls)
-		if p != nil || !got.LoadedKnown {
+		if p != nil || !(got.LoadedKnown || got.DecodeKnown) {
 			continue
 		}
 		if sig == nil {
 			sig, prob = got, nil
 			continue
 		}
-		merged := sig.WithResidency(*got)
+		merged := sig.WithResidency(*got).WithDecode(*got)
 		sig = &merged
 	}
 	return sig, prob

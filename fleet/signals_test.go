@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -403,5 +404,40 @@ func TestLoadAndServiceLearned(t *testing.T) {
 	st.sched.signals.Store(&next)
 	if !st.ColdStart("m") {
 		t.Fatal("a new reading still without m: want a cold start")
+	}
+}
+
+// TestLlamaDecodeBesideSlots: llama.cpp's decode totals come from /metrics,
+// read beside /slots on every poll (slots from the one, decode from the
+// other); when /slots is missing, /metrics answers once for both.
+func TestLlamaDecodeBesideSlots(t *testing.T) {
+	var metricsHits atomic.Int64
+	var noSlots atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/slots":
+			if noSlots.Load() {
+				http.NotFound(w, r)
+				return
+			}
+			fmt.Fprint(w, `[{"id":0,"is_processing":true},{"id":1,"is_processing":false}]`)
+		case "/metrics":
+			metricsHits.Add(1)
+			fmt.Fprint(w, "llamacpp:requests_processing 1\nllamacpp:tokens_predicted_seconds_total 2\nllamacpp:tokens_predicted_total 40\n")
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	st, s := polledEndpoint(t, srv.URL, "llamacpp", time.Second)
+	st.pollOnce(context.Background(), zap.NewNop(), s)
+	sig := st.sched.signals.Load()
+	if sig == nil || !sig.SlotsKnown || sig.SlotsTotal != 2 || !sig.DecodeKnown || sig.DecodeTokens != 40 || metricsHits.Load() != 1 {
+		t.Fatalf("with /slots: %+v, /metrics read %d times; want 2 slots and 40 tokens decoded, /metrics once", sig, metricsHits.Load())
+	}
+	noSlots.Store(true)
+	st.pollOnce(context.Background(), zap.NewNop(), s)
+	if sig = st.sched.signals.Load(); sig == nil || !sig.DecodeKnown || !sig.RunningKnown || metricsHits.Load() != 2 {
+		t.Fatalf("without /slots: %+v, /metrics read %d times in all; want its values, read once more", sig, metricsHits.Load())
 	}
 }

@@ -151,6 +151,15 @@ func (s Signals) WithResidency(r Signals) Signals {
 	return s
 }
 
+// WithDecode is s with the decode totals r read, when s has none (llama.cpp
+// states them on /metrics, read beside /slots).
+func (s Signals) WithDecode(r Signals) Signals {
+	if r.DecodeKnown && !s.DecodeKnown {
+		s.DecodeKnown, s.DecodeSeconds, s.DecodeTokens = true, r.DecodeSeconds, r.DecodeTokens
+	}
+	return s
+}
+
 // maxLoadedModels bounds a loaded-model list. A backend holding more
 // resident models than this is not telling the truth (or is not a single
 // server), so its list is ignored rather than trusted in part.

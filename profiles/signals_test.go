@@ -120,7 +120,7 @@ func TestLoadSurfaces(t *testing.T) {
 		"lm-studio": "/api/v0/models lmstudio-models",
 		"vllm":      "/metrics prometheus",
 		"sglang":    "/metrics prometheus",
-		"llamacpp":  "/slots llamacpp-slots, /metrics prometheus, /models llamacpp-models",
+		"llamacpp":  "/slots llamacpp-slots, /metrics prometheus, /models llamacpp-models, /metrics prometheus",
 		"lemonade":  "/api/v1/health lemonade-health",
 		"omlx":      "/v1/models/status omlx-models-status",
 		"vllm-mlx":  "/v1/status vllm-mlx-status",

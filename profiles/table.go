@@ -144,10 +144,12 @@ var table = []*Profile{
 			"/completion", "/embedding", "/tokenize", "/detokenize", "/infill",
 		},
 		DefaultPort: 8080,
-		// /slots is on by default; /metrics needs --metrics.
-		// /models says, in router mode, which models are loaded now.
+		// /slots is on by default; /metrics needs --metrics, and is read
+		// beside /slots too for its decode totals (the slow box, see
+		// balancer.Signals.TPOT). /models says, in router mode, which
+		// models are loaded now.
 		LoadSurfaces: []LoadSurface{{Path: "/slots", Format: SignalsSlots}, {Path: "/metrics", Format: SignalsMetrics},
-			{Path: "/models", Format: SignalsLlamaModels, Also: true}},
+			{Path: "/models", Format: SignalsLlamaModels, Also: true}, {Path: "/metrics", Format: SignalsMetrics, Also: true}},
 		ServesListed: true,
 	},
 	{
