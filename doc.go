@@ -39,15 +39,19 @@
 //     reads each candidate through the candidates type: priority, our
 //     in-flight count, and the backend's polled load signals with our
 //     in-flight count when they were read, the slot count learned from
-//     them, the concurrency cap and a TTFT average per endpoint and model
-//     (all kept by fleet.Endpoint, read through SchedSignals). A
+//     them, the concurrency cap, a TTFT average, learned load and service
+//     times per endpoint and model, and the backend's stated time per
+//     output token (all kept by fleet.Endpoint, read through
+//     SchedSignals; a slow decoder loses its conversations, a cold
+//     endpoint waits while a warm queue is cheaper than its load). A
 //     candidate without room is set aside; when all are full the request
 //     waits in the admission queue (queue.go).
 //  5. The engine (olla or sherpa) sends the attempt and fails over before
 //     the first byte (a pooled connection the backend closed under the
 //     request is replayed by the transport first, engines.Replayable);
 //     picker.Done feeds the outcome to passive health
-//     (fleet.Endpoint.Finish) and the TTFT average, and record.go the
+//     (fleet.Endpoint.Finish), the TTFT average (a cold start also the
+//     learned load time, a warm answer the service time), and record.go the
 //     metrics and the dashboard. Token counts are read from the response's
 //     tail by package usage; with key_limits they are charged to the key
 //     (estimated where absent; in Redis they travel with the next

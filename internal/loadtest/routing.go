@@ -229,11 +229,11 @@ func fleets() []fleet {
 	dtt := d
 	dtt.key, dtt.kind = "d-ttft", "lm-studio"
 	dtt.title = "(d) on LM Studio-like servers, which state no decode rate nor slots (speed judged on TTFT alone)"
-	// and on llama.cpp-like servers, which state their slots (/slots) but
-	// no decode rate there
+	// and on llama.cpp-like servers: slots on /slots, decode totals on
+	// /metrics (read beside it)
 	dlc := d
 	dlc.key, dlc.kind = "d-slots", "llamacpp"
-	dlc.title = "(d) on llama.cpp-like servers, which state their slots but no decode rate (speed judged on TTFT alone)"
+	dlc.title = "(d) on llama.cpp-like servers (slots stated on /slots, decode totals on /metrics)"
 
 	e := fleet{key: "e", kind: "vllm", load: "~70 %", goal: "e", noSession: true,
 		title:  "(e) uniform: 4 equal vLLM-like servers, one-turn requests of 2,000 bytes with nothing shared",
