@@ -3,10 +3,12 @@ package olla
 import (
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/caddy-olla/olla/balancer"
 	"github.com/caddy-olla/olla/fleet/prefix"
 	"github.com/caddy-olla/olla/profiles"
 )
@@ -82,4 +84,49 @@ func TestPrefixBudgetFollowsBackend(t *testing.T) {
 			t.Errorf("cache_blocks 300 with a stated cache of %d tokens: budget %d", tc.tokens, got)
 		}
 	}
+}
+
+// BenchmarkPrefixCandidates is what prefix affinity adds to one choice at
+// 10 endpoints with a 100,000-block index: each candidate's slot (with the
+// checks for what its backend lost and the size it states) and the match.
+// The hashing of the prompt is apart (fleet/prefix BenchmarkParse). No
+// allocation in the steady state.
+func BenchmarkPrefixCandidates(b *testing.B) {
+	eps := scheduledEndpoints(b, 10)
+	pr := newPrefixRouting(eps, nil, nil)
+	system := strings.Repeat("You are a careful assistant. ", 30)
+	body := func(i int) []byte {
+		return []byte(fmt.Sprintf(`{"model":"llama3:8b","messages":[{"role":"system","content":%q},{"role":"user","content":%q}]}`,
+			system, strings.Repeat(fmt.Sprintf("question %d ", i), 400)))
+	}
+	blocks := func() (n int) {
+		for _, st := range eps {
+			n += pr.index.Stats(pr.slot(st)).Blocks
+		}
+		return n
+	}
+	for i := 0; blocks() < 100_000; i++ {
+		rq := pr.start(body(i), "llama3:8b")
+		rq.served(eps[i%10], "llama3:8b")
+	}
+	rq := pr.start(body(3), "llama3:8b")
+	var c balancer.Candidates = &eps
+	// the index's own match over the same slots, for the ratio: what the
+	// per-candidate checks add on top
+	b.Run("match", func(b *testing.B) {
+		rq.candidates(eps, c)
+		slots, out := slices.Clone(rq.slots), make([]int, len(eps))
+		b.ReportAllocs()
+		for range b.N {
+			pr.index.Match(&rq.chain, slots, out)
+		}
+		b.ReportMetric(float64(blocks()), "index-blocks")
+	})
+	b.Run("candidates", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			rq.candidates(eps, c)
+		}
+		b.ReportMetric(float64(blocks()), "index-blocks")
+	})
 }
