@@ -39,6 +39,10 @@ type cacheLog struct {
 	unloads  atomic.Int64 // model losses
 	// gone: the current outage had the backend gone, not only slow
 	gone atomic.Bool
+	// recovered: a restart was noted at a recovery and no poll has read a
+	// process start time since; the new start time that poll reads is the
+	// same restart, not another
+	recovered atomic.Bool
 	// resident is the last loaded set the backend stated (nil: none yet),
 	// the set departures are judged against; startedAt is the last process
 	// start time it stated (unix milliseconds, 0: none)
@@ -115,6 +119,7 @@ func (st *Endpoint) noteProbe(prev, cur *Health) {
 		}
 	case !prev.Status.Routable() && l.gone.Swap(false):
 		l.add("")
+		l.recovered.Store(true)
 	}
 }
 
@@ -134,8 +139,11 @@ func (st *Endpoint) noteSignals(sig *profiles.Signals) {
 		l.tokens.Store(sig.CacheTokens)
 	}
 	if sig.StartedKnown && sig.Started <= sig.At.Add(maxStartSkew).UnixMilli() {
+		noted := l.recovered.Swap(false)
 		if prev := l.startedAt.Swap(sig.Started); prev != 0 && prev != sig.Started {
-			l.add("")
+			if !noted {
+				l.add("")
+			}
 			l.resident.Store(sig)
 			return // the whole cache went; no model needs naming
 		}

@@ -144,6 +144,32 @@ func TestCacheLostOnStatedRestart(t *testing.T) {
 	if got, _ := losses(st, 0); !slices.Equal(got, []string{""}) {
 		t.Errorf("a new process start time: losses %v, want the whole cache once", got)
 	}
+	// a slow restart both tell, the probes (gone, then back) and the
+	// start time: it is one loss, not two
+	srv.Close()
+	for range 3 {
+		st.check(ctx, log, s)
+		st.pollOnce(ctx, log, s)
+	}
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		st.check(ctx, log, s)
+		st.pollOnce(ctx, log, s)
+	}
+	if got, _ := losses(st, 0); !slices.Equal(got, []string{"", ""}) || !st.HealthStatus().Routable() {
+		t.Errorf("after a slow restart: losses %v, want the whole cache twice in all (once a restart); %s", got, st.HealthStatus())
+	}
+	// and a later quick restart is still seen
+	srv.Close()
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	st.pollOnce(ctx, log, s)
+	if got, _ := losses(st, 0); len(got) != 3 {
+		t.Errorf("a quick restart after a slow one: losses %v, want a third", got)
+	}
 }
 
 // TestCacheLostOnUnload: Ollama's /api/ps says which models are resident;
