@@ -37,8 +37,9 @@ type cacheLog struct {
 
 	restarts atomic.Int64 // whole-cache losses
 	unloads  atomic.Int64 // model losses
-	// gone: the current outage had the backend gone, not only slow
-	gone atomic.Bool
+	// gone: the current outage had the backend gone, not only slow; up:
+	// it has been routable (before that it held nothing to lose)
+	gone, up atomic.Bool
 	// recovered: a restart was noted at a recovery and no poll has read a
 	// process start time since; the new start time that poll reads is the
 	// same restart, not another
@@ -109,17 +110,20 @@ func (st *Endpoint) CacheLossCounts() (restarts, unloads int64) {
 // process most likely restarted. An outage of timeouts and resets alone
 // is not one: a busy backend's health route gives those while its process
 // and cache live on; nor is a 429 or a 401/403, which a running backend
-// sent.
+// sent. A backend that was not up yet when the proxy started (refused,
+// then up) lost nothing: it never held anything.
 func (st *Endpoint) noteProbe(prev, cur *Health) {
 	l := &st.cache
 	switch {
 	case !cur.Status.Routable():
-		if (cur.Status == discovery.StatusOffline || cur.Status == discovery.StatusUnhealthy) && !cur.Transient {
+		if (cur.Status == discovery.StatusOffline || cur.Status == discovery.StatusUnhealthy) && !cur.Transient && l.up.Load() {
 			l.gone.Store(true)
 		}
 	case !prev.Status.Routable() && l.gone.Swap(false):
 		l.add("")
 		l.recovered.Store(true)
+	default:
+		l.up.Store(true)
 	}
 }
 

@@ -122,6 +122,36 @@ func TestCacheLostOnRestartNotOnFlap(t *testing.T) {
 	}
 }
 
+// TestCacheNotLostBeforeUp: a backend that is not up yet when the proxy
+// starts (connection refused, then up) has lost nothing: no restart is
+// counted for it. Once it has been up, the same refusal and return is one.
+func TestCacheNotLostBeforeUp(t *testing.T) {
+	srv, st, s := probeSim(t, sim.Config{Kind: sim.VLLM, Models: []string{"m"}}, "vllm")
+	ctx, log := context.Background(), zap.NewNop()
+	srv.Close()
+	for range 3 {
+		st.check(ctx, log, s)
+	}
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		st.check(ctx, log, s)
+	}
+	if seq := st.CacheSeq(); seq != 0 || !st.HealthStatus().Routable() {
+		t.Fatalf("a backend that came up late: %d losses, %s", seq, st.HealthStatus())
+	}
+	srv.Close()
+	st.check(ctx, log, s)
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	st.check(ctx, log, s)
+	if got, _ := losses(st, 0); !slices.Equal(got, []string{""}) {
+		t.Errorf("a restart after it was up: losses %v, want the whole cache once", got)
+	}
+}
+
 // TestCacheLostOnStatedRestart: vLLM states its process start time on
 // /metrics; a new one means a restart the probes never saw, and loses the
 // cache once. Polls of the same process lose nothing.
