@@ -58,6 +58,11 @@ type dashboardEndpoint struct {
 	endpointActivity
 }
 
+// catalogueKey is the dashboard's key for a model name: a name and the
+// same with Ollama's implicit ":latest" tag are one model (routing finds
+// either for the other), shown once under the first endpoint's spelling.
+func catalogueKey(name string) string { return strings.TrimSuffix(name, ":latest") }
+
 type dashboardModel struct {
 	ID        string   `json:"id"`
 	Endpoints []string `json:"endpoints"`
@@ -126,7 +131,7 @@ func (h *Handler) dashboardPayload(now time.Time) (dashboardPayload, []endpointS
 		rep := h.app.usage.Snapshot(dashboardUsageKeys)
 		out.Usage = &rep
 	}
-	byModel := map[string][]string{}
+	byModel := map[string]*dashboardModel{} // by catalogueKey
 	statuses := make([]endpointStatus, 0, len(h.states))
 	for _, st := range h.states {
 		fs := st.Status(now)
@@ -149,9 +154,14 @@ func (h *Handler) dashboardPayload(now time.Time) (dashboardPayload, []endpointS
 						}
 					}
 				}
-				if len(byModel) < dashboardCatalogue || byModel[m.Name] != nil {
-					byModel[m.Name] = append(byModel[m.Name], es.Name)
-				} else {
+				switch e := byModel[catalogueKey(m.Name)]; {
+				case e != nil:
+					if e.Endpoints[len(e.Endpoints)-1] != es.Name { // listed as both spellings
+						e.Endpoints = append(e.Endpoints, es.Name)
+					}
+				case len(byModel) < dashboardCatalogue:
+					byModel[catalogueKey(m.Name)] = &dashboardModel{ID: m.Name, Endpoints: []string{es.Name}}
+				default:
 					out.CatalogueShort = true
 				}
 			}
@@ -165,8 +175,8 @@ func (h *Handler) dashboardPayload(now time.Time) (dashboardPayload, []endpointS
 		}
 	}
 	out.Catalogue = make([]dashboardModel, 0, len(byModel))
-	for id, eps := range byModel {
-		out.Catalogue = append(out.Catalogue, dashboardModel{ID: id, Endpoints: eps})
+	for _, m := range byModel {
+		out.Catalogue = append(out.Catalogue, *m)
 	}
 	sort.Slice(out.Catalogue, func(i, j int) bool { return out.Catalogue[i].ID < out.Catalogue[j].ID })
 	return out, statuses

@@ -107,6 +107,44 @@ func TestDashboardRoutes(t *testing.T) {
 	}
 }
 
+// TestDashboardLatestTagOnce: Ollama lists "phi-4-mini:latest" for a
+// model another endpoint lists as "phi-4-mini"; routing takes either name
+// for the other, so the dashboard's catalogue (and the page's model count,
+// its length) holds it once, with both endpoints, under the first
+// endpoint's spelling. Other tags stay models of their own.
+func TestDashboardLatestTagOnce(t *testing.T) {
+	o := startSim(t, sim.Config{Kind: sim.Ollama, Models: []string{"phi-4-mini", "phi-4-mini:q8"}})
+	l := startSim(t, sim.Config{Kind: sim.LMStudio, Models: []string{"phi-4-mini", "qwen2.5-7b-instruct"}})
+	load(t, site(endpointBlock("o", o.URL, "ollama")+endpointBlock("l", l.URL, "lm-studio")))
+	waitRoutable(t, "o", "l")
+	var d struct {
+		Catalogue []struct {
+			ID        string   `json:"id"`
+			Endpoints []string `json:"endpoints"`
+		} `json:"catalogue"`
+	}
+	res, err := client.Get(base + "/internal/ui/data")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(readAll(t, res)), &d); err != nil {
+		t.Fatalf("data: %v", err)
+	}
+	got := map[string]string{}
+	for _, m := range d.Catalogue {
+		got[m.ID] = strings.Join(m.Endpoints, ",")
+	}
+	want := map[string]string{"phi-4-mini:latest": "o,l", "phi-4-mini:q8": "o", "qwen2.5-7b-instruct": "l"}
+	if len(got) != len(want) {
+		t.Fatalf("catalogue %v, want %v", got, want)
+	}
+	for id, eps := range want {
+		if got[id] != eps {
+			t.Errorf("catalogue %q: endpoints %q, want %q (all: %v)", id, got[id], eps, got)
+		}
+	}
+}
+
 // TestDashboardETagStable: while nothing happens the page's data keeps its
 // ETag across the clock's seconds (and the probes that run meanwhile), so
 // the page's conditional polls get 304; a request or a drain changes it.
