@@ -28,9 +28,14 @@ run-local: build ## Caddyfile.example against local Ollama, LM Studio and vLLM
 test: ## every test, with the race detector
 	$(GO) test -race -count=1 -timeout 60m ./...
 
-.PHONY: e2e
+.PHONY: e2e e2e-screenshot
 e2e: build ## end-to-end: bin/caddy + simulated backends, driven by the official openai, ollama and @anthropic-ai/sdk npm clients
 	./e2e/run.sh
+
+# make e2e saves the dashboard's screenshot in e2e/.run/ (ignored), so a test
+# run leaves the tree clean; this one updates the README's picture.
+e2e-screenshot: build ## make e2e, saving the dashboard's screenshot to docs/dashboard.png
+	E2E_SCREENSHOT=$(CURDIR)/docs/dashboard.png ./e2e/run.sh
 
 test-short: ## unit tests only (no in-process Caddy)
 	$(GO) test -short -count=1 ./...

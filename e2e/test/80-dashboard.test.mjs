@@ -2,7 +2,9 @@
 // puppeteer-core (which downloads nothing). This file starts its own proxy
 // and simulators, so it can kill and drain them without disturbing the
 // other tests. It fails on any console error, checks that names a backend
-// chose are shown as text and never run, and saves docs/dashboard.png.
+// chose are shown as text and never run, and saves a screenshot: in
+// e2e/.run/dashboard/ (ignored), or where E2E_SCREENSHOT says (`make
+// e2e-screenshot` updates docs/dashboard.png).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, existsSync } from 'node:fs';
@@ -16,7 +18,7 @@ const runDir = path.join(root, 'e2e', '.run', 'dashboard');
 const set = processes(root, runDir);
 const { procs, start, stopAll } = set;
 const chromium = process.env.CHROMIUM_PATH ?? ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find(existsSync);
-const screenshot = process.env.E2E_SCREENSHOT ?? path.join(root, 'docs', 'dashboard.png');
+const screenshot = process.env.E2E_SCREENSHOT || path.join(runDir, 'dashboard.png');
 
 // Names a backend might send: markup that must stay text.
 // (tagged, so Ollama's ":latest" is not added)
