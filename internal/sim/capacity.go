@@ -241,6 +241,22 @@ func (cp *capacity) touchModel(model string) bool {
 	return false
 }
 
+// unload takes model out of memory (a keep_alive of 0 that ran out); a
+// nil capacity, or one without MaxLoaded, holds nothing to take out.
+func (cp *capacity) unload(model string) {
+	if cp == nil || cp.cfg.MaxLoaded == 0 {
+		return
+	}
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	for i, m := range cp.resident {
+		if m == model {
+			cp.resident = append(cp.resident[:i], cp.resident[i+1:]...)
+			return
+		}
+	}
+}
+
 // residency returns the resident-model test when memory is limited, nil
 // when every model counts as loaded the usual way.
 func (cp *capacity) residency() func(string) bool {

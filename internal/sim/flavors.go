@@ -282,7 +282,7 @@ func (s *Sim) loadedModels(now time.Time) []*modelEntry {
 			}
 			continue
 		}
-		if lu := e.lastUsed.Load(); lu != 0 && now.Sub(time.Unix(0, lu)) < keepAlive {
+		if e.lastUsed.Load() != 0 && e.expiry().After(now) {
 			out = append(out, e)
 		}
 	}

@@ -30,6 +30,7 @@ type reqFields struct {
 	MaxOutputTokens     float64  `json:"max_output_tokens"` // Responses API
 	Dimensions          int      `json:"dimensions"`
 	EncodingFormat      string   `json:"encoding_format"`
+	KeepAlive           rawVal   `json:"keep_alive"` // Ollama: how long the model stays loaded after the answer
 }
 
 type streamOp struct {

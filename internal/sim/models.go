@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
+	"math"
 	"sort"
 	"strconv"
 	"strings"
@@ -27,6 +29,45 @@ type modelEntry struct {
 	embed      bool
 
 	lastUsed atomic.Int64 // unix nanoseconds of the last inference request; 0 = never
+	// expires is when the last answer's keep_alive unloads the model (unix
+	// nanoseconds; math.MaxInt64 = never); 0 = keepAlive after lastUsed
+	expires atomic.Int64
+}
+
+// expiry is when e unloads unless it is used again (lastUsed != 0).
+func (e *modelEntry) expiry() time.Time {
+	if x := e.expires.Load(); x != 0 {
+		return time.Unix(0, x)
+	}
+	return time.Unix(0, e.lastUsed.Load()).Add(keepAlive)
+}
+
+// parseKeepAlive reads Ollama's keep_alive as Ollama does: a number is
+// seconds, a string a Go duration ("10m", "0"); a negative value keeps the
+// model loaded for good (forever true). Absent (or null) is the default.
+func parseKeepAlive(raw rawVal) (d time.Duration, forever, set bool, err error) {
+	if len(raw) == 0 {
+		return 0, false, false, nil
+	}
+	if raw[0] == '"' {
+		var str string
+		if err := json.Unmarshal(raw, &str); err != nil {
+			return 0, false, false, err
+		}
+		if d, err = time.ParseDuration(str); err != nil {
+			return 0, false, false, err
+		}
+	} else {
+		var secs float64
+		if err := json.Unmarshal(raw, &secs); err != nil {
+			return 0, false, false, fmt.Errorf("json: cannot unmarshal %s into keep_alive", raw)
+		}
+		if secs > float64(math.MaxInt64/int64(time.Second)) {
+			return 0, true, true, nil
+		}
+		d = time.Duration(secs * float64(time.Second))
+	}
+	return d, d < 0, true, nil
 }
 
 // modelSet is an immutable snapshot of the served models plus the
@@ -218,6 +259,7 @@ func (ms *modelSet) lookup(kind, name string) *modelEntry {
 
 // markUsed records an inference request for e (Ollama /api/ps, LM Studio state).
 func (ms *modelSet) markUsed(e *modelEntry, now time.Time) {
+	e.expires.Store(0) // in use: a past keep_alive no longer counts
 	if e.lastUsed.Swap(now.UnixNano()) == 0 {
 		ms.v0.Store(nil) // LM Studio: the model just became "loaded"
 	}
@@ -229,6 +271,7 @@ func (s *Sim) unloadAll() {
 	ms := s.models.Load()
 	for _, e := range ms.list {
 		e.lastUsed.Store(0)
+		e.expires.Store(0)
 	}
 	ms.v0.Store(nil)
 	if cp := s.cap; cp != nil {
@@ -299,7 +342,7 @@ func ollamaPsBody(ms *modelSet, now time.Time, resident func(string) bool) []byt
 		} else if lu == 0 {
 			continue
 		}
-		exp := time.Unix(0, lu).UTC().Add(keepAlive)
+		exp := e.expiry().UTC()
 		if resident == nil && !exp.After(now) {
 			continue
 		}

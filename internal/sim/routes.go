@@ -168,8 +168,37 @@ func (s *Sim) ollamaModelRequest(c *call) (*reqFields, *modelEntry, bool) {
 		s.modelNotFound(c, req.Model)
 		return nil, nil, false
 	}
+	d, forever, set, err := parseKeepAlive(req.KeepAlive)
+	if err != nil {
+		s.writeError(c, http.StatusBadRequest, err.Error())
+		return nil, nil, false
+	}
 	ms.markUsed(e, c.start)
+	if set {
+		c.keep = keepAfter{e: e, d: d, forever: forever}
+	}
 	return req, e, true
+}
+
+// keepAfter is a request's keep_alive, applied once it is answered.
+type keepAfter struct {
+	e       *modelEntry
+	d       time.Duration
+	forever bool
+}
+
+// apply sets when the model unloads: d after now, never, or (d <= 0) at
+// once, out of the capacity model's residents too.
+func (k *keepAfter) apply(s *Sim, now time.Time) {
+	switch {
+	case k.forever:
+		k.e.expires.Store(math.MaxInt64)
+	case k.d <= 0:
+		k.e.expires.Store(now.UnixNano())
+		s.cap.unload(k.e.id)
+	default:
+		k.e.expires.Store(now.Add(k.d).UnixNano())
+	}
 }
 
 func (s *Sim) handleOllamaChat(c *call)     { s.ollamaGenerate(c, dOllamaChat) }
@@ -181,8 +210,12 @@ func (s *Sim) ollamaGenerate(c *call, d dialect) {
 		return
 	}
 	if (d == dOllamaChat && req.Messages.empty()) || (d == dOllamaGenerate && req.Prompt.empty()) {
-		// Nothing to generate: Ollama loads the model and says so.
-		if !s.warm(c, s.models.Load(), e) {
+		// Nothing to generate: Ollama loads the model and says so, or
+		// with keep_alive 0 unloads it
+		reason := `"load"`
+		if k := c.keep; k.e != nil && !k.forever && k.d <= 0 {
+			reason = `"unload"`
+		} else if !s.warm(c, s.models.Load(), e) {
 			return
 		}
 		b := append(c.sc.buf[:0], `{"model":`...)
@@ -190,9 +223,11 @@ func (s *Sim) ollamaGenerate(c *call, d dialect) {
 		b = append(b, `,"created_at":`...)
 		b = appendNow(b)
 		if d == dOllamaChat {
-			b = append(b, `,"message":{"role":"assistant","content":""},"done_reason":"load","done":true}`...)
+			b = append(b, `,"message":{"role":"assistant","content":""},"done_reason":`...)
+			b = append(append(b, reason...), `,"done":true}`...)
 		} else {
-			b = append(b, `,"response":"","done":true,"done_reason":"load"}`...)
+			b = append(b, `,"response":"","done":true,"done_reason":`...)
+			b = append(append(b, reason...), '}')
 		}
 		c.sc.buf = b
 		c.writeBody(http.StatusOK, ctJSONUTF8, b, false)

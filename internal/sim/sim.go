@@ -486,6 +486,7 @@ type call struct {
 	cut   *Fault // drop_mid_stream / stall_mid_stream fault to apply while writing
 	start time.Time
 	sc    *scratch
+	keep  keepAfter // the request's keep_alive (Ollama), applied once answered; zero when none
 }
 
 // scratch is the per-request reusable memory.
@@ -599,6 +600,9 @@ func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rt.h(s, c)
+	if c.keep.e != nil {
+		c.keep.apply(s, time.Now())
+	}
 }
 
 func (s *Sim) matchPrefix(path string) *route {
