@@ -100,6 +100,42 @@ func TestPrefixNewConversationsSpread(t *testing.T) {
 	}
 }
 
+// TestPrefixHomesInAMixedFleet: idle endpoints that state no slots (a
+// vLLM whose metrics name none yet, counted at one) are homes as much as
+// one that states four: an idle endpoint is never above the load bound, or
+// every new conversation of a mixed fleet would herd onto the one that
+// states its slots.
+func TestPrefixHomesInAMixedFleet(t *testing.T) {
+	p := prefixPipeline(t)
+	f := prefixFleet("llama", "vllm-a", "vllm-b")
+	f.signals[0].Slots = 4
+	for i := 1; i < 3; i++ {
+		f.signals[i].SlotsKnown, f.signals[i].Slots = false, 0
+	}
+	counts := make([]int, 3)
+	for conv := range 300 {
+		r := Request{Model: "m", Prefix: PrefixInfo{Blocks: 20, Shared: 16, Anchor: HashKey(fmt.Sprint("conversation ", conv))}}
+		i, why := p.Schedule(r, f)
+		if !strings.Contains(why.String(), "home") {
+			t.Fatalf("a new conversation: %s, want its home", why.String())
+		}
+		counts[i]++
+	}
+	for i, n := range counts {
+		if n < 60 {
+			t.Fatalf("homes of 300 conversations on an idle mixed fleet: %v (endpoint %d starved)", counts, i)
+		}
+	}
+	// a busy endpoint of unknown capacity is still skipped for an idle one
+	f.signals[1].Running = 1
+	for conv := range 100 {
+		r := Request{Model: "m", Prefix: PrefixInfo{Blocks: 20, Shared: 16, Anchor: HashKey(fmt.Sprint("conversation ", conv))}}
+		if i, why := p.Schedule(r, f); i == 1 {
+			t.Fatalf("conversation %d homed on vllm-a with a request running and others idle: %s", conv, why.String())
+		}
+	}
+}
+
 // TestPrefixHomeAgreesAcrossProxies: two pipelines with one config (two
 // proxies) send a new conversation to the same home without sharing state,
 // and a busy home is skipped alike.

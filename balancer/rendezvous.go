@@ -144,7 +144,10 @@ func rendezvousKept(key uint64, cands []Candidate, kept []bool, loads []float64,
 	var bestWeight, nextWeight uint64
 	for i := range cands {
 		c := &cands[i]
-		if !kept[i] || warmthRank(c) != warmest || loads[i] < 0 || loads[i] > limit {
+		// an idle candidate is never over the bound: counted at one slot
+		// when it states none, it would otherwise lose every new key to
+		// one that states four, however idle both are
+		if !kept[i] || warmthRank(c) != warmest || loads[i] < 0 || loads[i] > limit && c.Demand() > 0 {
 			continue
 		}
 		var w uint64
@@ -167,7 +170,9 @@ func rendezvousKept(key uint64, cands []Candidate, kept []bool, loads []float64,
 	// requests with nothing shared: p99 1.1-1.35x least-connections); two
 	// proxies still agree unless their views of the loads differ by about
 	// the slack.
-	if next >= 0 && loads[next]+homeSlack < loads[best] {
+	// An idle first choice is kept: its load against one slot, when it
+	// states none, is no sign of queueing.
+	if next >= 0 && cands[best].Demand() > 0 && loads[next]+homeSlack < loads[best] {
 		return next
 	}
 	return best
