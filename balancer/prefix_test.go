@@ -67,11 +67,12 @@ func TestPrefixLongestMatchWinsUntilSaturated(t *testing.T) {
 // prompt and nothing else get rendezvous homes over their own anchors, so
 // they spread over the fleet, and a prompt with nothing of its own is
 // placed by load, never hashed by its shared part.
-func TestPrefixNewConversationsSpread(t *testing.T) {
-	p := prefixPipeline(t)
-	f := prefixFleet("a", "b", "c", "d")
-	counts := make([]int, 4)
-	for conv := range 400 {
+// newConversationHomes places n new conversations (a block of their own
+// beyond a shared head) on f and counts each endpoint's homes.
+func newConversationHomes(t *testing.T, p *Pipeline, f *fleet, n int) []int {
+	t.Helper()
+	counts := make([]int, len(f.signals))
+	for conv := range n {
 		r := Request{Model: "m", Prefix: PrefixInfo{Blocks: 20, Shared: 16, Anchor: HashKey(fmt.Sprint("conversation ", conv))}}
 		i, why := p.Schedule(r, f)
 		if !strings.Contains(why.String(), "home") {
@@ -79,6 +80,13 @@ func TestPrefixNewConversationsSpread(t *testing.T) {
 		}
 		counts[i]++
 	}
+	return counts
+}
+
+func TestPrefixNewConversationsSpread(t *testing.T) {
+	p := prefixPipeline(t)
+	f := prefixFleet("a", "b", "c", "d")
+	counts := newConversationHomes(t, p, f, 400)
 	for i, n := range counts {
 		if n < 60 || n > 140 {
 			t.Fatalf("homes of 400 conversations over 4 servers: %v (server %d)", counts, i)
@@ -112,15 +120,7 @@ func TestPrefixHomesInAMixedFleet(t *testing.T) {
 	for i := 1; i < 3; i++ {
 		f.signals[i].SlotsKnown, f.signals[i].Slots = false, 0
 	}
-	counts := make([]int, 3)
-	for conv := range 300 {
-		r := Request{Model: "m", Prefix: PrefixInfo{Blocks: 20, Shared: 16, Anchor: HashKey(fmt.Sprint("conversation ", conv))}}
-		i, why := p.Schedule(r, f)
-		if !strings.Contains(why.String(), "home") {
-			t.Fatalf("a new conversation: %s, want its home", why.String())
-		}
-		counts[i]++
-	}
+	counts := newConversationHomes(t, p, f, 300)
 	for i, n := range counts {
 		if n < 60 {
 			t.Fatalf("homes of 300 conversations on an idle mixed fleet: %v (endpoint %d starved)", counts, i)
