@@ -62,10 +62,6 @@ type prefixRouting struct {
 	// lossMu serialises catching up with an endpoint's cache losses and
 	// its stated size
 	lossMu sync.Mutex
-
-	// requests with a prompt of their own, and of them the ones served
-	// where the index held more than the shared head
-	routed, held atomic.Int64
 }
 
 // prefixSlot is an endpoint's place in the index, how far the index has
@@ -119,6 +115,12 @@ func (pr *prefixRouting) slot(st *fleet.Endpoint) prefix.Slot {
 	if !ok {
 		return -1
 	}
+	return pr.current(st, ps)
+}
+
+// current is ps's slot for st, after following st's cache losses and
+// stated size.
+func (pr *prefixRouting) current(st *fleet.Endpoint, ps *prefixSlot) prefix.Slot {
 	if st.CacheSeq() != ps.seen.Load() {
 		pr.catchUp(st, ps)
 	}
@@ -205,14 +207,12 @@ func (rq *prefixRequest) served(st *fleet.Endpoint, model string) {
 	if !ok {
 		return
 	}
-	cached := rq.pr.index.Record(rq.pr.slot(st), model, &rq.chain)
+	cached := rq.pr.index.Record(rq.pr.current(st, ps), model, &rq.chain)
 	if !rq.chain.Useful() {
 		return
 	}
-	rq.pr.routed.Add(1)
 	ps.routed.Add(1)
 	if cached > rq.chain.Shared {
-		rq.pr.held.Add(1)
 		ps.held.Add(1)
 		inc(ps.m.held)
 	} else {
@@ -276,7 +276,7 @@ func (pr *prefixRouting) view(st *fleet.Endpoint) (prefixView, bool) {
 	if !ok {
 		return prefixView{}, false
 	}
-	es := pr.index.Stats(pr.slot(st))
+	es := pr.index.Stats(pr.current(st, ps))
 	v := prefixView{Blocks: es.Blocks, Budget: es.Budget, BudgetFrom: "default", Recorded: es.Recorded, HeldBlocks: es.Hits,
 		BlockHitRatio: es.HitRatio(), Evictions: es.Evictions, Forgets: es.Forgets, Forgotten: es.Forgotten,
 		Routed: ps.routed.Load(), Held: ps.held.Load(), Released: ps.released.Load()}
@@ -295,12 +295,14 @@ func (pr *prefixRouting) view(st *fleet.Endpoint) (prefixView, bool) {
 // stats is the index as /internal/stats/prefix shows it.
 func (pr *prefixRouting) stats() map[string]any {
 	eps := map[string]prefixView{}
+	var routed, held int64
 	for st := range pr.slots {
 		v, _ := pr.view(st)
 		eps[st.Name()] = v
+		routed, held = routed+v.Routed, held+v.Held
 	}
-	return map[string]any{"enabled": true, "block_bytes": prefix.BlockBytes, "routed": pr.routed.Load(),
-		"held": pr.held.Load(), "endpoints": eps}
+	return map[string]any{"enabled": true, "block_bytes": prefix.BlockBytes, "routed": routed,
+		"held": held, "endpoints": eps}
 }
 
 // servePrefixStats answers /internal/stats/prefix.
