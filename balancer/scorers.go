@@ -161,16 +161,18 @@ type ttftScorer struct{}
 func (ttftScorer) Name() string { return ScoreTTFT }
 func (ttftScorer) usesSignals() {}
 func (ttftScorer) Score(_ *Request, c *Candidate, s *Set) float64 {
-	score := 1.0
-	if c.clearlySlower(s) {
-		r := float64(c.TTFT) / (ttftTolerance * float64(s.MinTTFT))
-		score = 1 / (r * r)
+	return min(speedScore(c.TTFT, s.MinTTFT), speedScore(c.TPOT, s.MinTPOT))
+}
+
+// speedScore is the curve over one measure of time: 1 within
+// ttftTolerance of the fastest (and when either is unknown), then falling
+// with the square of the excess.
+func speedScore(d, fastest time.Duration) float64 {
+	if d <= 0 || fastest <= 0 || float64(d) <= ttftTolerance*float64(fastest) {
+		return 1
 	}
-	if c.TPOT > 0 && s.MinTPOT > 0 && float64(c.TPOT) > ttftTolerance*float64(s.MinTPOT) {
-		r := float64(c.TPOT) / (ttftTolerance * float64(s.MinTPOT))
-		score = min(score, 1/(r*r))
-	}
-	return score
+	r := float64(d) / (ttftTolerance * float64(fastest))
+	return 1 / (r * r)
 }
 
 // TPOTMaxAge is how long a stated time per output token counts after the
@@ -222,12 +224,6 @@ const slowForAffinity = 2.5
 // fastest in the set.
 func (c *Candidate) tooSlowForAffinity(s *Set) bool {
 	return c.TTFT > 0 && s.MinTTFT > 0 && float64(c.TTFT) > slowForAffinity*float64(s.MinTTFT)
-}
-
-// clearlySlower reports whether c's TTFT is beyond ttftTolerance of the
-// fastest in the set.
-func (c *Candidate) clearlySlower(s *Set) bool {
-	return c.TTFT > 0 && s.MinTTFT > 0 && float64(c.TTFT) > ttftTolerance*float64(s.MinTTFT)
 }
 
 // affinityScorer gives 1 to the candidate the request's key hashes to and 0

@@ -306,7 +306,7 @@ func (st *Endpoint) ObserveTTFT(model string, d time.Duration) {
 	}
 }
 
-// ttftFor2 is model's entry in the TTFT table, created for a model the
+// modelEntry is model's entry in the TTFT table, created for a model the
 // endpoint lists; nil for one it does not (or a full table).
 func (st *Endpoint) modelEntry(model string) *modelTTFT {
 	if model == "" {
