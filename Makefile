@@ -3,11 +3,15 @@ MODULE        := github.com/caddy-olla/olla
 CADDY_VERSION := v2.11.9
 GO            ?= go
 BIN           := bin
-FUZZTIME      ?= 20s
-# Go minimises each new interesting input for up to 60 s by default, and the
-# time counts against FUZZTIME with no executions: a slow minimisation ends the
-# run with "context deadline exceeded", a failure that finds nothing.
-FUZZMINIMIZE  ?= 1s
+# Fuzzing budgets are execution counts, not durations: with a duration, Go's
+# fuzz coordinator (before Go 1.27, go.dev/issue/75804) can report its own
+# deadline as a failure, "context deadline exceeded" with no failing input,
+# when a worker is mid-run as time runs out, which a busy machine makes likely.
+# A count has no deadline; a busy machine only makes it slower.
+FUZZTIME      ?= 20000x
+# Go minimises each new interesting input for up to 60 s by default; a count
+# keeps a slow minimisation short for the same reason.
+FUZZMINIMIZE  ?= 100x
 
 .PHONY: build run run-local test test-short bench adapt xcaddy fuzz vet clean
 
@@ -73,7 +77,7 @@ xcaddy: ## the same binary through xcaddy, with the olla config adapter (offline
 		fi; \
 		rm -rf $$tmp; exit $$status
 
-fuzz: ## FUZZTIME of fuzzing for each target: model extractor, Caddyfile parser, YAML adapter, Anthropic and Responses stream translators
+fuzz: ## FUZZTIME executions (a count, e.g. 20000x) of fuzzing for each target: model extractor, Caddyfile parser, YAML adapter, Anthropic and Responses stream translators
 	@# go test -fuzz takes one target per run, so they run one after another.
 	$(GO) test -run '^$$' -fuzz '^FuzzExtractModel$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) .
 	$(GO) test -run '^$$' -fuzz '^FuzzCaddyfile$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) .
