@@ -66,7 +66,8 @@ type Endpoint struct {
 	// ForwardClientAuth lets the client's credential headers through to
 	// this endpoint: Authorization, Cookie, X-Api-Key, Api-Key,
 	// X-Goog-Api-Key, X-Auth-Token and any header whose name contains
-	// "key", "token" or "secret". Off by default.
+	// "key", "token" or "secret" (not Idempotency-Key, which always goes
+	// through). Off by default.
 	ForwardClientAuth bool `json:"forward_client_auth,omitempty"`
 	// Preload names models to keep loaded on this endpoint: loaded at
 	// start, after the endpoint recovers and after the backend evicts them

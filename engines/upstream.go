@@ -60,7 +60,12 @@ var hopHeaders = []string{
 // the one list: client headers it matches are stripped unless the endpoint
 // forwards client auth, backend response headers it matches never reach
 // the client, and configured headers it matches are kept out of sight.
+// Idempotency-Key (the IETF HTTP API draft's header) names a request, not
+// a client: it goes through, so a backend that dedupes on it still can.
 func IsClientCredential(name string) bool {
+	if strings.EqualFold(name, "Idempotency-Key") {
+		return false
+	}
 	for _, w := range credentialWords {
 		if containsFold(name, w) {
 			return true

@@ -310,7 +310,10 @@ var clientCredentials = []string{
 
 // TestSecurityCredentials: one rule decides which client headers are
 // credentials, in both engines; they reach only endpoints that forward
-// client auth, and the endpoint's own credential always wins. Expect is not
+// client auth, and the endpoint's own credential always wins. A client's
+// Idempotency-Key names its request, not the client, and reaches both (the
+// engines' own valueless one, which marks a request replayable, never
+// replaces it). Expect is not
 // forwarded: the body is already buffered, so a backend's 100 Continue
 // would only add a round trip.
 func TestSecurityCredentials(t *testing.T) {
@@ -322,7 +325,7 @@ func TestSecurityCredentials(t *testing.T) {
 				endpointBlock("strict", strict.URL, "ollama", "auth bearer backend-secret")+
 				endpointBlock("fwd", fwd.URL, "ollama", "forward_client_auth")))
 			waitRoutable(t, "strict", "fwd")
-			header := []string{"X-Trace", "kept", "Expect", "100-continue"}
+			header := []string{"X-Trace", "kept", "Expect", "100-continue", "Idempotency-Key", "req-7f3a"}
 			for _, name := range clientCredentials {
 				header = append(header, name, "client-"+strings.ToLower(name))
 			}
@@ -340,6 +343,9 @@ func TestSecurityCredentials(t *testing.T) {
 				}
 				if got.Header.Get("X-Trace") != "kept" {
 					t.Errorf("%s: an ordinary header was dropped: %v", tc.model, got.Header)
+				}
+				if v := got.Header.Values("Idempotency-Key"); len(v) != 1 || v[0] != "req-7f3a" {
+					t.Errorf("%s: the client's Idempotency-Key reached the backend as %q, want [req-7f3a]", tc.model, v)
 				}
 				if v := got.Header.Get("Expect"); v != "" {
 					t.Errorf("%s: Expect %q was forwarded with a buffered body", tc.model, v)
