@@ -426,9 +426,8 @@ func (rq *request) recordKey(modelLabel string) {
 		p.warn(rq.h.logger, "key limits store failed; usage not counted", err)
 	}
 	rq.keyCost = cost
-	ledger := rq.h.app.usage
-	ledger.Observe(rq.keyID, modelLabel, rq.rec.endpoint, c, cost)
-	kt := p.tokenCounters(rq.h.app.metrics.keyTokens, ledger.Label(rq.keyID, metricKeys))
+	rank := rq.h.app.usage.Observe(rq.keyID, modelLabel, rq.rec.endpoint, c, cost)
+	kt := p.tokenCounters(rq.h.app.metrics.keyTokens, usage.LabelOf(rq.keyID, rank, metricKeys))
 	kt.in.Add(float64(c.Input))
 	kt.out.Add(float64(c.Output))
 	if c.Cached > 0 {

@@ -77,14 +77,12 @@ func (l *Ledger) key(k string) *Totals {
 	return t
 }
 
-// Label is the name k's counts go under: k itself among the first n keys
-// seen, else OtherKey (for metric labels of bounded cardinality).
-func (l *Ledger) Label(k string, n int) string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.key(k)
-	if i, ok := l.order[k]; ok && i < n {
-		return k
+// LabelOf is the name a key's metrics go under: the key itself when it was
+// among the first n keys seen (its rank, from Observe, is below n), else
+// OtherKey, so metric labels stay of bounded cardinality.
+func LabelOf(key string, rank, n int) string {
+	if rank >= 0 && rank < n {
+		return key
 	}
 	return OtherKey
 }
@@ -98,17 +96,24 @@ func named(m map[string]*Totals, name string) *Totals {
 	return t
 }
 
-// Observe adds one finished request.
-func (l *Ledger) Observe(key, model, endpoint string, c Counts, cost float64) {
+// Observe adds one finished request. rank is the order the key was first
+// seen in (0 for the first), or -1 when it is counted as OtherKey; see
+// LabelOf. One call, one lock, for the counts and the label.
+func (l *Ledger) Observe(key, model, endpoint string, c Counts, cost float64) (rank int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.key(key).add(c, cost)
+	rank = -1
+	if i, ok := l.order[key]; ok {
+		rank = i
+	}
 	if model != "" {
 		named(l.models, model).add(c, cost)
 	}
 	if endpoint != "" {
 		named(l.endpoints, endpoint).add(c, cost)
 	}
+	return rank
 }
 
 // Refused counts a request a limit refused; Shadowed one it would have.

@@ -25,7 +25,8 @@ func TestLedgerBounded(t *testing.T) {
 	if requests != 10_000 || out != 30_000 || rep.Models[0].Requests != 10_000 || rep.Endpoints[0].Cost != 5000 {
 		t.Errorf("lost counts: %d requests, %d out, %+v", requests, out, rep.Models)
 	}
-	if l.Label("k5", 10) != "k5" || l.Label("k50", 10) != OtherKey || l.Label("k9999", 1000) != OtherKey {
+	label := func(k string, n int) string { return LabelOf(k, l.Observe(k, "", "", Counts{}, 0), n) }
+	if label("k5", 10) != "k5" || label("k50", 10) != OtherKey || label("k9999", 1000) != OtherKey || label(OtherKey, 1000) != OtherKey {
 		t.Error("labels are not bounded to the first keys seen")
 	}
 }
