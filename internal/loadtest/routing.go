@@ -235,6 +235,19 @@ func fleets() []fleet {
 	dlc.key, dlc.kind = "d-slots", "llamacpp"
 	dlc.title = "(d) on llama.cpp-like servers (slots stated on /slots, decode totals on /metrics)"
 
+	// (d) at the whole fleet's capacity: the three fast servers alone would
+	// be at ~110 %, so a router that keeps everything off the slow box
+	// queues on the fast ones (herding); the slow box's third must be used.
+	// No target of the issue's; the shipped config must not lose to
+	// round_robin here either.
+	dfull := d
+	dfull.key, dfull.load, dfull.goal = "d-100", "~100 %", ""
+	dfull.title = "(d) at ~100 % of the fleet's capacity (the fast servers alone would be at ~110 %)"
+	dfull.users = usersFor(1.0, 3*vllmSlots+vllmSlots/slowFactor, 1240*time.Millisecond, think)
+	dttfull := dfull
+	dttfull.key, dttfull.kind = "d-ttft-100", "lm-studio"
+	dttfull.title = "(d) on LM Studio-like servers at ~100 % of the fleet's capacity"
+
 	e := fleet{key: "e", kind: "vllm", load: "~70 %", goal: "e", noSession: true,
 		title:  "(e) uniform: 4 equal vLLM-like servers, one-turn requests of 2,000 bytes with nothing shared",
 		models: chat.models, opts: repeat(vllmBase+";prefill="+vllmPrefill.String(), 4),
@@ -253,7 +266,7 @@ func fleets() []fleet {
 	g2 := ollama
 	g2.key, g2.goal = "g-r2", "g"
 	g2.title = "(g) (c) with session ids"
-	return []fleet{a270, a870, a2100, a8100, b70, b100, c, d, dsid, dtt, dlc, e, f, g170, g1100, g2}
+	return []fleet{a270, a870, a2100, a8100, b70, b100, c, d, dsid, dtt, dlc, dfull, dttfull, e, f, g170, g1100, g2}
 }
 
 func repeat(s string, n int) []string {
