@@ -43,7 +43,9 @@
 //     times per endpoint and model, and the backend's stated time per
 //     output token (all kept by fleet.Endpoint, read through
 //     SchedSignals; a slow decoder loses its conversations, a cold
-//     endpoint waits while a warm queue is cheaper than its load). A
+//     endpoint waits while a warm queue is cheaper than its load, and
+//     while our load of a model is under way requests ride on it rather
+//     than load it elsewhere: fleet.Endpoint.ColdStart marks it). A
 //     candidate without room is set aside; when all are full the request
 //     waits in the admission queue (queue.go).
 //  5. The engine (olla or sherpa) sends the attempt and fails over before

@@ -119,7 +119,7 @@ func (p *picker) Next() (engines.Target, bool) {
 	}
 	p.attempts++
 	p.current, p.attemptStart, p.firstByteAt, p.okStatus, p.ttftDone = st, time.Now(), time.Time{}, false, false
-	p.cold = st.ColdStart(p.modelAt(st))
+	p.cold = st.ColdStart(p.modelAt(st), p.attemptStart)
 	st.ObserveAttempt(p.modelAt(st), p.attemptStart)
 	if p.trace != nil {
 		p.trace.Attempt(traceEndpoint(st), p.modelAt(st), p.attemptStart)

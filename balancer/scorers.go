@@ -286,44 +286,172 @@ func (CapacityFilter) Keep(_ *Request, c *Candidate, _ *Set) bool {
 	return true
 }
 
-// waitOverLoad keeps a cold candidate out while waiting on a warm one costs
-// less than loading the model: a cold endpoint is chosen only when the
-// wait would cost more than its load. The wait is the warm candidate's
-// rounds of queue ahead of the request times its learned service time;
-// the load is the cold one's learned load time (Signals.LoadTime,
-// Service). A warm candidate the capacity filter dropped is kept again
-// for it: its queue is the cheaper wait. Without both figures nothing
-// changes. kept is the filters' verdict; only warm candidates of tier
-// count, unless anyTier.
+// waitOverLoad weighs waiting on the endpoints that hold the model
+// against loading it on one that does not (item 2 of issue 20): a warm
+// endpoint wins until it is saturated, then an idle warm one (the scores
+// see to both), then a cold one when waiting would cost more than a load.
+// Waiting costs more than a load when
+//
+//   - this request's wait on the best warm candidate is at least the
+//     cheapest cold one's load ("waiting really costs more": with cheap
+//     loads that is as soon as the warm ones queue), or
+//   - the warm candidates keep a queue of at least one request waiting on
+//     average: over the time a load takes, the queue then waits at least a
+//     load in all, every load after it as well, and a second warm copy
+//     ends it. Only one such load of a model at a time, on an idle cold
+//     candidate.
+//
+// Then the warm candidates are dropped and the cold ones kept; else the
+// cold ones stay out (a warm candidate the capacity filter dropped is kept
+// again: its queue is the cheaper wait). An endpoint where our own load of
+// the model is under way (Signals.LoadingSince) counts as warm, its wait
+// the rest of the load: requests ride on it rather than start another load
+// elsewhere (no herding), unless even that wait costs more than a load.
+//
+// A cold candidate's load is its learned LoadTime, else the longest any
+// candidate learned for the model (a pessimistic guess), else unknown:
+// without one only the queue rule can pick a cold candidate. kept is the
+// filters' verdict; only candidates of tier count, unless anyTier.
 func waitOverLoad(cands []Candidate, kept []bool, tier int, anyTier bool) {
-	minLoad := time.Duration(0)
+	var now time.Time
+	inScope := func(c *Candidate) bool { return c.Fresh() && (anyTier || c.Priority == tier) }
+	// ours reports whether our load of the model is under way at c
+	ours := func(c *Candidate) bool {
+		if c.LoadingSince.IsZero() {
+			return false
+		}
+		if now.IsZero() {
+			now = time.Now()
+		}
+		return now.Sub(c.LoadingSince) < maxLoading
+	}
+	cold := func(c *Candidate) bool { return c.Warm == Cold && !ours(c) }
+	prior, loading := time.Duration(0), false
 	for i := range cands {
-		c := &cands[i]
-		if kept[i] && c.Fresh() && c.Warm == Cold && c.LoadTime > 0 && (minLoad == 0 || c.LoadTime < minLoad) {
-			minLoad = c.LoadTime
+		if c := &cands[i]; inScope(c) {
+			prior = max(prior, c.LoadTime)
+			loading = loading || ours(c)
 		}
 	}
-	if minLoad == 0 {
-		return
+	loadOf := func(c *Candidate) time.Duration {
+		if c.LoadTime > 0 {
+			return c.LoadTime
+		}
+		return prior
 	}
-	wait, best := time.Duration(0), -1
+	// the warm side: the least wait, and the queue over all of it
+	wait, best, queue := time.Duration(0), -1, 0.0
 	for i := range cands {
 		c := &cands[i]
-		if !c.Fresh() || c.Warm != Warm || c.Service <= 0 || (!anyTier && c.Priority != tier) {
+		if !inScope(c) {
 			continue
 		}
-		w := time.Duration(max(c.placed()-1, 0) * float64(c.Service))
-		if best < 0 || w < wait {
+		w, ok := time.Duration(0), false
+		switch {
+		case ours(c):
+			w, ok = max(loadOf(c)-now.Sub(c.LoadingSince), 0)+warmWait(c), true
+		case c.Warm == Warm:
+			w, ok = warmWait(c), true
+			queue += queued(c)
+		}
+		if ok && (best < 0 || w < wait) {
 			wait, best = w, i
 		}
 	}
-	if best < 0 || wait >= minLoad {
+	if best < 0 {
+		return // nothing holds the model: the scores choose where it loads
+	}
+	// the cold side: the cheapest known load among those kept
+	minLoad := time.Duration(0)
+	idle := false
+	for i := range cands {
+		c := &cands[i]
+		if !kept[i] || !inScope(c) || !cold(c) {
+			continue
+		}
+		if l := loadOf(c); l > 0 && (minLoad == 0 || l < minLoad) {
+			minLoad = l
+		}
+		idle = idle || c.InFlight == 0
+	}
+	switch {
+	case minLoad > 0 && wait >= minLoad:
+		// waiting really costs more: the cold candidates whose load is
+		// cheaper than the wait, not the warm side
+		coldOnly(cands, kept, inScope, func(c *Candidate) bool { l := loadOf(c); return cold(c) && l > 0 && l <= wait })
+	case !loading && idle && wait > 0 && queue >= 1:
+		// a queue that lasts: one more copy, on an idle cold candidate
+		coldOnly(cands, kept, inScope, func(c *Candidate) bool { return cold(c) && c.InFlight == 0 })
+	default:
+		// waiting (or riding on our load) is cheaper: the cold candidates
+		// whose load is known to cost more stay out, all of them while our
+		// load is under way, and so do loads of ours slower than the best
+		dropped := false
+		for i := range cands {
+			c := &cands[i]
+			if !kept[i] || !inScope(c) || i == best {
+				continue
+			}
+			if cold(c) && (loading || loadOf(c) > wait) || ours(c) {
+				kept[i], dropped = false, true
+			}
+		}
+		if dropped || ours(&cands[best]) {
+			kept[best] = true
+		}
+	}
+}
+
+// maxLoading is how long a load of ours counts as under way at most, in
+// case its end was never told.
+const maxLoading = 10 * time.Minute
+
+// coldOnly keeps, of the candidates in scope, only the kept ones that
+// pass cold (a cold candidate worth loading) and have room; the others
+// (out of scope) are left as they were. If none is left, kept is not
+// changed.
+func coldOnly(cands []Candidate, kept []bool, inScope, cold func(*Candidate) bool) {
+	found := false
+	for i := range cands {
+		if c := &cands[i]; kept[i] && inScope(c) && cold(c) && hasRoom(c) {
+			found = true
+		}
+	}
+	if !found {
 		return
 	}
 	for i := range cands {
-		if c := &cands[i]; kept[i] && c.Fresh() && c.Warm == Cold && c.LoadTime > wait {
-			kept[i] = false
+		if c := &cands[i]; inScope(c) {
+			kept[i] = kept[i] && cold(c) && hasRoom(c)
 		}
 	}
-	kept[best] = true
+}
+
+// warmWait is how long a request placed on warm candidate c would wait
+// before it starts. Where the capacity is known (a cap, stated slots, or a
+// backend that states its queue) it is the rounds of queue ahead of it
+// times the learned service time. A backend that states neither (Ollama)
+// is taken at its word only on what its answers showed: the time to first
+// token above its floor, the queueing they met, while any of ours is there.
+func warmWait(c *Candidate) time.Duration {
+	if c.MaxConcurrency > 0 || c.SlotsKnown || c.QueueKnown {
+		return time.Duration(max(c.placed()-1, 0) * float64(c.Service))
+	}
+	if c.InFlight == 0 || c.TTFT <= c.TTFTFloor || c.TTFTFloor <= 0 {
+		return 0
+	}
+	return c.TTFT - c.TTFTFloor
+}
+
+// queued is how many requests wait at warm candidate c, on average: what
+// exceeds its capacity where that is known; else, by Little's law, our
+// requests there times the share of their time spent waiting.
+func queued(c *Candidate) float64 {
+	if c.MaxConcurrency > 0 || c.SlotsKnown || c.QueueKnown {
+		return max(c.Demand()-c.Capacity(), 0)
+	}
+	if c.Service <= 0 {
+		return 0
+	}
+	return float64(c.InFlight) * min(float64(warmWait(c))/float64(c.Service), 1)
 }

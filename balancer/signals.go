@@ -123,6 +123,13 @@ type Signals struct {
 	// queue. Both learned from our own requests (0: not yet).
 	LoadTime time.Duration
 	Service  time.Duration
+	// TTFTFloor is the fastest warm TTFT seen here lately: how far TTFT
+	// stands above it is time spent queueing (0: unknown).
+	TTFTFloor time.Duration
+	// LoadingSince is when our own load of the model here began, while
+	// it is under way (zero: none): requests sent here meanwhile wait for
+	// it, and no other endpoint need load the model as well.
+	LoadingSince time.Time
 
 	// PrefixCached is how many leading blocks of the request's prompt the
 	// endpoint is known to hold (the caller's prefix index; 0: none).

@@ -174,3 +174,75 @@ func TestColdOnlyWhenWaitingCostsMore(t *testing.T) {
 		t.Fatalf("no load time learned: chose %d (%s), want the one with room, as before", i, why.String())
 	}
 }
+
+// ollamaLike is the signals of a backend that states residency but no
+// slots nor queue (Ollama): warm or cold, read now.
+func ollamaLike(w Warmth, now time.Time) Signals {
+	return Signals{Warm: w, At: now, MaxAge: time.Hour}
+}
+
+// TestLoadASecondCopyWhenTheQueueLasts (item 2): a warm Ollama whose
+// answers show a lasting queue (TTFT 0.9 s above its floor, six of ours
+// there, 1.2 s a request: 4.5 requests waiting on average) gets a second
+// copy on an idle cold endpoint, even though this one request's wait
+// (0.9 s) is less than the 3 s load; without the queue (TTFT at its floor)
+// it does not; nor does a cold endpoint that is busy with another model.
+func TestLoadASecondCopyWhenTheQueueLasts(t *testing.T) {
+	p := prefixPipeline(t)
+	now := time.Now()
+	f := newFleet("warm", "cold")
+	f.signals[0] = ollamaLike(Warm, now)
+	f.signals[0].TTFT, f.signals[0].TTFTFloor, f.signals[0].Service, f.signals[0].LoadTime = time.Second, 100*time.Millisecond, 1200*time.Millisecond, 3*time.Second
+	f.signals[1] = ollamaLike(Cold, now)
+	f.hold(0, 6)
+	if i, why := p.Schedule(Request{Model: "m"}, f); i != 1 {
+		t.Fatalf("a lasting queue on the only warm copy: chose %d (%s), want the idle cold one", i, why.String())
+	}
+	f.signals[0].TTFT = 110 * time.Millisecond // its answers met no queue
+	if i, why := p.Schedule(Request{Model: "m"}, f); i != 0 {
+		t.Fatalf("six in flight but no queue in their answers: chose %d (%s), want warm", i, why.String())
+	}
+	f.signals[0].TTFT = time.Second
+	f.hold(1, 1) // busy with another model: loading there would evict it
+	if i, why := p.Schedule(Request{Model: "m"}, f); i != 0 {
+		t.Fatalf("the cold one is busy: chose %d (%s), want warm", i, why.String())
+	}
+}
+
+// TestNoHerdOnAColdModel (hostile): a flood of requests for a model no
+// endpoint holds, while our load of it is under way on one, all ride on
+// that load: no second endpoint starts loading it, whether its load time
+// is learned or not. Only when waiting for that load costs more than
+// another load (a slow box loading, a fast one idle) does a second start.
+func TestNoHerdOnAColdModel(t *testing.T) {
+	p := prefixPipeline(t)
+	now := time.Now()
+	f := newFleet("a", "b", "c")
+	for i := range f.signals {
+		f.signals[i] = ollamaLike(Cold, now)
+	}
+	f.signals[1].LoadingSince = now.Add(-100 * time.Millisecond)
+	for n := range 20 {
+		if i, why := p.Schedule(Request{Model: "m"}, f); i != 1 {
+			t.Fatalf("request %d of a flood: chose %d (%s), want b, where the model is loading", n, i, why.String())
+		}
+		f.hold(1, 1)
+	}
+	// learned: b takes 60 s to load, a and c 2 s
+	f.signals[1].LoadTime = time.Minute
+	f.signals[0].LoadTime, f.signals[2].LoadTime = 2*time.Second, 2*time.Second
+	if i, why := p.Schedule(Request{Model: "m"}, f); i == 1 {
+		t.Fatalf("b has a minute of load left, a and c load in 2 s: chose b (%s)", why.String())
+	}
+	// the same with the residency already showing the loading model
+	f.signals[1].Warm = Warm
+	if i, why := p.Schedule(Request{Model: "m"}, f); i == 1 {
+		t.Fatalf("b (listed warm while it loads) has a minute left: chose b (%s)", why.String())
+	}
+	f.signals[1].LoadTime = 2 * time.Second
+	for n := range 5 {
+		if i, why := p.Schedule(Request{Model: "m"}, f); i != 1 {
+			t.Fatalf("request %d: b's load is nearly done: chose %d (%s), want b", n, i, why.String())
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -302,7 +303,14 @@ func (st *Endpoint) ObserveTTFT(model string, d time.Duration) {
 		return
 	}
 	if e := st.modelEntry(model); e != nil {
-		e.avg.Observe(d)
+		// the speed average takes every sample (an Ollama's first answer
+		// after a load may be its only one until the next poll); the floor
+		// only a warm request's, not one that waited for our load
+		now := time.Now()
+		e.avg.ObserveAt(d, now)
+		if !e.rode(now.Add(-d).UnixNano()) {
+			e.lowerFloor(d)
+		}
 	}
 }
 
@@ -351,6 +359,10 @@ func (st *Endpoint) modelEntry(model string) *modelTTFT {
 type modelTTFT struct {
 	avg     balancer.EWMA
 	attempt atomic.Int64
+	// floor is the fastest warm TTFT seen lately (nanoseconds; it creeps
+	// up towards later samples, so a box that got slower is not judged on
+	// its best day for ever): what the average is above it is queueing
+	floor atomic.Int64
 	// load and service are learned in nanoseconds (0: not yet): the time
 	// a cold start took beyond a warm one's TTFT (the model's load), and a
 	// warm request's whole time here (what one round of its queue costs);
@@ -359,6 +371,11 @@ type modelTTFT struct {
 	// coldReading is the residency reading (its time, Unix nanoseconds)
 	// the last cold start was counted on
 	coldReading atomic.Int64
+	// loadStart is when our cold start of the model here began (Unix
+	// nanoseconds; 0: none under way), and loadEnd when the last one's
+	// first byte came: requests that started between the two waited for
+	// that load, so their times say nothing about a warm request
+	loadStart, loadEnd atomic.Int64
 }
 
 // blendInto moves v half-way to d (d itself when v has none).
@@ -369,49 +386,101 @@ func blendInto(v *atomic.Int64, d time.Duration) {
 	v.Store(int64(max(d, 1)))
 }
 
+// floorCreep is how far the TTFT floor moves towards a slower sample: a
+// 32nd, so a few queued requests barely lift it and a box that got slower
+// for good is followed within some dozens of requests.
+const floorCreep = 32
+
+// lowerFloor records a warm TTFT sample d in the floor.
+func (e *modelTTFT) lowerFloor(d time.Duration) {
+	old := time.Duration(e.floor.Load())
+	if old == 0 || d < old {
+		e.floor.Store(int64(max(d, 1)))
+		return
+	}
+	e.floor.Store(int64(old + (d-old)/floorCreep))
+}
+
+// rode reports whether a request that started at started (Unix
+// nanoseconds) waited for one of our loads of the model here: it started
+// while one was under way, or before the last one's first byte.
+func (e *modelTTFT) rode(started int64) bool {
+	if ls := e.loadStart.Load(); ls != 0 && started >= ls {
+		return true
+	}
+	end := e.loadEnd.Load()
+	return end != 0 && started < end && started >= end-maxLoadTime.Nanoseconds()
+}
+
 // ObserveLoad records the time to first token of a cold start (ColdStart
-// at its start): beyond the warm TTFT average, that is how long this
-// endpoint takes to load the model. Without a warm average there is
-// nothing to tell the load from the rest, and nothing is learned. Call it
+// at its start): beyond the warm TTFT floor, that is how long this
+// endpoint takes to load the model; before any warm sample, all of it
+// (a warm TTFT is small beside a load, and a load over-estimated only
+// makes the balancer wait a little longer before the next one). The
+// floor, not the average: the average also holds queueing, which would
+// make a load look cheaper than it is. Capped at maxLoadTime, so a backend
+// whose first load hung for an hour is not avoided for ever. Call it
 // before the sample joins the average (ObserveTTFT).
 func (st *Endpoint) ObserveLoad(model string, ttft time.Duration) {
-	if e := st.modelEntry(model); e != nil && ttft > 0 {
-		if warm, _ := e.avg.Sample(); warm > 0 && ttft > warm {
-			blendInto(&e.load, min(ttft-warm, maxLoadTime))
-		}
+	e := st.modelEntry(model)
+	if e == nil || ttft <= 0 {
+		return
+	}
+	if ls := e.loadStart.Swap(0); ls != 0 {
+		e.loadEnd.Store(ls + int64(ttft))
+	}
+	warm := time.Duration(e.floor.Load())
+	if ttft > warm {
+		blendInto(&e.load, min(ttft-warm, maxLoadTime))
 	}
 }
 
 // ObserveService records how long a request for model with the model
 // loaded took here, from its start to its answer's end: one round of the
 // endpoint's queue. (A client that reads slowly makes it longer, so a cold
-// load looks cheaper beside it: at worst a load comes sooner.)
+// load looks cheaper beside it: at worst a load comes sooner.) A request
+// that waited for one of our loads is not a warm one and is left out.
 func (st *Endpoint) ObserveService(model string, d time.Duration) {
-	if e := st.modelEntry(model); e != nil && d > 0 {
+	if e := st.modelEntry(model); e != nil && d > 0 && !e.rode(time.Now().Add(-d).UnixNano()) {
 		blendInto(&e.service, min(d, maxLoadTime))
 	}
 }
 
-// maxLoadTime bounds a learned load or service time.
-const maxLoadTime = 30 * time.Minute
+// maxLoadTime bounds a learned load or service time: a backend whose load
+// took longer (or hung until a timeout cut it) is taken to load in this
+// long, which still keeps it cold while a warm queue is any shorter.
+const maxLoadTime = 10 * time.Minute
 
-// ColdStart reports whether a request for model starting now is a cold
-// start: the endpoint's fresh residency says the model is not loaded, and
-// no other request has started since that reading (the first pays the
-// load; the next reading tells about the rest).
-func (st *Endpoint) ColdStart(model string) bool {
-	var sig balancer.Signals
-	st.SchedSignals(model, &sig)
-	if sig.Warm != balancer.Cold || sig.At.IsZero() || (sig.MaxAge > 0 && time.Since(sig.At) > sig.MaxAge) {
+// ColdStart reports whether a request for model starting at now is a cold
+// start: the endpoint's fresh residency says the model is not loaded, none
+// of our loads of it is under way here or has answered since that reading
+// (the balancer then counts it warm too), and no other request has started
+// since that reading (the first pays the load; the next reading tells
+// about the rest). It marks the load as under way until its first byte
+// (ObserveLoad) or the attempt's end without one (EndAttempt). It reads
+// only the residency, not the whole scheduling signals.
+func (st *Endpoint) ColdStart(model string, now time.Time) bool {
+	sig := st.sched.signals.Load()
+	if sig == nil || model == "" {
+		return false
+	}
+	if s := st.settings.Load(); s.LoadInterval == 0 || now.Sub(sig.At) > signalMaxAge*s.LoadInterval {
+		return false // stale: it may have been loaded since
+	}
+	if resident, known := sig.Resident(model); !known || resident {
 		return false
 	}
 	e := st.modelEntry(model)
-	if e == nil {
-		return false
+	if e == nil || e.loadStart.Load() != 0 || e.loadEnd.Load() > sig.At.UnixNano() {
+		return false // our load is under way, or answered since the reading
 	}
 	at := sig.At.UnixNano()
 	old := e.coldReading.Load()
-	return old != at && e.coldReading.CompareAndSwap(old, at)
+	if old == at || !e.coldReading.CompareAndSwap(old, at) {
+		return false
+	}
+	e.loadStart.Store(now.UnixNano())
+	return true
 }
 
 // observeAttempt notes that a request for model starts here now. Only a
@@ -425,10 +494,13 @@ func (st *Endpoint) ObserveAttempt(model string, now time.Time) {
 // endAttempt withdraws the note of an attempt that started at started and
 // brought no sample (it failed, or its client hung up before the answer was
 // whole), so the next request measures rather than waiting out EWMAMaxAge:
-// a client that keeps hanging up cannot keep an old average standing.
+// a client that keeps hanging up cannot keep an old average standing. A
+// cold start that ends so is no longer a load under way (nothing is
+// learned from it: a client's hang-up is not a load time).
 func (st *Endpoint) EndAttempt(model string, started time.Time) {
 	if e := st.ttftEntry(model); e != nil {
 		e.attempt.CompareAndSwap(started.UnixNano(), 0)
+		e.loadStart.CompareAndSwap(started.UnixNano(), 0)
 	}
 }
 
@@ -446,17 +518,24 @@ func (st *Endpoint) ttftEntry(model string) *modelTTFT {
 
 // ttftFor fills in the endpoint's moving TTFT for model, when its last
 // sample came and when our last request for it started (zero: none); the
-// balancer judges their ages.
-func (st *Endpoint) ttftFor(model string, out *balancer.Signals) {
+// balancer judges their ages. It returns when our last load of the model
+// here answered (Unix nanoseconds; 0: none).
+func (st *Endpoint) ttftFor(model string, out *balancer.Signals) (loaded int64) {
 	if m := st.sched.ttft.Load(); m != nil {
 		if e, ok := (*m)[model]; ok {
 			out.TTFT, out.TTFTAt = e.avg.Sample()
 			out.LoadTime, out.Service = time.Duration(e.load.Load()), time.Duration(e.service.Load())
+			out.TTFTFloor = time.Duration(e.floor.Load())
+			if ls := e.loadStart.Load(); ls != 0 {
+				out.LoadingSince = time.Unix(0, ls)
+			}
 			if at := e.attempt.Load(); at != 0 {
 				out.MeasuringSince = time.Unix(0, at)
 			}
+			return e.loadEnd.Load()
 		}
 	}
+	return 0
 }
 
 // schedSignals fills in the endpoint as the balancer sees it for model
@@ -465,7 +544,7 @@ func (st *Endpoint) ttftFor(model string, out *balancer.Signals) {
 func (st *Endpoint) SchedSignals(model string, out *balancer.Signals) {
 	s, sig := st.settings.Load(), st.sched.signals.Load()
 	out.MaxConcurrency = st.capWith(s, sig, time.Time{})
-	st.ttftFor(model, out)
+	loaded := st.ttftFor(model, out)
 	st.sched.decode.fill(out)
 	out.SeenSlots, out.SeenFull = st.sched.seenRunning.Load(), st.sched.seenFull.Load()
 	if sig == nil {
@@ -475,7 +554,8 @@ func (st *Endpoint) SchedSignals(model string, out *balancer.Signals) {
 	if model != "" {
 		if resident, known := sig.Resident(model); known {
 			out.Warm = balancer.Cold
-			if resident {
+			// resident, or loaded by us since the reading said not
+			if resident || loaded > sig.At.UnixNano() {
 				out.Warm = balancer.Warm
 			}
 		}
@@ -507,17 +587,49 @@ type SignalStatus struct {
 	SeenFull bool `json:"seen_full,omitempty"`
 	// TPOTMs is the backend's stated time per output token over its last
 	// polls, in milliseconds (absent: not stated)
-	TPOTMs   float64 `json:"tpot_ms,omitempty"`
-	Problem  string  `json:"problem,omitempty"`
-	Polls    int64   `json:"polls"`
-	Failures int64   `json:"failed_polls"`
+	TPOTMs float64 `json:"tpot_ms,omitempty"`
+	// Learned is what our own requests taught per model, in model order:
+	// bounded like the table it comes from (see modelEntry)
+	Learned  []LearnedTimes `json:"learned,omitempty"`
+	Problem  string         `json:"problem,omitempty"`
+	Polls    int64          `json:"polls"`
+	Failures int64          `json:"failed_polls"`
+}
+
+// LearnedTimes are one model's figures learned from our requests to an
+// endpoint, in milliseconds (absent: not learned yet).
+type LearnedTimes struct {
+	Model string `json:"model"`
+	// TTFTMs is the moving average time to first token
+	TTFTMs float64 `json:"ttft_ms,omitempty"`
+	// LoadMs is how long a cold start took beyond a warm one: the model's
+	// load time here, which decides when loading it beats queueing
+	LoadMs float64 `json:"load_ms,omitempty"`
+	// ServiceMs is a warm request's whole time: one round of the queue
+	ServiceMs float64 `json:"service_ms,omitempty"`
+}
+
+// learnedTimes lists the endpoint's learned figures by model name.
+func (st *Endpoint) learnedTimes() []LearnedTimes {
+	m := st.sched.ttft.Load()
+	if m == nil {
+		return nil
+	}
+	ms := func(ns int64) float64 { return float64(time.Duration(ns).Round(time.Millisecond)) / 1e6 }
+	out := make([]LearnedTimes, 0, len(*m))
+	for name, e := range *m {
+		ttft, _ := e.avg.Sample()
+		out = append(out, LearnedTimes{Model: name, TTFTMs: ms(int64(ttft)), LoadMs: ms(e.load.Load()), ServiceMs: ms(e.service.Load())})
+	}
+	slices.SortFunc(out, func(a, b LearnedTimes) int { return strings.Compare(a.Model, b.Model) })
+	return out
 }
 
 func (st *Endpoint) signalStatus(now time.Time) SignalStatus {
 	s := st.settings.Load()
 	out := SignalStatus{Polling: "off", Polls: st.sched.polls.Load(), Failures: st.sched.failures.Load(), Cap: st.ConcurrencyCap(),
 		SeenRunning: st.sched.seenRunning.Load(), SeenFull: st.sched.seenFull.Load(),
-		TPOTMs: float64(st.sched.decode.tpot.Load()) / 1e6}
+		TPOTMs: float64(st.sched.decode.tpot.Load()) / 1e6, Learned: st.learnedTimes()}
 	if s.LoadInterval == 0 {
 		return out
 	}

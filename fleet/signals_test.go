@@ -364,17 +364,21 @@ func TestDecodeRateFromStatedTotals(t *testing.T) {
 }
 
 // TestLoadAndServiceLearned (item 2): a cold start's TTFT beyond the warm
-// average is the endpoint's load time (nothing is learned before a warm
-// average exists); a warm request's whole time is its service time; both
-// blend half-way and are kept only for models the endpoint lists.
-// ColdStart reads the fresh residency and counts one start per reading.
+// floor is the endpoint's load time (all of it before any warm sample); a
+// warm request's whole time is its service time; both blend half-way and
+// are kept only for models the endpoint lists. ColdStart reads the fresh
+// residency and counts one start per reading, and none while our load of
+// the model is under way.
 func TestLoadAndServiceLearned(t *testing.T) {
 	st, read := listingEndpoint(t, "ollama")
-	st.ObserveLoad("m", 3*time.Second) // no warm average yet: unknown
+	st.ObserveLoad("m", 3*time.Second) // no warm sample yet: all of it
+	if sig := read("m"); sig.LoadTime != 3*time.Second {
+		t.Fatalf("first load %v, want all of its 3s", sig.LoadTime)
+	}
 	st.ObserveTTFT("m", 200*time.Millisecond)
 	st.ObserveLoad("m", 3200*time.Millisecond)
-	if sig := read("m"); sig.LoadTime != 3*time.Second || sig.TTFT != 200*time.Millisecond {
-		t.Fatalf("load %v, ttft %v; want 3s beyond the warm 200ms", sig.LoadTime, sig.TTFT)
+	if sig := read("m"); sig.LoadTime != 3*time.Second || sig.TTFT != 200*time.Millisecond || sig.TTFTFloor != 200*time.Millisecond {
+		t.Fatalf("load %v, ttft %v, floor %v; want 3s beyond the warm 200ms", sig.LoadTime, sig.TTFT, sig.TTFTFloor)
 	}
 	st.ObserveLoad("m", 5200*time.Millisecond)
 	st.ObserveService("m", time.Second)
@@ -386,24 +390,142 @@ func TestLoadAndServiceLearned(t *testing.T) {
 	if sig := read("other"); sig.LoadTime != 0 || sig.Service != 0 {
 		t.Fatalf("another model: %+v", sig)
 	}
-	if st.ColdStart("m") {
+	now := time.Now()
+	if st.ColdStart("m", now) {
 		t.Fatal("a cold start with no residency read")
 	}
 	var ps profiles.Signals
 	ps.AddLoaded("other")
-	ps.At = time.Now()
+	ps.At = now
 	st.sched.signals.Store(&ps)
-	if st.ColdStart("other") {
+	if st.ColdStart("other", now) {
 		t.Fatal("a cold start of a resident model")
 	}
-	if !st.ColdStart("m") || st.ColdStart("m") {
+	if !st.ColdStart("m", now) || st.ColdStart("m", now) {
 		t.Fatal("residency [other]: want one cold start of m, then none until the next reading")
+	}
+	if sig := read("m"); !sig.LoadingSince.Equal(now) {
+		t.Fatalf("our load under way since %v, want %v", sig.LoadingSince, now)
 	}
 	next := ps
 	next.At = ps.At.Add(time.Second)
 	st.sched.signals.Store(&next)
-	if !st.ColdStart("m") {
-		t.Fatal("a new reading still without m: want a cold start")
+	if st.ColdStart("m", now.Add(time.Second)) {
+		t.Fatal("a new reading without m while our load of it is under way: want no second cold start")
+	}
+	st.EndAttempt("m", now) // it failed: no load under way any more
+	if sig := read("m"); !sig.LoadingSince.IsZero() || sig.LoadTime != 4*time.Second {
+		t.Fatalf("after a failed cold start: loading since %v, load %v; want none and the 4s learned before", sig.LoadingSince, sig.LoadTime)
+	}
+	if !st.ColdStart("m", now.Add(time.Second)) {
+		t.Fatal("a new reading still without m and no load under way: want a cold start")
+	}
+}
+
+// storeResidency stores a residency reading taken at at: these models
+// loaded, every other one not.
+func storeResidency(st *Endpoint, at time.Time, loaded ...string) {
+	var ps profiles.Signals
+	for _, m := range loaded {
+		ps.AddLoaded(m)
+	}
+	ps.At = at
+	st.sched.signals.Store(&ps)
+}
+
+// TestLearnedLoadIsBounded (hostile): a backend whose load takes hours (or
+// hangs until a timeout) is learned at maxLoadTime at most, and a load
+// that never answered teaches nothing.
+func TestLearnedLoadIsBounded(t *testing.T) {
+	st, read := listingEndpoint(t, "ollama")
+	st.ObserveTTFT("m", 100*time.Millisecond)
+	for range 3 {
+		st.ObserveLoad("m", 5*time.Hour)
+	}
+	if sig := read("m"); sig.LoadTime != maxLoadTime {
+		t.Fatalf("loads of 5 h learned as %v, want the cap %v", sig.LoadTime, maxLoadTime)
+	}
+	st.ObserveService("m", 24*time.Hour)
+	if sig := read("m"); sig.Service != maxLoadTime {
+		t.Fatalf("a service of a day learned as %v, want the cap %v", sig.Service, maxLoadTime)
+	}
+	// a load that timed out: the attempt ends with no first byte
+	st2, read2 := listingEndpoint(t, "ollama")
+	storeResidency(st2, time.Now(), "other")
+	start := time.Now()
+	if !st2.ColdStart("m", start) {
+		t.Fatal("want a cold start")
+	}
+	st2.EndAttempt("m", start)
+	if sig := read2("m"); sig.LoadTime != 0 || !sig.LoadingSince.IsZero() {
+		t.Fatalf("a load that never answered: learned %v, loading since %v; want nothing", sig.LoadTime, sig.LoadingSince)
+	}
+}
+
+// TestRidersAreNotWarm (item 2): requests that started while our load of
+// the model was under way waited for it: their TTFT does not lower the
+// floor a queue is measured from, and their whole time is not a round of
+// the warm queue (service). A request after the load's first byte is warm
+// again.
+func TestRidersAreNotWarm(t *testing.T) {
+	st, read := listingEndpoint(t, "ollama")
+	st.ObserveTTFT("m", 100*time.Millisecond)
+	st.ObserveService("m", 500*time.Millisecond)
+	now := time.Now()
+	storeResidency(st, now.Add(-1500*time.Millisecond), "other")
+	start := now.Add(-2 * time.Second)
+	if !st.ColdStart("m", start) {
+		t.Fatal("want a cold start")
+	}
+	// a rider that started a moment after the cold start, answered now
+	st.ObserveTTFT("m", 1900*time.Millisecond)
+	st.ObserveService("m", 1950*time.Millisecond)
+	st.ObserveLoad("m", time.Second) // the cold start's first byte, a second ago
+	if sig := read("m"); sig.TTFTFloor != 100*time.Millisecond || sig.Service != 500*time.Millisecond || !sig.LoadingSince.IsZero() {
+		t.Fatalf("after a rider: floor %v, service %v, loading since %v; want 100ms, 500ms and none", sig.TTFTFloor, sig.Service, sig.LoadingSince)
+	}
+	if sig := read("m"); sig.LoadTime != 900*time.Millisecond {
+		t.Fatalf("load %v, want 0.9s beyond the 100ms floor", sig.LoadTime)
+	}
+	// the reading, taken before, still says cold: our load answered since
+	if sig := read("m"); sig.Warm != balancer.Warm {
+		t.Fatalf("loaded by us after the reading: warmth %v, want warm", sig.Warm)
+	}
+	if st.ColdStart("m", time.Now()) {
+		t.Fatal("loaded by us after the reading: no cold start until a reading says it is gone")
+	}
+	st.ObserveService("m", 700*time.Millisecond) // started after the load: warm
+	if sig := read("m"); sig.Service != 600*time.Millisecond {
+		t.Fatalf("a warm request after the load: service %v, want 600ms", sig.Service)
+	}
+}
+
+// TestUnloadedBetweenPolls (hostile): the backend unloads the model after a
+// reading that showed it resident. The next request pays a load we did not
+// see coming: it is no cold start (nothing learned as a load from a
+// reading that said warm), it barely moves the floor, and the next
+// reading, which shows the model gone, makes the next request the counted
+// cold start.
+func TestUnloadedBetweenPolls(t *testing.T) {
+	st, read := listingEndpoint(t, "ollama")
+	st.ObserveTTFT("m", 100*time.Millisecond)
+	st.ObserveLoad("m", 3100*time.Millisecond)
+	now := time.Now()
+	storeResidency(st, now, "m")
+	if st.ColdStart("m", now) {
+		t.Fatal("the reading says m is loaded: no cold start")
+	}
+	st.ObserveTTFT("m", 3100*time.Millisecond) // it was unloaded: a load we did not see
+	sig := read("m")
+	if sig.LoadTime != 3*time.Second {
+		t.Fatalf("an unseen load changed the learned load to %v", sig.LoadTime)
+	}
+	if sig.TTFTFloor > 200*time.Millisecond {
+		t.Fatalf("an unseen load lifted the floor to %v", sig.TTFTFloor)
+	}
+	storeResidency(st, now.Add(time.Second), "other")
+	if !st.ColdStart("m", now.Add(time.Second)) {
+		t.Fatal("the next reading shows m gone: want the next request to be a cold start")
 	}
 }
 

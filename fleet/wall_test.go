@@ -17,7 +17,7 @@ import (
 // unexported, so that Go itself stops any other package from touching
 // them: outside fleet, an endpoint is reached only through its methods, as
 // Caddy's reverseproxy reaches its pooled Host.
-var valueTypes = []string{"Settings", "LoadSurface", "Health", "Status", "SignalStatus", "AutoStatus"}
+var valueTypes = []string{"Settings", "LoadSurface", "Health", "Status", "SignalStatus", "LearnedTimes", "AutoStatus"}
 
 // TestStateBehindMethods holds that wall: no state type of fleet has an
 // exported field (adding one fails here, and is the only way the root

@@ -311,6 +311,14 @@ type endpointHealth struct {
 	ActiveConnections int64  `json:"active_connections"`
 	FailureCount      int64  `json:"failure_count"`
 	BreakerOpens      *int64 `json:"circuit_breaker_opens"` // nil from a build that does not count them
+	// Signals carries what the proxy learned per model (the routing
+	// fleets report its load times); nil from a build that shows none
+	Signals *struct {
+		Learned []struct {
+			Model  string  `json:"model"`
+			LoadMs float64 `json:"load_ms"`
+		} `json:"learned"`
+	} `json:"signals"`
 }
 
 // statusClient reads a contender's /internal/status/endpoints.

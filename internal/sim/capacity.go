@@ -78,7 +78,9 @@ type capacity struct {
 	loads    int64
 	prompt   int64
 	cached   int64
-	resident []string // loaded models, most recently used last
+	// resident are the loaded models, most recently used last, each
+	// with when its load ends
+	resident []residentModel
 	cache    blockLRU
 	// active is the KV blocks the running requests hold: their prompts.
 	// Cached blocks no request holds are free to evict, so (as in vLLM)
@@ -131,9 +133,8 @@ func (s *Sim) admit(c *call, g *gen, model string, prompt []byte) (release func(
 	}
 	cp.peak = max(cp.peak, cp.running)
 	extra := time.Duration(0)
-	if cfg.MaxLoaded > 0 && !cp.touchModel(model) {
-		cp.loads++
-		extra += cfg.LoadTime
+	if cfg.MaxLoaded > 0 {
+		extra += cp.touchModel(model, time.Now())
 	}
 	tokens := g.prompt
 	// the answer's blocks are held while it is decoded: room the cache
@@ -224,21 +225,34 @@ func (cp *capacity) release() {
 	cp.running--
 }
 
-// touchModel marks model used and reports whether it was resident already;
-// a cold model evicts the least recently used one when memory is full.
-func (cp *capacity) touchModel(model string) bool {
+// residentModel is a model in memory, and when its load is over (a model
+// still loading is listed, as Ollama's /api/ps lists it, but cannot answer
+// before then).
+type residentModel struct {
+	name  string
+	ready time.Time
+}
+
+// touchModel marks model used and returns how long a request for it must
+// wait for its load: LoadTime for a cold model (counted as a load, and the
+// least recently used one evicted when memory is full), what is left of a
+// load under way, else 0. A request that comes while another loads the
+// model waits for that load, as Ollama's queued requests do, rather than
+// answering at once. Callers hold cp.mu.
+func (cp *capacity) touchModel(model string, now time.Time) time.Duration {
 	for i, m := range cp.resident {
-		if m == model {
+		if m.name == model {
 			copy(cp.resident[i:], cp.resident[i+1:])
-			cp.resident[len(cp.resident)-1] = model
-			return true
+			cp.resident[len(cp.resident)-1] = m
+			return max(m.ready.Sub(now), 0)
 		}
 	}
 	if len(cp.resident) >= cp.cfg.MaxLoaded {
 		cp.resident = cp.resident[1:]
 	}
-	cp.resident = append(cp.resident, model)
-	return false
+	cp.resident = append(cp.resident, residentModel{name: model, ready: now.Add(cp.cfg.LoadTime)})
+	cp.loads++
+	return cp.cfg.LoadTime
 }
 
 // unload takes model out of memory (a keep_alive of 0 that ran out); a
@@ -250,7 +264,7 @@ func (cp *capacity) unload(model string) {
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
 	for i, m := range cp.resident {
-		if m == model {
+		if m.name == model {
 			cp.resident = append(cp.resident[:i], cp.resident[i+1:]...)
 			return
 		}
@@ -270,7 +284,7 @@ func (cp *capacity) isResident(model string) bool {
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
 	for _, m := range cp.resident {
-		if m == model {
+		if m.name == model {
 			return true
 		}
 	}

@@ -406,3 +406,36 @@ func TestDecodeTotalsStated(t *testing.T) {
 		t.Fatalf("llama.cpp: %v", m)
 	}
 }
+
+// TestRequestsDuringALoadWaitForIt: a second request for a model that is
+// still loading waits for that load (as Ollama's queued requests do)
+// rather than answering at once, and the load is counted once.
+func TestRequestsDuringALoadWaitForIt(t *testing.T) {
+	s := startT(t, Config{Kind: Ollama, Models: []string{"a:latest"}, Tokens: 1,
+		Capacity: Capacity{Slots: 4, QueueMax: 4, MaxLoaded: 1, LoadTime: time.Hour}})
+	body := `{"model":"a","stream":false,"messages":[{"role":"user","content":"x"}]}`
+	ask := func(ctx context.Context) error {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, s.URL+"/api/chat", strings.NewReader(body))
+		res, err := http.DefaultClient.Do(req)
+		if err == nil {
+			io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+		}
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	first := make(chan error, 1)
+	go func() { first <- ask(ctx) }()
+	waitFor(t, "the first request loading", func() bool { return s.CapacityStats().Loads == 1 })
+	short, stop := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer stop()
+	if err := ask(short); err == nil {
+		t.Fatal("a request for a model still loading (for an hour) answered at once")
+	}
+	if st := s.CapacityStats(); st.Loads != 1 {
+		t.Fatalf("loads %d, want 1: the second request waits on the first's load", st.Loads)
+	}
+	cancel()
+	<-first
+}

@@ -454,20 +454,17 @@ func (s *Sim) handleDMRPS(c *call) {
 }
 
 // load makes model resident through a load route (not a request): it
-// takes the capacity model's LoadTime when the model was cold, and evicts
-// the least recently used one when memory is full. A nil capacity (or one
-// without MaxLoaded) has nothing to do.
+// takes the capacity model's LoadTime when the model was cold (what is
+// left of it while another load of it is under way), and evicts the least
+// recently used one when memory is full. A nil capacity (or one without
+// MaxLoaded) has nothing to do.
 func (cp *capacity) load(model string) time.Duration {
 	if cp == nil || cp.cfg.MaxLoaded == 0 {
 		return 0
 	}
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
-	if cp.touchModel(model) {
-		return 0
-	}
-	cp.loads++
-	return cp.cfg.LoadTime
+	return cp.touchModel(model, time.Now())
 }
 
 // busyAnswer is the kind's own "busy, try again" answer (the busy fault):
