@@ -431,16 +431,16 @@ func coldOnly(cands []Candidate, kept []bool, inScope, cold func(*Candidate) boo
 // before it starts. Where the capacity is known (a cap, stated slots, or a
 // backend that states its queue) it is the rounds of queue ahead of it
 // times the learned service time. A backend that states neither (Ollama)
-// is taken at its word only on what its answers showed: the time to first
-// token above its floor, the queueing they met, while any of ours is there.
+// is judged on what its answers showed: the queueing they met
+// (Signals.Queueing), while any of ours is there.
 func warmWait(c *Candidate) time.Duration {
 	if c.MaxConcurrency > 0 || c.SlotsKnown || c.QueueKnown {
 		return time.Duration(max(c.placed()-1, 0) * float64(c.Service))
 	}
-	if c.InFlight == 0 || c.TTFT <= c.TTFTFloor || c.TTFTFloor <= 0 {
+	if c.InFlight == 0 {
 		return 0
 	}
-	return c.TTFT - c.TTFTFloor
+	return c.Queueing
 }
 
 // queued is how many requests wait at warm candidate c, on average: what

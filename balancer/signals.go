@@ -123,9 +123,11 @@ type Signals struct {
 	// queue. Both learned from our own requests (0: not yet).
 	LoadTime time.Duration
 	Service  time.Duration
-	// TTFTFloor is the fastest warm TTFT seen here lately: how far TTFT
-	// stands above it is time spent queueing (0: unknown).
-	TTFTFloor time.Duration
+	// Queueing is how long warm requests for the model here have lately
+	// waited before their first token beyond the fastest of them: the
+	// queue their answers met, for backends that state none (0: none, or
+	// unknown).
+	Queueing time.Duration
 	// LoadingSince is when our own load of the model here began, while
 	// it is under way (zero: none): requests sent here meanwhile wait for
 	// it, and no other endpoint need load the model as well.

@@ -182,27 +182,27 @@ func ollamaLike(w Warmth, now time.Time) Signals {
 }
 
 // TestLoadASecondCopyWhenTheQueueLasts (item 2): a warm Ollama whose
-// answers show a lasting queue (TTFT 0.9 s above its floor, six of ours
+// answers show a lasting queue (warm answers 0.9 s above their floor, six of ours
 // there, 1.2 s a request: 4.5 requests waiting on average) gets a second
 // copy on an idle cold endpoint, even though this one request's wait
-// (0.9 s) is less than the 3 s load; without the queue (TTFT at its floor)
+// (0.9 s) is less than the 3 s load; without the queue (answers at their floor)
 // it does not; nor does a cold endpoint that is busy with another model.
 func TestLoadASecondCopyWhenTheQueueLasts(t *testing.T) {
 	p := prefixPipeline(t)
 	now := time.Now()
 	f := newFleet("warm", "cold")
 	f.signals[0] = ollamaLike(Warm, now)
-	f.signals[0].TTFT, f.signals[0].TTFTFloor, f.signals[0].Service, f.signals[0].LoadTime = time.Second, 100*time.Millisecond, 1200*time.Millisecond, 3*time.Second
+	f.signals[0].Queueing, f.signals[0].Service, f.signals[0].LoadTime = 900*time.Millisecond, 1200*time.Millisecond, 3*time.Second
 	f.signals[1] = ollamaLike(Cold, now)
 	f.hold(0, 6)
 	if i, why := p.Schedule(Request{Model: "m"}, f); i != 1 {
 		t.Fatalf("a lasting queue on the only warm copy: chose %d (%s), want the idle cold one", i, why.String())
 	}
-	f.signals[0].TTFT = 110 * time.Millisecond // its answers met no queue
+	f.signals[0].Queueing = 10 * time.Millisecond // its answers met no queue
 	if i, why := p.Schedule(Request{Model: "m"}, f); i != 0 {
 		t.Fatalf("six in flight but no queue in their answers: chose %d (%s), want warm", i, why.String())
 	}
-	f.signals[0].TTFT = time.Second
+	f.signals[0].Queueing = 900 * time.Millisecond
 	f.hold(1, 1) // busy with another model: loading there would evict it
 	if i, why := p.Schedule(Request{Model: "m"}, f); i != 0 {
 		t.Fatalf("the cold one is busy: chose %d (%s), want warm", i, why.String())

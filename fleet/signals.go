@@ -309,6 +309,7 @@ func (st *Endpoint) ObserveTTFT(model string, d time.Duration) {
 		now := time.Now()
 		e.avg.ObserveAt(d, now)
 		if !e.rode(now.Add(-d).UnixNano()) {
+			e.warm.ObserveAt(d, now)
 			e.lowerFloor(d)
 		}
 	}
@@ -359,9 +360,12 @@ func (st *Endpoint) modelEntry(model string) *modelTTFT {
 type modelTTFT struct {
 	avg     balancer.EWMA
 	attempt atomic.Int64
-	// floor is the fastest warm TTFT seen lately (nanoseconds; it creeps
-	// up towards later samples, so a box that got slower is not judged on
-	// its best day for ever): what the average is above it is queueing
+	// warm is the average over warm requests only (not a cold start, nor
+	// one that waited for our load), and floor the fastest of them lately
+	// (nanoseconds; it creeps up towards later samples, so a box that got
+	// slower is not judged on its best day for ever): how far the one
+	// stands above the other is the queueing warm requests meet
+	warm  balancer.EWMA
 	floor atomic.Int64
 	// load and service are learned in nanoseconds (0: not yet): the time
 	// a cold start took beyond a warm one's TTFT (the model's load), and a
@@ -399,6 +403,17 @@ func (e *modelTTFT) lowerFloor(d time.Duration) {
 		return
 	}
 	e.floor.Store(int64(old + (d-old)/floorCreep))
+}
+
+// queueing is how far the warm average stands above the floor while it
+// is recent (0: no queue, or no warm sample for EWMAMaxAge).
+func (e *modelTTFT) queueing() time.Duration {
+	warm, at := e.warm.Sample()
+	q := warm - time.Duration(e.floor.Load())
+	if q <= 0 || time.Since(at) > balancer.EWMAMaxAge {
+		return 0
+	}
+	return q
 }
 
 // rode reports whether a request that started at started (Unix
@@ -525,7 +540,7 @@ func (st *Endpoint) ttftFor(model string, out *balancer.Signals) (loaded int64) 
 		if e, ok := (*m)[model]; ok {
 			out.TTFT, out.TTFTAt = e.avg.Sample()
 			out.LoadTime, out.Service = time.Duration(e.load.Load()), time.Duration(e.service.Load())
-			out.TTFTFloor = time.Duration(e.floor.Load())
+			out.Queueing = e.queueing()
 			if ls := e.loadStart.Load(); ls != 0 {
 				out.LoadingSince = time.Unix(0, ls)
 			}

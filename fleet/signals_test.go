@@ -377,8 +377,8 @@ func TestLoadAndServiceLearned(t *testing.T) {
 	}
 	st.ObserveTTFT("m", 200*time.Millisecond)
 	st.ObserveLoad("m", 3200*time.Millisecond)
-	if sig := read("m"); sig.LoadTime != 3*time.Second || sig.TTFT != 200*time.Millisecond || sig.TTFTFloor != 200*time.Millisecond {
-		t.Fatalf("load %v, ttft %v, floor %v; want 3s beyond the warm 200ms", sig.LoadTime, sig.TTFT, sig.TTFTFloor)
+	if sig := read("m"); sig.LoadTime != 3*time.Second || sig.TTFT != 200*time.Millisecond {
+		t.Fatalf("load %v, ttft %v; want 3s beyond the warm 200ms", sig.LoadTime, sig.TTFT)
 	}
 	st.ObserveLoad("m", 5200*time.Millisecond)
 	st.ObserveService("m", time.Second)
@@ -481,8 +481,8 @@ func TestRidersAreNotWarm(t *testing.T) {
 	st.ObserveTTFT("m", 1900*time.Millisecond)
 	st.ObserveService("m", 1950*time.Millisecond)
 	st.ObserveLoad("m", time.Second) // the cold start's first byte, a second ago
-	if sig := read("m"); sig.TTFTFloor != 100*time.Millisecond || sig.Service != 500*time.Millisecond || !sig.LoadingSince.IsZero() {
-		t.Fatalf("after a rider: floor %v, service %v, loading since %v; want 100ms, 500ms and none", sig.TTFTFloor, sig.Service, sig.LoadingSince)
+	if sig := read("m"); sig.Queueing != 0 || sig.Service != 500*time.Millisecond || !sig.LoadingSince.IsZero() {
+		t.Fatalf("after a rider: queueing %v, service %v, loading since %v; want none, 500ms and none", sig.Queueing, sig.Service, sig.LoadingSince)
 	}
 	if sig := read("m"); sig.LoadTime != 900*time.Millisecond {
 		t.Fatalf("load %v, want 0.9s beyond the 100ms floor", sig.LoadTime)
@@ -497,6 +497,10 @@ func TestRidersAreNotWarm(t *testing.T) {
 	st.ObserveService("m", 700*time.Millisecond) // started after the load: warm
 	if sig := read("m"); sig.Service != 600*time.Millisecond {
 		t.Fatalf("a warm request after the load: service %v, want 600ms", sig.Service)
+	}
+	st.ObserveTTFT("m", 500*time.Millisecond) // a warm answer that queued
+	if sig := read("m"); sig.Queueing <= 0 {
+		t.Fatal("a warm answer 400ms above the floor: no queueing seen")
 	}
 }
 
@@ -520,8 +524,8 @@ func TestUnloadedBetweenPolls(t *testing.T) {
 	if sig.LoadTime != 3*time.Second {
 		t.Fatalf("an unseen load changed the learned load to %v", sig.LoadTime)
 	}
-	if sig.TTFTFloor > 200*time.Millisecond {
-		t.Fatalf("an unseen load lifted the floor to %v", sig.TTFTFloor)
+	if floor := time.Duration(st.ttftEntry("m").floor.Load()); floor > 200*time.Millisecond {
+		t.Fatalf("an unseen load lifted the floor to %v", floor)
 	}
 	storeResidency(st, now.Add(time.Second), "other")
 	if !st.ColdStart("m", now.Add(time.Second)) {

@@ -52,6 +52,12 @@ type signalInfo struct {
 	Problem  string   `json:"problem"`
 	Polls    int64    `json:"polls"`
 	Failures int64    `json:"failed_polls"`
+	// Learned is what the proxy learned per model (load times: see
+	// loadlearn_test.go)
+	Learned []struct {
+		Model  string  `json:"model"`
+		LoadMs float64 `json:"load_ms"`
+	} `json:"learned"`
 }
 
 func signalsStatus(t testing.TB) map[string]signalInfo {
