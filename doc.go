@@ -41,19 +41,24 @@
 //     in-flight count when they were read, the slot count learned from
 //     them, the concurrency cap, a TTFT average, learned load and service
 //     times per endpoint and model, and the backend's stated time per
-//     output token (all kept by fleet.Endpoint, read through
-//     SchedSignals; a slow decoder loses its conversations, a cold
-//     endpoint waits while a warm queue is cheaper than its load, and
-//     while our load of a model is under way requests ride on it rather
-//     than load it elsewhere: fleet.Endpoint.ColdStart marks it). A
+//     output token, else ours measured from its streams (all kept by
+//     fleet.Endpoint, read through SchedSignals; a slow decoder takes
+//     nothing while a faster one has a slot free, a cold endpoint waits
+//     while a warm queue is cheaper than its load, and while our load of
+//     a model is under way requests ride on it rather than load it
+//     elsewhere: fleet.Endpoint.ColdStart marks it). A
 //     candidate without room is set aside; when all are full the request
 //     waits in the admission queue (queue.go).
 //  5. The engine (olla or sherpa) sends the attempt and fails over before
 //     the first byte (a pooled connection the backend closed under the
-//     request is replayed by the transport first, engines.Replayable);
-//     picker.Done feeds the outcome to passive health
-//     (fleet.Endpoint.Finish), the TTFT average (a cold start also the
-//     learned load time, a warm answer the service time), and record.go the
+//     request is replayed by the transport first, engines.Replayable).
+//     Its copy of the body reports what it saw (engines.Stream: first and
+//     last byte, events, the time spent writing to the client) to the
+//     Plan's OnStreamEnd, before picker.Done feeds the outcome to passive
+//     health (fleet.Endpoint.Finish), the TTFT average (a cold start also
+//     the learned load time, a warm answer the service time to the
+//     backend's last byte and, from a clean stream the client did not
+//     hold back, the time per output token), and record.go the
 //     metrics and the dashboard. Token counts are read from the response's
 //     tail by package usage; with key_limits they are charged to the key
 //     (estimated where absent; in Redis they travel with the next

@@ -623,9 +623,9 @@ func (rq *request) proxy(route route, hooks routeHooks) error {
 
 		StreamIdleTimeout: h.idle,
 		HeaderTimeout:     time.Duration(h.ResponseHeaderTimeout),
-		OnStreamEnd: func(t engines.Target, firstByte time.Time, n int64, tail *engines.Tail, err error) {
-			rq.pk.firstByte(t, firstByte)
-			rq.streamEnded(t, firstByte, n, tail, err)
+		OnStreamEnd: func(t engines.Target, s engines.Stream, err error) {
+			rq.streamEnded(s, err)
+			rq.pk.streamEnded(t, s, rq.rec.outputTokens())
 		},
 	}
 	rq.rw = rewriter{rq: rq, body: body, span: span, model: model}
@@ -671,16 +671,16 @@ func (rq *request) initPicker(pk *picker, d decision, model string) {
 }
 
 // streamEnded records what the response body came to.
-func (rq *request) streamEnded(_ engines.Target, firstByte time.Time, n int64, tail *engines.Tail, err error) {
+func (rq *request) streamEnded(s engines.Stream, err error) {
 	rec := &rq.rec
-	rec.bytes, rec.streamErr = n, err
-	if !firstByte.IsZero() {
-		rec.ttft = firstByte.Sub(rq.start)
+	rec.bytes, rec.streamErr = s.Bytes, err
+	if !s.FirstByte.IsZero() {
+		rec.ttft = s.FirstByte.Sub(rq.start)
 	}
-	if tail != nil {
-		rec.usage, rec.hasUsage = usage.Parse(tail.Bytes())
+	if s.Tail != nil {
+		rec.usage, rec.hasUsage = usage.Parse(s.Tail.Bytes())
 	}
-	rq.traceTail(tail)
+	rq.traceTail(s.Tail)
 }
 
 // mountPaths sends each attempt to the path its backend serves the API at

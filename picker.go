@@ -76,10 +76,15 @@ type picker struct {
 	firstByteAt  time.Time
 	okStatus     bool
 	ttftDone     bool
-	attempts     int
-	maxAttempts  int
-	rec          *requestRecord // the request's record, filled per attempt
-	limits       *rateLimiter   // per-endpoint buckets, if any
+	// what the current attempt's body showed of the backend (see
+	// streamEnded): when its answer ended, and its time per output token
+	backendEnd  time.Time
+	perToken    time.Duration
+	streaming   bool // the current attempt's first byte came (StreamStarted)
+	attempts    int
+	maxAttempts int
+	rec         *requestRecord // the request's record, filled per attempt
+	limits      *rateLimiter   // per-endpoint buckets, if any
 
 	// cold: the current attempt is the first since a reading that found
 	// its model not loaded (its TTFT teaches the endpoint's load time too)
@@ -119,6 +124,7 @@ func (p *picker) Next() (engines.Target, bool) {
 	}
 	p.attempts++
 	p.current, p.attemptStart, p.firstByteAt, p.okStatus, p.ttftDone = st, time.Now(), time.Time{}, false, false
+	p.backendEnd, p.perToken = time.Time{}, 0
 	p.cold = st.ColdStart(p.modelAt(st), p.attemptStart)
 	st.ObserveAttempt(p.modelAt(st), p.attemptStart)
 	if p.trace != nil {
@@ -188,11 +194,44 @@ func (p *picker) choose() int {
 	return i
 }
 
-// firstByte notes when the current attempt's first body byte arrived.
-func (p *picker) firstByte(t engines.Target, at time.Time) {
-	if st, ok := t.(*fleet.Endpoint); ok && st == p.current && !at.IsZero() {
-		p.trace.FirstToken(at)
-		p.firstByteAt = at
+// FirstByte implements engines.StreamWatcher: the current attempt's
+// backend is running it (fleet.Endpoint.StreamStarted), until Done.
+func (p *picker) FirstByte(t engines.Target) {
+	if st, ok := t.(*fleet.Endpoint); ok && st == p.current && !p.streaming {
+		p.streaming = true
+		st.StreamStarted()
+	}
+}
+
+// ClientStall implements engines.StreamWatcher: the client holds the
+// current attempt's copy back, and the backend may have finished the
+// answer, so it no longer counts as running there (else a client that
+// reads slowly could make a box look as if it had more slots than it has).
+func (p *picker) ClientStall(t engines.Target) {
+	if st, ok := t.(*fleet.Endpoint); ok && st == p.current && p.streaming {
+		p.streaming = false
+		st.StreamEnded()
+	}
+}
+
+// streamEnded notes what the current attempt's body showed of the
+// backend: when its first byte arrived (its TTFT), when its answer ended
+// (the service time Done records) and, for a clean event stream that the
+// client did not hold back, its time per output token (outputTokens: what
+// the backend reported, 0 for none). Done records them once the attempt
+// is known to have succeeded.
+func (p *picker) streamEnded(t engines.Target, s engines.Stream, outputTokens int64) {
+	st, ok := t.(*fleet.Endpoint)
+	if !ok || st != p.current {
+		return
+	}
+	p.backendEnd = s.BackendEnd()
+	if d, ok := s.TimePerToken(outputTokens); ok {
+		p.perToken = d
+	}
+	if !s.FirstByte.IsZero() {
+		p.trace.FirstToken(s.FirstByte)
+		p.firstByteAt = s.FirstByte
 		p.recordTTFT()
 	}
 }
@@ -258,7 +297,16 @@ func (p *picker) Done(t engines.Target, out engines.Outcome) {
 		p.okStatus = true
 		p.recordTTFT()
 		if !p.cold {
-			st.ObserveService(p.modelAt(st), now.Sub(p.attemptStart))
+			// to the backend's last byte, not the client's: a client that
+			// reads slowly does not make a round of the queue look costlier
+			end := p.backendEnd
+			if end.IsZero() {
+				end = now
+			}
+			st.ObserveService(p.modelAt(st), end.Sub(p.attemptStart))
+		}
+		if p.perToken > 0 {
+			st.ObserveDecode(p.modelAt(st), p.perToken)
 		}
 		if p.prefix != nil {
 			p.prefix.served(st, p.modelAt(st))
@@ -266,6 +314,10 @@ func (p *picker) Done(t engines.Target, out engines.Outcome) {
 	}
 	if st == p.current && !p.ttftDone {
 		st.EndAttempt(p.modelAt(st), p.attemptStart) // no sample is coming
+	}
+	if st == p.current && p.streaming {
+		p.streaming = false
+		st.StreamEnded()
 	}
 	st.Finish(out, now)
 	if p.queue != nil && (out.Busy || out.Status == http.StatusTooManyRequests || out.Status == http.StatusServiceUnavailable) {
@@ -279,4 +331,7 @@ func (p *picker) Done(t engines.Target, out engines.Outcome) {
 // before any response: nginx's 499, as Caddy logs it.
 const statusClientClosed = 499
 
-var _ engines.Picker = (*picker)(nil)
+var (
+	_ engines.Picker        = (*picker)(nil)
+	_ engines.StreamWatcher = (*picker)(nil)
+)

@@ -30,6 +30,14 @@ type requestRecord struct {
 	streamErr   error
 }
 
+// outputTokens is the output token count the backend reported (0: none).
+func (rec *requestRecord) outputTokens() int64 {
+	if !rec.hasUsage {
+		return 0
+	}
+	return rec.usage.Output
+}
+
 // tokensPerSecond is the generation speed: the backend's own timing where
 // it reports one, else tokens over the time after the first token.
 func (rec *requestRecord) tokensPerSecond() float64 {

@@ -37,8 +37,9 @@
 // state. A new key's home has a free slot if any candidate has one, and is
 // never far slower than the fastest. A pin is only a score: the others can
 // outweigh it, and one rule drops it: a box that decodes more than twice as
-// slowly per token as the fastest, by the backend's own stated totals
-// ([Signals.TPOT], which no client's prompt or slow read sways), holds no
+// slowly per token as the fastest, by the backend's own stated totals or,
+// where it states none, our timing of the streams it sent ([Signals.TPOT],
+// which no client's prompt or slow read sways), holds no
 // pin, home or cached prompt while a faster candidate has room. TTFT and
 // load move with the very sessions affinity places, so no rule reads them. [EWMA] keeps a
 // lock-free moving average for TTFT, quick to follow a faster sample and

@@ -336,6 +336,15 @@ func (p *Pipeline) schedule(in *Request, c Candidates, why *Reason) int {
 			}
 		}
 	}
+	if p.speed && set.MinTPOT > 0 {
+		leaveSlowBoxes(s.cands, s.kept, set)
+		kept = 0
+		for _, k := range s.kept {
+			if k {
+				kept++
+			}
+		}
+	}
 	if p.residency {
 		waitOverLoad(s.cands, s.kept, s.decision.tier, !p.prefix)
 		kept = 0

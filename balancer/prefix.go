@@ -55,7 +55,7 @@ type prefixDecision struct {
 	released bool // the warm candidate was saturated and let go
 	match    int  // the longest match among the tier's candidates
 	// fastRoom: a candidate of the tier that does not decode slowly has
-	// room, so a slow box's cache holds nobody (leaveForSpeed)
+	// a slot free, so a slow box's cache holds nobody (leaveForSpeed)
 	fastRoom bool
 }
 
@@ -84,6 +84,14 @@ func held(c *Candidate, blocks int) int {
 // its limits (as [CapacityFilter] judges it).
 func hasRoom(c *Candidate) bool { return CapacityFilter{}.Keep(nil, c, nil) }
 
+// slotFree reports whether c would run the request at once: it has room,
+// and one more request does not take it past its slot count (stated,
+// learned, or the benefit of the doubt; see [Candidate.Capacity]). A box
+// that decodes slowly is left only for a faster one with a slot free: one
+// that would queue the request costs it rounds of service, which the slow
+// box may well beat.
+func slotFree(c *Candidate) bool { return hasRoom(c) && c.placed() <= 1 }
+
 // decidePrefix fills d for r over cands; loads and eligible are scratch
 // space, one per candidate.
 func decidePrefix(r *Request, cands []Candidate, set *Set, penalty, bound float64, loads []float64, eligible []bool) prefixDecision {
@@ -98,7 +106,7 @@ func decidePrefix(r *Request, cands []Candidate, set *Set, penalty, bound float6
 	// by its wait (the release), not dropped
 	for i := range cands {
 		eligible[i] = cands[i].Priority == d.tier
-		if eligible[i] && !d.fastRoom && hasRoom(&cands[i]) && !cands[i].decodesSlowly(set) {
+		if eligible[i] && !d.fastRoom && slotFree(&cands[i]) && !cands[i].decodesSlowly(set) {
 			d.fastRoom = true
 		}
 	}

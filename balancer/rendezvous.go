@@ -108,8 +108,17 @@ func rendezvousKept(key uint64, cands []Candidate, kept []bool, loads []float64,
 			warmest = max(warmest, warmthRank(&cands[i]))
 		}
 	}
+	// a slow box is no home while a faster one has a slot free; once none
+	// has, it takes its share of new homes (the overflow)
+	fastFree := false
 	for i := range cands {
-		if kept[i] && warmthRank(&cands[i]) == warmest && (cands[i].tooSlowForAffinity(set) || cands[i].decodesSlowly(set)) {
+		if c := &cands[i]; kept[i] && warmthRank(c) == warmest && !c.tooSlowForAffinity(set) && !c.decodesSlowly(set) && slotFree(c) {
+			fastFree = true
+			break
+		}
+	}
+	for i := range cands {
+		if kept[i] && warmthRank(&cands[i]) == warmest && fastFree && (cands[i].tooSlowForAffinity(set) || cands[i].decodesSlowly(set)) {
 			loads[i] = -1 // out of the running
 		} else {
 			loads[i] = 0

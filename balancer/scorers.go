@@ -196,21 +196,50 @@ func (c *Candidate) decodesSlowly(s *Set) bool {
 
 // leaveForSpeed reports whether a conversation held by c (its pin, its
 // session's home or its cached prompt) should leave it: c decodes clearly
-// slower than the fastest, and another kept candidate that does not has
-// room. Every later turn on the slow box pays its slowness again, so the
-// history's prefill elsewhere is paid once. It is judged on the backend's
-// stated decode rate only, which a client cannot fake: not on TTFT, which
-// a client's prompt sways.
+// slower than the fastest, and another kept candidate that does not has a
+// slot free. Every later turn on the slow box pays its slowness again, so the
+// history's prefill elsewhere is paid once. It is judged on the decode
+// rate only (the backend's stated one, else our timing of its clean
+// streams), which a client cannot fake: not on TTFT, which a client's
+// prompt sways.
 func (c *Candidate) leaveForSpeed(cands []Candidate, kept []bool, s *Set) bool {
 	if !c.decodesSlowly(s) {
 		return false
 	}
 	for i := range cands {
-		if o := &cands[i]; kept[i] && o.Index != c.Index && !o.decodesSlowly(s) && hasRoom(o) {
+		if o := &cands[i]; kept[i] && o.Index != c.Index && !o.decodesSlowly(s) && slotFree(o) {
 			return true
 		}
 	}
 	return false
+}
+
+// leaveSlowBoxes drops the kept candidates that decode clearly slower than
+// the fastest (decodesSlowly) while a kept one of the same or a higher
+// priority that does not has a slot free (slotFree): every request sent
+// there pays the slowness per token, which the load and speed scores do
+// not weigh as heavily as a user feels it, most of all where the backends
+// state no slots and an idle slow box outscores busy fast ones on load.
+// Once the faster boxes would queue, the slow one takes the overflow
+// through the scores. kept is the filters' verdict.
+func leaveSlowBoxes(cands []Candidate, kept []bool, s *Set) {
+	if s.MinTPOT <= 0 {
+		return
+	}
+	fastTier, any := 0, false
+	for i := range cands {
+		if c := &cands[i]; kept[i] && !c.decodesSlowly(s) && slotFree(c) && (!any || c.Priority > fastTier) {
+			fastTier, any = c.Priority, true
+		}
+	}
+	if !any {
+		return
+	}
+	for i := range cands {
+		if c := &cands[i]; kept[i] && c.Priority <= fastTier && c.decodesSlowly(s) {
+			kept[i] = false
+		}
+	}
 }
 
 // slowForAffinity is how much slower than the fastest candidate an

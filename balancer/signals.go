@@ -109,11 +109,13 @@ type Signals struct {
 
 	// TPOT is the backend's time per output token as it states it (vLLM's
 	// and SGLang's inter-token latency, llama.cpp's predicted tokens and
-	// seconds), averaged over what it decoded between two polls (0: not
-	// stated, or nothing decoded yet), and TPOTAt when that came. It is the
-	// box's decode speed: a client cannot sway it with its prompt, nor make
-	// a box look slow by reading slowly. One older than TPOTMaxAge is
-	// ignored.
+	// seconds), averaged over what it decoded between two polls, or, for a
+	// backend that states none (LM Studio, Ollama), our own measure of it
+	// for the model from the streams we copied: first to last byte over
+	// the tokens between, from streams the client did not hold back (0:
+	// neither yet). TPOTAt is when it came. It is the box's decode speed:
+	// a client cannot sway it with its prompt, nor make a box look slow by
+	// reading slowly. One older than TPOTMaxAge is ignored.
 	TPOT   time.Duration
 	TPOTAt time.Time
 

@@ -246,3 +246,91 @@ func TestNoHerdOnAColdModel(t *testing.T) {
 		}
 	}
 }
+
+// TestSlowBoxLeftWithoutStatedSlots (item 7 on servers that state neither
+// slots nor queue, such as LM Studio): our in-flight count is their whole
+// load and the slots are those we saw them run at once (SeenSlots, from
+// our own streams). While a faster box has a slot free the box that
+// decodes three times slower takes nothing, with or without a prompt or a
+// session to place, though it is idle and the others busy; once the faster
+// boxes would queue it takes the overflow, as it does when they are at
+// their max_concurrency; a box of a higher priority is not dropped for a
+// faster lower one.
+func TestSlowBoxLeftWithoutStatedSlots(t *testing.T) {
+	for _, p := range []*Pipeline{prefixPipeline(t), mustPipeline(t, Config{Strategy: Adaptive})} {
+		f := newFleet("a", "b", "c", "d")
+		for i := range f.signals {
+			f.signals[i].TPOT, f.signals[i].TPOTAt, f.signals[i].SeenSlots = 25*time.Millisecond, time.Now(), 8
+		}
+		f.signals[3].TPOT = 75 * time.Millisecond
+		for i := range 3 {
+			f.hold(i, 5)
+		}
+		for k := range 100 {
+			reqs := []Request{
+				{Model: "m", Prefix: PrefixInfo{Blocks: 20, Shared: 16, Anchor: HashKey(fmt.Sprint("conversation ", k))}},
+				{Model: "m", Key: HashKey(fmt.Sprint("session ", k))},
+				{Model: "m", Key: HashKey(fmt.Sprint("session ", k)), Pinned: "d"},
+				{Model: "m"},
+			}
+			for _, r := range reqs {
+				if i, why := p.Schedule(r, f); i == 3 {
+					t.Fatalf("%+v went to the slow box (%s) while the faster ones have slots free", r, why.String())
+				}
+			}
+		}
+		for i := range 3 {
+			f.hold(i, 3) // 8 of 8 slots
+		}
+		if i, why := p.Schedule(Request{Model: "m"}, f); i != 3 {
+			t.Fatalf("the faster boxes' slots all taken: chose %d (%s), want the slow one", i, why.String())
+		}
+		homes := 0 // new conversations and sessions find a home there too
+		for k := range 100 {
+			for _, r := range []Request{
+				{Model: "m", Prefix: PrefixInfo{Blocks: 20, Shared: 16, Anchor: HashKey(fmt.Sprint("conversation ", k))}},
+				{Model: "m", Key: HashKey(fmt.Sprint("session ", k))},
+			} {
+				if i, _ := p.Schedule(r, f); i == 3 {
+					homes++
+				}
+			}
+		}
+		if homes == 0 {
+			t.Fatal("the faster boxes' slots all taken: no new conversation or session went to the idle slow box")
+		}
+		for i := range 3 {
+			f.signals[i].SeenSlots = 16
+		}
+		if i, why := p.Schedule(Request{Model: "m"}, f); i == 3 {
+			t.Fatalf("8 of 16 slots taken: chose the slow box (%s)", why.String())
+		}
+		for i := range 3 {
+			f.signals[i].MaxConcurrency = 8
+		}
+		if i, why := p.Schedule(Request{Model: "m"}, f); i != 3 {
+			t.Fatalf("the faster boxes at their max_concurrency: chose %d (%s), want the slow one", i, why.String())
+		}
+		for i := range 3 {
+			f.signals[i].MaxConcurrency = 0
+		}
+		f.signals[3].TPOT = 40 * time.Millisecond
+		for i := range 3 {
+			f.signals[i].SeenSlots = 8
+		}
+		if i, why := p.Schedule(Request{Model: "m"}, f); i != 3 {
+			t.Fatalf("1.6 times slower per token, idle: chose %d (%s), want it (no slow box)", i, why.String())
+		}
+	}
+	// a slower box of a higher priority keeps its tier
+	s := &Set{MinTPOT: 25 * time.Millisecond}
+	cands := []Candidate{
+		{Index: 0, Priority: 10, Signals: Signals{TPOT: 25 * time.Millisecond}},
+		{Index: 1, Priority: 100, Signals: Signals{TPOT: 75 * time.Millisecond}},
+	}
+	kept := []bool{true, true}
+	leaveSlowBoxes(cands, kept, s)
+	if !kept[1] {
+		t.Fatal("a slow box of priority 100 was dropped for a fast one of priority 10")
+	}
+}

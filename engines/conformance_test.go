@@ -137,7 +137,8 @@ type run struct {
 	attempts  []attempt // Picker.Done calls, in order
 	seen      [][]seen  // per backend
 	streamEnd []error   // OnStreamEnd errors
-	serveErr  error     // Engine.Serve's return
+	streams   []engines.Stream
+	serveErr  error // Engine.Serve's return
 }
 
 func (r *run) attempt(t *testing.T, name string) engines.Outcome {
@@ -226,9 +227,11 @@ func runCase(t *testing.T, e engines.Engine, tc conformanceCase) {
 		body, _ := io.ReadAll(req.Body)
 		plan := &engines.Plan{Path: strings.TrimPrefix(req.URL.Path, "/proxy"), RawQuery: req.URL.RawQuery,
 			Picker: picker, MaxAttempts: len(targets), Start: time.Now(), RequestID: "req-1", Flush: engines.FlushAuto,
-			OnStreamEnd: func(_ engines.Target, _ time.Time, _ int64, _ *engines.Tail, err error) {
+			OnStreamEnd: func(_ engines.Target, s engines.Stream, err error) {
 				mu.Lock()
 				r.streamEnd = append(r.streamEnd, err)
+				s.Tail = nil // only valid during the call
+				r.streams = append(r.streams, s)
 				mu.Unlock()
 			}}
 		if len(body) > 0 {

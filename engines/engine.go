@@ -58,6 +58,19 @@ type Picker interface {
 	Remaining() bool
 }
 
+// A StreamWatcher is a Picker that is told, as they happen, how an
+// attempt's body copy goes. Engines call it from the request's goroutine.
+type StreamWatcher interface {
+	// FirstByte is called once per attempt whose response body brought
+	// bytes, as the first of them arrive: the backend runs the request.
+	FirstByte(t Target)
+	// ClientStall is called at most once per attempt, when a write to the
+	// client held the copy back for a while (a client that reads slowly
+	// or not at all): the backend's answer may be over while the copy
+	// goes on.
+	ClientStall(t Target)
+}
+
 // A Requeuer is a Picker that can put a request back in line after a busy
 // answer from its last candidate (a queue that waits for that endpoint to
 // have room again). Engines ask it only when Remaining is false.
@@ -199,10 +212,9 @@ type Plan struct {
 	// before they are written, so the handler can add its own headers.
 	OnResponse func(t Target, h http.Header)
 	// OnStreamEnd, if set, is called when a response body finished
-	// (completely or not) with the bytes passed, the time of the first one,
-	// and the body's last bytes (for token counts; nil when there were
-	// none). tail is only valid during the call.
-	OnStreamEnd func(t Target, firstByte time.Time, bytes int64, tail *Tail, err error)
+	// (completely or not), before Picker.Done, with what its copy came to
+	// (see Stream; its Tail is only valid during the call).
+	OnStreamEnd func(t Target, s Stream, err error)
 }
 
 // UpstreamFor returns the API path and request body to send to t.

@@ -47,6 +47,12 @@ type schedState struct {
 	// long enough that bursts stacked on one endpoint (r1-70 p99 0.9-1.2 s
 	// against 0.64 s). A count fixed too low still rises with Running.
 	seenFull atomic.Bool
+	// streaming is how many of our attempts here are past their first
+	// body byte and not yet done: requests the backend is running, as
+	// far as we can see; seenStreaming the most at once, a slot count
+	// learned from our own traffic for servers that state nothing (see
+	// StreamStarted)
+	streaming, seenStreaming atomic.Int64
 	// ttft holds one moving average per model the endpoint lists (and when
 	// our last request for the model started, see observeAttempt), created
 	// on the first sample: a map replaced whole on each new model (rare)
@@ -380,6 +386,9 @@ type modelTTFT struct {
 	// first byte came: requests that started between the two waited for
 	// that load, so their times say nothing about a warm request
 	loadStart, loadEnd atomic.Int64
+	// perToken is our own measure of the model's time per output token
+	// here, from the streams we copied (see ObserveDecode)
+	perToken balancer.EWMA
 }
 
 // blendInto moves v half-way to d (d itself when v has none).
@@ -451,13 +460,43 @@ func (st *Endpoint) ObserveLoad(model string, ttft time.Duration) {
 }
 
 // ObserveService records how long a request for model with the model
-// loaded took here, from its start to its answer's end: one round of the
-// endpoint's queue. (A client that reads slowly makes it longer, so a cold
-// load looks cheaper beside it: at worst a load comes sooner.) A request
-// that waited for one of our loads is not a warm one and is left out.
+// loaded took here, from its start to the end of the backend's answer
+// (engines.Stream.BackendEnd, not the client's read of it): one round of
+// the endpoint's queue. A request that waited for one of our loads is not
+// a warm one and is left out.
 func (st *Endpoint) ObserveService(model string, d time.Duration) {
 	if e := st.modelEntry(model); e != nil && d > 0 && !e.rode(time.Now().Add(-d).UnixNano()) {
 		blendInto(&e.service, min(d, maxLoadTime))
+	}
+}
+
+// StreamStarted notes that one of our attempts here got its first body
+// byte: the backend is running it. The most attempts seen running at once
+// is a lower bound on the backend's slots that needs no signal (a server
+// streams an answer only while it runs it), so the load score of a server
+// that states neither slots nor running counts (LM Studio, Ollama) does not
+// take one request in flight for a full box. Call StreamEnded once the
+// attempt is done.
+func (st *Endpoint) StreamStarted() {
+	raiseTo(&st.sched.seenStreaming, min(st.sched.streaming.Add(1), maxLearnedSlots))
+}
+
+// StreamEnded ends what StreamStarted noted.
+func (st *Endpoint) StreamEnded() { st.sched.streaming.Add(-1) }
+
+// ObserveDecode records our own measure of the model's time per output
+// token here, taken from a stream we copied (engines.Stream.TimePerToken:
+// its first to its last byte over its tokens, from a clean stream the
+// client did not hold back), for a backend that states no decode rate.
+// It is a balancer.EWMA: a faster sample moves it half-way, a slower one an
+// eighth. A stream decodes slower for reasons that are not the box (a
+// batch, our own busy moment) and faster only when the box is, and a box
+// judged slow gets no traffic to correct a figure one bad sample set. The
+// balancer reads it as the box's TPOT until it is older than
+// balancer.TPOTMaxAge (then one request measures it again).
+func (st *Endpoint) ObserveDecode(model string, d time.Duration) {
+	if e := st.modelEntry(model); e != nil && d > 0 {
+		e.perToken.Observe(min(d, maxTPOT))
 	}
 }
 
@@ -544,6 +583,7 @@ func (st *Endpoint) ttftFor(model string, out *balancer.Signals) (loaded int64) 
 			if ls := e.loadStart.Load(); ls != 0 {
 				out.LoadingSince = time.Unix(0, ls)
 			}
+			out.TPOT, out.TPOTAt = e.perToken.Sample() // a stated rate replaces it (decodeRate.fill)
 			if at := e.attempt.Load(); at != 0 {
 				out.MeasuringSince = time.Unix(0, at)
 			}
@@ -561,7 +601,7 @@ func (st *Endpoint) SchedSignals(model string, out *balancer.Signals) {
 	out.MaxConcurrency = st.capWith(s, sig, time.Time{})
 	loaded := st.ttftFor(model, out)
 	st.sched.decode.fill(out)
-	out.SeenSlots, out.SeenFull = st.sched.seenRunning.Load(), st.sched.seenFull.Load()
+	out.SeenSlots, out.SeenFull = max(st.sched.seenRunning.Load(), st.sched.seenStreaming.Load()), st.sched.seenFull.Load()
 	if sig == nil {
 		return // never read, or the last poll failed: every value unknown
 	}
@@ -596,7 +636,8 @@ type SignalStatus struct {
 	KVUsage *float64 `json:"kv_usage,omitempty"`
 	Cap     int64    `json:"concurrency_cap,omitempty"`
 	// SeenRunning is the most requests the backend has reported running
-	// at once: the slot count the load score uses when none is stated
+	// at once, or we saw it stream at once: the slot count the load score
+	// uses when none is stated
 	SeenRunning int64 `json:"seen_running,omitempty"`
 	// SeenFull: it has queued at that count, which is then its slot count
 	SeenFull bool `json:"seen_full,omitempty"`
@@ -620,8 +661,12 @@ type LearnedTimes struct {
 	// LoadMs is how long a cold start took beyond a warm one: the model's
 	// load time here, which decides when loading it beats queueing
 	LoadMs float64 `json:"load_ms,omitempty"`
-	// ServiceMs is a warm request's whole time: one round of the queue
+	// ServiceMs is a warm request's time to the backend's last byte: one
+	// round of the queue
 	ServiceMs float64 `json:"service_ms,omitempty"`
+	// TPOTMs is our own timing of its streams per output token, which
+	// the balancer reads where the backend states no decode rate
+	TPOTMs float64 `json:"tpot_ms,omitempty"`
 }
 
 // learnedTimes lists the endpoint's learned figures by model name.
@@ -634,7 +679,9 @@ func (st *Endpoint) learnedTimes() []LearnedTimes {
 	out := make([]LearnedTimes, 0, len(*m))
 	for name, e := range *m {
 		ttft, _ := e.avg.Sample()
-		out = append(out, LearnedTimes{Model: name, TTFTMs: ms(int64(ttft)), LoadMs: ms(e.load.Load()), ServiceMs: ms(e.service.Load())})
+		tpot, _ := e.perToken.Sample()
+		out = append(out, LearnedTimes{Model: name, TTFTMs: ms(int64(ttft)), LoadMs: ms(e.load.Load()), ServiceMs: ms(e.service.Load()),
+			TPOTMs: float64(tpot) / 1e6})
 	}
 	slices.SortFunc(out, func(a, b LearnedTimes) int { return strings.Compare(a.Model, b.Model) })
 	return out
@@ -643,7 +690,7 @@ func (st *Endpoint) learnedTimes() []LearnedTimes {
 func (st *Endpoint) signalStatus(now time.Time) SignalStatus {
 	s := st.settings.Load()
 	out := SignalStatus{Polling: "off", Polls: st.sched.polls.Load(), Failures: st.sched.failures.Load(), Cap: st.ConcurrencyCap(),
-		SeenRunning: st.sched.seenRunning.Load(), SeenFull: st.sched.seenFull.Load(),
+		SeenRunning: max(st.sched.seenRunning.Load(), st.sched.seenStreaming.Load()), SeenFull: st.sched.seenFull.Load(),
 		TPOTMs: float64(st.sched.decode.tpot.Load()) / 1e6, Learned: st.learnedTimes()}
 	if s.LoadInterval == 0 {
 		return out

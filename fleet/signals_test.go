@@ -567,3 +567,63 @@ func TestLlamaDecodeBesideSlots(t *testing.T) {
 		t.Fatalf("without /slots: %+v, /metrics read %d times in all; want its values, read once more", sig, metricsHits.Load())
 	}
 }
+
+// TestMeasuredDecode: our own time per output token (ObserveDecode) is the
+// balancer's TPOT for a backend that states none, per model, quick to
+// follow a faster sample and slow to follow a slower one, capped; a stated
+// rate wins over it; a model the endpoint does not list keeps nothing.
+func TestMeasuredDecode(t *testing.T) {
+	st, read := listingEndpoint(t, "lm-studio")
+	st.ObserveDecode("m", 40*time.Millisecond)
+	st.ObserveDecode("m", 20*time.Millisecond)
+	st.ObserveDecode("not-listed", time.Second)
+	st.ObserveDecode("other", 0)
+	if sig := read("m"); sig.TPOT != 30*time.Millisecond || time.Since(sig.TPOTAt) > time.Minute {
+		t.Fatalf("measured TPOT %v at %v; want 30ms, now", sig.TPOT, sig.TPOTAt)
+	}
+	// one slow sample (a busy moment of ours) moves it an eighth
+	st.ObserveDecode("m", 110*time.Millisecond)
+	if sig := read("m"); sig.TPOT != 40*time.Millisecond {
+		t.Fatalf("after a slow sample: %v, want 40ms", sig.TPOT)
+	}
+	if sig := read("other"); sig.TPOT != 0 {
+		t.Fatalf("another model: TPOT %v", sig.TPOT)
+	}
+	if got := st.signalStatus(time.Now()).Learned; len(got) != 2 || got[0].Model != "m" || got[0].TPOTMs != 40 || got[1].TPOTMs != 0 {
+		t.Fatalf("status learned %+v, want m with tpot_ms 40, other without", got)
+	}
+	st.ObserveDecode("other", time.Hour)
+	if sig := read("other"); sig.TPOT != maxTPOT {
+		t.Fatalf("a huge sample: %v, want it capped at %v", sig.TPOT, maxTPOT)
+	}
+	// the backend's own statement wins
+	st.sched.decode.tpot.Store(int64(5 * time.Millisecond))
+	st.sched.decode.at.Store(time.Now().UnixNano())
+	if sig := read("m"); sig.TPOT != 5*time.Millisecond {
+		t.Fatalf("with a stated 5ms: TPOT %v", sig.TPOT)
+	}
+}
+
+// TestSlotsLearnedFromOurStreams: a server that states no slots has at
+// least as many as it was seen streaming our answers at once; the count is
+// the larger of that and what its polls said, and never falls.
+func TestSlotsLearnedFromOurStreams(t *testing.T) {
+	st, read := listingEndpoint(t, "lm-studio")
+	for range 3 {
+		st.StreamStarted()
+	}
+	st.StreamEnded()
+	st.StreamStarted()
+	st.StreamEnded()
+	st.StreamEnded()
+	if sig := read("m"); sig.SeenSlots != 3 || sig.SeenFull {
+		t.Fatalf("after 3 at once: seen slots %d (full %v), want 3, not full", sig.SeenSlots, sig.SeenFull)
+	}
+	st.sched.seenRunning.Store(5)
+	if sig := read("m"); sig.SeenSlots != 5 {
+		t.Fatalf("polls saw 5: seen slots %d", sig.SeenSlots)
+	}
+	if got := st.signalStatus(time.Now()).SeenRunning; got != 5 {
+		t.Fatalf("status seen_running %d, want 5", got)
+	}
+}

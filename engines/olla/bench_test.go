@@ -91,7 +91,7 @@ func BenchmarkProxy(b *testing.B) {
 			for b.Loop() {
 				w := &discard{h: make(http.Header, 8)}
 				plan := engines.Plan{Path: "/api/chat", Body: body, Picker: &onePicker{t: tgt}, MaxAttempts: 1,
-					Start: time.Now(), RequestID: "bench", OnStreamEnd: func(engines.Target, time.Time, int64, *engines.Tail, error) {}}
+					Start: time.Now(), RequestID: "bench", OnStreamEnd: func(engines.Target, engines.Stream, error) {}}
 				if err := e.Serve(w, req, &plan); err != nil {
 					b.Fatal(err)
 				}
@@ -128,7 +128,7 @@ func BenchmarkEngineOnly(b *testing.B) {
 	req := httptest.NewRequest(http.MethodPost, "/olla/ollama/api/chat", strings.NewReader(""))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "bench")
-	end := func(engines.Target, time.Time, int64, *engines.Tail, error) {}
+	end := func(engines.Target, engines.Stream, error) {}
 	b.ReportAllocs()
 	for b.Loop() {
 		w := &discard{h: make(http.Header, 8)}

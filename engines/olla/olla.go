@@ -188,15 +188,18 @@ func (e *Engine) respond(w http.ResponseWriter, r *http.Request, plan *engines.P
 		defer e.tails.Put(tail)
 		tail.Reset()
 	}
-	c := copier{w: w, rc: rc, flush: flush, idle: plan.StreamIdleTimeout, tail: tail}
+	c := copier{w: w, rc: rc, flush: flush, idle: plan.StreamIdleTimeout, t: t}
+	c.watcher, _ = plan.Picker.(engines.StreamWatcher)
+	c.meter.Start(res.Header, tail)
 	if tr != nil {
 		c.tw = &clientWriter{w: w}
 	}
-	firstByte, n, err := e.copyBody(&c, res.Body, tr, r.Context())
+	err := e.copyBody(&c, res.Body, tr, r.Context())
 	res.Body.Close()
-	out.Bytes, out.Err = n, err
+	s := c.meter.Stream()
+	out.Bytes, out.Err = s.Bytes, err
 	if plan.OnStreamEnd != nil {
-		plan.OnStreamEnd(t, firstByte, n, tail, err)
+		plan.OnStreamEnd(t, s, err)
 	}
 	plan.Picker.Done(t, out)
 
@@ -229,7 +232,10 @@ type copier struct {
 	rc    *http.ResponseController
 	flush bool
 	idle  time.Duration
-	tail  *engines.Tail
+	// meter times the copy and keeps the body's tail (engines.Stream)
+	meter   engines.Meter
+	t       engines.Target
+	watcher engines.StreamWatcher // the Picker, if it watches
 	// tw is the client writer handed to a response transform; nil without one
 	tw *clientWriter
 	// toldInBand: the transform reported the backend's failure to the
@@ -261,7 +267,7 @@ func (c *clientWriter) Write(p []byte) (int, error) {
 // The idle timer runs only while a read waits on the backend, never while
 // a write waits on the client: a slow reader is not a stalled backend.
 // When it fires it closes the body, which ends the blocked read.
-func (e *Engine) copyBody(c *copier, body io.ReadCloser, tr engines.ResponseTransform, clientCtx context.Context) (time.Time, int64, error) {
+func (e *Engine) copyBody(c *copier, body io.ReadCloser, tr engines.ResponseTransform, clientCtx context.Context) error {
 	bp := e.buffers.Get().(*[]byte)
 	defer e.buffers.Put(bp)
 	buf := *bp
@@ -275,23 +281,20 @@ func (e *Engine) copyBody(c *copier, body io.ReadCloser, tr engines.ResponseTran
 		defer e.release(wt)
 	}
 
-	var first time.Time
-	var total int64
 	for {
+		if c.meter.BeforeRead() && c.watcher != nil {
+			c.watcher.ClientStall(c.t)
+		}
 		n, rerr := body.Read(buf)
 		if wt != nil && wt.stop() {
 			rerr = engines.ErrStreamIdle // the timer closed the body under the read
 		}
+		if c.meter.Read(buf[:n]) && c.watcher != nil {
+			c.watcher.FirstByte(c.t)
+		}
 		if n > 0 {
-			if total == 0 {
-				first = time.Now()
-			}
-			total += int64(n)
-			if c.tail != nil {
-				c.tail.Write(buf[:n])
-			}
 			if err := c.write(buf[:n], tr, clientCtx); err != nil {
-				return first, total, err
+				return err
 			}
 		}
 		if rerr != nil {
@@ -304,9 +307,9 @@ func (e *Engine) copyBody(c *copier, body io.ReadCloser, tr engines.ResponseTran
 			if tr != nil && !errors.Is(rerr, engines.ErrClientGone) {
 				rerr = c.end(tr, rerr, clientCtx)
 			}
-			return first, total, rerr
+			return rerr
 		}
-		if n == 0 && total == 0 && c.flush {
+		if n == 0 && c.meter.Stream().Bytes == 0 && c.flush {
 			_ = c.rc.Flush() // a read of nothing: the headers wait no longer
 		}
 		if wt != nil && c.idle > 0 {

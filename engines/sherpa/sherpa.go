@@ -289,6 +289,8 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	// the idle timer starts with the first read (see readBackend): writing
 	// the headers to a slow client must not run it
 	tb.idle = plan.StreamIdleTimeout
+	tb.meter.Start(res.Header, nil) // the tail comes with the first bytes
+	tb.watcher, _ = plan.Picker.(engines.StreamWatcher)
 	res.Body = tb
 	q.wrote = true
 	return res, nil
@@ -299,17 +301,20 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 // trailer, and runs the Plan's response transform, if any.
 type trackedBody struct {
 	io.ReadCloser
-	q         *request
-	t         engines.Target
-	res       *http.Response
-	stream    bool
-	outcome   engines.Outcome
-	firstByte time.Time
-	e         *Engine
-	tail      *engines.Tail // from the engine's pool, only when someone reads it
-	readErr   error         // the backend's read error; nil at a clean end
-	closed    bool
-	cancel    context.CancelFunc
+	q       *request
+	t       engines.Target
+	res     *http.Response
+	stream  bool
+	outcome engines.Outcome
+	e       *Engine
+	// meter times the reads from the backend: the time between two is
+	// reverse_proxy writing to the client (engines.Stream)
+	meter   engines.Meter
+	watcher engines.StreamWatcher // the Picker, if it watches
+	tail    *engines.Tail         // from the engine's pool, only when someone reads it
+	readErr error                 // the backend's read error; nil at a clean end
+	closed  bool
+	cancel  context.CancelFunc
 
 	// idle timeout: the timer closes the backend body when it goes quiet,
 	// which ends the blocked read. It runs only during reads from the
@@ -384,6 +389,9 @@ func (b *trackedBody) readBackend(p []byte) (int, error) {
 			b.ReadCloser.Close()
 		})
 	}
+	if b.meter.BeforeRead() && b.watcher != nil {
+		b.watcher.ClientStall(b.t)
+	}
 	n, err := b.ReadCloser.Read(p)
 	if b.timer != nil {
 		b.timer.Stop()
@@ -392,17 +400,15 @@ func (b *trackedBody) readBackend(p []byte) (int, error) {
 		}
 	}
 	if n > 0 {
-		if b.outcome.Bytes == 0 {
-			b.firstByte = time.Now()
-		}
 		b.outcome.Bytes += int64(n)
-		if b.q.plan.OnStreamEnd != nil {
-			if b.tail == nil {
-				b.tail = b.e.tails.Get().(*engines.Tail)
-				b.tail.Reset()
-			}
-			b.tail.Write(p[:n])
+		if b.q.plan.OnStreamEnd != nil && b.tail == nil {
+			b.tail = b.e.tails.Get().(*engines.Tail)
+			b.tail.Reset()
+			b.meter.KeepTail(b.tail)
 		}
+	}
+	if b.meter.Read(p[:n]) && b.watcher != nil {
+		b.watcher.FirstByte(b.t)
 	}
 	if err != nil && err != io.EOF {
 		b.readErr = err
@@ -435,7 +441,7 @@ func (b *trackedBody) Close() error {
 		b.outcome.Err = b.trErr
 	}
 	if plan.OnStreamEnd != nil {
-		plan.OnStreamEnd(b.t, b.firstByte, b.outcome.Bytes, b.tail, b.outcome.Err) // nil tail: no bytes
+		plan.OnStreamEnd(b.t, b.meter.Stream(), b.outcome.Err) // nil tail: no bytes
 	}
 	if b.tail != nil {
 		b.e.tails.Put(b.tail)

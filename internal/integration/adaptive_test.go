@@ -57,6 +57,10 @@ type signalInfo struct {
 	Learned []struct {
 		Model  string  `json:"model"`
 		LoadMs float64 `json:"load_ms"`
+		// our timing of its streams and the service time, to the
+		// backend's last byte (streamtime_test.go)
+		TPOTMs    float64 `json:"tpot_ms"`
+		ServiceMs float64 `json:"service_ms"`
 	} `json:"learned"`
 }
 

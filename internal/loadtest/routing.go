@@ -251,10 +251,13 @@ func fleets() []fleet {
 	dsid.title = "(d) and (g) the same with session ids"
 
 	// the same on LM Studio-like servers, which state no decode totals:
-	// only our own TTFT average tells the slow box (the speed score)
+	// only our own timing of their streams tells the slow box
 	dtt := d
 	dtt.key, dtt.kind = "d-ttft", "lm-studio"
-	dtt.title = "(d) on LM Studio-like servers, which state no decode rate nor slots (speed judged on TTFT alone)"
+	dtt.title = "(d) on LM Studio-like servers, which state no decode rate nor slots (speed judged on our timing of their streams)"
+	dttsid := dtt
+	dttsid.key, dttsid.noSession = "d-ttft-sid", false
+	dttsid.title = "(d) on LM Studio-like servers, with session ids"
 	// and on llama.cpp-like servers: slots on /slots, decode totals on
 	// /metrics (read beside it)
 	dlc := d
@@ -292,7 +295,7 @@ func fleets() []fleet {
 	g2 := ollama
 	g2.key, g2.goal = "g-r2", "g"
 	g2.title = "(g) (c) with session ids"
-	return []fleet{a270, a870, a2100, a8100, b70, b100, c, cHot, cFast, d, dsid, dtt, dlc, dfull, dttfull, e, f, g170, g1100, g2}
+	return []fleet{a270, a870, a2100, a8100, b70, b100, c, cHot, cFast, d, dsid, dtt, dttsid, dlc, dfull, dttfull, e, f, g170, g1100, g2}
 }
 
 func repeat(s string, n int) []string {
