@@ -441,6 +441,11 @@ type routingStats struct {
 	samples   []string
 	logErrors int
 	loadSplit []int64 // model loads per backend
+	// idleWarm is how many of idleSamples readings of the servers showed
+	// a warm server idle while another holding the same model queued, and
+	// idleLasting how many of those showed the same pair as the reading
+	// before (see idleWarm)
+	idleWarm, idleLasting, idleSamples int
 	// learned are the load times the proxy learned, one per endpoint and
 	// model that has one (olla contenders on fleets with model loads)
 	learned []time.Duration
@@ -609,7 +614,14 @@ func runRoutingOne(ctx context.Context, o options, f fleet, c routingContender, 
 		}
 		resetDone <- sims.resetStats(ctx)
 	}()
+	idleDone := make(chan [3]int, 1)
+	if f.loadTime() > 0 {
+		go func() { idleDone <- sims.idleWarm(ctx, w) }()
+	} else {
+		idleDone <- [3]int{}
+	}
 	out := driveSessions(ctx, f, urls, w)
+	idle := <-idleDone
 	if err := <-resetDone; err != nil {
 		return routingStats{}, err
 	}
@@ -622,6 +634,7 @@ func runRoutingOne(ctx context.Context, o options, f fleet, c routingContender, 
 		}
 	}
 	st := out
+	st.idleWarm, st.idleLasting, st.idleSamples = idle[0], idle[1], idle[2]
 	if c.policy == "" && f.loadTime() > 0 {
 		st.learned = learnedLoads(ctx, "http://"+addrOf(ports.port))
 	}
@@ -642,6 +655,92 @@ func runRoutingOne(ctx context.Context, o options, f fleet, c routingContender, 
 		st.logErrors += n
 	}
 	return st, nil
+}
+
+// idleSampleEvery is how often idleWarm reads the servers.
+const idleSampleEvery = 250 * time.Millisecond
+
+// idleWarm reads, every idleSampleEvery over w's measured window, each
+// server's resident models (/api/ps) and queue (/_sim/stats), and counts
+// the readings where a server holding a model runs nothing while another
+// holding it has requests waiting for a slot: the issue's "never a warm
+// endpoint idle while another warm one queues". It returns that count and
+// how many of them repeat the previous reading's pair, and the readings
+// taken. (The servers are read one after another, so a reading spans a
+// few milliseconds, and a request ending on one while the next arrives at
+// another can show as one reading: a pair that lasts two readings is no
+// such moment.)
+func (s *simSet) idleWarm(ctx context.Context, w window) [3]int {
+	if !sleepUntil(ctx, w.measureFrom) {
+		return [3]int{}
+	}
+	var bad, lasting, samples int
+	last := ""
+	t := time.NewTicker(idleSampleEvery)
+	defer t.Stop()
+	for time.Now().Before(w.stopAt) {
+		select {
+		case <-ctx.Done():
+			return [3]int{bad, lasting, samples}
+		case <-t.C:
+		}
+		servers := make([]idleReading, len(s.urls))
+		ok := true
+		for i, u := range s.urls {
+			var ps struct {
+				Models []struct {
+					Name string `json:"name"`
+				} `json:"models"`
+			}
+			var st struct {
+				Capacity *simCapacity `json:"capacity"`
+			}
+			if controlCall(ctx, http.MethodGet, u+"/api/ps", "", &ps) != nil ||
+				controlCall(ctx, http.MethodGet, u+"/_sim/stats", "", &st) != nil || st.Capacity == nil {
+				ok = false
+				break
+			}
+			for _, m := range ps.Models {
+				servers[i].models = append(servers[i].models, m.Name)
+			}
+			servers[i].running, servers[i].waiting = st.Capacity.Running, st.Capacity.Waiting
+		}
+		if !ok {
+			continue
+		}
+		samples++
+		now := idleWhileQueued(servers)
+		if now != "" {
+			bad++
+			if now == last {
+				lasting++
+			}
+		}
+		last = now
+	}
+	return [3]int{bad, lasting, samples}
+}
+
+// idleWhileQueued names the first pair of servers (idle one, queueing
+// one) that hold a model alike, or "".
+func idleWhileQueued(servers []idleReading) string {
+	for i, a := range servers {
+		if a.running > 0 || a.waiting > 0 {
+			continue
+		}
+		for j, b := range servers {
+			if i != j && b.waiting > 0 && slices.ContainsFunc(a.models, func(m string) bool { return slices.Contains(b.models, m) }) {
+				return fmt.Sprintf("%d>%d", i, j)
+			}
+		}
+	}
+	return ""
+}
+
+// idleReading is one server as idleWarm read it.
+type idleReading struct {
+	models           []string
+	running, waiting int64
 }
 
 // learnedLoads reads the load times an olla proxy learned (its
@@ -726,6 +825,7 @@ func startFleet(ctx context.Context, sup *supervisor, bin string, f fleet, addrs
 // simCapacity is the part of GET /_sim/stats the routing runs read.
 type simCapacity struct {
 	Running      int64 `json:"running"`
+	Waiting      int64 `json:"waiting"`
 	PeakRunning  int64 `json:"peak_running"`
 	Rejected     int64 `json:"rejected"`
 	Loads        int64 `json:"loads"`
@@ -1143,7 +1243,8 @@ func printRoutingProgress(w io.Writer, f fleet, c routingContender, st routingSt
 	}
 	learned := ""
 	if f.loadTime() > 0 {
-		learned = fmt.Sprintf(" %v, learned load %s (true %s)", st.loadSplit, learnedText(st), f.loadTime())
+		learned = fmt.Sprintf(" %v, learned load %s (true %s), warm idle while warm queued %d/%d (lasting %d)", st.loadSplit, learnedText(st), f.loadTime(),
+			st.idleWarm, st.idleSamples, st.idleLasting)
 	}
 	fmt.Fprintf(w, "loadtest: routing %-6s %-24s ok %d, shed %d/%d, failed %d, TTFT p50 %s p99 %s, prefix hit %.2f, loads %d%s, split %v\n",
 		f.key, c.name, st.ok, st.shed429, st.shed503, st.failed, st.ttftP50.Round(time.Millisecond), st.ttftP99.Round(time.Millisecond),
@@ -1163,8 +1264,9 @@ func printRoutingTable(w io.Writer, f fleet, cs []routingContender, res []routin
 	loads := f.loadTime() > 0
 	head, rule := "", ""
 	if loads {
-		fmt.Fprintf(w, "Learned load: the load times the proxy learned per endpoint and model (/internal/status/endpoints), lowest-highest (how many); the simulators take %s.\n\n", f.loadTime())
-		head, rule = " learned load |", "---:|"
+		fmt.Fprintf(w, "Learned load: the load times the proxy learned per endpoint and model (/internal/status/endpoints), lowest-highest (how many); the simulators take %s. Idle warm: readings of the servers every %s in which one holding a model ran nothing while another holding it queued, of all readings (in brackets those where the same pair did in the reading before).\n\n",
+			f.loadTime(), idleSampleEvery)
+		head, rule = " learned load | idle warm |", "---:|---:|"
 	}
 	fmt.Fprintln(w, "| contender | TTFT p50 | TTFT p99 | answered | success | shed 429/503 | failed | prefix hit | model loads |"+head+" backend 503s | requests per backend |")
 	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|"+rule+"---:|---|")
@@ -1180,7 +1282,7 @@ func printRoutingTable(w io.Writer, f fleet, cs []routingContender, res []routin
 		}
 		learned := ""
 		if loads {
-			learned = " " + learnedText(st) + " |"
+			learned = fmt.Sprintf(" %s | %d/%d (%d) |", learnedText(st), st.idleWarm, st.idleSamples, st.idleLasting)
 		}
 		fmt.Fprintf(w, "| %s | %s | %s | %d | %.1f %% | %d/%d | %d | %.3f | %d |%s %d | %s |\n", c.name,
 			fmtMS(st.ttftP50), fmtMS(st.ttftP99), st.total(), succ, st.shed429, st.shed503, st.failed, st.hitRatio(),
@@ -1289,9 +1391,16 @@ func printRoutingTargets(w io.Writer, fs []fleet, cs []routingContender, results
 				if f.key != "c" {
 					row("TTFT p99", p99, ms, 1.0, bestOther(cs, res, p99))
 				}
+
 			case "c-fast":
 				row("TTFT p50", p50, ms, 1.0, bestOther(cs, res, p50))
 				row("TTFT p99", p99, ms, 1.0, bestOther(cs, res, p99))
+			}
+			if f.goal == "c" || f.goal == "c-fast" {
+				fmt.Fprintf(w, "| %s | %s | readings with a warm server idle while another warm one queued | %d of %d (%d for two readings) | | | 0 | %s |\n",
+					f.key, c.name, st.idleWarm, st.idleSamples, st.idleLasting, yesNo(st.idleWarm == 0))
+			}
+			switch f.goal {
 			case "d":
 				row("TTFT p99", p99, ms, 0.7, bestOther(cs, res, p99))
 			case "e":

@@ -227,3 +227,23 @@ func TestCurrentRSS(t *testing.T) {
 		t.Fatalf("currentRSS = %d, %v", kib, err)
 	}
 }
+
+// TestIdleWhileQueued: a reading counts when a server holding a model runs
+// nothing while another holding it queues; not when the idle one holds
+// another model, nor when the one holding it is busy.
+func TestIdleWhileQueued(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		servers []idleReading
+		want    string
+	}{
+		{"idle warm beside a queue", []idleReading{{models: []string{"a"}, running: 4, waiting: 2}, {models: []string{"a"}}}, "1>0"},
+		{"idle with another model", []idleReading{{models: []string{"a"}, running: 4, waiting: 2}, {models: []string{"b"}}}, ""},
+		{"both busy", []idleReading{{models: []string{"a"}, running: 4, waiting: 2}, {models: []string{"a"}, running: 1}}, ""},
+		{"no queue", []idleReading{{models: []string{"a"}, running: 4}, {models: []string{"a"}}}, ""},
+	} {
+		if got := idleWhileQueued(tc.servers); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
