@@ -246,7 +246,7 @@ func (p *picker) recordTTFT() {
 	if p.cold { // before the sample joins the average it is measured against
 		p.current.ObserveLoad(p.modelAt(p.current), p.firstByteAt.Sub(p.attemptStart))
 	}
-	p.current.ObserveTTFT(p.modelAt(p.current), p.firstByteAt.Sub(p.attemptStart))
+	p.current.ObserveTTFTFrom(p.modelAt(p.current), p.attemptStart, p.firstByteAt.Sub(p.attemptStart))
 }
 
 // modelAt is the request's model as endpoint st names it.

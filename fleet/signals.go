@@ -301,20 +301,30 @@ func (st *Endpoint) capWith(s *Settings, sig *profiles.Signals, now time.Time) i
 // maxTTFTModels bounds the TTFT table of an endpoint with a short list.
 const maxTTFTModels = 64
 
-// observeTTFT records a time to first token for model, which the endpoint
-// must list: the table holds only listed models (plus a few spellings), so
-// clients naming random models cannot grow it.
+// ObserveTTFT records a time to first token d for model, which the
+// endpoint must list: the table holds only listed models (plus a few
+// spellings), so clients naming random models cannot grow it. The
+// request is taken to have started d ago; see ObserveTTFTFrom.
 func (st *Endpoint) ObserveTTFT(model string, d time.Duration) {
+	st.ObserveTTFTFrom(model, time.Now().Add(-d), d)
+}
+
+// ObserveTTFTFrom is ObserveTTFT for a request that started at started
+// (the sample may be recorded long after its first byte, at the answer's
+// end): whether it waited for our load of the model is judged on when it
+// started.
+func (st *Endpoint) ObserveTTFTFrom(model string, started time.Time, d time.Duration) {
 	if d <= 0 {
 		return
 	}
 	if e := st.modelEntry(model); e != nil {
 		// the speed average takes every sample (an Ollama's first answer
-		// after a load may be its only one until the next poll); the floor
-		// only a warm request's, not one that waited for our load
+		// after a load may be its only one until the next poll); the warm
+		// average and the floor only a warm request's, not one that
+		// waited for our load
 		now := time.Now()
 		e.avg.ObserveAt(d, now)
-		if !e.rode(now.Add(-d).UnixNano()) {
+		if !e.rode(started.UnixNano()) {
 			e.warm.ObserveAt(d, now)
 			e.lowerFloor(d)
 		}
@@ -463,7 +473,9 @@ func (st *Endpoint) ObserveLoad(model string, ttft time.Duration) {
 // loaded took here, from its start to the end of the backend's answer
 // (engines.Stream.BackendEnd, not the client's read of it): one round of
 // the endpoint's queue. A request that waited for one of our loads is not
-// a warm one and is left out.
+// a warm one and is left out; its start is taken as d before now, late by
+// the time since the backend's end (a rider that started just before the
+// load answered may count: it only makes waiting look dearer).
 func (st *Endpoint) ObserveService(model string, d time.Duration) {
 	if e := st.modelEntry(model); e != nil && d > 0 && !e.rode(time.Now().Add(-d).UnixNano()) {
 		blendInto(&e.service, min(d, maxLoadTime))

@@ -487,6 +487,12 @@ func TestRidersAreNotWarm(t *testing.T) {
 	if sig := read("m"); sig.LoadTime != 900*time.Millisecond {
 		t.Fatalf("load %v, want 0.9s beyond the 100ms floor", sig.LoadTime)
 	}
+	// a rider whose sample comes at its answer's end, long after its first
+	// byte (0.9 s after it started, with the load): judged on its start
+	st.ObserveTTFTFrom("m", start.Add(200*time.Millisecond), 900*time.Millisecond)
+	if sig := read("m"); sig.Queueing != 0 {
+		t.Fatalf("a rider recorded at its end counted as warm: queueing %v", sig.Queueing)
+	}
 	// the reading, taken before, still says cold: our load answered since
 	if sig := read("m"); sig.Warm != balancer.Warm {
 		t.Fatalf("loaded by us after the reading: warmth %v, want warm", sig.Warm)
