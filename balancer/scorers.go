@@ -330,7 +330,9 @@ func (CapacityFilter) Keep(_ *Request, c *Candidate, _ *Set) bool {
 //     ends it. Only one such load of a model at a time, on an idle cold
 //     candidate.
 //
-// Then the warm candidates are dropped and the cold ones kept; else the
+// Then the warm candidates are dropped and the idle cold ones kept (none
+// of ours running there: a load there would wait for those requests, or
+// evict the model under them); else the
 // cold ones stay out (a warm candidate the capacity filter dropped is kept
 // again: its queue is the cheaper wait). An endpoint where our own load of
 // the model is under way (Signals.LoadingSince) counts as warm, its wait
@@ -404,10 +406,15 @@ func waitOverLoad(cands []Candidate, kept []bool, tier int, anyTier bool) {
 		idle = idle || c.InFlight == 0
 	}
 	switch {
-	case minLoad > 0 && wait >= minLoad:
-		// waiting really costs more: the cold candidates whose load is
-		// cheaper than the wait, not the warm side
-		coldOnly(cands, kept, inScope, func(c *Candidate) bool { l := loadOf(c); return cold(c) && l > 0 && l <= wait })
+	case minLoad > 0 && wait >= minLoad && idle:
+		// waiting really costs more: the idle cold candidates whose load is
+		// cheaper than the wait, not the warm side (a cold one running
+		// our requests for another model would make the load wait for
+		// them, or evict the model under them)
+		coldOnly(cands, kept, inScope, func(c *Candidate) bool {
+			l := loadOf(c)
+			return cold(c) && c.InFlight == 0 && l > 0 && l <= wait
+		})
 	case !loading && idle && wait > 0 && queue >= 1:
 		// a queue that lasts: one more copy, on an idle cold candidate
 		coldOnly(cands, kept, inScope, func(c *Candidate) bool { return cold(c) && c.InFlight == 0 })

@@ -186,7 +186,8 @@ func ollamaLike(w Warmth, now time.Time) Signals {
 // there, 1.2 s a request: 4.5 requests waiting on average) gets a second
 // copy on an idle cold endpoint, even though this one request's wait
 // (0.9 s) is less than the 3 s load; without the queue (answers at their floor)
-// it does not; nor does a cold endpoint that is busy with another model.
+// it does not; nor does a cold endpoint that is busy with another model,
+// even where its load is cheaper than the wait.
 func TestLoadASecondCopyWhenTheQueueLasts(t *testing.T) {
 	p := prefixPipeline(t)
 	now := time.Now()
@@ -202,6 +203,8 @@ func TestLoadASecondCopyWhenTheQueueLasts(t *testing.T) {
 	if i, why := p.Schedule(Request{Model: "m"}, f); i != 0 {
 		t.Fatalf("six in flight but no queue in their answers: chose %d (%s), want warm", i, why.String())
 	}
+	// a cheap load (0.5 s) beside the 0.9 s wait: still not on a busy one
+	f.signals[1].LoadTime = 500 * time.Millisecond
 	f.signals[0].Queueing = 900 * time.Millisecond
 	f.hold(1, 1) // busy with another model: loading there would evict it
 	if i, why := p.Schedule(Request{Model: "m"}, f); i != 0 {
