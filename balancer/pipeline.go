@@ -287,8 +287,11 @@ func (p *Pipeline) schedule(in *Request, c Candidates, why *Reason) int {
 				if now.IsZero() {
 					now = time.Now()
 				}
-				if now.Sub(cand.TPOTAt) > TPOTMaxAge {
-					cand.TPOT = 0 // old news: unknown, so the box is measured again
+				if now.Sub(cand.TPOTAt) > TPOTMaxAge && !cand.measuringAfter(cand.TPOTAt, now.UnixNano()) {
+					// old news, and no request is out measuring it: unknown,
+					// so one request goes to measure the box again (while
+					// it is out the old figure stands: one, not a burst)
+					cand.TPOT = 0
 				} else if set.MinTPOT == 0 || cand.TPOT < set.MinTPOT {
 					set.MinTPOT = cand.TPOT
 				}

@@ -175,10 +175,12 @@ func speedScore(d, fastest time.Duration) float64 {
 	return 1 / (r * r)
 }
 
-// TPOTMaxAge is how long a stated time per output token counts after the
-// poll that brought it. A box judged slow gets no traffic of ours, so its
-// rate moves only with others' work; after this long it is unknown, one
-// conversation goes there again, and the next poll judges it afresh.
+// TPOTMaxAge is how long a time per output token counts after the poll
+// (or, measured by us, the stream) that brought it. A box judged slow gets
+// no traffic of ours, so its rate moves only with others' work; after this
+// long it is unknown and one request goes there again (while that one is
+// out the old figure stands, Signals.MeasuringSince), and the next poll or
+// its own stream judges it afresh.
 const TPOTMaxAge = time.Minute
 
 // slowPerToken is how much slower per output token than the fastest

@@ -179,9 +179,14 @@ type Candidate struct {
 // measuring reports whether a request for the model, started after the last
 // TTFT sample and less than EWMAMaxAge before now, will bring a new one. (A
 // request that failed brings none; after EWMAMaxAge another may measure.)
-func (c *Candidate) measuring(now int64) bool {
+func (c *Candidate) measuring(now int64) bool { return c.measuringAfter(c.TTFTAt, now) }
+
+// measuringAfter reports whether a request for the model started here
+// after a sample taken at sample, less than EWMAMaxAge before now: it is
+// measuring the endpoint again (see measuring).
+func (c *Candidate) measuringAfter(sample time.Time, now int64) bool {
 	since := c.MeasuringSince.UnixNano()
-	return !c.MeasuringSince.IsZero() && since >= c.TTFTAt.UnixNano() && !forgotten(since, now)
+	return !c.MeasuringSince.IsZero() && since >= sample.UnixNano() && !forgotten(since, now)
 }
 
 // Fresh reports whether the candidate's backend values may be used.

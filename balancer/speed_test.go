@@ -337,3 +337,27 @@ func TestSlowBoxLeftWithoutStatedSlots(t *testing.T) {
 		t.Fatal("a slow box of priority 100 was dropped for a fast one of priority 10")
 	}
 }
+
+// TestOldDecodeRateMeasuredByOne: a slow box's figure older than
+// TPOTMaxAge counts for nothing, so one request goes there to measure it
+// again; while that request is out (MeasuringSince after the figure) the
+// old figure stands, so the box gets that one request, not a burst.
+func TestOldDecodeRateMeasuredByOne(t *testing.T) {
+	p := mustPipeline(t, Config{Strategy: Adaptive})
+	f := newFleet("a", "b")
+	now := time.Now()
+	for i := range f.signals {
+		f.signals[i].TPOT, f.signals[i].TPOTAt, f.signals[i].SeenSlots = 25*time.Millisecond, now, 8
+	}
+	f.signals[1].TPOT, f.signals[1].TPOTAt = 75*time.Millisecond, now.Add(-2*TPOTMaxAge)
+	f.hold(0, 3)
+	if i, why := p.Schedule(Request{Model: "m"}, f); i != 1 {
+		t.Fatalf("an old figure, nobody measuring: chose %d (%s), want the idle box b, to measure it", i, why.String())
+	}
+	f.signals[1].MeasuringSince = now.Add(-time.Second)
+	for n := range 20 {
+		if i, why := p.Schedule(Request{Model: "m"}, f); i != 0 {
+			t.Fatalf("request %d while one measures b: chose %d (%s), want a", n, i, why.String())
+		}
+	}
+}
