@@ -493,6 +493,17 @@ func (st *Endpoint) StreamStarted() {
 	raiseTo(&st.sched.seenStreaming, min(st.sched.streaming.Add(1), maxLearnedSlots))
 }
 
+// seenSlots is the most requests the backend was seen running at once: by
+// its own running counts where it states them, else by our streams. Our
+// count runs a little past the backend's (an attempt ends when its copy
+// does), so where the backend's own word exists it alone counts.
+func (st *Endpoint) seenSlots() int64 {
+	if n := st.sched.seenRunning.Load(); n > 0 {
+		return n
+	}
+	return st.sched.seenStreaming.Load()
+}
+
 // StreamEnded ends what StreamStarted noted.
 func (st *Endpoint) StreamEnded() { st.sched.streaming.Add(-1) }
 
@@ -613,7 +624,7 @@ func (st *Endpoint) SchedSignals(model string, out *balancer.Signals) {
 	out.MaxConcurrency = st.capWith(s, sig, time.Time{})
 	loaded := st.ttftFor(model, out)
 	st.sched.decode.fill(out)
-	out.SeenSlots, out.SeenFull = max(st.sched.seenRunning.Load(), st.sched.seenStreaming.Load()), st.sched.seenFull.Load()
+	out.SeenSlots, out.SeenFull = st.seenSlots(), st.sched.seenFull.Load()
 	if sig == nil {
 		return // never read, or the last poll failed: every value unknown
 	}
@@ -702,7 +713,7 @@ func (st *Endpoint) learnedTimes() []LearnedTimes {
 func (st *Endpoint) signalStatus(now time.Time) SignalStatus {
 	s := st.settings.Load()
 	out := SignalStatus{Polling: "off", Polls: st.sched.polls.Load(), Failures: st.sched.failures.Load(), Cap: st.ConcurrencyCap(),
-		SeenRunning: max(st.sched.seenRunning.Load(), st.sched.seenStreaming.Load()), SeenFull: st.sched.seenFull.Load(),
+		SeenRunning: st.seenSlots(), SeenFull: st.sched.seenFull.Load(),
 		TPOTMs: float64(st.sched.decode.tpot.Load()) / 1e6, Learned: st.learnedTimes()}
 	if s.LoadInterval == 0 {
 		return out
