@@ -73,6 +73,9 @@ type decodeRate struct {
 	secs, tokens float64    // the totals at the last rate (or the first poll)
 	marked       bool
 	tpot, at     atomic.Int64 // nanoseconds per token, and Unix nanoseconds when set (0: none)
+	// states: the backend has stated decode totals; our own timing of its
+	// streams is then not used, even before its first rate
+	states atomic.Bool
 }
 
 // minDecodeTokens is how many tokens a rate is taken over: fewer say more
@@ -86,6 +89,7 @@ func (d *decodeRate) observe(sig *profiles.Signals) {
 	if sig == nil || !sig.DecodeKnown {
 		return
 	}
+	d.states.Store(true)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if !d.marked || sig.DecodeTokens < d.tokens || sig.DecodeSeconds < d.secs {
@@ -606,7 +610,9 @@ func (st *Endpoint) ttftFor(model string, out *balancer.Signals) (loaded int64) 
 			if ls := e.loadStart.Load(); ls != 0 {
 				out.LoadingSince = time.Unix(0, ls)
 			}
-			out.TPOT, out.TPOTAt = e.perToken.Sample() // a stated rate replaces it (decodeRate.fill)
+			if !st.sched.decode.states.Load() { // a backend that states its rate is judged on that alone
+				out.TPOT, out.TPOTAt = e.perToken.Sample()
+			}
 			if at := e.attempt.Load(); at != 0 {
 				out.MeasuringSince = time.Unix(0, at)
 			}
