@@ -124,10 +124,23 @@ func rendezvousKept(key uint64, cands []Candidate, kept []bool, loads []float64,
 			loads[i] = 0
 		}
 	}
+	// Slots only seen running at once are a lower bound, and the box seen
+	// running fewer is not known to have fewer: judged against its own
+	// bound it would look fuller, take fewer homes, be seen running fewer
+	// still. Such boxes are judged against the largest bound among them.
+	seen := 0.0
+	for i := range cands {
+		if c := &cands[i]; kept[i] && warmthRank(c) == warmest && loads[i] == 0 && !c.capacityProven() {
+			seen = max(seen, c.provenCapacity())
+		}
+	}
 	sum, n := 0.0, 0
 	for i := range cands {
-		if kept[i] && warmthRank(&cands[i]) == warmest && loads[i] == 0 {
-			loads[i] = cands[i].placedProven()
+		if c := &cands[i]; kept[i] && warmthRank(c) == warmest && loads[i] == 0 {
+			loads[i] = c.placedProven()
+			if !c.capacityProven() {
+				loads[i] = (c.Demand() + 1) / max(c.provenCapacity(), seen)
+			}
 			sum += loads[i]
 			n++
 		}

@@ -237,6 +237,12 @@ func (c *Candidate) provenCapacity() float64 {
 	return float64(max(c.SeenSlots, 1))
 }
 
+// capacityProven reports whether provenCapacity is the candidate's slot
+// count, not a lower bound on it: configured, stated, or seen queueing.
+func (c *Candidate) capacityProven() bool {
+	return c.MaxConcurrency > 0 || (c.SlotsKnown && c.Slots > 0 && c.Fresh()) || c.SeenFull
+}
+
 // Utilisation is demand over capacity: 0 idle, 1 full, above 1 queueing.
 func (c *Candidate) Utilisation() float64 {
 	return c.Demand() / c.Capacity()

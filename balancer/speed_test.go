@@ -146,6 +146,33 @@ func TestHomeTakesTheLessLoadedOfTwo(t *testing.T) {
 	}
 }
 
+// TestHomesSpreadOnUnprovenSlots (workload (e): equal vLLM-like servers
+// that state no slot count and have not queued): the slots each was seen
+// running at once are only lower bounds, and a server that happened to
+// be seen running fewer must not look fuller for it, or it loses the two
+// choices, gets fewer requests, is seen running fewer, and so on (the
+// harness's (e) split 78/71/52/63). Equally busy, each is home to about
+// a quarter of new conversations.
+func TestHomesSpreadOnUnprovenSlots(t *testing.T) {
+	p := prefixPipeline(t)
+	f := newFleet("a", "b", "c", "d")
+	for i := range f.signals {
+		f.signals[i] = Signals{QueueKnown: true, Running: 2, SeenSlots: 8, At: time.Now(), MaxAge: time.Hour}
+	}
+	f.signals[2].SeenSlots = 3
+	homes := make([]int, 4)
+	for k := range 400 {
+		r := Request{Model: "m", Prefix: PrefixInfo{Blocks: 20, Shared: 16, Anchor: HashKey(fmt.Sprint("conversation ", k))}}
+		i, _ := p.Schedule(r, f)
+		homes[i]++
+	}
+	for i, n := range homes {
+		if n < 60 {
+			t.Fatalf("homes %v: %s got %d of 400, want about 100 each", homes, f.names[i], n)
+		}
+	}
+}
+
 // TestColdOnlyWhenWaitingCostsMore (item 2): a cold endpoint is chosen only
 // when waiting on a warm one would cost more than its learned load: the
 // warm endpoint at its cap, half a round behind at 0.5 s a round, beats a
