@@ -339,25 +339,19 @@ func (p *Pipeline) schedule(in *Request, c Candidates, why *Reason) int {
 			}
 		}
 	}
+	// the stages below may drop or restore candidates: Len counts after them
 	if p.speed && set.MinTPOT > 0 {
 		leaveSlowBoxes(s.cands, s.kept, set)
-		kept = 0
-		for _, k := range s.kept {
-			if k {
-				kept++
-			}
-		}
 	}
 	if p.residency {
 		waitOverLoad(s.cands, s.kept, s.decision.tier, !p.prefix)
-		kept = 0
-		for _, k := range s.kept {
-			if k {
-				kept++
-			}
+	}
+	set.Len = 0
+	for _, k := range s.kept {
+		if k {
+			set.Len++
 		}
 	}
-	set.Len = kept
 
 	if placing {
 		if win := placeSession(r, s, p.loadBound); win >= 0 {
