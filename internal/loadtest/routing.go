@@ -242,8 +242,11 @@ func fleets() []fleet {
 	d.key, d.load, d.goal, d.noSession = "d", "~60 %", "d", true
 	d.title = "(d) 4 vLLM-like servers, one 3x slower (time to first token, prefill and decode), no prefix cache, no session id"
 	d.opts = append(repeat(vllmBase+";prefill="+fastPrefill.String(), 3), slow)
-	// service without a cache: 20 ms + ~1,600 tokens of prefill + decode
-	d.users = usersFor(0.6, 3*vllmSlots+vllmSlots/slowFactor, 1240*time.Millisecond, think)
+	// the fleet's slots (three fast servers and a third of one) and a
+	// request's service without a cache: 20 ms + ~1,600 tokens of prefill
+	// + decode
+	const dSlots, dService = 3*vllmSlots + vllmSlots/slowFactor, 1240 * time.Millisecond
+	d.users = usersFor(0.6, dSlots, dService, think)
 	// its p99 is a target: twice the window gives ~400 answers, not ~190
 	d.measure = 2
 	dsid := d
@@ -272,7 +275,7 @@ func fleets() []fleet {
 	dfull := d
 	dfull.key, dfull.load, dfull.goal = "d-100", "~100 %", ""
 	dfull.title = "(d) at ~100 % of the fleet's capacity (the fast servers alone would be at ~110 %)"
-	dfull.users = usersFor(1.0, 3*vllmSlots+vllmSlots/slowFactor, 1240*time.Millisecond, think)
+	dfull.users = usersFor(1.0, dSlots, dService, think)
 	dttfull := dfull
 	dttfull.key, dttfull.kind = "d-ttft-100", "lm-studio"
 	dttfull.title = "(d) on LM Studio-like servers at ~100 % of the fleet's capacity"
